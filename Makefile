@@ -1,0 +1,64 @@
+# Facet — the two commands a newcomer runs are `make demo` and `make test`; both set everything up.
+# Everything else is a convenience around CMake + ctest (see README.md).
+
+SHELL       := /bin/bash
+.SHELLFLAGS := -eo pipefail -c
+
+BUILD      ?= build
+BUILD_TYPE ?= Release
+JOBS       ?= $(shell nproc)
+CTEST_ARGS ?=
+ENV_FILE   := $(BUILD)/bootstrap.env
+# Read the bootstrap's results (venv, torch prefix) inside recipes.
+LOAD_ENV   := set -a && . ./$(ENV_FILE) && set +a
+
+.PHONY: all deps configure build test demo asan fuzz goldens bench clean help
+
+all: build
+
+help:
+	@echo "make demo     set up, build and run the main job"
+	@echo "make test     set up, build and run every test (ctest)"
+	@echo "make asan     the same tests under AddressSanitizer + UndefinedBehaviorSanitizer (build-asan/)"
+	@echo "make fuzz     run the safetensors fuzzer longer (FUZZ_SECONDS, default 300)"
+	@echo "make goldens  regenerate tests/fixtures with the reference Python libraries"
+	@echo "make bench    benchmarks against PyTorch (Python) on this machine"
+
+# Debian packages + the Python venv with the pinned torch wheel; writes $(ENV_FILE) only when it changes.
+deps:
+	@mkdir -p $(BUILD)
+	@tools/bootstrap.sh > $(ENV_FILE).new
+	@if cmp -s $(ENV_FILE).new $(ENV_FILE); then rm $(ENV_FILE).new; else mv $(ENV_FILE).new $(ENV_FILE); fi
+
+configure: deps
+	@if [ ! -f $(BUILD)/build.ninja ] || [ $(ENV_FILE) -nt $(BUILD)/build.ninja ]; then \
+	  $(LOAD_ENV) && cmake -S . -B $(BUILD) -G Ninja -DCMAKE_BUILD_TYPE=$(BUILD_TYPE) \
+	    -DCMAKE_PREFIX_PATH="$$FACET_TORCH_PREFIX" -DFACET_PYTHON="$$FACET_VENV/bin/python" $(CMAKE_ARGS) \
+	    | grep -v -e 'kineto' ; \
+	fi
+
+build: configure
+	cmake --build $(BUILD) -j $(JOBS)
+
+test: build
+	cd $(BUILD) && ctest --output-on-failure -j $(JOBS) $(CTEST_ARGS)
+
+demo: build
+	$(BUILD)/tools/cli/facet info
+	$(BUILD)/tools/cli/facet list
+
+asan:
+	$(MAKE) test BUILD=build-asan BUILD_TYPE=RelWithDebInfo CMAKE_ARGS=-DFACET_SANITIZE=ON
+
+FUZZ_SECONDS ?= 300
+fuzz: build
+	$(BUILD)/tests/fuzz/fuzz_safetensors_header -max_total_time=$(FUZZ_SECONDS) $(BUILD)/tests/fuzz/corpus
+
+goldens: deps
+	$(LOAD_ENV) && for script in tools/golden/*_golden.py; do "$$FACET_VENV/bin/python" "$$script" || exit 1; done
+
+bench: build
+	@echo "no benchmarks yet"
+
+clean:
+	rm -rf $(BUILD) build-asan

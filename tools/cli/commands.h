@@ -1,0 +1,12 @@
+// The `facet` command-line tool: each subcommand lives in its own file and adds itself to the app.
+#pragma once
+
+#include <CLI/CLI.hpp>
+
+namespace facet::cli {
+
+void add_info_command(CLI::App& app);
+void add_list_command(CLI::App& app);
+void add_inspect_command(CLI::App& app);
+
+}  // namespace facet::cli

@@ -8,5 +8,6 @@ namespace facet::cli {
 void add_info_command(CLI::App& app);
 void add_list_command(CLI::App& app);
 void add_inspect_command(CLI::App& app);
+void add_train_command(CLI::App& app);
 
 }  // namespace facet::cli

@@ -23,6 +23,7 @@ int main(int argc, char** argv) {
   facet::cli::add_info_command(app);
   facet::cli::add_list_command(app);
   facet::cli::add_inspect_command(app);
+  facet::cli::add_train_command(app);
 
   try {
     app.parse(argc, argv);

@@ -1,0 +1,46 @@
+#include "data/dataset.h"
+
+namespace facet::data {
+
+DatasetRegistry& dataset_registry() {
+  static DatasetRegistry registry("dataset", "datasets");
+  return registry;
+}
+
+Batch Batch::to(const torch::Device& device, bool non_blocking) const {
+  Batch out;
+  out.fields = fields.to(device, non_blocking);
+  for (const auto& [name, list] : ragged) {
+    auto& moved = out.ragged[name];
+    for (const auto& t : list) moved.push_back(t.to(device, non_blocking));
+  }
+  out.ids = ids;
+  out.indices = indices;
+  return out;
+}
+
+Batch collate(std::vector<Sample> samples, std::vector<int64_t> indices) {
+  Batch batch;
+  if (samples.empty()) fail("collate: empty batch");
+  for (const auto& name : samples.front().fields.keys()) {
+    std::vector<torch::Tensor> parts;
+    parts.reserve(samples.size());
+    for (auto& s : samples) {
+      if (!s.fields.contains(name)) fail("{}: sample has no field \"{}\" that {} has", s.id, name, samples[0].id);
+      const auto& t = s.fields.at(name);
+      if (!parts.empty() && t.sizes() != parts.front().sizes())
+        fail("{}: field \"{}\" has shape {} but {} has {}; make it ragged or resize it", s.id, name,
+             c10::str(t.sizes()), samples[0].id, c10::str(parts.front().sizes()));
+      parts.push_back(t);
+    }
+    batch.fields[name] = torch::stack(parts);
+  }
+  for (auto& s : samples) {
+    for (const auto& [name, t] : s.ragged) batch.ragged[name].push_back(t);
+    batch.ids.push_back(std::move(s.id));
+  }
+  batch.indices = torch::tensor(indices, torch::kInt64);
+  return batch;
+}
+
+}  // namespace facet::data

@@ -1,0 +1,51 @@
+// Dataset, Sample and Batch: what the loader moves. A dataset opens and validates its files when it
+// is built and names the bad file; `get` is called concurrently from the loader's worker threads.
+#pragma once
+
+#include "core/registry.h"
+#include "core/tensor_dict.h"
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+namespace facet::data {
+
+// One example. `fields` of equal shape across samples are stacked by `collate`; `ragged` fields
+// (boxes, landmarks of varying count) stay one tensor per sample.
+struct Sample {
+  TensorDict fields;
+  TensorDict ragged;
+  std::string id;  // file path or dataset-specific identifier, for error messages and predictions
+};
+
+struct Batch {
+  TensorDict fields;                                        // [B, ...] each
+  std::map<std::string, std::vector<torch::Tensor>> ragged;  // B tensors each
+  std::vector<std::string> ids;
+  torch::Tensor indices;  // int64 [B]: dataset indices, for per-sample feedback (curriculum)
+
+  int64_t size() const { return indices.defined() ? indices.size(0) : 0; }
+  Batch to(const torch::Device& device, bool non_blocking = false) const;
+};
+
+// Stacks fields; fails naming the sample ids when a field's shapes disagree.
+Batch collate(std::vector<Sample> samples, std::vector<int64_t> indices);
+
+class Dataset {
+ public:
+  virtual ~Dataset() = default;
+  virtual int64_t size() const = 0;
+  // `augment_seed` makes random augmentation a function of (seed, epoch, index) alone, so the data
+  // do not depend on the number of worker threads; evaluation datasets ignore it.
+  virtual Sample get(int64_t index, uint64_t augment_seed) const = 0;
+  // Class or field names, for logs and metric tables.
+  virtual std::vector<std::string> label_names() const { return {}; }
+};
+
+// Built from the `data` node of a config and the split name ("train", "val", "test").
+using DatasetRegistry = Registry<std::shared_ptr<Dataset>, const std::string&>;
+DatasetRegistry& dataset_registry();
+
+}  // namespace facet::data

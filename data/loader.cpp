@@ -1,0 +1,138 @@
+#include "data/loader.h"
+
+#include "core/log.h"
+
+namespace facet::data {
+
+Loader::Loader(std::shared_ptr<Dataset> dataset, std::shared_ptr<Sampler> sampler, LoaderOptions options)
+    : dataset_(std::move(dataset)), sampler_(std::move(sampler)), options_(options) {
+  if (options_.batch_size <= 0) fail("data.batch_size must be positive, got {}", options_.batch_size);
+  if (options_.world_size <= 0 || options_.batch_size % options_.world_size != 0)
+    fail("data.batch_size ({}) must be divisible by the number of ranks ({})", options_.batch_size,
+         options_.world_size);
+  if (options_.workers < 0) fail("data.workers must be >= 0, got {}", options_.workers);
+  options_.prefetch = std::max(options_.prefetch, 1);
+}
+
+Loader::~Loader() { stop_workers(); }
+
+int64_t Loader::batches_per_epoch() const {
+  const int64_t n = dataset_->size();
+  return options_.drop_last ? n / options_.batch_size : (n + options_.batch_size - 1) / options_.batch_size;
+}
+
+void Loader::stop_workers() {
+  {
+    std::lock_guard lock(mutex_);
+    stopping_ = true;
+  }
+  produced_.notify_all();
+  consumed_.notify_all();
+  for (auto& t : workers_) t.join();
+  workers_.clear();
+}
+
+void Loader::start_epoch(int64_t epoch, int64_t skip_batches) {
+  stop_workers();
+  epoch_ = epoch;
+  const std::vector<int64_t> order = sampler_->epoch_order(epoch);
+  const int64_t global = options_.batch_size, local = local_batch_size();
+  batches_.clear();
+  for (int64_t start = 0; start < static_cast<int64_t>(order.size()); start += global) {
+    const int64_t end = std::min<int64_t>(start + global, static_cast<int64_t>(order.size()));
+    if (end - start < global && options_.drop_last) break;
+    // Rank r takes the r-th contiguous slice of the global batch (a short last batch is split as
+    // evenly as possible; a rank may get an empty slice, which next() skips).
+    const int64_t size = end - start, share = (size + options_.world_size - 1) / options_.world_size;
+    const int64_t lo = std::min(size, options_.rank * (size == global ? local : share));
+    const int64_t hi = std::min(size, lo + (size == global ? local : share));
+    batches_.emplace_back(order.begin() + start + lo, order.begin() + start + hi);
+  }
+  std::lock_guard lock(mutex_);
+  next_to_claim_ = next_to_deliver_ = std::min<int64_t>(skip_batches, static_cast<int64_t>(batches_.size()));
+  ready_.clear();
+  error_ = nullptr;
+  stopping_ = false;
+  skipped_ = 0;
+  for (int i = 0; i < options_.workers; ++i) workers_.emplace_back([this] { worker_loop(); });
+}
+
+Batch Loader::load_batch(int64_t batch_index) {
+  const auto& indices = batches_[static_cast<size_t>(batch_index)];
+  std::vector<Sample> samples;
+  std::vector<int64_t> kept;
+  samples.reserve(indices.size());
+  for (int64_t index : indices) {
+    try {
+      samples.push_back(dataset_->get(index, mix_seed(options_.seed, static_cast<uint64_t>(epoch_),
+                                                      static_cast<uint64_t>(index))));
+      kept.push_back(index);
+    } catch (const Error& e) {
+      if (options_.on_error == OnError::fail) throw;
+      ++skipped_;
+      log::warn("skipping sample {} (data.on_error: skip): {}", index, e.what());
+    }
+  }
+  if (samples.empty()) return Batch{};
+  Batch batch = collate(std::move(samples), std::move(kept));
+  if (options_.pin_memory && torch::cuda::is_available())
+    for (auto& [name, t] : batch.fields) t = t.pin_memory();
+  return batch;
+}
+
+void Loader::worker_loop() {
+  while (true) {
+    int64_t index;
+    {
+      std::unique_lock lock(mutex_);
+      consumed_.wait(lock, [&] {
+        return stopping_ || next_to_claim_ >= static_cast<int64_t>(batches_.size()) ||
+               next_to_claim_ < next_to_deliver_ + options_.prefetch;
+      });
+      if (stopping_ || next_to_claim_ >= static_cast<int64_t>(batches_.size())) return;
+      index = next_to_claim_++;
+    }
+    try {
+      Batch batch = load_batch(index);
+      std::lock_guard lock(mutex_);
+      ready_.emplace(index, std::move(batch));
+    } catch (...) {
+      std::lock_guard lock(mutex_);
+      if (!error_) error_ = std::current_exception();
+    }
+    produced_.notify_all();
+  }
+}
+
+std::optional<Batch> Loader::next() {
+  while (true) {
+    std::unique_lock lock(mutex_);
+    if (next_to_deliver_ >= static_cast<int64_t>(batches_.size())) {
+      if (skipped_ > 0) log::warn("epoch {}: {} sample(s) skipped because they failed to load", epoch_, skipped_.load());
+      return std::nullopt;
+    }
+    const int64_t index = next_to_deliver_;
+    if (options_.workers == 0) {  // load on the calling thread
+      lock.unlock();
+      Batch batch = load_batch(index);
+      lock.lock();
+      ++next_to_deliver_;
+      ++next_to_claim_;
+      if (batch.size() == 0) continue;
+      return batch;
+    }
+    produced_.wait(lock, [&] { return error_ || ready_.count(index); });
+    if (auto it = ready_.find(index); it != ready_.end()) {
+      Batch batch = std::move(it->second);
+      ready_.erase(it);
+      ++next_to_deliver_;
+      lock.unlock();
+      consumed_.notify_all();
+      if (batch.size() == 0) continue;
+      return batch;
+    }
+    std::rethrow_exception(error_);
+  }
+}
+
+}  // namespace facet::data

@@ -1,0 +1,77 @@
+// The Loader: worker threads (no GIL) read and augment samples, collate them into batches and hand
+// them over in order through a bounded prefetch window. Each epoch's order comes from a Sampler;
+// in a distributed run each rank takes a disjoint slice of every global batch, so N ranks with
+// local batch B/N see exactly the samples one rank with batch B would.
+#pragma once
+
+#include "data/dataset.h"
+#include "data/sampler.h"
+
+#include <condition_variable>
+#include <deque>
+#include <exception>
+#include <map>
+#include <mutex>
+#include <optional>
+#include <thread>
+
+namespace facet::data {
+
+enum class OnError { fail, skip };
+
+struct LoaderOptions {
+  int64_t batch_size = 1;   // global batch, over all ranks
+  int workers = 2;
+  int prefetch = 4;         // batches ready or in flight ahead of the consumer
+  bool drop_last = true;
+  int rank = 0;
+  int world_size = 1;
+  bool pin_memory = false;  // page-locked batches for non-blocking host-to-GPU copies
+  OnError on_error = OnError::fail;
+  uint64_t seed = 0;
+};
+
+class Loader {
+ public:
+  Loader(std::shared_ptr<Dataset> dataset, std::shared_ptr<Sampler> sampler, LoaderOptions options);
+  ~Loader();
+  Loader(const Loader&) = delete;
+  Loader& operator=(const Loader&) = delete;
+
+  // Begins `epoch`, skipping its first `skip_batches` (exact resume mid-epoch).
+  void start_epoch(int64_t epoch, int64_t skip_batches = 0);
+  // The next batch of this rank, or nullopt at the end of the epoch. Rethrows a worker's error.
+  std::optional<Batch> next();
+
+  int64_t batches_per_epoch() const;
+  int64_t local_batch_size() const { return options_.batch_size / options_.world_size; }
+  // Samples skipped under on_error = skip in the current epoch (reported at its end).
+  int64_t skipped() const { return skipped_; }
+  const Dataset& dataset() const { return *dataset_; }
+  Sampler& sampler() { return *sampler_; }
+
+ private:
+  void stop_workers();
+  void worker_loop();
+  Batch load_batch(int64_t batch_index);
+
+  std::shared_ptr<Dataset> dataset_;
+  std::shared_ptr<Sampler> sampler_;
+  LoaderOptions options_;
+
+  // Per-epoch plan, written before workers start.
+  int64_t epoch_ = 0;
+  std::vector<std::vector<int64_t>> batches_;  // this rank's indices per batch
+
+  std::mutex mutex_;
+  std::condition_variable produced_, consumed_;
+  int64_t next_to_claim_ = 0;     // next batch index a worker may take
+  int64_t next_to_deliver_ = 0;   // next batch index the consumer expects
+  std::map<int64_t, Batch> ready_;
+  std::exception_ptr error_;
+  bool stopping_ = false;
+  std::atomic<int64_t> skipped_{0};
+  std::vector<std::thread> workers_;
+};
+
+}  // namespace facet::data

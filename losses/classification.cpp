@@ -1,0 +1,38 @@
+// Classification losses: cross-entropy with label smoothing.
+#include "losses/loss.h"
+
+namespace facet::losses {
+namespace {
+
+class CrossEntropy : public Loss {
+ public:
+  explicit CrossEntropy(const Config& c)
+      : logits_(c.get<std::string>("logits", "logits")),
+        target_(c.get<std::string>("target", "label")),
+        smoothing_(c.get<double>("label_smoothing", 0.0)) {
+    if (smoothing_ < 0 || smoothing_ >= 1)
+      fail("{}: {}.label_smoothing: expected a value in [0, 1), got {}", c.where("label_smoothing"), c.prefix(), smoothing_);
+  }
+
+  LossResult operator()(const TensorDict& outputs, const data::Batch& batch) override {
+    const auto logits = outputs.at(logits_).to(torch::kFloat);
+    const auto per_sample = torch::nn::functional::cross_entropy(
+        logits, batch.fields.at(target_),
+        torch::nn::functional::CrossEntropyFuncOptions().reduction(torch::kNone).label_smoothing(smoothing_));
+    LossResult r;
+    r.total = per_sample.mean();
+    r.parts["ce"] = r.total.detach();
+    r.per_sample = per_sample.detach();
+    return r;
+  }
+
+ private:
+  std::string logits_, target_;
+  double smoothing_;
+};
+
+FACET_REGISTER(loss_registry(), "cross_entropy", "Softmax cross-entropy with optional label smoothing",
+               [](const Config& c) { return std::make_shared<CrossEntropy>(c); });
+
+}  // namespace
+}  // namespace facet::losses

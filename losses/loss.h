@@ -1,0 +1,27 @@
+// Loss: compares a model's outputs with a batch. It returns the scalar to minimise, its named parts
+// (logged separately and named in non-finite diagnoses) and, when it can, the per-sample losses
+// that curriculum samplers feed on.
+#pragma once
+
+#include "core/registry.h"
+#include "core/tensor_dict.h"
+#include "data/dataset.h"
+
+namespace facet::losses {
+
+struct LossResult {
+  torch::Tensor total;        // scalar
+  TensorDict parts;           // scalar each, e.g. {"bce": ..., "dice": ...}
+  torch::Tensor per_sample;   // [B], or undefined
+};
+
+class Loss {
+ public:
+  virtual ~Loss() = default;
+  virtual LossResult operator()(const TensorDict& outputs, const data::Batch& batch) = 0;
+};
+
+using LossRegistry = Registry<std::shared_ptr<Loss>>;
+LossRegistry& loss_registry();
+
+}  // namespace facet::losses

@@ -1,0 +1,45 @@
+// Classification metrics from a confusion matrix: accuracy and macro-F1.
+#include "metrics/metric.h"
+
+namespace facet::metrics {
+namespace {
+
+class Classification : public Metric {
+ public:
+  explicit Classification(const Config& c)
+      : logits_(c.get<std::string>("logits", "logits")),
+        target_(c.get<std::string>("target", "label")),
+        classes_(c.get<int64_t>("num_classes")) {
+    reset();
+  }
+
+  void update(const TensorDict& outputs, const data::Batch& batch) override {
+    const auto predicted = outputs.at(logits_).argmax(1).to(torch::kCPU);
+    const auto truth = batch.fields.at(target_).to(torch::kCPU);
+    confusion_ += torch::bincount(truth * classes_ + predicted, {}, classes_ * classes_)
+                      .view({classes_, classes_})
+                      .to(torch::kDouble);
+  }
+
+  std::map<std::string, double> compute() const override {
+    const double total = confusion_.sum().item<double>();
+    const auto tp = confusion_.diag();
+    const auto f1 = 2 * tp / (confusion_.sum(0) + confusion_.sum(1)).clamp_min(1e-12);
+    return {{"accuracy", total > 0 ? tp.sum().item<double>() / total : 0.0}, {"macro_f1", f1.mean().item<double>()}};
+  }
+
+  void reset() override { confusion_ = torch::zeros({classes_, classes_}, torch::kDouble); }
+  torch::Tensor state() const override { return confusion_.flatten(); }
+  void load_state(const torch::Tensor& summed) override { confusion_ = summed.view({classes_, classes_}).clone(); }
+
+ private:
+  std::string logits_, target_;
+  int64_t classes_;
+  torch::Tensor confusion_;  // [truth, predicted]
+};
+
+FACET_REGISTER(metric_registry(), "classification", "Accuracy and macro-F1 over argmax predictions",
+               [](const Config& c) { return std::make_shared<Classification>(c); });
+
+}  // namespace
+}  // namespace facet::metrics

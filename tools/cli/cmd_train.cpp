@@ -1,0 +1,74 @@
+// `facet train CONFIG [key=value ...]` and `facet train --resume RUN_DIR [key=value ...]`.
+#include "core/config.h"
+#include "core/log.h"
+#include "tools/cli/commands.h"
+#include "train/trainer.h"
+
+#include <fmt/chrono.h>
+
+#include <chrono>
+#include <cstdlib>
+
+namespace facet::cli {
+namespace fs = std::filesystem;
+
+namespace {
+
+struct TrainArgs {
+  std::string config;
+  std::string resume;
+  std::string run_dir;
+  std::vector<std::string> overrides;
+};
+
+fs::path default_run_dir(const Config& config, const fs::path& config_file) {
+  const std::string experiment = config.get<std::string>("experiment", config_file.stem().string());
+  // Ranks started together by `facet launch` share one stamp, so they agree on the directory.
+  const char* stamp = std::getenv("FACET_RUN_STAMP");
+  const std::string when = stamp && *stamp ? std::string(stamp)
+                                            : fmt::format("{:%Y%m%d-%H%M%S}", fmt::localtime(std::time(nullptr)));
+  return fs::path("runs") / experiment / when;
+}
+
+int run_train(const TrainArgs& args) {
+  fs::path run_dir;
+  Config config;
+  const bool resume = !args.resume.empty();
+  if (resume) {
+    run_dir = args.resume;
+    if (!fs::exists(run_dir / "config.yaml"))
+      fail("{}: not a run directory (no config.yaml); expected the directory `facet train` printed", run_dir.string());
+    config = Config::load(run_dir / "config.yaml", args.overrides);
+  } else {
+    if (args.config.empty()) fail("facet train: give a CONFIG file or --resume RUN_DIR");
+    config = Config::load(args.config, args.overrides);
+    run_dir = args.run_dir.empty() ? default_run_dir(config, args.config) : fs::path(args.run_dir);
+  }
+  train::Trainer trainer(std::move(config), run_dir, resume);
+  const train::RunResult result = trainer.fit();
+  if (result.interrupted) return 128 + train::stop_signal();
+  if (!result.last_eval.empty()) {
+    log::info("final evaluation at step {}:", result.step);
+    for (const auto& [name, value] : result.last_eval) log::info("  {:<24} {:.4f}", name, value);
+  }
+  log::info("run directory: {}  (log.txt, metrics.csv, config.yaml, checkpoints/)", run_dir.string());
+  log::info("view the curves: tensorboard --logdir {}", run_dir.parent_path().string());
+  return 0;
+}
+
+}  // namespace
+
+void add_train_command(CLI::App& app) {
+  auto args = std::make_shared<TrainArgs>();
+  auto* cmd = app.add_subcommand("train", "Train a model from a YAML experiment config");
+  cmd->add_option("config", args->config, "Experiment config (YAML)");
+  cmd->add_option("overrides", args->overrides, "Dotted overrides, e.g. train.lr=1e-4 data.folds=[1,2]");
+  cmd->add_option("--resume", args->resume, "Continue the run in RUN_DIR from its last checkpoint");
+  cmd->add_option("--run-dir", args->run_dir, "Where to write the run (default runs/<experiment>/<time>)");
+  cmd->callback([args] {
+    const int code = run_train(*args);
+    if (code != 0) throw CLI::RuntimeError(code);
+  });
+}
+
+}  // namespace facet::cli

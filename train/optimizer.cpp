@@ -1,0 +1,170 @@
+#include "train/optimizer.h"
+
+#include "core/log.h"
+
+namespace facet::train {
+
+OptimizerRegistry& optimizer_registry() {
+  static OptimizerRegistry registry("optimiser", "optimisers");
+  return registry;
+}
+
+bool glob_match(std::string_view pattern, std::string_view name) {
+  // Iterative wildcard match with backtracking to the last '*'.
+  size_t p = 0, n = 0, star = std::string_view::npos, mark = 0;
+  while (n < name.size()) {
+    if (p < pattern.size() && pattern[p] == '*') {
+      star = p++;
+      mark = n;
+    } else if (p < pattern.size() && pattern[p] == name[n]) {
+      ++p;
+      ++n;
+    } else if (star != std::string_view::npos) {
+      p = star + 1;
+      n = ++mark;
+    } else {
+      return false;
+    }
+  }
+  while (p < pattern.size() && pattern[p] == '*') ++p;
+  return p == pattern.size();
+}
+
+std::vector<GroupSpec> make_param_groups(const Config& optim, torch::nn::Module& model) {
+  const double lr = optim.get<double>("lr");
+  const double weight_decay = optim.get<double>("weight_decay", 0.0);
+  const auto freeze = optim.get<std::vector<std::string>>("freeze", {});
+  const auto no_decay = optim.get<std::vector<std::string>>("no_decay", {});
+
+  struct Rule {
+    std::string match;
+    double lr_mult;
+    std::optional<double> weight_decay;
+  };
+  std::vector<Rule> rules;
+  if (optim.has("groups")) {
+    const Config groups = optim.at("groups");
+    for (size_t i = 0; i < groups.size(); ++i) {
+      const Config g = groups.at(i);
+      rules.push_back({g.get<std::string>("match"), g.get<double>("lr_mult", 1.0),
+                       g.has("weight_decay") ? std::optional(g.get<double>("weight_decay")) : std::nullopt});
+    }
+  }
+
+  const auto named = model.named_parameters(/*recurse=*/true);
+  std::vector<size_t> rule_hits(rules.size(), 0), freeze_hits(freeze.size(), 0);
+  // Groups keyed by (rule index or -1, decays?) in first-seen order, so the layout is deterministic.
+  std::vector<GroupSpec> groups;
+  std::map<std::pair<int, bool>, size_t> group_of;
+  int64_t frozen = 0;
+  for (const auto& item : named) {
+    const std::string& name = item.key();
+    torch::Tensor p = item.value();
+    bool is_frozen = false;
+    for (size_t f = 0; f < freeze.size(); ++f)
+      if (glob_match(freeze[f], name)) {
+        ++freeze_hits[f];
+        is_frozen = true;
+      }
+    if (is_frozen) {
+      p.set_requires_grad(false);
+      frozen += p.numel();
+      continue;
+    }
+    if (!p.requires_grad()) continue;
+    int rule = -1;
+    for (size_t r = 0; r < rules.size() && rule < 0; ++r)
+      if (glob_match(rules[r].match, name)) rule = static_cast<int>(r);
+    if (rule >= 0) ++rule_hits[static_cast<size_t>(rule)];
+    bool decays = p.dim() > 1;
+    for (const auto& pattern : no_decay)
+      if (glob_match(pattern, name)) decays = false;
+    const auto key = std::make_pair(rule, decays);
+    if (!group_of.count(key)) {
+      group_of[key] = groups.size();
+      GroupSpec g;
+      g.label = (rule >= 0 ? rules[static_cast<size_t>(rule)].match : std::string("default")) +
+                (decays ? " (decay)" : " (no decay)");
+      g.lr = lr * (rule >= 0 ? rules[static_cast<size_t>(rule)].lr_mult : 1.0);
+      const double wd = rule >= 0 ? rules[static_cast<size_t>(rule)].weight_decay.value_or(weight_decay) : weight_decay;
+      g.weight_decay = decays ? wd : 0.0;
+      groups.push_back(std::move(g));
+    }
+    groups[group_of[key]].params.push_back(p);
+  }
+  for (size_t r = 0; r < rules.size(); ++r)
+    if (rule_hits[r] == 0)
+      fail("{}: {}.groups[{}].match: \"{}\" matches no trainable parameter", optim.where("groups"), optim.prefix(), r,
+           rules[r].match);
+  for (size_t f = 0; f < freeze.size(); ++f)
+    if (freeze_hits[f] == 0)
+      fail("{}: {}.freeze: \"{}\" matches no parameter", optim.where("freeze"), optim.prefix(), freeze[f]);
+  if (groups.empty()) fail("{}: {}: the model has no trainable parameter left", optim.where(), optim.prefix());
+  for (const auto& g : groups) {
+    int64_t n = 0;
+    for (const auto& p : g.params) n += p.numel();
+    log::debug("param group {}: {} tensors, {} parameters, lr {:g}, weight decay {:g}", g.label, g.params.size(), n,
+               g.lr, g.weight_decay);
+  }
+  if (frozen) log::info("frozen parameters: {}", frozen);
+  return groups;
+}
+
+std::vector<double> base_learning_rates(const std::vector<GroupSpec>& groups) {
+  std::vector<double> out;
+  for (const auto& g : groups) out.push_back(g.lr);
+  return out;
+}
+
+std::unique_ptr<torch::optim::Optimizer> build_optimizer(const Config& optim, torch::nn::Module& model) {
+  return optimizer_registry().create(optim, make_param_groups(optim, model));
+}
+
+namespace {
+
+// Every group gets complete options (torch versions differ in how partial options are merged).
+template <class Options, class Optimizer>
+std::unique_ptr<torch::optim::Optimizer> make(const std::vector<GroupSpec>& specs, const Options& defaults) {
+  std::vector<torch::optim::OptimizerParamGroup> groups;
+  for (const auto& s : specs) {
+    auto options = std::make_unique<Options>(defaults);
+    options->lr(s.lr);
+    options->weight_decay(s.weight_decay);
+    groups.emplace_back(s.params, std::move(options));
+  }
+  return std::make_unique<Optimizer>(std::move(groups), defaults);
+}
+
+std::tuple<double, double> betas(const Config& c) {
+  const auto b = c.get<std::vector<double>>("betas", {0.9, 0.999});
+  if (b.size() != 2) fail("{}: {}.betas: expected two numbers, got {}", c.where("betas"), c.prefix(), b.size());
+  return {b[0], b[1]};
+}
+
+FACET_REGISTER(optimizer_registry(), "sgd", "SGD with momentum and optional Nesterov (momentum, nesterov, dampening)",
+               [](const Config& c, const std::vector<GroupSpec>& groups) {
+                 auto o = torch::optim::SGDOptions(c.get<double>("lr"))
+                              .momentum(c.get<double>("momentum", 0.0))
+                              .nesterov(c.get<bool>("nesterov", false))
+                              .dampening(c.get<double>("dampening", 0.0));
+                 return make<torch::optim::SGDOptions, torch::optim::SGD>(groups, o);
+               });
+FACET_REGISTER(optimizer_registry(), "adam", "Adam with L2 weight decay (betas, eps, amsgrad)",
+               [](const Config& c, const std::vector<GroupSpec>& groups) {
+                 auto o = torch::optim::AdamOptions(c.get<double>("lr"))
+                              .betas(betas(c))
+                              .eps(c.get<double>("eps", 1e-8))
+                              .amsgrad(c.get<bool>("amsgrad", false));
+                 return make<torch::optim::AdamOptions, torch::optim::Adam>(groups, o);
+               });
+FACET_REGISTER(optimizer_registry(), "adamw", "AdamW, decoupled weight decay (betas, eps, amsgrad)",
+               [](const Config& c, const std::vector<GroupSpec>& groups) {
+                 auto o = torch::optim::AdamWOptions(c.get<double>("lr"))
+                              .betas(betas(c))
+                              .eps(c.get<double>("eps", 1e-8))
+                              .amsgrad(c.get<bool>("amsgrad", false));
+                 return make<torch::optim::AdamWOptions, torch::optim::AdamW>(groups, o);
+               });
+
+}  // namespace
+}  // namespace facet::train

@@ -1,0 +1,488 @@
+#include "train/trainer.h"
+
+#include "core/log.h"
+#include "core/safetensors.h"
+#include "core/tensorboard.h"
+#include "train/amp.h"
+#include "train/optimizer.h"
+#include "train/progress.h"
+
+#include <csignal>
+#include <cmath>
+
+namespace facet::train {
+namespace fs = std::filesystem;
+
+// ---------------------------------------------------------------------------------------------
+// Stop signals: the handler only records the signal; the training loop checkpoints and returns.
+namespace {
+std::atomic<int> g_stop_signal{0};
+extern "C" void on_stop_signal(int signal) { g_stop_signal.store(signal); }
+}  // namespace
+
+void install_stop_signal_handlers() {
+  struct sigaction action {};
+  action.sa_handler = on_stop_signal;
+  sigemptyset(&action.sa_mask);
+  sigaction(SIGINT, &action, nullptr);
+  sigaction(SIGTERM, &action, nullptr);
+}
+
+int stop_signal() { return g_stop_signal.load(); }
+
+// ---------------------------------------------------------------------------------------------
+TrainOptions TrainOptions::from(const Config& t) {
+  TrainOptions o;
+  o.max_steps = t.get<int64_t>("max_steps", 0);
+  o.max_epochs = t.get<int64_t>("max_epochs", 0);
+  if (o.max_steps <= 0 && o.max_epochs <= 0)
+    fail("{}: {}: set max_steps or max_epochs to a positive number", t.where(), t.prefix().empty() ? "train" : t.prefix());
+  o.grad_accum = t.get<int64_t>("grad_accum", 1);
+  if (o.grad_accum < 1) fail("{}: {}.grad_accum: expected >= 1, got {}", t.where("grad_accum"), t.prefix(), o.grad_accum);
+  o.clip_norm = t.get<double>("clip_norm", 0.0);
+  o.amp = t.get<std::string>("amp", "none");
+  parse_amp(o.amp);
+  o.ema_decay = t.get<double>("ema_decay", 0.0);
+  o.eval_every = t.get<int64_t>("eval_every", 0);
+  o.checkpoint_every = t.get<int64_t>("checkpoint_every", 0);
+  o.keep_last = t.get<int>("keep_last", 2);
+  o.best_metric = t.get<std::string>("best_metric", "");
+  o.best_mode = t.get<std::string>("best_mode", "max");
+  if (o.best_mode != "max" && o.best_mode != "min")
+    fail("{}: {}.best_mode: expected max or min, got \"{}\"", t.where("best_mode"), t.prefix(), o.best_mode);
+  o.log_every = t.get<int64_t>("log_every", 10);
+  o.non_finite = t.get<std::string>("non_finite", "skip");
+  if (o.non_finite != "skip" && o.non_finite != "stop")
+    fail("{}: {}.non_finite: expected skip or stop, got \"{}\"", t.where("non_finite"), t.prefix(), o.non_finite);
+  o.device = t.get<std::string>("device", "auto");
+  o.dist_timeout_s = t.get<double>("dist_timeout_s", 300.0);
+  o.threads = t.get<int>("threads", 0);
+  return o;
+}
+
+namespace {
+
+torch::Device choose_device(const std::string& name, int local_rank) {
+  if (name == "cpu") return torch::kCPU;
+  if (name == "auto") return torch::cuda::is_available() ? torch::Device(torch::kCUDA, local_rank) : torch::kCPU;
+  if (name == "cuda") {
+    if (!torch::cuda::is_available()) fail("train.device: cuda requested but no CUDA device is usable");
+    return torch::Device(torch::kCUDA, local_rank);
+  }
+  try {
+    return torch::Device(name);
+  } catch (const c10::Error&) {
+    fail("train.device: expected auto, cpu, cuda or cuda:N, got \"{}\"", name);
+  }
+}
+
+std::map<std::string, torch::Tensor> module_state(torch::nn::Module& module) {
+  std::map<std::string, torch::Tensor> out;
+  for (const auto& p : module.named_parameters()) out[p.key()] = p.value().detach();
+  for (const auto& b : module.named_buffers()) out[b.key()] = b.value().detach();
+  return out;
+}
+
+torch::Tensor generator_state(const at::Generator& generator) {
+  std::lock_guard lock(generator.mutex());
+  return generator.get_state();
+}
+
+void set_generator_state(at::Generator generator, const torch::Tensor& state) {
+  std::lock_guard lock(generator.mutex());
+  generator.set_state(state);
+}
+
+}  // namespace
+
+// ---------------------------------------------------------------------------------------------
+Trainer::Trainer(Config config, fs::path run_dir, bool resume)
+    : config_(std::move(config)), run_dir_(std::move(run_dir)) {
+  options_ = TrainOptions::from(config_.at("train"));
+  env_ = DistributedEnv::from_environment();
+  log::set_rank(env_.rank, env_.world_size);
+  device_ = choose_device(options_.device, env_.local_rank);
+  if (options_.threads > 0) torch::set_num_threads(options_.threads);
+  seed_ = static_cast<uint64_t>(config_.get<int64_t>("seed", 0));
+  const bool leader = env_.rank == 0;
+
+  if (leader) {
+    fs::create_directories(run_dir_);
+    log::open_file(run_dir_ / "log.txt");
+    if (!resume) config_.save(run_dir_ / "config.yaml");
+  }
+  log::info("run directory {}", run_dir_.string());
+  if (env_.enabled()) {
+    group_ = ProcessGroup::create(env_, device_,
+                                  std::chrono::milliseconds(static_cast<int64_t>(options_.dist_timeout_s * 1000)));
+    log::info("distributed: rank {} of {}, device {}", env_.rank, env_.world_size, device_.str());
+  }
+  torch::manual_seed(seed_);
+
+  // Data.
+  const Config data = config_.at("data");
+  train_set_ = data::dataset_registry().create(data, data.get<std::string>("train_split", "train"));
+  std::shared_ptr<data::Sampler> sampler =
+      data.has("sampler") ? data::sampler_registry().create(data.at("sampler"), train_set_->size(), seed_)
+                          : std::make_shared<data::RandomSampler>(train_set_->size(), seed_);
+  data::LoaderOptions lo;
+  lo.batch_size = data.get<int64_t>("batch_size");
+  lo.workers = data.get<int>("workers", 2);
+  lo.prefetch = data.get<int>("prefetch", 4);
+  lo.drop_last = true;
+  lo.rank = env_.rank;
+  lo.world_size = env_.world_size;
+  lo.pin_memory = device_.is_cuda();
+  lo.on_error = data.get<std::string>("on_error", "fail") == "skip" ? data::OnError::skip : data::OnError::fail;
+  lo.seed = seed_;
+  loader_ = std::make_unique<data::Loader>(train_set_, sampler, lo);
+  if (loader_->batches_per_epoch() < options_.grad_accum)
+    fail("{}: data.batch_size: the train split has {} samples, fewer than one optimiser step needs",
+         data.where("batch_size"), train_set_->size());
+
+  // Model, loss, metrics.
+  model_ = models::model_registry().create(config_.at("model"));
+  model_->to(device_);
+  loss_ = losses::loss_registry().create(config_.at("loss"));
+  if (config_.has("metrics")) {
+    const Config list = config_.at("metrics");
+    for (size_t i = 0; i < list.size(); ++i) metrics_.push_back(metrics::metric_registry().create(list.at(i)));
+  }
+
+  // Optimiser and schedule.
+  auto groups = make_param_groups(config_.at("optim"), *model_);
+  base_lrs_ = base_learning_rates(groups);
+  for (const auto& g : groups) params_.insert(params_.end(), g.params.begin(), g.params.end());
+  optimizer_ = optimizer_registry().create(config_.at("optim"), groups);
+  total_steps_ = options_.max_steps > 0 ? options_.max_steps
+                                        : options_.max_epochs * (loader_->batches_per_epoch() / options_.grad_accum);
+  schedule_ = config_.has("schedule") ? schedule_registry().create(config_.at("schedule"), total_steps_)
+                                      : schedule_registry().create(Config::parse("name: constant"), total_steps_);
+  if (options_.amp == "fp16") scaler_ = std::make_unique<GradScaler>(device_);
+
+  // Evaluation data are built now so that every config key is read before the unused-key check.
+  eval_split_ = data.get<std::string>("eval_split", "val");
+  if (!metrics_.empty()) eval_set_ = data::dataset_registry().create(data, eval_split_);
+  eval_workers_ = lo.workers;
+  config_.check_unused();
+
+  checkpoints_ = std::make_unique<CheckpointDir>(run_dir_ / "checkpoints", options_.keep_last);
+  if (resume) {
+    const auto last = checkpoints_->resolve("last");
+    if (!last) fail("{}: nothing to resume, no checkpoints/last", run_dir_.string());
+    restore(*last);
+  } else if (group_) {
+    group_->broadcast_module(*model_);
+  }
+  if (options_.ema_decay > 0 && ema_.empty())
+    for (auto& [name, t] : module_state(*model_)) ema_[name] = t.clone();
+
+  if (leader) {
+    events_ = std::make_unique<tensorboard::EventWriter>(run_dir_);
+    metrics_csv_ = std::fopen((run_dir_ / "metrics.csv").c_str(), "a");
+    if (!metrics_csv_) fail("{}: cannot open for appending", (run_dir_ / "metrics.csv").string());
+    if (std::ftell(metrics_csv_) == 0) std::fputs("step,epoch,name,value\n", metrics_csv_);
+  }
+  int64_t n_params = 0, n_trainable = 0;
+  for (const auto& p : model_->parameters()) {
+    n_params += p.numel();
+    if (p.requires_grad()) n_trainable += p.numel();
+  }
+  log::info("model {}: {} parameters ({} trainable); {} train samples, {} steps of global batch {}",
+            config_.get<std::string>("model.name"), n_params, n_trainable, train_set_->size(), total_steps_,
+            lo.batch_size * options_.grad_accum);
+}
+
+Trainer::~Trainer() {
+  if (metrics_csv_) std::fclose(metrics_csv_);
+  log::close_file();
+}
+
+// ---------------------------------------------------------------------------------------------
+RunResult Trainer::fit() {
+  install_stop_signal_handlers();
+  Progress progress(total_steps_, options_.log_every, env_.rank == 0);
+  const int64_t per_step_samples = loader_->local_batch_size() * env_.world_size * options_.grad_accum;
+  RunResult result;
+  bool saved_at_step = false;
+  while (step_ < total_steps_) {
+    loader_->start_epoch(epoch_, batch_in_epoch_);
+    std::vector<data::Batch> micro;
+    bool epoch_done = false;
+    while (step_ < total_steps_) {
+      auto batch = loader_->next();
+      if (!batch) {
+        epoch_done = true;
+        break;
+      }
+      micro.push_back(batch->to(device_, /*non_blocking=*/device_.is_cuda()));
+      ++batch_in_epoch_;
+      if (static_cast<int64_t>(micro.size()) < options_.grad_accum) continue;
+      const StepOutcome outcome = train_step(micro);
+      micro.clear();
+      ++step_;
+      saved_at_step = false;
+      const double lr = optimizer_->param_groups()[0].options().get_lr();
+      progress.update(step_, epoch_, outcome.loss, lr, per_step_samples);
+      if (env_.rank == 0 && (step_ % options_.log_every == 0 || step_ == total_steps_)) {
+        std::map<std::string, double> scalars = outcome.parts;
+        scalars["loss"] = outcome.loss;
+        scalars["lr"] = lr;
+        log_scalars("train", scalars);
+      }
+      const bool eval_due = options_.eval_every > 0 && step_ % options_.eval_every == 0;
+      bool is_best = false;
+      if (eval_due && eval_set_) {
+        progress.break_line();
+        is_best = improves_with(evaluate(eval_split_));
+      }
+      const bool checkpoint_due = options_.checkpoint_every > 0 ? step_ % options_.checkpoint_every == 0 : eval_due;
+      if (checkpoint_due || is_best) {
+        save_checkpoint(is_best);
+        saved_at_step = true;
+      }
+      const bool stop = group_ ? group_->any_rank(stop_signal() != 0) : stop_signal() != 0;
+      if (stop) {
+        progress.break_line();
+        if (!saved_at_step) save_checkpoint(false);
+        log::warn("stopped by signal at step {}; resume with: facet train --resume {}", step_, run_dir_.string());
+        result.step = step_;
+        result.interrupted = true;
+        return result;
+      }
+    }
+    if (epoch_done) {
+      ++epoch_;
+      batch_in_epoch_ = 0;
+      if (options_.eval_every == 0 && step_ < total_steps_) {
+        progress.break_line();
+        bool is_best = eval_set_ ? improves_with(evaluate(eval_split_)) : false;
+        save_checkpoint(is_best);
+        saved_at_step = true;
+      }
+    }
+  }
+  progress.break_line();
+  bool is_best = false;
+  if (eval_set_ && !(options_.eval_every > 0 && step_ % options_.eval_every == 0)) is_best = improves_with(evaluate(eval_split_));
+  if (!saved_at_step || is_best) save_checkpoint(is_best);
+  if (skipped_steps_) log::warn("{} step(s) were skipped because of non-finite values", skipped_steps_);
+  if (events_) events_->flush();
+  result.step = step_;
+  result.last_eval = last_eval_;
+  return result;
+}
+
+Trainer::StepOutcome Trainer::train_step(std::vector<data::Batch>& micro_batches) {
+  model_->train();
+  StepOutcome outcome;
+  const auto amp = parse_amp(options_.amp);
+  bool local_non_finite = false;
+  std::string bad_parts;
+  for (auto& batch : micro_batches) {
+    losses::LossResult r;
+    {
+      AutocastGuard autocast(device_, amp);
+      const TensorDict outputs = model_->forward(batch);
+      r = (*loss_)(outputs, batch);
+    }
+    torch::Tensor scaled = r.total.to(torch::kFloat) / static_cast<double>(options_.grad_accum);
+    if (scaler_) scaled = scaler_->scale(scaled);
+    scaled.backward();
+    const double value = r.total.item<double>();
+    if (!std::isfinite(value)) {
+      local_non_finite = true;
+      for (const auto& [name, part] : r.parts)
+        if (!std::isfinite(part.item<double>())) bad_parts += (bad_parts.empty() ? "" : ", ") + name;
+    }
+    outcome.loss += value / static_cast<double>(micro_batches.size());
+    for (const auto& [name, part] : r.parts)
+      outcome.parts[name] += part.item<double>() / static_cast<double>(micro_batches.size());
+  }
+  if (group_) {
+    group_->allreduce_gradients(params_);
+    outcome.loss = group_->allreduce_mean(outcome.loss);
+  }
+  bool overflow = false;
+  if (scaler_) overflow = scaler_->unscale_and_check(params_);
+  // Gradients are identical on every rank after the all-reduce, so the norm is too; the loss is
+  // not, so its verdict is reduced (every rank must take the same branch).
+  std::vector<torch::Tensor> grads;
+  for (const auto& p : params_)
+    if (p.grad().defined()) grads.push_back(p.grad());
+  const double norm = grads.empty() ? 0.0
+                      : options_.clip_norm > 0 ? torch::nn::utils::clip_grad_norm_(params_, options_.clip_norm)
+                                               : torch::stack(torch::_foreach_norm(grads)).norm().item<double>();
+  bool non_finite = local_non_finite || (!std::isfinite(norm) && !overflow);
+  if (group_) non_finite = group_->any_rank(non_finite);
+  if (scaler_) scaler_->update(overflow);
+  if (non_finite || overflow) {
+    if (non_finite && options_.non_finite == "stop") {
+      std::vector<std::string> bad;
+      for (const auto& item : model_->named_parameters())
+        if (item.value().grad().defined() && !torch::isfinite(item.value().grad()).all().item<bool>())
+          bad.push_back(item.key());
+      fail("step {}: non-finite {} (loss parts: {}); parameters with non-finite gradients: {}. "
+           "Lower train.lr, enable train.clip_norm, or set train.non_finite: skip",
+           step_ + 1, local_non_finite ? "loss" : "gradient norm", bad_parts.empty() ? "-" : bad_parts,
+           bad.empty() ? "none" : join(bad));
+    }
+    if (non_finite) {
+      ++skipped_steps_;
+      log::warn("step {}: non-finite {} — step skipped (train.non_finite: skip)", step_ + 1,
+                local_non_finite ? fmt::format("loss ({})", bad_parts.empty() ? "total" : bad_parts) : "gradients");
+    }
+    optimizer_->zero_grad();
+    return outcome;
+  }
+  apply_learning_rates(*optimizer_, base_lrs_, *schedule_, step_);
+  optimizer_->step();
+  optimizer_->zero_grad();
+  if (!ema_.empty()) ema_update();
+  outcome.applied = true;
+  return outcome;
+}
+
+// ---------------------------------------------------------------------------------------------
+std::map<std::string, double> Trainer::evaluate(const std::string& split) {
+  if (!eval_set_) fail("evaluation needs `metrics` in the config");
+  torch::NoGradGuard no_grad;
+  model_->eval();
+  if (!ema_.empty()) swap_ema();
+  for (auto& m : metrics_) m->reset();
+  data::LoaderOptions lo;
+  lo.batch_size = loader_->local_batch_size() * env_.world_size;
+  lo.workers = eval_workers_;
+  lo.drop_last = false;
+  lo.rank = env_.rank;
+  lo.world_size = env_.world_size;
+  data::Loader loader(eval_set_, std::make_shared<data::SequentialSampler>(eval_set_->size()), lo);
+  loader.start_epoch(0);
+  const auto amp = parse_amp(options_.amp);
+  while (auto batch = loader.next()) {
+    const data::Batch b = batch->to(device_);
+    AutocastGuard autocast(device_, amp);
+    const TensorDict outputs = model_->forward(b);
+    for (auto& m : metrics_) m->update(outputs, b);
+  }
+  std::map<std::string, double> results;
+  for (auto& m : metrics_) {
+    if (group_) {
+      torch::Tensor state = m->state().to(torch::kDouble).contiguous();
+      group_->allreduce_sum_(state);
+      m->load_state(state);
+    }
+    for (const auto& [name, value] : m->compute()) results[split + "/" + name] = value;
+  }
+  if (!ema_.empty()) swap_ema();
+  model_->train();
+  last_eval_ = results;
+  if (env_.rank == 0) {
+    std::string line;
+    for (const auto& [name, value] : results) line += fmt::format("  {} {:.4f}", name, value);
+    log::info("eval at step {}:{}", step_, line);
+    std::map<std::string, double> plain;
+    for (const auto& [name, value] : results) plain[name.substr(split.size() + 1)] = value;
+    log_scalars(split, plain);
+  }
+  return results;
+}
+
+bool Trainer::improves_with(const std::map<std::string, double>& results) {
+  if (options_.best_metric.empty()) return false;
+  auto it = results.find(options_.best_metric);
+  if (it == results.end()) {
+    std::vector<std::string> names;
+    for (const auto& [name, value] : results) names.push_back(name);
+    fail("train.best_metric: \"{}\" is not among the evaluation results ({})", options_.best_metric, join(names));
+  }
+  const double v = it->second;
+  const bool better = !best_ || (options_.best_mode == "max" ? v > *best_ : v < *best_);
+  if (better) best_ = v;
+  return better;
+}
+
+void Trainer::log_scalars(const std::string& prefix, const std::map<std::string, double>& values) {
+  for (const auto& [name, value] : values) {
+    const std::string tag = prefix + "/" + name;
+    if (events_) events_->add_scalar(tag, value, step_);
+    if (metrics_csv_) std::fprintf(metrics_csv_, "%lld,%lld,%s,%.9g\n", static_cast<long long>(step_),
+                                   static_cast<long long>(epoch_), tag.c_str(), value);
+  }
+  if (metrics_csv_) std::fflush(metrics_csv_);
+}
+
+void Trainer::ema_update() {
+  torch::NoGradGuard no_grad;
+  const double d = options_.ema_decay;
+  for (auto& [name, t] : module_state(*model_)) {
+    auto& e = ema_.at(name);
+    if (t.is_floating_point()) e.mul_(d).add_(t, 1.0 - d);
+    else e.copy_(t);
+  }
+}
+
+void Trainer::swap_ema() {
+  torch::NoGradGuard no_grad;
+  for (auto& [name, t] : module_state(*model_)) {
+    torch::Tensor tmp = t.clone();
+    t.copy_(ema_.at(name));
+    ema_.at(name).copy_(tmp);
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+void Trainer::save_checkpoint(bool is_best) {
+  if (env_.rank != 0) return;
+  CheckpointContents c;
+  for (auto& [name, t] : module_state(*model_)) c.model[name] = t.cpu();
+  for (auto& [name, t] : ema_) c.ema[name] = t.cpu();
+  c.extra["rng.cpu"] = generator_state(at::detail::getDefaultCPUGenerator());
+  if (device_.is_cuda())
+    for (int i = 0; i < static_cast<int>(torch::cuda::device_count()); ++i)
+      c.extra[fmt::format("rng.cuda{}", i)] =
+          generator_state(at::globalContext().defaultGenerator(torch::Device(torch::kCUDA, i)));
+  if (scaler_) {
+    c.extra["scaler.scale"] = scaler_->scale_tensor().cpu();
+    c.extra["scaler.growth"] = scaler_->growth_tracker().cpu();
+  }
+  c.state = {{"step", step_},
+             {"epoch", epoch_},
+             {"batch_in_epoch", batch_in_epoch_},
+             {"skipped_steps", skipped_steps_},
+             {"sampler", loader_->sampler().state()},
+             {"model", config_.at("model").dump()},
+             {"world_size", env_.world_size}};
+  if (best_) c.state["best"] = *best_;
+  const fs::path where = checkpoints_->save(step_, c, *optimizer_, is_best);
+  if (events_) events_->flush();
+  log::info("checkpoint {}{}", where.string(), is_best ? " (best)" : "");
+}
+
+void Trainer::restore(const fs::path& checkpoint) {
+  CheckpointContents c = CheckpointDir::load(checkpoint, optimizer_.get());
+  const std::string saved_model = c.state.value("model", "");
+  if (!saved_model.empty() && saved_model != config_.at("model").dump())
+    fail("{}: was written with a different `model` config than {}; resume with the run's own config",
+         checkpoint.string(), (run_dir_ / "config.yaml").string());
+  safetensors::load_into(*model_, c.model, {}, /*strict=*/true, (checkpoint / "model.safetensors").string());
+  for (auto& [name, t] : c.ema) ema_[name] = t.to(device_);
+  set_generator_state(at::detail::getDefaultCPUGenerator(), c.extra.at("rng.cpu"));
+  if (device_.is_cuda())
+    for (int i = 0; i < static_cast<int>(torch::cuda::device_count()); ++i)
+      if (auto it = c.extra.find(fmt::format("rng.cuda{}", i)); it != c.extra.end())
+        set_generator_state(at::globalContext().defaultGenerator(torch::Device(torch::kCUDA, i)), it->second);
+  if (scaler_ && c.extra.count("scaler.scale")) {
+    scaler_->scale_tensor().copy_(c.extra.at("scaler.scale"));
+    scaler_->growth_tracker().copy_(c.extra.at("scaler.growth"));
+  }
+  step_ = c.state.at("step").get<int64_t>();
+  epoch_ = c.state.at("epoch").get<int64_t>();
+  batch_in_epoch_ = c.state.at("batch_in_epoch").get<int64_t>();
+  skipped_steps_ = c.state.value("skipped_steps", int64_t{0});
+  if (c.state.contains("best")) best_ = c.state.at("best").get<double>();
+  loader_->sampler().load_state(c.state.value("sampler", nlohmann::json::object()));
+  log::info("resumed from {} at step {} (epoch {}, batch {})", checkpoint.string(), step_, epoch_, batch_in_epoch_);
+}
+
+}  // namespace facet::train

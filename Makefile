@@ -58,7 +58,7 @@ goldens: deps
 	$(LOAD_ENV) && for script in tools/golden/*_golden.py; do "$$FACET_VENV/bin/python" "$$script" || exit 1; done
 
 bench: build
-	@echo "no benchmarks yet"
+	$(LOAD_ENV) && bench/run.sh $(BUILD) "$$FACET_VENV/bin/python"
 
 clean:
 	rm -rf $(BUILD) build-asan

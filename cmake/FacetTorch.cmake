@@ -33,6 +33,9 @@ endif()
 add_library(facet_torch INTERFACE)
 add_library(facet::torch ALIAS facet_torch)
 target_link_libraries(facet_torch INTERFACE ${TORCH_LIBRARIES})
+# The wheel ships fmt 12 headers in torch/include, which shadow Debian's fmt 9. Use them, header-only,
+# so that headers and code agree and Debian's libfmt is never linked.
+target_compile_definitions(facet_torch INTERFACE FMT_HEADER_ONLY)
 if(FACET_WITH_CUDA)
   # Keep libtorch_cuda in the link even though no symbol of ours references it; otherwise
   # --as-needed drops it and torch::cuda::is_available() is false at run time.

@@ -5,6 +5,7 @@
 #include <fmt/chrono.h>
 
 #include <chrono>
+#include <ctime>
 #include <cstdio>
 #include <cstdlib>
 #include <mutex>
@@ -97,9 +98,11 @@ void write(Level level, std::string_view message) {
   const auto now = std::chrono::system_clock::now();
   const auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(now.time_since_epoch()).count() % 1000;
   const std::string rank = s.world_size > 1 ? fmt::format(" [rank {}]", s.rank) : std::string();
-  const std::string line = fmt::format("{:%Y-%m-%d %H:%M:%S}.{:03d} {}{} {}\n",
-                                       fmt::localtime(std::chrono::system_clock::to_time_t(now)), ms,
-                                       letter(level), rank, message);
+  const std::time_t seconds = std::chrono::system_clock::to_time_t(now);
+  std::tm local{};
+  localtime_r(&seconds, &local);
+  const std::string line =
+      fmt::format("{:%Y-%m-%d %H:%M:%S}.{:03d} {}{} {}\n", local, ms, letter(level), rank, message);
   std::lock_guard lock(s.mutex);
   std::fputs(line.c_str(), stderr);
   if (s.file) {

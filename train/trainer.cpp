@@ -93,25 +93,49 @@ void set_generator_state(at::Generator generator, const torch::Tensor& state) {
   generator.set_state(state);
 }
 
+// One CSV row per sample: id, then every output's values (flattened), headed by name[index].
+void write_prediction_rows(std::FILE* rows, bool& header, const TensorDict& outputs, const data::Batch& batch) {
+  std::vector<std::pair<std::string, torch::Tensor>> flat;
+  for (const auto& [name, t] : outputs)
+    if (t.defined() && t.dim() >= 1 && t.size(0) == batch.size())
+      flat.emplace_back(name, t.detach().to(torch::kCPU, torch::kDouble).reshape({batch.size(), -1}).contiguous());
+  if (!header) {
+    std::string line = "id";
+    for (const auto& [name, t] : flat)
+      for (int64_t j = 0; j < t.size(1); ++j) line += fmt::format(",{}[{}]", name, j);
+    std::fprintf(rows, "%s\n", line.c_str());
+    header = true;
+  }
+  for (int64_t i = 0; i < batch.size(); ++i) {
+    std::string line = "\"" + batch.ids[static_cast<size_t>(i)] + "\"";
+    for (const auto& [name, t] : flat) {
+      const double* v = t.data_ptr<double>() + i * t.size(1);
+      for (int64_t j = 0; j < t.size(1); ++j) line += fmt::format(",{:.6g}", v[j]);
+    }
+    std::fprintf(rows, "%s\n", line.c_str());
+  }
+}
+
 }  // namespace
 
 // ---------------------------------------------------------------------------------------------
-Trainer::Trainer(Config config, fs::path run_dir, bool resume)
-    : config_(std::move(config)), run_dir_(std::move(run_dir)) {
+Trainer::Trainer(Config config, fs::path run_dir, Mode mode)
+    : config_(std::move(config)), run_dir_(std::move(run_dir)), mode_(mode) {
+  const bool resume = mode == Mode::resume;
   options_ = TrainOptions::from(config_.at("train"));
   env_ = DistributedEnv::from_environment();
   log::set_rank(env_.rank, env_.world_size);
   device_ = choose_device(options_.device, env_.local_rank);
   if (options_.threads > 0) torch::set_num_threads(options_.threads);
   seed_ = static_cast<uint64_t>(config_.get<int64_t>("seed", 0));
-  const bool leader = env_.rank == 0;
+  const bool leader = env_.rank == 0 && mode != Mode::evaluate;
 
   if (leader) {
     fs::create_directories(run_dir_);
     log::open_file(run_dir_ / "log.txt");
     if (!resume) config_.save(run_dir_ / "config.yaml");
   }
-  log::info("run directory {}", run_dir_.string());
+  if (mode != Mode::evaluate) log::info("run directory {}", run_dir_.string());
   if (env_.enabled()) {
     group_ = ProcessGroup::create(env_, device_,
                                   std::chrono::milliseconds(static_cast<int64_t>(options_.dist_timeout_s * 1000)));
@@ -171,7 +195,7 @@ Trainer::Trainer(Config config, fs::path run_dir, bool resume)
     const auto last = checkpoints_->resolve("last");
     if (!last) fail("{}: nothing to resume, no checkpoints/last", run_dir_.string());
     restore(*last);
-  } else if (group_) {
+  } else if (group_ && mode == Mode::train) {
     group_->broadcast_module(*model_);
   }
   if (options_.ema_decay > 0 && ema_.empty())
@@ -195,7 +219,7 @@ Trainer::Trainer(Config config, fs::path run_dir, bool resume)
 
 Trainer::~Trainer() {
   if (metrics_csv_) std::fclose(metrics_csv_);
-  log::close_file();
+  if (mode_ != Mode::evaluate) log::close_file();
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -344,8 +368,16 @@ Trainer::StepOutcome Trainer::train_step(std::vector<data::Batch>& micro_batches
 }
 
 // ---------------------------------------------------------------------------------------------
-std::map<std::string, double> Trainer::evaluate(const std::string& split) {
+std::map<std::string, double> Trainer::evaluate(const std::string& split, const fs::path& predictions) {
   if (!eval_set_) fail("evaluation needs `metrics` in the config");
+  const auto dataset = split == eval_split_ ? eval_set_ : data::dataset_registry().create(config_.at("data"), split);
+  std::FILE* rows = nullptr;
+  if (!predictions.empty() && env_.rank == 0) {
+    fs::create_directories(predictions.parent_path());
+    rows = std::fopen(predictions.c_str(), "w");
+    if (!rows) fail("{}: cannot write predictions", predictions.string());
+  }
+  bool header = false;
   torch::NoGradGuard no_grad;
   model_->eval();
   if (!ema_.empty()) swap_ema();
@@ -356,7 +388,7 @@ std::map<std::string, double> Trainer::evaluate(const std::string& split) {
   lo.drop_last = false;
   lo.rank = env_.rank;
   lo.world_size = env_.world_size;
-  data::Loader loader(eval_set_, std::make_shared<data::SequentialSampler>(eval_set_->size()), lo);
+  data::Loader loader(dataset, std::make_shared<data::SequentialSampler>(dataset->size()), lo);
   loader.start_epoch(0);
   const auto amp = parse_amp(options_.amp);
   while (auto batch = loader.next()) {
@@ -364,7 +396,9 @@ std::map<std::string, double> Trainer::evaluate(const std::string& split) {
     AutocastGuard autocast(device_, amp);
     const TensorDict outputs = model_->forward(b);
     for (auto& m : metrics_) m->update(outputs, b);
+    if (rows) write_prediction_rows(rows, header, outputs, b);
   }
+  if (rows) std::fclose(rows);
   std::map<std::string, double> results;
   for (auto& m : metrics_) {
     if (group_) {
@@ -386,6 +420,17 @@ std::map<std::string, double> Trainer::evaluate(const std::string& split) {
     log_scalars(split, plain);
   }
   return results;
+}
+
+void Trainer::load_weights(const fs::path& checkpoint) {
+  const fs::path model_file = checkpoint / "model.safetensors";
+  if (!fs::exists(model_file)) fail("{}: not a checkpoint directory (no model.safetensors)", checkpoint.string());
+  safetensors::load_into(*model_, safetensors::load(model_file), {}, /*strict=*/true, model_file.string());
+  if (options_.ema_decay > 0 && fs::exists(checkpoint / "ema.safetensors"))
+    for (auto& [name, t] : safetensors::load(checkpoint / "ema.safetensors")) ema_[name] = t.to(device_);
+  else
+    ema_.clear();
+  log::info("weights from {}{}", checkpoint.string(), ema_.empty() ? "" : " (evaluating the EMA weights)");
 }
 
 bool Trainer::improves_with(const std::map<std::string, double>& results) {

@@ -54,16 +54,24 @@ struct RunResult {
   std::map<std::string, double> last_eval;
 };
 
+enum class Mode {
+  train,     // a new run in run_dir
+  resume,    // continue run_dir from checkpoints/last (the model config must match the saved one)
+  evaluate,  // no training state, no run files: load weights with load_weights(), then evaluate()
+};
+
 class Trainer {
  public:
-  // `run_dir` holds config.yaml, log.txt, metrics.csv, events, checkpoints/. With `resume`, the
-  // state of run_dir/checkpoints/last is restored (and the config must match the saved one).
-  Trainer(Config config, std::filesystem::path run_dir, bool resume);
+  // `run_dir` holds config.yaml, log.txt, metrics.csv, events, checkpoints/.
+  Trainer(Config config, std::filesystem::path run_dir, Mode mode);
   ~Trainer();
 
   RunResult fit();
-  // Evaluates on `split` with the current (or EMA) weights; merged over ranks.
-  std::map<std::string, double> evaluate(const std::string& split);
+  // Evaluates on `split` with the current (or EMA) weights, merged over ranks. With a path, rank 0
+  // also writes one CSV row per sample: its id and every output value.
+  std::map<std::string, double> evaluate(const std::string& split, const std::filesystem::path& predictions = {});
+  // Model (and EMA) weights of a checkpoint directory, for evaluation.
+  void load_weights(const std::filesystem::path& checkpoint);
 
   models::Model& model() { return *model_; }
   int64_t step() const { return step_; }
@@ -104,6 +112,7 @@ class Trainer {
   std::unique_ptr<GradScaler> scaler_;  // fp16 only
   std::shared_ptr<data::Dataset> eval_set_;
   std::string eval_split_;
+  Mode mode_;
   int eval_workers_ = 2;
 
   std::unique_ptr<CheckpointDir> checkpoints_;

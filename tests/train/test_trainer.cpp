@@ -81,7 +81,7 @@ bool wait_for_step(const fs::path& run, pid_t pid, int64_t step) {
 
 TEST(Trainer, LearnsTheSyntheticShapesFarAboveChance) {
   const fs::path run = fresh_dir("learns");
-  Trainer trainer(small_experiment({"train.max_steps=150", "train.eval_every=150"}), run, false);
+  Trainer trainer(small_experiment({"train.max_steps=150", "train.eval_every=150"}), run, Mode::train);
   const RunResult result = trainer.fit();
   EXPECT_EQ(result.step, 150);
   EXPECT_GT(result.last_eval.at("val/accuracy"), 0.8) << "chance is 0.25";
@@ -100,7 +100,7 @@ TEST(Trainer, OverfitsOneBatch) {
                                     "train.max_steps=120", "loss.label_smoothing=0.0", "optim.lr=0.01",
                                     "optim.weight_decay=0.0", "schedule.name=constant", "schedule.warmup_steps=0",
                                     "train.eval_every=0", "data.eval_size=16"}),
-                  run, false);
+                  run, Mode::train);
   trainer.fit();
   const std::string csv = read_file(run / "metrics.csv");
   // The last logged training loss must be near zero.
@@ -158,7 +158,7 @@ TEST(Trainer, NonFiniteLossIsSkippedOrStopsWithADiagnosis) {
   {
     auto overrides = blow_up;
     overrides.push_back("train.non_finite=stop");
-    Trainer trainer(small_experiment(overrides), fresh_dir("nan_stop"), false);
+    Trainer trainer(small_experiment(overrides), fresh_dir("nan_stop"), Mode::train);
     try {
       trainer.fit();
       FAIL() << "expected a non-finite diagnosis";
@@ -168,20 +168,20 @@ TEST(Trainer, NonFiniteLossIsSkippedOrStopsWithADiagnosis) {
     }
   }
   {
-    Trainer trainer(small_experiment(blow_up), fresh_dir("nan_skip"), false);
+    Trainer trainer(small_experiment(blow_up), fresh_dir("nan_skip"), Mode::train);
     EXPECT_NO_THROW(trainer.fit());
   }
 }
 
 TEST(Trainer, ConfigErrorsNameTheKey) {
   try {
-    Trainer t(small_experiment({"model.name=simple_cnm"}), fresh_dir("bad_model"), false);
+    Trainer t(small_experiment({"model.name=simple_cnm"}), fresh_dir("bad_model"), Mode::train);
     FAIL();
   } catch (const Error& e) {
     EXPECT_THAT(e.what(), HasSubstr("model.name: unknown model \"simple_cnm\" (did you mean \"simple_cnn\"?)"));
   }
   try {
-    Trainer t(small_experiment({"train.max_step=10"}), fresh_dir("typo"), false);
+    Trainer t(small_experiment({"train.max_step=10"}), fresh_dir("typo"), Mode::train);
     FAIL();
   } catch (const Error& e) {
     EXPECT_THAT(e.what(), HasSubstr("train.max_step"));
@@ -192,11 +192,11 @@ TEST(Trainer, ConfigErrorsNameTheKey) {
 TEST(Trainer, ResumeRejectsACheckpointOfAnotherModel) {
   const fs::path run = fresh_dir("other_model");
   {
-    Trainer t(small_experiment({"train.max_steps=2", "train.eval_every=0"}), run, false);
+    Trainer t(small_experiment({"train.max_steps=2", "train.eval_every=0"}), run, Mode::train);
     t.fit();
   }
   try {
-    Trainer t(small_experiment({"train.max_steps=4", "model.widths=[8,16]"}), run, true);
+    Trainer t(small_experiment({"train.max_steps=4", "model.widths=[8,16]"}), run, Mode::resume);
     FAIL();
   } catch (const Error& e) {
     EXPECT_THAT(e.what(), HasSubstr("different `model` config"));

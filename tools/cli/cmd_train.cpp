@@ -2,6 +2,7 @@
 #include "core/config.h"
 #include "core/log.h"
 #include "tools/cli/commands.h"
+#include "train/sweep.h"
 #include "train/trainer.h"
 
 #include <fmt/chrono.h>
@@ -25,8 +26,10 @@ fs::path default_run_dir(const Config& config, const fs::path& config_file) {
   const std::string experiment = config.get<std::string>("experiment", config_file.stem().string());
   // Ranks started together by `facet launch` share one stamp, so they agree on the directory.
   const char* stamp = std::getenv("FACET_RUN_STAMP");
-  const std::string when = stamp && *stamp ? std::string(stamp)
-                                            : fmt::format("{:%Y%m%d-%H%M%S}", fmt::localtime(std::time(nullptr)));
+  std::tm local{};
+  const std::time_t now = std::time(nullptr);
+  localtime_r(&now, &local);
+  const std::string when = stamp && *stamp ? std::string(stamp) : fmt::format("{:%Y%m%d-%H%M%S}", local);
   return fs::path("runs") / experiment / when;
 }
 
@@ -44,9 +47,10 @@ int run_train(const TrainArgs& args) {
     config = Config::load(args.config, args.overrides);
     run_dir = args.run_dir.empty() ? default_run_dir(config, args.config) : fs::path(args.run_dir);
   }
-  train::Trainer trainer(std::move(config), run_dir, resume);
+  train::Trainer trainer(std::move(config), run_dir, resume ? train::Mode::resume : train::Mode::train);
   const train::RunResult result = trainer.fit();
   if (result.interrupted) return 128 + train::stop_signal();
+  if (train::DistributedEnv::from_environment().rank == 0) train::write_final_metrics(run_dir, result.step, result.last_eval);
   if (!result.last_eval.empty()) {
     log::info("final evaluation at step {}:", result.step);
     for (const auto& [name, value] : result.last_eval) log::info("  {:<24} {:.4f}", name, value);

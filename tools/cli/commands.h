@@ -9,5 +9,8 @@ void add_info_command(CLI::App& app);
 void add_list_command(CLI::App& app);
 void add_inspect_command(CLI::App& app);
 void add_train_command(CLI::App& app);
+void add_sweep_command(CLI::App& app);
+void add_eval_command(CLI::App& app);
+void add_summary_command(CLI::App& app);
 
 }  // namespace facet::cli

@@ -24,6 +24,9 @@ int main(int argc, char** argv) {
   facet::cli::add_list_command(app);
   facet::cli::add_inspect_command(app);
   facet::cli::add_train_command(app);
+  facet::cli::add_eval_command(app);
+  facet::cli::add_sweep_command(app);
+  facet::cli::add_summary_command(app);
 
   try {
     app.parse(argc, argv);

@@ -1,0 +1,143 @@
+#include "models/backbones/resnet.h"
+
+#include "models/model.h"
+
+namespace facet::models {
+namespace nn = torch::nn;
+
+namespace {
+
+nn::Conv2d conv(int64_t in, int64_t out, int64_t k, int64_t stride, int64_t padding) {
+  return nn::Conv2d(nn::Conv2dOptions(in, out, k).stride(stride).padding(padding).bias(false));
+}
+
+nn::Sequential make_downsample(int64_t in, int64_t out, int64_t stride) {
+  if (stride == 1 && in == out) return nullptr;
+  return nn::Sequential(conv(in, out, 1, stride, 0), nn::BatchNorm2d(out));
+}
+
+}  // namespace
+
+ResNetOptions ResNetOptions::from(const Config& c) {
+  ResNetOptions o;
+  o.depth = c.get<int>("depth", o.depth);
+  o.num_classes = c.get<int64_t>("num_classes", o.num_classes);
+  o.in_channels = c.get<int64_t>("in_channels", o.in_channels);
+  o.zero_init_residual = c.get<bool>("zero_init_residual", o.zero_init_residual);
+  if (o.depth != 18 && o.depth != 34 && o.depth != 50 && o.depth != 101)
+    fail("{}: {}.depth: expected 18, 34, 50 or 101, got {}", c.where("depth"), c.prefix(), o.depth);
+  return o;
+}
+
+BasicBlockImpl::BasicBlockImpl(int64_t in, int64_t planes, int64_t stride) {
+  conv1 = register_module("conv1", conv(in, planes, 3, stride, 1));
+  bn1 = register_module("bn1", nn::BatchNorm2d(planes));
+  conv2 = register_module("conv2", conv(planes, planes, 3, 1, 1));
+  bn2 = register_module("bn2", nn::BatchNorm2d(planes));
+  if (auto d = make_downsample(in, planes * expansion, stride)) downsample = register_module("downsample", d);
+}
+
+torch::Tensor BasicBlockImpl::forward(const torch::Tensor& x) {
+  auto out = torch::relu(bn1(conv1(x)));
+  out = bn2(conv2(out));
+  return torch::relu(out + (downsample ? downsample->forward(x) : x));
+}
+
+BottleneckImpl::BottleneckImpl(int64_t in, int64_t planes, int64_t stride) {
+  // torchvision's ResNet v1.5: the stride sits on the 3x3 convolution.
+  conv1 = register_module("conv1", conv(in, planes, 1, 1, 0));
+  bn1 = register_module("bn1", nn::BatchNorm2d(planes));
+  conv2 = register_module("conv2", conv(planes, planes, 3, stride, 1));
+  bn2 = register_module("bn2", nn::BatchNorm2d(planes));
+  conv3 = register_module("conv3", conv(planes, planes * expansion, 1, 1, 0));
+  bn3 = register_module("bn3", nn::BatchNorm2d(planes * expansion));
+  if (auto d = make_downsample(in, planes * expansion, stride)) downsample = register_module("downsample", d);
+}
+
+torch::Tensor BottleneckImpl::forward(const torch::Tensor& x) {
+  auto out = torch::relu(bn1(conv1(x)));
+  out = torch::relu(bn2(conv2(out)));
+  out = bn3(conv3(out));
+  return torch::relu(out + (downsample ? downsample->forward(x) : x));
+}
+
+ResNetImpl::ResNetImpl(ResNetOptions options) : options_(options) {
+  const bool bottleneck = options_.depth >= 50;
+  const std::vector<int64_t> blocks = options_.depth == 18   ? std::vector<int64_t>{2, 2, 2, 2}
+                                      : options_.depth == 101 ? std::vector<int64_t>{3, 4, 23, 3}
+                                                              : std::vector<int64_t>{3, 4, 6, 3};
+  conv1 = register_module("conv1", conv(options_.in_channels, 64, 7, 2, 3));
+  bn1 = register_module("bn1", nn::BatchNorm2d(64));
+  int64_t in = 64;
+  auto make_layer = [&](int64_t planes, int64_t count, int64_t stride) {
+    nn::Sequential layer;
+    for (int64_t i = 0; i < count; ++i) {
+      if (bottleneck) {
+        layer->push_back(Bottleneck(in, planes, i == 0 ? stride : 1));
+        in = planes * BottleneckImpl::expansion;
+      } else {
+        layer->push_back(BasicBlock(in, planes, i == 0 ? stride : 1));
+        in = planes * BasicBlockImpl::expansion;
+      }
+    }
+    return layer;
+  };
+  layer1 = register_module("layer1", make_layer(64, blocks[0], 1));
+  layer2 = register_module("layer2", make_layer(128, blocks[1], 2));
+  layer3 = register_module("layer3", make_layer(256, blocks[2], 2));
+  layer4 = register_module("layer4", make_layer(512, blocks[3], 2));
+  feature_channels_ = in;
+  if (options_.num_classes > 0) fc = register_module("fc", nn::Linear(in, options_.num_classes));
+
+  // torchvision's initialisation: Kaiming-normal (fan_out) convolutions, unit norms.
+  for (auto& m : modules(/*include_self=*/false)) {
+    if (auto* c = m->as<nn::Conv2d>()) nn::init::kaiming_normal_(c->weight, 0.0, torch::kFanOut, torch::kReLU);
+    if (auto* b = m->as<nn::BatchNorm2d>()) {
+      nn::init::ones_(b->weight);
+      nn::init::zeros_(b->bias);
+    }
+  }
+  if (options_.zero_init_residual) {
+    torch::NoGradGuard no_grad;
+    for (auto& m : modules(false)) {
+      if (auto* b = m->as<BottleneckImpl>()) b->bn3->weight.zero_();
+      if (auto* b = m->as<BasicBlockImpl>()) b->bn2->weight.zero_();
+    }
+  }
+}
+
+std::vector<torch::Tensor> ResNetImpl::features(const torch::Tensor& x) {
+  auto y = torch::max_pool2d(torch::relu(bn1(conv1(x))), 3, 2, 1);
+  std::vector<torch::Tensor> out;
+  for (auto* layer : {&layer1, &layer2, &layer3, &layer4}) {
+    y = (*layer)->forward(y);
+    out.push_back(y);
+  }
+  return out;
+}
+
+torch::Tensor ResNetImpl::forward(const torch::Tensor& x) {
+  auto pooled = torch::flatten(torch::adaptive_avg_pool2d(features(x).back(), {1, 1}), 1);
+  return fc ? fc(pooled) : pooled;
+}
+
+namespace {
+
+// The registered classifier: a ResNet on the batch field `input`, producing `logits`.
+class ResNetClassifier : public Model {
+ public:
+  explicit ResNetClassifier(const Config& c) : input_(c.get<std::string>("input", "image")) {
+    net_ = register_module("net", ResNet(ResNetOptions::from(c)));
+  }
+  TensorDict forward(const data::Batch& batch) override { return {{"logits", net_->forward(batch.fields.at(input_))}}; }
+
+ private:
+  std::string input_;
+  ResNet net_{nullptr};
+};
+
+FACET_REGISTER(model_registry(), "resnet", "ResNet-18/34/50/101 classifier, torchvision layout (depth, num_classes)",
+               [](const Config& c) { return std::make_shared<ResNetClassifier>(c); });
+
+}  // namespace
+}  // namespace facet::models

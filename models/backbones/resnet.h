@@ -1,0 +1,67 @@
+// ResNet-18/34/50/101 (He et al. 2016) with torchvision's layout and parameter names, so
+// torchvision checkpoints load by name (conv1, bn1, layer1.0.conv1, ..., fc) and the outputs match.
+#pragma once
+
+#include "core/config.h"
+
+#include <torch/torch.h>
+
+#include <vector>
+
+namespace facet::models {
+
+struct ResNetOptions {
+  int depth = 50;            // 18, 34, 50 or 101
+  int64_t num_classes = 1000;  // 0: no classifier (feature extractor)
+  int64_t in_channels = 3;
+  bool zero_init_residual = false;
+
+  static ResNetOptions from(const Config& c);
+};
+
+class BasicBlockImpl : public torch::nn::Module {
+ public:
+  static constexpr int64_t expansion = 1;
+  BasicBlockImpl(int64_t in, int64_t planes, int64_t stride);
+  torch::Tensor forward(const torch::Tensor& x);
+  torch::nn::BatchNorm2d last_norm() { return bn2; }
+
+  torch::nn::Conv2d conv1{nullptr}, conv2{nullptr};
+  torch::nn::BatchNorm2d bn1{nullptr}, bn2{nullptr};
+  torch::nn::Sequential downsample{nullptr};
+};
+TORCH_MODULE(BasicBlock);
+
+class BottleneckImpl : public torch::nn::Module {
+ public:
+  static constexpr int64_t expansion = 4;
+  BottleneckImpl(int64_t in, int64_t planes, int64_t stride);
+  torch::Tensor forward(const torch::Tensor& x);
+  torch::nn::BatchNorm2d last_norm() { return bn3; }
+
+  torch::nn::Conv2d conv1{nullptr}, conv2{nullptr}, conv3{nullptr};
+  torch::nn::BatchNorm2d bn1{nullptr}, bn2{nullptr}, bn3{nullptr};
+  torch::nn::Sequential downsample{nullptr};
+};
+TORCH_MODULE(Bottleneck);
+
+class ResNetImpl : public torch::nn::Module {
+ public:
+  explicit ResNetImpl(ResNetOptions options);
+  torch::Tensor forward(const torch::Tensor& x);  // logits, or pooled features when num_classes = 0
+  // The outputs of layer1..layer4 (strides 4, 8, 16, 32), for detectors and face models.
+  std::vector<torch::Tensor> features(const torch::Tensor& x);
+  int64_t feature_channels() const { return feature_channels_; }
+
+  torch::nn::Conv2d conv1{nullptr};
+  torch::nn::BatchNorm2d bn1{nullptr};
+  torch::nn::Sequential layer1{nullptr}, layer2{nullptr}, layer3{nullptr}, layer4{nullptr};
+  torch::nn::Linear fc{nullptr};
+
+ private:
+  ResNetOptions options_;
+  int64_t feature_channels_ = 0;
+};
+TORCH_MODULE(ResNet);
+
+}  // namespace facet::models

@@ -1,0 +1,225 @@
+#include "train/sweep.h"
+
+#include "core/file_io.h"
+#include "core/log.h"
+#include "core/text.h"
+
+#include <nlohmann/json.hpp>
+#include <yaml-cpp/yaml.h>
+
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cmath>
+#include <set>
+
+namespace facet::train {
+namespace fs = std::filesystem;
+
+namespace {
+
+// A label safe as a directory name: "model.dropout=0.3,seed=1" → "model.dropout=0.3_seed=1".
+std::string dir_label(const std::string& label) {
+  std::string out;
+  for (char c : label) out += (std::isalnum(static_cast<unsigned char>(c)) || c == '.' || c == '=' || c == '-') ? c : '_';
+  return out.empty() ? "base" : out;
+}
+
+// Cartesian product of the grid axes, in file order.
+std::vector<std::vector<std::pair<std::string, std::string>>> expand_grid(const Config& grid) {
+  std::vector<std::vector<std::pair<std::string, std::string>>> members{{}};
+  for (const auto& key : grid.keys()) {
+    const Config values = grid.at(key);
+    if (!values.is_list() || values.size() == 0)
+      fail("{}: grid.{}: expected a non-empty list of values", grid.where(key), key);
+    std::vector<std::vector<std::pair<std::string, std::string>>> next;
+    for (const auto& m : members)
+      for (size_t i = 0; i < values.size(); ++i) {
+        auto extended = m;
+        extended.emplace_back(key, values.at(i).dump_inline());
+        next.push_back(std::move(extended));
+      }
+    members = std::move(next);
+  }
+  return members;
+}
+
+}  // namespace
+
+SweepPlan plan_sweep(const fs::path& sweep_file, const fs::path& out_dir) {
+  const Config sweep = Config::load(sweep_file);
+  SweepPlan plan;
+  plan.name = sweep.get<std::string>("name", sweep_file.stem().string());
+  plan.base_config = sweep_file.parent_path() / sweep.get<std::string>("base");
+  if (!fs::exists(plan.base_config))
+    fail("{}: base: {} does not exist", sweep.where("base"), plan.base_config.string());
+  plan.out_dir = out_dir.empty() ? fs::path("runs") / "sweeps" / plan.name : out_dir;
+  plan.metrics = sweep.get<std::vector<std::string>>("metrics");
+  plan.parallel = sweep.get<int>("parallel", 1);
+  plan.nproc_per_node = sweep.get<int>("nproc_per_node", 1);
+  if (plan.parallel < 1 || plan.nproc_per_node < 1) fail("{}: parallel and nproc_per_node must be >= 1", sweep_file.string());
+  const auto averaged_keys = sweep.get<std::vector<std::string>>("average_over", {"seed"});
+  const std::set<std::string> averaged(averaged_keys.begin(), averaged_keys.end());
+  const auto common = sweep.get<std::vector<std::string>>("overrides", {});
+
+  // Variants: named override sets (default: one empty variant).
+  std::vector<std::pair<std::string, std::vector<std::pair<std::string, std::string>>>> variants;
+  if (sweep.has("variants")) {
+    const Config list = sweep.at("variants");
+    for (size_t i = 0; i < list.size(); ++i) {
+      const Config v = list.at(i);
+      std::vector<std::pair<std::string, std::string>> sets;
+      for (const auto& key : v.keys())
+        if (key != "name") sets.emplace_back(key, v.at(key).dump_inline());
+      variants.emplace_back(v.get<std::string>("name", fmt::format("variant{}", i)), std::move(sets));
+    }
+  } else {
+    variants.emplace_back("", std::vector<std::pair<std::string, std::string>>{});
+  }
+  const auto grid = sweep.has("grid") ? expand_grid(sweep.at("grid"))
+                                      : std::vector<std::vector<std::pair<std::string, std::string>>>{{}};
+  for (const auto& [variant_name, variant_sets] : variants) {
+    for (const auto& member : grid) {
+      SweepRun run;
+      std::vector<std::string> variant_parts, replicate_parts;
+      if (!variant_name.empty()) variant_parts.push_back(variant_name);
+      run.overrides = common;
+      for (const auto& [k, v] : variant_sets) run.overrides.push_back(k + "=" + v);
+      for (const auto& [k, v] : member) {
+        run.overrides.push_back(k + "=" + v);
+        (averaged.count(k) ? replicate_parts : variant_parts).push_back(k + "=" + v);
+      }
+      run.variant = variant_parts.empty() ? "base" : join(variant_parts, ",");
+      run.replicate = replicate_parts.empty() ? "single" : join(replicate_parts, ",");
+      run.run_dir = plan.out_dir / dir_label(run.variant) / dir_label(run.replicate);
+      plan.runs.push_back(std::move(run));
+    }
+  }
+  return plan;
+}
+
+std::map<std::string, double> read_final_metrics(const fs::path& run_dir) {
+  const fs::path file = run_dir / "final_metrics.json";
+  if (!fs::exists(file)) return {};
+  try {
+    const auto j = nlohmann::json::parse(read_file(file));
+    return j.at("metrics").get<std::map<std::string, double>>();
+  } catch (const nlohmann::json::exception& e) {
+    fail("{}: corrupt: {}", file.string(), e.what());
+  }
+}
+
+void write_final_metrics(const fs::path& run_dir, int64_t step, const std::map<std::string, double>& metrics) {
+  write_file_atomic(run_dir / "final_metrics.json", nlohmann::json{{"step", step}, {"metrics", metrics}}.dump(2) + "\n");
+}
+
+int run_sweep(const SweepPlan& plan, const std::string& facet_binary) {
+  fs::create_directories(plan.out_dir);
+  std::vector<const SweepRun*> todo;
+  for (const auto& run : plan.runs)
+    if (read_final_metrics(run.run_dir).empty()) todo.push_back(&run);
+  log::info("sweep {}: {} runs, {} already finished, {} to run ({} at once)", plan.name, plan.runs.size(),
+            plan.runs.size() - todo.size(), todo.size(), plan.parallel);
+  std::map<pid_t, const SweepRun*> running;
+  size_t next = 0, done = 0;
+  int failures = 0;
+  while (next < todo.size() || !running.empty()) {
+    while (next < todo.size() && static_cast<int>(running.size()) < plan.parallel) {
+      const SweepRun& run = *todo[next++];
+      std::vector<std::string> args = {facet_binary};
+      if (plan.nproc_per_node > 1)
+        args.insert(args.end(), {"launch", "--nproc-per-node", std::to_string(plan.nproc_per_node), "--"});
+      args.insert(args.end(), {"train", plan.base_config.string()});
+      args.insert(args.end(), run.overrides.begin(), run.overrides.end());
+      const bool resume = fs::exists(run.run_dir / "checkpoints" / "last");
+      if (resume) args = {facet_binary, "train", "--resume", run.run_dir.string()};
+      else args.insert(args.end(), {"--run-dir", run.run_dir.string()});
+      fs::create_directories(run.run_dir);
+      const std::string log_path = (run.run_dir.parent_path() / (run.run_dir.filename().string() + ".out")).string();
+      const pid_t pid = ::fork();
+      if (pid < 0) fail("sweep: fork failed");
+      if (pid == 0) {
+        // Child: own output file, then exec facet.
+        if (!std::freopen(log_path.c_str(), "a", stdout) || !std::freopen(log_path.c_str(), "a", stderr)) ::_exit(126);
+        std::vector<char*> argv;
+        for (auto& a : args) argv.push_back(a.data());
+        argv.push_back(nullptr);
+        ::execv(argv[0], argv.data());
+        ::_exit(127);
+      }
+      log::info("[{}/{}] {} / {}{}  (output: {})", next, todo.size(), run.variant, run.replicate,
+                resume ? " (resuming)" : "", log_path);
+      running.emplace(pid, &run);
+    }
+    int status = 0;
+    const pid_t pid = ::waitpid(-1, &status, 0);
+    if (pid < 0) break;
+    auto it = running.find(pid);
+    if (it == running.end()) continue;
+    ++done;
+    const bool ok = WIFEXITED(status) && WEXITSTATUS(status) == 0;
+    if (!ok) {
+      ++failures;
+      log::error("run {} / {} failed (exit {}); see {}.out", it->second->variant, it->second->replicate,
+                 WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status), it->second->run_dir.string());
+    }
+    running.erase(it);
+  }
+  return failures;
+}
+
+void write_sweep_report(const SweepPlan& plan) {
+  // Variants in plan order.
+  std::vector<std::string> order;
+  std::map<std::string, std::vector<const SweepRun*>> by_variant;
+  for (const auto& run : plan.runs) {
+    if (!by_variant.count(run.variant)) order.push_back(run.variant);
+    by_variant[run.variant].push_back(&run);
+  }
+  std::string md = fmt::format("# Sweep {}\n\nBase config: `{}`. Mean ± std (sample) over replicates.\n\n| variant | n |",
+                               plan.name, plan.base_config.string());
+  std::string csv = "variant,n";
+  for (const auto& m : plan.metrics) {
+    md += fmt::format(" {} |", m);
+    csv += fmt::format(",{0}_mean,{0}_std", m);
+  }
+  md += " runs |\n|---|---|";
+  for (size_t i = 0; i < plan.metrics.size(); ++i) md += "---|";
+  md += "---|\n";
+  csv += ",runs\n";
+  for (const auto& variant : order) {
+    std::vector<std::map<std::string, double>> finished;
+    std::vector<std::string> dirs;
+    for (const SweepRun* run : by_variant[variant]) {
+      auto metrics = read_final_metrics(run->run_dir);
+      dirs.push_back(run->run_dir.string());
+      if (!metrics.empty()) finished.push_back(std::move(metrics));
+    }
+    md += fmt::format("| {} | {} |", variant, finished.size());
+    csv += fmt::format("\"{}\",{}", variant, finished.size());
+    for (const auto& m : plan.metrics) {
+      std::vector<double> values;
+      for (const auto& f : finished)
+        if (auto it = f.find(m); it != f.end()) values.push_back(it->second);
+      if (values.empty()) {
+        md += " – |";
+        csv += ",,";
+        continue;
+      }
+      double mean = 0;
+      for (double v : values) mean += v / static_cast<double>(values.size());
+      double var = 0;
+      for (double v : values) var += (v - mean) * (v - mean);
+      const double std = values.size() > 1 ? std::sqrt(var / static_cast<double>(values.size() - 1)) : 0.0;
+      md += fmt::format(" {:.4f} ± {:.4f} |", mean, std);
+      csv += fmt::format(",{:.6f},{:.6f}", mean, std);
+    }
+    md += fmt::format(" {} |\n", join(dirs, "<br>"));
+    csv += fmt::format(",\"{}\"\n", join(dirs, ";"));
+  }
+  write_file_atomic(plan.out_dir / "results.md", md);
+  write_file_atomic(plan.out_dir / "results.csv", csv);
+}
+
+}  // namespace facet::train

@@ -1,0 +1,55 @@
+// Ablation sweeps: a base config, a grid and/or a list of variants, expanded into runs of
+// `facet train` that execute K at once (each optionally multi-rank through `facet launch`), skip
+// what already finished, and are summarised as mean ± std over the averaged axes (seeds, folds).
+//
+//   base: ../demo/shapes.yaml           # relative to the sweep file
+//   grid: {model.dropout: [0.0, 0.3], seed: [0, 1, 2]}
+//   variants: [{name: small, model.widths: [8, 16]}]   # optional; crossed with the grid
+//   average_over: [seed]                # default [seed]
+//   metrics: [val/accuracy]
+//   parallel: 1                         # runs at once
+//   nproc_per_node: 1                   # ranks per run (facet launch)
+//   overrides: [train.max_steps=100]    # applied to every run
+#pragma once
+
+#include "core/config.h"
+
+#include <filesystem>
+#include <map>
+#include <string>
+#include <vector>
+
+namespace facet::train {
+
+struct SweepRun {
+  std::string variant;                 // label of the non-averaged overrides, e.g. "model.dropout=0.3"
+  std::string replicate;               // label of the averaged ones, e.g. "seed=1"
+  std::vector<std::string> overrides;  // dotted key=value, in order
+  std::filesystem::path run_dir;
+};
+
+struct SweepPlan {
+  std::string name;
+  std::filesystem::path base_config;
+  std::filesystem::path out_dir;
+  std::vector<std::string> metrics;
+  int parallel = 1;
+  int nproc_per_node = 1;
+  std::vector<SweepRun> runs;
+};
+
+// Expands the sweep file; `out_dir` defaults to runs/sweeps/<name>.
+SweepPlan plan_sweep(const std::filesystem::path& sweep_file, const std::filesystem::path& out_dir = {});
+
+// Final metrics a finished run wrote (run_dir/final_metrics.json), or empty if it did not finish.
+std::map<std::string, double> read_final_metrics(const std::filesystem::path& run_dir);
+void write_final_metrics(const std::filesystem::path& run_dir, int64_t step, const std::map<std::string, double>& metrics);
+
+// Runs every unfinished member with `facet_binary`; returns the number of failed runs.
+int run_sweep(const SweepPlan& plan, const std::string& facet_binary);
+
+// results.md and results.csv in plan.out_dir: one row per variant, mean ± std (sample std over
+// replicates) of each metric, the replicate count, and the run directories.
+void write_sweep_report(const SweepPlan& plan);
+
+}  // namespace facet::train

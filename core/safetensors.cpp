@@ -1,0 +1,287 @@
+#include "core/safetensors.h"
+
+#include "core/error.h"
+#include "core/text.h"
+
+#include <nlohmann/json.hpp>
+
+#include <cstring>
+#include <set>
+
+namespace facet::safetensors {
+namespace fs = std::filesystem;
+using json = nlohmann::json;
+
+namespace {
+
+// The reference enum's declaration order; the writer sorts by it, descending.
+int dtype_rank(std::string_view dtype) {
+  static const std::vector<std::string_view> order = {
+      "BOOL", "F4",          "F6_E2M3",     "F6_E3M2", "U8",  "I8",  "F8_E5M2", "F8_E4M3", "F8_E8M0", "F8_E4M3FNUZ",
+      "F8_E5M2FNUZ", "I16",  "U16",         "F16",     "BF16", "I32", "U32",    "F32",     "C64",     "F64",
+      "I64", "U64"};
+  for (size_t i = 0; i < order.size(); ++i)
+    if (order[i] == dtype) return static_cast<int>(i);
+  fail("unknown dtype \"{}\"", dtype);
+}
+
+std::string shape_text(c10::IntArrayRef shape) { return c10::str(shape); }
+
+}  // namespace
+
+torch::ScalarType to_torch(std::string_view dtype) {
+  static const std::map<std::string_view, torch::ScalarType> types = {
+      {"F64", torch::kFloat64}, {"F32", torch::kFloat32},  {"F16", torch::kFloat16},
+      {"BF16", torch::kBFloat16}, {"I64", torch::kInt64},  {"I32", torch::kInt32},
+      {"I16", torch::kInt16},   {"I8", torch::kInt8},      {"U8", torch::kUInt8},
+      {"BOOL", torch::kBool},   {"U16", torch::kUInt16},   {"U32", torch::kUInt32},
+      {"U64", torch::kUInt64},  {"C64", torch::kComplexFloat}, {"F8_E4M3", torch::kFloat8_e4m3fn},
+      {"F8_E5M2", torch::kFloat8_e5m2}};
+  auto it = types.find(dtype);
+  if (it == types.end()) fail("dtype {} has no LibTorch equivalent", dtype);
+  return it->second;
+}
+
+std::string from_torch(torch::ScalarType type) {
+  switch (type) {
+    case torch::kFloat64: return "F64";
+    case torch::kFloat32: return "F32";
+    case torch::kFloat16: return "F16";
+    case torch::kBFloat16: return "BF16";
+    case torch::kInt64: return "I64";
+    case torch::kInt32: return "I32";
+    case torch::kInt16: return "I16";
+    case torch::kInt8: return "I8";
+    case torch::kUInt8: return "U8";
+    case torch::kBool: return "BOOL";
+    case torch::kUInt16: return "U16";
+    case torch::kUInt32: return "U32";
+    case torch::kUInt64: return "U64";
+    case torch::kComplexFloat: return "C64";
+    case torch::kFloat8_e4m3fn: return "F8_E4M3";
+    case torch::kFloat8_e5m2: return "F8_E5M2";
+    default: fail("tensors of type {} cannot be stored in safetensors", c10::toString(type));
+  }
+}
+
+// --- File ---------------------------------------------------------------------------------------
+File::File(const fs::path& path) : map_(path), header_(parse_header(map_.bytes(), path.string())) {}
+
+std::vector<std::string> File::names() const {
+  std::vector<std::string> out;
+  for (const auto& t : header_.tensors) out.push_back(t.name);
+  return out;
+}
+
+const TensorEntry& File::entry(std::string_view name) const {
+  for (const auto& t : header_.tensors)
+    if (t.name == name) return t;
+  fail("{}: no tensor named \"{}\"", path().string(), name);
+}
+
+torch::Tensor File::tensor(std::string_view name) const {
+  const TensorEntry& e = entry(name);
+  torch::ScalarType type;
+  try {
+    type = to_torch(e.dtype);
+  } catch (const Error& err) {
+    fail("{}: tensor \"{}\": {}", path().string(), name, err.what());
+  }
+  torch::Tensor t = torch::empty(e.shape, torch::TensorOptions().dtype(type));
+  if (e.end > e.begin) std::memcpy(t.data_ptr(), map_.bytes().data() + header_.data_start + e.begin, e.end - e.begin);
+  return t;
+}
+
+TensorMap File::load_all() const {
+  TensorMap out;
+  for (const auto& e : header_.tensors) out.emplace(e.name, tensor(e.name));
+  return out;
+}
+
+// --- loading and saving ---------------------------------------------------------------------------
+namespace {
+
+bool is_index(const fs::path& p) {
+  const std::string name = p.filename().string();
+  return name.size() > 11 && name.compare(name.size() - 11, 11, ".index.json") == 0;
+}
+
+// The file `path` names: itself, or the checkpoint file inside a directory.
+fs::path resolve_target(const fs::path& path) {
+  if (!fs::is_directory(path)) {
+    if (!fs::exists(path)) fail("{}: no such file", path.string());
+    return path;
+  }
+  for (const char* base : {"model", "diffusion_pytorch_model"})
+    for (const char* suffix : {".safetensors", ".safetensors.index.json"})
+      if (fs::exists(path / (std::string(base) + suffix))) return path / (std::string(base) + suffix);
+  fail("{}: no model.safetensors, model.safetensors.index.json or diffusion_pytorch_model.* in this directory",
+       path.string());
+}
+
+// Shard file → the tensor names the index assigns to it.
+std::map<fs::path, std::set<std::string>> read_index(const fs::path& index_path) {
+  json index;
+  try {
+    index = json::parse(read_file(index_path));
+  } catch (const json::exception& e) {
+    fail("{}: not a valid JSON index: {}", index_path.string(), e.what());
+  }
+  if (!index.is_object() || !index.contains("weight_map") || !index["weight_map"].is_object())
+    fail("{}: a sharded index needs a \"weight_map\" object", index_path.string());
+  std::map<fs::path, std::set<std::string>> shards;
+  for (const auto& [tensor, shard] : index["weight_map"].items()) {
+    if (!shard.is_string()) fail("{}: weight_map.{}: expected a shard file name", index_path.string(), tensor);
+    const std::string file = shard.get<std::string>();
+    if (file.find('/') != std::string::npos || file == "..")
+      fail("{}: weight_map.{}: shard \"{}\" must be a file beside the index", index_path.string(), tensor, file);
+    shards[index_path.parent_path() / file].insert(tensor);
+  }
+  return shards;
+}
+
+}  // namespace
+
+std::vector<fs::path> resolve_files(const fs::path& path) {
+  const fs::path target = resolve_target(path);
+  if (!is_index(target)) return {target};
+  std::vector<fs::path> out;
+  for (const auto& [shard, names] : read_index(target)) out.push_back(shard);
+  return out;
+}
+
+TensorMap load(const fs::path& path) {
+  const fs::path target = resolve_target(path);
+  if (!is_index(target)) return File(target).load_all();
+  TensorMap out;
+  for (const auto& [shard, names] : read_index(target)) {
+    if (!fs::exists(shard)) fail("{}: shard {} is missing", target.string(), shard.string());
+    const File f(shard);
+    for (const auto& name : f.names()) {
+      if (!names.count(name)) fail("{}: holds \"{}\", which {} assigns elsewhere", shard.string(), name, target.string());
+      out.emplace(name, f.tensor(name));
+    }
+    for (const auto& name : names)
+      if (!out.count(name)) fail("{}: lacks \"{}\", which {} says it holds", shard.string(), name, target.string());
+  }
+  return out;
+}
+
+void save(const fs::path& path, const TensorMap& tensors, const Metadata& metadata) {
+  struct Item {
+    const std::string* name;
+    torch::Tensor data;  // contiguous, CPU
+    std::string dtype;
+  };
+  std::vector<Item> items;
+  for (const auto& [name, t] : tensors) {
+    if (!t.defined()) fail("{}: tensor \"{}\" is undefined", path.string(), name);
+    items.push_back({&name, t.detach().to(torch::kCPU).contiguous(), from_torch(t.scalar_type())});
+  }
+  std::stable_sort(items.begin(), items.end(), [](const Item& a, const Item& b) {
+    const int ra = dtype_rank(a.dtype), rb = dtype_rank(b.dtype);
+    return ra != rb ? ra > rb : *a.name < *b.name;
+  });
+  std::vector<TensorEntry> entries;
+  uint64_t offset = 0;
+  for (const auto& item : items) {
+    const uint64_t bytes = static_cast<uint64_t>(item.data.nbytes());
+    entries.push_back({*item.name, item.dtype, item.data.sizes().vec(), offset, offset + bytes});
+    offset += bytes;
+  }
+  const std::string header = serialize_header(entries, metadata);
+  write_file_atomic(path, [&](int fd) {
+    write_all(fd, header.data(), header.size(), path);
+    for (const auto& item : items) write_all(fd, item.data.data_ptr(), static_cast<size_t>(item.data.nbytes()), path);
+  });
+}
+
+void save_sharded(const fs::path& dir, const TensorMap& tensors, uint64_t max_shard_bytes, std::string_view base) {
+  std::vector<TensorMap> shards(1);
+  uint64_t current = 0, total = 0;
+  for (const auto& [name, t] : tensors) {
+    const uint64_t bytes = static_cast<uint64_t>(t.nbytes());
+    if (current > 0 && current + bytes > max_shard_bytes) {
+      shards.emplace_back();
+      current = 0;
+    }
+    shards.back().emplace(name, t);
+    current += bytes;
+    total += bytes;
+  }
+  fs::create_directories(dir);
+  if (shards.size() == 1) {
+    save(dir / (std::string(base) + ".safetensors"), shards[0]);
+    return;
+  }
+  json weight_map = json::object();
+  for (size_t i = 0; i < shards.size(); ++i) {
+    const std::string file = fmt::format("{}-{:05d}-of-{:05d}.safetensors", base, i + 1, shards.size());
+    save(dir / file, shards[i]);
+    for (const auto& [name, t] : shards[i]) weight_map[name] = file;
+  }
+  // Written last, so a reader never sees an index whose shards are not all there.
+  const json index = {{"metadata", {{"total_size", total}}}, {"weight_map", weight_map}};
+  write_file_atomic(dir / (std::string(base) + ".safetensors.index.json"), index.dump(2) + "\n");
+}
+
+// --- modules ------------------------------------------------------------------------------------
+TensorMap state_dict(const torch::nn::Module& module) {
+  TensorMap out;
+  for (const auto& p : module.named_parameters()) out[p.key()] = p.value();
+  for (const auto& b : module.named_buffers()) out[b.key()] = b.value();
+  return out;
+}
+
+std::optional<std::string> NameMap::apply(const std::string& name) const {
+  for (const auto& pattern : ignore)
+    if (std::regex_search(name, std::regex(pattern))) return std::nullopt;
+  std::string out = name;
+  for (const auto& [from, to] : prefixes)
+    if (out.compare(0, from.size(), from) == 0) {
+      out = to + out.substr(from.size());
+      break;
+    }
+  for (const auto& [pattern, replacement] : regexes) out = std::regex_replace(out, std::regex(pattern), replacement);
+  if (custom) return custom(out);
+  return out;
+}
+
+std::string LoadReport::summary() const {
+  std::string s = fmt::format("{} loaded", loaded.size());
+  if (!missing.empty()) s += fmt::format("; {} missing: {}", missing.size(), join(missing));
+  if (!unexpected.empty()) s += fmt::format("; {} unexpected: {}", unexpected.size(), join(unexpected));
+  if (!mismatched.empty()) s += fmt::format("; {} with other shapes: {}", mismatched.size(), join(mismatched, "; "));
+  return s;
+}
+
+LoadReport load_into(torch::nn::Module& module, const TensorMap& tensors, const NameMap& names, bool strict,
+                     std::string_view origin) {
+  TensorMap targets = state_dict(module);
+  TensorMap mapped;
+  for (const auto& [name, t] : tensors)
+    if (auto to = names.apply(name)) mapped[*to] = t;
+  LoadReport report;
+  for (const auto& [name, target] : targets) {
+    auto it = mapped.find(name);
+    if (it == mapped.end()) {
+      report.missing.push_back(name);
+      continue;
+    }
+    if (it->second.sizes() != target.sizes()) {
+      report.mismatched.push_back(fmt::format("{}: module {}, file {}", name, shape_text(target.sizes()),
+                                              shape_text(it->second.sizes())));
+      continue;
+    }
+    report.loaded.push_back(name);
+  }
+  for (const auto& [name, t] : mapped)
+    if (!targets.count(name)) report.unexpected.push_back(name);
+  if (strict && !report.ok())
+    fail("{}: does not match the model: {}", origin.empty() ? "state dict" : std::string(origin), report.summary());
+  torch::NoGradGuard no_grad;
+  for (const auto& name : report.loaded) targets.at(name).copy_(mapped.at(name));
+  return report;
+}
+
+}  // namespace facet::safetensors

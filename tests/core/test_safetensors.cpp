@@ -1,0 +1,227 @@
+#include "core/error.h"
+#include "core/file_io.h"
+#include "core/safetensors.h"
+
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include <unistd.h>
+
+namespace facet::safetensors {
+namespace {
+
+namespace fs = std::filesystem;
+using ::testing::HasSubstr;
+
+const fs::path kFixtures = FACET_SOURCE_DIR "/tests/fixtures/safetensors";
+
+fs::path temp_dir(const std::string& name) {
+  fs::path dir = fs::temp_directory_path() / ("facet_st_" + name + "_" + std::to_string(::getpid()));
+  fs::remove_all(dir);
+  fs::create_directories(dir);
+  return dir;
+}
+
+// The same tensors as tools/golden/safetensors_golden.py expected().
+TensorMap expected() {
+  const auto base = torch::arange(6, torch::kFloat64).reshape({2, 3}) / 4 - 0.5;
+  return {
+      {"f64", base},
+      {"f32", base.to(torch::kFloat32) * 3},
+      {"f16", base.to(torch::kFloat16) * 5},
+      {"bf16", base.to(torch::kBFloat16) * 7},
+      {"i64", torch::arange(-3, 3, torch::kInt64) * 1'000'000'007},
+      {"i32", torch::arange(-3, 3, torch::kInt32) * 100'003},
+      {"i16", torch::arange(-3, 3, torch::kInt16) * 1'001},
+      {"i8", torch::arange(-3, 3, torch::kInt8) * 11},
+      {"u8", torch::arange(0, 250, 50, torch::kUInt8)},
+      {"bool", torch::tensor({true, false, true, true})},
+      {"scalar", torch::tensor(3.5f)},
+      {"empty", torch::zeros({0, 3}, torch::kFloat32)},
+      {"nested.name.weight", torch::ones({2, 2}, torch::kFloat32)},
+  };
+}
+
+void expect_same(const TensorMap& got, const TensorMap& want) {
+  ASSERT_EQ(got.size(), want.size());
+  for (const auto& [name, w] : want) {
+    ASSERT_TRUE(got.count(name)) << name;
+    const auto& g = got.at(name);
+    EXPECT_EQ(g.scalar_type(), w.scalar_type()) << name;
+    EXPECT_EQ(g.sizes(), w.sizes()) << name;
+    EXPECT_TRUE(torch::equal(g, w)) << name;
+  }
+}
+
+std::string error_of(const std::function<void()>& f) {
+  try {
+    f();
+  } catch (const Error& e) {
+    return e.what();
+  }
+  return "";
+}
+
+// A file from a header text and `buffer` bytes; `size_field` overrides the header length prefix.
+fs::path raw_file(const std::string& name, const std::string& header, const std::string& buffer,
+                  std::optional<uint64_t> size_field = {}) {
+  const fs::path p = temp_dir("raw") / name;
+  std::string bytes(8, '\0');
+  const uint64_t n = size_field.value_or(header.size());
+  for (int i = 0; i < 8; ++i) bytes[static_cast<size_t>(i)] = static_cast<char>((n >> (8 * i)) & 0xFF);
+  write_file_atomic(p, bytes + header + buffer);
+  return p;
+}
+
+TEST(Safetensors, ReadsEveryDtypeThePythonLibraryWrote) {
+  const File f(kFixtures / "all_dtypes.safetensors");
+  EXPECT_EQ(f.metadata().at("format"), "pt");
+  expect_same(f.load_all(), expected());
+  EXPECT_EQ(f.entry("scalar").shape.size(), 0u);
+}
+
+TEST(Safetensors, WritesByteForByteWhatThePythonLibraryWrites) {
+  const fs::path out = temp_dir("bytes") / "facet.safetensors";
+  save(out, expected());
+  EXPECT_EQ(read_file(out), read_file(kFixtures / "all_dtypes.safetensors"));
+}
+
+TEST(Safetensors, PythonReadsWhatFacetWrote) {
+  const fs::path dir = temp_dir("python");
+  save(dir / "facet.safetensors", expected());
+  save_sharded(dir / "sharded", expected(), 100);
+  for (const auto& path : {dir / "facet.safetensors", dir / "sharded"}) {
+    const std::string cmd = std::string(FACET_PYTHON) + " " FACET_SOURCE_DIR "/tools/golden/check_safetensors.py " + path.string();
+    EXPECT_EQ(std::system(cmd.c_str()), 0) << cmd;
+  }
+}
+
+TEST(Safetensors, ShardedRoundTripAndPythonWrittenShards) {
+  const fs::path dir = temp_dir("sharded");
+  save_sharded(dir, expected(), 64);
+  EXPECT_TRUE(fs::exists(dir / "model.safetensors.index.json"));
+  EXPECT_GT(resolve_files(dir).size(), 1u);
+  expect_same(load(dir), expected());
+  expect_same(load(dir / "model.safetensors.index.json"), expected());
+  expect_same(load(kFixtures / "sharded"), expected());
+  // One shard's worth: a plain file, no index.
+  const fs::path single = temp_dir("single");
+  save_sharded(single, expected(), 1 << 20);
+  EXPECT_TRUE(fs::exists(single / "model.safetensors"));
+  EXPECT_FALSE(fs::exists(single / "model.safetensors.index.json"));
+  expect_same(load(single), expected());
+}
+
+TEST(Safetensors, ShardedIndexErrorsNameTheFiles) {
+  const fs::path dir = temp_dir("bad_index");
+  save_sharded(dir, expected(), 64);
+  fs::remove(dir / "model-00002-of-00005.safetensors");
+  EXPECT_THAT(error_of([&] { load(dir); }), HasSubstr("model-00002-of-00005.safetensors is missing"));
+  write_file_atomic(dir / "model.safetensors.index.json", "{\"weight_map\": {\"f32\": \"../x.safetensors\"}}");
+  EXPECT_THAT(error_of([&] { load(dir); }), HasSubstr("must be a file beside the index"));
+  write_file_atomic(dir / "model.safetensors.index.json", "{\"weight_map\": {\"f32\": \"model-00001-of-00005.safetensors\"}}");
+  EXPECT_THAT(error_of([&] { load(dir); }), HasSubstr("which " + (dir / "model.safetensors.index.json").string() + " assigns elsewhere"));
+  EXPECT_THAT(error_of([&] { load(temp_dir("empty_dir")); }), HasSubstr("no model.safetensors"));
+}
+
+TEST(Safetensors, MalformedFilesAreErrorsNamingFileAndProblem) {
+  const std::string ok_entry = R"("a":{"dtype":"F32","shape":[2],"data_offsets":[0,8]})";
+  const std::string eight(8, '\0');
+  struct Case {
+    std::string name, header, buffer;
+    std::optional<uint64_t> size;
+    std::string message;
+  };
+  const std::vector<Case> cases = {
+      {"too_large", "{}", "", uint64_t{200'000'000}, "exceeds the 100000000 byte limit"},
+      {"past_end", "{}", "", uint64_t{1000}, "header size 1000 runs past the end of the file"},
+      {"not_object", "[]", "", {}, "must start with '{'"},
+      {"bad_json", "{\"a\":", "", {}, "the header is not valid JSON"},
+      {"bad_utf8", "{\"\xff\":{}}", "", {}, "not valid JSON"},
+      {"duplicate", "{" + ok_entry + "," + ok_entry + "}", eight, {}, "duplicate key \"a\""},
+      {"metadata_type", R"({"__metadata__":{"x":1}})", "", {}, "__metadata__.x: expected a string"},
+      {"unknown_dtype", R"({"a":{"dtype":"F33","shape":[2],"data_offsets":[0,8]}})", eight, {}, "unknown dtype \"F33\""},
+      {"negative_dim", R"({"a":{"dtype":"F32","shape":[-2],"data_offsets":[0,8]}})", eight, {}, "expected a non-negative integer"},
+      {"size_mismatch", R"({"a":{"dtype":"F32","shape":[3],"data_offsets":[0,8]}})", eight, {}, "8 bytes in data_offsets, but F32"},
+      {"reversed", R"({"a":{"dtype":"F32","shape":[0],"data_offsets":[8,0]}})", eight, {}, "end 0 before begin 8"},
+      {"overflow", R"({"a":{"dtype":"F64","shape":[4294967296,4294967296],"data_offsets":[0,8]}})", eight, {}, "overflows"},
+      {"hole", R"({"a":{"dtype":"F32","shape":[2],"data_offsets":[8,16]}})", eight + eight, {}, "leaves a hole"},
+      {"overlap", "{" + ok_entry + R"(,"b":{"dtype":"F32","shape":[1],"data_offsets":[4,8]}})", eight, {}, "overlaps the previous tensor"},
+      {"trailing", "{" + ok_entry + "}", eight + "x", {}, "trailing bytes"},
+      {"truncated", "{" + ok_entry + "}", "1234", {}, "the file is truncated"},
+      {"offsets_shape", R"({"a":{"dtype":"F32","shape":[2],"data_offsets":[0]}})", eight, {}, "data_offsets must be [begin, end]"},
+  };
+  for (const auto& c : cases) {
+    const fs::path p = raw_file(c.name + ".safetensors", c.header, c.buffer, c.size);
+    const std::string message = error_of([&] { File f(p); });
+    EXPECT_THAT(message, HasSubstr(p.string())) << c.name;
+    EXPECT_THAT(message, HasSubstr(c.message)) << c.name;
+  }
+  const fs::path tiny = temp_dir("tiny") / "tiny.safetensors";
+  write_file_atomic(tiny, "abc");
+  EXPECT_THAT(error_of([&] { File f(tiny); }), HasSubstr("3 bytes is too short"));
+}
+
+TEST(Safetensors, EveryTruncationOfAValidFileIsAnErrorNotACrash) {
+  const std::string bytes = read_file(kFixtures / "all_dtypes.safetensors");
+  for (size_t n = 0; n < bytes.size(); ++n) {
+    const std::span<const uint8_t> prefix(reinterpret_cast<const uint8_t*>(bytes.data()), n);
+    EXPECT_THROW(parse_header(prefix, "truncated"), Error) << n;
+  }
+  // Flipping any single header byte either still parses or is an Error (never a crash).
+  std::string copy = bytes;
+  for (size_t i = 0; i < 200 && i < copy.size(); ++i) {
+    copy[i] = static_cast<char>(copy[i] ^ 0x5A);
+    try {
+      parse_header({reinterpret_cast<const uint8_t*>(copy.data()), copy.size()}, "mutated");
+    } catch (const Error&) {
+    }
+    copy[i] = bytes[i];
+  }
+}
+
+struct Net : torch::nn::Module {
+  Net() {
+    fc = register_module("fc", torch::nn::Linear(3, 2));
+    bn = register_module("bn", torch::nn::BatchNorm1d(2));
+  }
+  torch::nn::Linear fc{nullptr};
+  torch::nn::BatchNorm1d bn{nullptr};
+};
+
+TEST(Safetensors, LoadsIntoAModuleInPlaceWithANameMap) {
+  Net source, target;
+  torch::NoGradGuard no_grad;
+  for (auto& p : source.parameters()) p.uniform_();
+  TensorMap file;
+  for (const auto& [name, t] : state_dict(source)) file["model." + name] = t.clone();
+  file["model.extra.position_ids"] = torch::arange(4);
+  const auto* weight_before = target.fc->weight.unsafeGetTensorImpl();
+  NameMap names;
+  names.ignore = {R"(position_ids$)"};
+  names.prefixes = {{"model.", ""}};
+  const auto report = load_into(target, file, names, true, "ckpt.safetensors");
+  EXPECT_TRUE(report.ok()) << report.summary();
+  EXPECT_TRUE(torch::equal(target.fc->weight, source.fc->weight));
+  EXPECT_TRUE(torch::equal(target.bn->running_mean, source.bn->running_mean));
+  EXPECT_EQ(target.fc->weight.unsafeGetTensorImpl(), weight_before) << "copied in place, not replaced";
+}
+
+TEST(Safetensors, StrictLoadReportsMissingUnexpectedAndMismatched) {
+  Net target;
+  TensorMap file = state_dict(Net());
+  file.erase("fc.bias");
+  file["fc.weight"] = torch::zeros({5, 3});
+  file["head.weight"] = torch::zeros({1});
+  const std::string message = error_of([&] { load_into(target, file, {}, true, "ckpt.safetensors"); });
+  EXPECT_THAT(message, HasSubstr("ckpt.safetensors: does not match the model"));
+  EXPECT_THAT(message, HasSubstr("1 missing: fc.bias"));
+  EXPECT_THAT(message, HasSubstr("1 unexpected: head.weight"));
+  EXPECT_THAT(message, HasSubstr("fc.weight: module [2, 3], file [5, 3]"));
+  const auto report = load_into(target, file, {}, false);
+  EXPECT_FALSE(report.ok());
+  EXPECT_EQ(report.loaded.size(), 5u);  // bn: weight, bias, running_mean, running_var, num_batches_tracked
+}
+
+}  // namespace
+}  // namespace facet::safetensors

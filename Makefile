@@ -52,7 +52,7 @@ asan:
 
 FUZZ_SECONDS ?= 300
 fuzz: build
-	$(BUILD)/tests/fuzz/fuzz_safetensors_header -max_total_time=$(FUZZ_SECONDS) $(BUILD)/tests/fuzz/corpus
+	tests/fuzz/run_fuzzer.sh $(BUILD)/tests/fuzz/fuzz_safetensors_header tests/fixtures $(BUILD)/tests/fuzz/corpus $(FUZZ_SECONDS)
 
 goldens: deps
 	$(LOAD_ENV) && for script in tools/golden/*_golden.py; do "$$FACET_VENV/bin/python" "$$script" || exit 1; done

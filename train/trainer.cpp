@@ -83,7 +83,7 @@ std::map<std::string, torch::Tensor> module_state(torch::nn::Module& module) {
   return out;
 }
 
-torch::Tensor generator_state(const at::Generator& generator) {
+torch::Tensor generator_state(at::Generator generator) {
   std::lock_guard lock(generator.mutex());
   return generator.get_state();
 }

@@ -92,7 +92,7 @@ void CheckpointDir::prune() const {
   }
 }
 
-CheckpointContents CheckpointDir::load(const fs::path& checkpoint, torch::optim::Optimizer* optimizer) {
+CheckpointContents CheckpointDir::load(const fs::path& checkpoint) {
   for (const char* f : {"model.safetensors", "rng.safetensors", "optimizer.pt", "state.json"})
     if (!fs::exists(checkpoint / f)) fail("{}: checkpoint is incomplete, {} is missing", checkpoint.string(), f);
   CheckpointContents c;
@@ -104,15 +104,16 @@ CheckpointContents CheckpointDir::load(const fs::path& checkpoint, torch::optim:
   } catch (const nlohmann::json::exception& e) {
     fail("{}: corrupt: {}", (checkpoint / "state.json").string(), e.what());
   }
-  if (optimizer) {
-    try {
-      torch::load(*optimizer, (checkpoint / "optimizer.pt").string());
-    } catch (const c10::Error& e) {
-      fail("{}: cannot restore the optimiser (different model or optimiser?): {}",
-           (checkpoint / "optimizer.pt").string(), e.what_without_backtrace());
-    }
-  }
   return c;
+}
+
+void CheckpointDir::load_optimizer(const fs::path& checkpoint, torch::optim::Optimizer& optimizer) {
+  try {
+    torch::load(optimizer, (checkpoint / "optimizer.pt").string());
+  } catch (const c10::Error& e) {
+    fail("{}: cannot restore the optimiser (different model or optimiser?): {}", (checkpoint / "optimizer.pt").string(),
+         e.what_without_backtrace());
+  }
 }
 
 }  // namespace facet::train

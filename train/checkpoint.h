@@ -34,7 +34,9 @@ class CheckpointDir {
   // The directory `last` (or `best`) points at, if any.
   std::optional<std::filesystem::path> resolve(const std::string& link = "last") const;
   // Reads a checkpoint directory; fails naming the file that is missing or corrupt.
-  static CheckpointContents load(const std::filesystem::path& checkpoint, torch::optim::Optimizer* optimizer);
+  static CheckpointContents load(const std::filesystem::path& checkpoint);
+  // Restores the optimiser's state (its parameters must be the ones it was saved with).
+  static void load_optimizer(const std::filesystem::path& checkpoint, torch::optim::Optimizer& optimizer);
 
   const std::filesystem::path& dir() const { return dir_; }
 

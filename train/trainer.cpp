@@ -135,7 +135,8 @@ Trainer::Trainer(Config config, fs::path run_dir, Mode mode)
     log::open_file(run_dir_ / "log.txt");
     if (!resume) config_.save(run_dir_ / "config.yaml");
   }
-  if (mode != Mode::evaluate) log::info("run directory {}", run_dir_.string());
+  if (mode != Mode::evaluate)
+    log::info("experiment {}, run directory {}", config_.get<std::string>("experiment", "(unnamed)"), run_dir_.string());
   if (env_.enabled()) {
     group_ = ProcessGroup::create(env_, device_,
                                   std::chrono::milliseconds(static_cast<int64_t>(options_.dist_timeout_s * 1000)));
@@ -505,12 +506,13 @@ void Trainer::save_checkpoint(bool is_best) {
 }
 
 void Trainer::restore(const fs::path& checkpoint) {
-  CheckpointContents c = CheckpointDir::load(checkpoint, optimizer_.get());
+  CheckpointContents c = CheckpointDir::load(checkpoint);
   const std::string saved_model = c.state.value("model", "");
   if (!saved_model.empty() && saved_model != config_.at("model").dump())
     fail("{}: was written with a different `model` config than {}; resume with the run's own config",
          checkpoint.string(), (run_dir_ / "config.yaml").string());
   safetensors::load_into(*model_, c.model, {}, /*strict=*/true, (checkpoint / "model.safetensors").string());
+  CheckpointDir::load_optimizer(checkpoint, *optimizer_);
   for (auto& [name, t] : c.ema) ema_[name] = t.to(device_);
   set_generator_state(at::detail::getDefaultCPUGenerator(), c.extra.at("rng.cpu"));
   if (device_.is_cuda())

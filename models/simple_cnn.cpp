@@ -10,6 +10,7 @@ struct SimpleCnnOptions {
   int64_t num_classes = 4;
   std::vector<int64_t> widths = {16, 32, 64};
   double dropout = 0.0;
+  bool batch_norm = true;  // off: per-rank batch statistics cannot differ (distributed equivalence tests)
   std::string input = "image";
 
   static SimpleCnnOptions from(const Config& c) {
@@ -19,6 +20,7 @@ struct SimpleCnnOptions {
     o.widths = c.get<std::vector<int64_t>>("widths", o.widths);
     o.dropout = c.get<double>("dropout", o.dropout);
     o.input = c.get<std::string>("input", o.input);
+    o.batch_norm = c.get<bool>("batch_norm", o.batch_norm);
     if (o.widths.empty()) fail("{}: {}.widths: expected at least one width", c.where("widths"), c.prefix());
     return o;
   }
@@ -29,8 +31,9 @@ class SimpleCnn : public Model {
   explicit SimpleCnn(SimpleCnnOptions o) : options_(std::move(o)) {
     int64_t in = options_.in_channels;
     for (int64_t width : options_.widths) {
-      features_->push_back(torch::nn::Conv2d(torch::nn::Conv2dOptions(in, width, 3).padding(1).bias(false)));
-      features_->push_back(torch::nn::BatchNorm2d(width));
+      features_->push_back(
+          torch::nn::Conv2d(torch::nn::Conv2dOptions(in, width, 3).padding(1).bias(!options_.batch_norm)));
+      if (options_.batch_norm) features_->push_back(torch::nn::BatchNorm2d(width));
       features_->push_back(torch::nn::ReLU(true));
       features_->push_back(torch::nn::MaxPool2d(2));
       in = width;

@@ -12,5 +12,6 @@ void add_train_command(CLI::App& app);
 void add_sweep_command(CLI::App& app);
 void add_eval_command(CLI::App& app);
 void add_summary_command(CLI::App& app);
+void add_launch_command(CLI::App& app);
 
 }  // namespace facet::cli

@@ -64,7 +64,7 @@ std::shared_ptr<Node> deep_copy(const std::shared_ptr<Node>& n) {
   return out;
 }
 
-std::shared_ptr<Node> from_yaml(const YAML::Node& y, const std::string& file) {
+std::shared_ptr<Node> from_yaml(const YAML::Node& y, const std::string& file, bool dotted_keys = false) {
   auto n = std::make_shared<Node>();
   const auto mark = y.Mark();
   n->origin = mark.line >= 0 ? fmt::format("{}:{}", file, mark.line + 1) : file;
@@ -80,16 +80,16 @@ std::shared_ptr<Node> from_yaml(const YAML::Node& y, const std::string& file) {
       break;
     case YAML::NodeType::Sequence:
       n->kind = Node::Kind::list;
-      for (const auto& item : y) n->items.push_back(from_yaml(item, file));
+      for (const auto& item : y) n->items.push_back(from_yaml(item, file, dotted_keys));
       break;
     case YAML::NodeType::Map:
       n->kind = Node::Kind::map;
       for (const auto& kv : y) {
         const std::string key = kv.first.as<std::string>();
         if (n->field(key)) fail("{}:{}: duplicate key \"{}\"", file, kv.first.Mark().line + 1, key);
-        if (key.find('.') != std::string::npos && key != "_base_")
+        if (!dotted_keys && key.find('.') != std::string::npos)
           fail("{}:{}: key \"{}\" contains a dot; nest it instead", file, kv.first.Mark().line + 1, key);
-        auto child = from_yaml(kv.second, file);
+        auto child = from_yaml(kv.second, file, dotted_keys);
         if (kv.second.Type() == YAML::NodeType::Null) child->origin = fmt::format("{}:{}", file, kv.first.Mark().line + 1);
         n->fields.emplace_back(key, std::move(child));
       }
@@ -98,10 +98,10 @@ std::shared_ptr<Node> from_yaml(const YAML::Node& y, const std::string& file) {
   return n;
 }
 
-std::shared_ptr<Node> parse_yaml(std::string_view text, const std::string& origin) {
+std::shared_ptr<Node> parse_yaml(std::string_view text, const std::string& origin, bool dotted_keys = false) {
   try {
     const YAML::Node y = YAML::Load(std::string(text));
-    auto n = from_yaml(y, origin);
+    auto n = from_yaml(y, origin, dotted_keys);
     if (n->kind == Node::Kind::null) n->kind = Node::Kind::map;  // an empty document
     return n;
   } catch (const YAML::Exception& e) {
@@ -122,7 +122,7 @@ void merge_into(Node& dst, const std::shared_ptr<Node>& src) {
   }
 }
 
-std::shared_ptr<Node> load_with_bases(const fs::path& file, std::vector<fs::path>& chain) {
+std::shared_ptr<Node> load_with_bases(const fs::path& file, std::vector<fs::path>& chain, bool dotted_keys) {
   const fs::path canonical = fs::weakly_canonical(file);
   for (const auto& f : chain)
     if (f == canonical) {
@@ -135,7 +135,7 @@ std::shared_ptr<Node> load_with_bases(const fs::path& file, std::vector<fs::path
     fail("{}: no such config file (named in _base_ of {})", file.string(), chain.back().string());
   }
   chain.push_back(canonical);
-  auto node = parse_yaml(read_file(file), file.string());
+  auto node = parse_yaml(read_file(file), file.string(), dotted_keys);
   if (node->kind != Node::Kind::map) fail("{}: a config file must be a map of keys", file.string());
   auto result = std::make_shared<Node>();
   result->kind = Node::Kind::map;
@@ -149,7 +149,7 @@ std::shared_ptr<Node> load_with_bases(const fs::path& file, std::vector<fs::path
         bases.push_back(b->scalar);
       }
     else fail("{}: _base_: expected a path or a list of paths", base->origin);
-    for (const auto& b : bases) merge_into(*result, load_with_bases(file.parent_path() / b, chain));
+    for (const auto& b : bases) merge_into(*result, load_with_bases(file.parent_path() / b, chain, dotted_keys));
     std::erase_if(node->fields, [](const auto& kv) { return kv.first == "_base_"; });
   }
   merge_into(*result, node);
@@ -315,10 +315,10 @@ Config::Config() : state_(std::make_shared<State>()), node_(std::make_shared<Nod
 Config::Config(std::shared_ptr<State> state, std::shared_ptr<Node> node, std::string prefix)
     : state_(std::move(state)), node_(std::move(node)), prefix_(std::move(prefix)) {}
 
-Config Config::load(const fs::path& file, const std::vector<std::string>& overrides) {
+Config Config::load(const fs::path& file, const std::vector<std::string>& overrides, bool dotted_keys) {
   std::vector<fs::path> chain;
   Config c;
-  c.node_ = load_with_bases(file, chain);
+  c.node_ = load_with_bases(file, chain, dotted_keys);
   c.state_->root = c.node_;
   c.state_->file = file.string();
   for (const auto& o : overrides) {
@@ -382,6 +382,17 @@ bool Config::has(std::string_view key) const {
 }
 
 Config Config::at(std::string_view key) const { return Config(state_, require(key), full_key(key)); }
+
+Config Config::child(const std::string& literal_key) const {
+  const std::string key = prefix_.empty() ? literal_key : prefix_ + "." + literal_key;
+  {
+    std::lock_guard lock(state_->mutex);
+    state_->queried.insert(key);
+  }
+  auto n = node_->kind == Node::Kind::map ? node_->field(literal_key) : nullptr;
+  if (!n) fail("{}: {}: required key is missing", node_->origin, key);
+  return Config(state_, n, key);
+}
 
 Config Config::at(size_t index) const {
   if (node_->kind != Node::Kind::list) fail("{}: {}: expected a list, got {}", node_->origin, prefix_, found(*node_));

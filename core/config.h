@@ -29,13 +29,18 @@ class Config {
   // Loads `file`, resolving `_base_` (a path or a list of paths relative to the file that names
   // them: bases merge in order, then the file on top; maps merge deeply, lists and scalars are
   // replaced), then applies `overrides` of the form dotted.key=yaml_value.
-  static Config load(const std::filesystem::path& file, const std::vector<std::string>& overrides = {});
+  //
+  // Keys may not contain dots (`a.b: 1` would be unreachable as a.b); files whose keys are dotted
+  // paths themselves (sweep grids) load with `dotted_keys` and read them with child().
+  static Config load(const std::filesystem::path& file, const std::vector<std::string>& overrides = {},
+                     bool dotted_keys = false);
   static Config parse(std::string_view yaml, std::string origin = "<string>");
 
   // --- views -----------------------------------------------------------------------------------
   bool has(std::string_view key) const;          // present and not null
   Config at(std::string_view key) const;         // a sub-tree; error if missing
   Config at(size_t index) const;                 // a list element; error if out of range
+  Config child(const std::string& literal_key) const;  // a map child whose key is taken as is (no dot splitting)
   size_t size() const;                           // list length, map size; 0 for scalars/null
   std::vector<std::string> keys() const;         // map keys in file order
   bool is_map() const;

@@ -30,7 +30,7 @@ std::string dir_label(const std::string& label) {
 std::vector<std::vector<std::pair<std::string, std::string>>> expand_grid(const Config& grid) {
   std::vector<std::vector<std::pair<std::string, std::string>>> members{{}};
   for (const auto& key : grid.keys()) {
-    const Config values = grid.at(key);
+    const Config values = grid.child(key);
     if (!values.is_list() || values.size() == 0)
       fail("{}: grid.{}: expected a non-empty list of values", grid.where(key), key);
     std::vector<std::vector<std::pair<std::string, std::string>>> next;
@@ -48,7 +48,7 @@ std::vector<std::vector<std::pair<std::string, std::string>>> expand_grid(const 
 }  // namespace
 
 SweepPlan plan_sweep(const fs::path& sweep_file, const fs::path& out_dir) {
-  const Config sweep = Config::load(sweep_file);
+  const Config sweep = Config::load(sweep_file, {}, /*dotted_keys=*/true);
   SweepPlan plan;
   plan.name = sweep.get<std::string>("name", sweep_file.stem().string());
   plan.base_config = sweep_file.parent_path() / sweep.get<std::string>("base");
@@ -71,7 +71,7 @@ SweepPlan plan_sweep(const fs::path& sweep_file, const fs::path& out_dir) {
       const Config v = list.at(i);
       std::vector<std::pair<std::string, std::string>> sets;
       for (const auto& key : v.keys())
-        if (key != "name") sets.emplace_back(key, v.at(key).dump_inline());
+        if (key != "name") sets.emplace_back(key, v.child(key).dump_inline());
       variants.emplace_back(v.get<std::string>("name", fmt::format("variant{}", i)), std::move(sets));
     }
   } else {
@@ -96,6 +96,7 @@ SweepPlan plan_sweep(const fs::path& sweep_file, const fs::path& out_dir) {
       plan.runs.push_back(std::move(run));
     }
   }
+  sweep.check_unused();
   return plan;
 }
 

@@ -45,7 +45,7 @@ test: build
 
 demo: build
 	$(BUILD)/tools/cli/facet info
-	$(BUILD)/tools/cli/facet list
+	$(BUILD)/tools/cli/facet train experiments/demo/shapes.yaml
 
 asan:
 	$(MAKE) test BUILD=build-asan BUILD_TYPE=RelWithDebInfo CMAKE_ARGS=-DFACET_SANITIZE=ON

@@ -135,8 +135,8 @@ Trainer::Trainer(Config config, fs::path run_dir, Mode mode)
     log::open_file(run_dir_ / "log.txt");
     if (!resume) config_.save(run_dir_ / "config.yaml");
   }
-  if (mode != Mode::evaluate)
-    log::info("experiment {}, run directory {}", config_.get<std::string>("experiment", "(unnamed)"), run_dir_.string());
+  const std::string experiment = config_.get<std::string>("experiment", "(unnamed)");
+  if (mode != Mode::evaluate) log::info("experiment {}, run directory {}", experiment, run_dir_.string());
   if (env_.enabled()) {
     group_ = ProcessGroup::create(env_, device_,
                                   std::chrono::milliseconds(static_cast<int64_t>(options_.dist_timeout_s * 1000)));

@@ -56,7 +56,8 @@ int run_train(const TrainArgs& args) {
     for (const auto& [name, value] : result.last_eval) log::info("  {:<24} {:.4f}", name, value);
   }
   log::info("run directory: {}  (log.txt, metrics.csv, config.yaml, checkpoints/)", run_dir.string());
-  log::info("view the curves: tensorboard --logdir {}", run_dir.parent_path().string());
+  const fs::path logdir = run_dir.has_parent_path() ? run_dir.parent_path() : run_dir;
+  log::info("view the curves: tensorboard --logdir {}", logdir.string());
   return 0;
 }
 

@@ -3,6 +3,8 @@
 #include "core/error.h"
 #include "core/log.h"
 
+#include <torch/csrc/autograd/function_hook.h>
+#include <torch/csrc/autograd/variable.h>
 #include <torch/csrc/distributed/c10d/ProcessGroupGloo.hpp>
 #include <torch/csrc/distributed/c10d/TCPStore.hpp>
 #ifdef USE_C10D_NCCL
@@ -12,6 +14,7 @@
 
 #include <charconv>
 #include <cstdlib>
+#include <mutex>
 
 namespace facet::train {
 
@@ -23,38 +26,73 @@ std::optional<std::string> env(const char* name) {
   return std::string(v);
 }
 
+int parse_int(std::string_view text, const char* variable, std::string_view whole) {
+  int out = 0;
+  const auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), out);
+  if (text.empty() || ec != std::errc() || end != text.data() + text.size() || out < 0)
+    fail("environment: {}={}: expected a non-negative integer", variable, whole);
+  return out;
+}
+
 int env_int(const char* name, int fallback) {
   const auto v = env(name);
-  if (!v) return fallback;
-  int out = 0;
-  const auto [end, ec] = std::from_chars(v->data(), v->data() + v->size(), out);
-  if (ec != std::errc() || end != v->data() + v->size() || out < 0)
-    fail("environment: {}={}: expected a non-negative integer", name, *v);
-  return out;
+  return v ? parse_int(*v, name, *v) : fallback;
 }
 
 }  // namespace
 
 std::string first_slurm_host(const std::string& nodelist) {
-  // The first entry, up to a comma outside brackets.
-  size_t depth = 0, end = 0;
-  for (; end < nodelist.size(); ++end) {
-    if (nodelist[end] == '[') ++depth;
-    if (nodelist[end] == ']' && depth) --depth;
-    if (nodelist[end] == ',' && depth == 0) break;
+  // The first entry ends at a comma outside brackets; inside each bracket group the first number
+  // of the first range is the first host ("n[003-005,9]" → "n003", keeping the zero padding).
+  std::string host;
+  for (size_t i = 0; i < nodelist.size(); ++i) {
+    const char c = nodelist[i];
+    if (c == ',') break;
+    if (c != '[') {
+      host += c;
+      continue;
+    }
+    const size_t close = nodelist.find(']', i);
+    if (close == std::string::npos) fail("environment: SLURM_NODELIST={}: unbalanced '['", nodelist);
+    const std::string inner = nodelist.substr(i + 1, close - i - 1);
+    const std::string first = inner.substr(0, inner.find_first_of(",-"));
+    if (first.empty()) fail("environment: SLURM_NODELIST={}: empty range", nodelist);
+    host += first;
+    i = close;
   }
-  const std::string first = nodelist.substr(0, end);
-  const size_t open = first.find('[');
-  if (open == std::string::npos) return first;
-  // prefix[03-05,07] → prefix03
-  std::string range = first.substr(open + 1);
-  range = range.substr(0, range.find_first_of(",-]"));
-  return first.substr(0, open) + range;
+  if (host.empty()) fail("environment: SLURM_NODELIST={}: no host", nodelist);
+  return host;
+}
+
+int slurm_tasks_on_node(const std::string& value, int node_id, const char* variable) {
+  // "2(x3),1": nodes 0-2 run 2 tasks, node 3 runs 1.
+  int node = 0;
+  size_t start = 0;
+  while (start <= value.size()) {
+    const size_t comma = std::min(value.find(',', start), value.size());
+    const std::string_view item(value.data() + start, comma - start);
+    int count = 0, repeat = 1;
+    if (const size_t paren = item.find("(x"); paren != std::string_view::npos) {
+      if (item.back() != ')') fail("environment: {}={}: expected COUNT or COUNT(xREPEAT)", variable, value);
+      count = parse_int(item.substr(0, paren), variable, value);
+      repeat = parse_int(item.substr(paren + 2, item.size() - paren - 3), variable, value);
+    } else {
+      count = parse_int(item, variable, value);
+    }
+    if (count < 1 || repeat < 1) fail("environment: {}={}: task counts must be positive", variable, value);
+    if (node_id < node + repeat) return count;
+    node += repeat;
+    start = comma + 1;
+  }
+  fail("environment: {}={} describes {} node(s), but this is node {} (SLURM_NODEID)", variable, value, node,
+       node_id);
 }
 
 DistributedEnv DistributedEnv::from_environment() {
   DistributedEnv e;
   if (env("RANK") || env("WORLD_SIZE")) {
+    e.source = "torchrun";
+    if (!env("RANK") || !env("WORLD_SIZE")) fail("environment: RANK and WORLD_SIZE must be set together");
     e.rank = env_int("RANK", 0);
     e.world_size = env_int("WORLD_SIZE", 1);
     e.local_rank = env_int("LOCAL_RANK", e.rank);
@@ -62,66 +100,164 @@ DistributedEnv DistributedEnv::from_environment() {
     e.master_addr = env("MASTER_ADDR").value_or("127.0.0.1");
     e.master_port = env_int("MASTER_PORT", 29500);
   } else if (env("SLURM_PROCID") && env_int("SLURM_NTASKS", 1) > 1) {
+    e.source = "slurm";
     e.rank = env_int("SLURM_PROCID", 0);
     e.world_size = env_int("SLURM_NTASKS", 1);
     e.local_rank = env_int("SLURM_LOCALID", 0);
-    // SLURM_NTASKS_PER_NODE may read "4" or "4(x2)"; the leading count is what we need.
-    const auto per_node = env("SLURM_NTASKS_PER_NODE").value_or(env("SLURM_TASKS_PER_NODE").value_or("1"));
-    e.local_world_size = std::max(1, std::atoi(per_node.c_str()));
-    if (auto ip = env("SLURM_LAUNCH_NODE_IPADDR")) e.master_addr = *ip;
+    const int node = env_int("SLURM_NODEID", 0);
+    if (auto v = env("SLURM_NTASKS_PER_NODE")) e.local_world_size = slurm_tasks_on_node(*v, node, "SLURM_NTASKS_PER_NODE");
+    else if (auto t = env("SLURM_TASKS_PER_NODE")) e.local_world_size = slurm_tasks_on_node(*t, node, "SLURM_TASKS_PER_NODE");
+    else e.local_world_size = 1;
+    if (auto addr = env("MASTER_ADDR")) e.master_addr = *addr;
+    else if (auto ip = env("SLURM_LAUNCH_NODE_IPADDR")) e.master_addr = *ip;
     else if (auto nodes = env("SLURM_NODELIST")) e.master_addr = first_slurm_host(*nodes);
+    else if (auto job_nodes = env("SLURM_JOB_NODELIST")) e.master_addr = first_slurm_host(*job_nodes);
     e.master_port = env_int("MASTER_PORT", 29500);
   }
   if (e.world_size < 1) fail("environment: WORLD_SIZE must be at least 1");
   if (e.rank >= e.world_size) fail("environment: RANK={} is not below WORLD_SIZE={}", e.rank, e.world_size);
+  if (e.local_world_size < 1 || e.local_rank >= e.local_world_size)
+    fail("environment: LOCAL_RANK={} is not below LOCAL_WORLD_SIZE={}", e.local_rank, e.local_world_size);
   if (e.master_port <= 0 || e.master_port > 65535) fail("environment: MASTER_PORT={} is not a port", e.master_port);
   return e;
 }
+
+// --- buckets ---------------------------------------------------------------------------------------
+
+namespace {
+
+// Consecutive tensors (in `order`) of one dtype, flattened into one buffer whose tail holds one
+// "this rank had a gradient" flag per member: after the sum, a zero flag means no rank had one.
+struct Bucket {
+  std::vector<size_t> members;
+  std::vector<int64_t> offsets;
+  int64_t numel = 0;
+  torch::ScalarType dtype = torch::kFloat;
+  int64_t size() const { return numel + static_cast<int64_t>(members.size()); }
+};
+
+std::vector<Bucket> plan_buckets(const std::vector<torch::Tensor>& tensors, const std::vector<size_t>& order,
+                                 int64_t cap_bytes, int64_t first_cap_bytes) {
+  std::vector<Bucket> buckets;
+  int64_t bytes = 0;
+  for (const size_t i : order) {
+    const auto& t = tensors[i];
+    const int64_t b = t.numel() * static_cast<int64_t>(t.element_size());
+    const int64_t cap = buckets.size() == 1 ? first_cap_bytes : cap_bytes;  // filling the first bucket
+    if (buckets.empty() || buckets.back().dtype != t.scalar_type() ||
+        (!buckets.back().members.empty() && bytes + b > cap)) {
+      buckets.emplace_back();
+      buckets.back().dtype = t.scalar_type();
+      bytes = 0;
+    }
+    auto& bucket = buckets.back();
+    bucket.members.push_back(i);
+    bucket.offsets.push_back(bucket.numel);
+    bucket.numel += t.numel();
+    bytes += b;
+  }
+  return buckets;
+}
+
+// Half-precision sums can overflow: divide before the all-reduce there (as DDP does), after it otherwise
+// so that two ranks give exactly (a + b) / 2.
+bool divide_first(torch::ScalarType t) { return t == torch::kHalf || t == torch::kBFloat16; }
+
+const torch::Tensor& gradient_of(const torch::Tensor& p) {
+  const auto& g = p.grad();
+  if (g.defined() && g.is_sparse()) fail("distributed: sparse gradients are not supported");
+  return g;
+}
+
+// Writes the summed bucket back: averaged gradients for every parameter some rank had one for.
+void unpack(const std::vector<torch::Tensor>& params, const Bucket& b, const torch::Tensor& flat, int world) {
+  if (!divide_first(b.dtype)) flat.narrow(0, 0, b.numel).div_(world);
+  const auto used = flat.narrow(0, b.numel, static_cast<int64_t>(b.members.size())).to(torch::kCPU, torch::kFloat);
+  const auto flags = used.accessor<float, 1>();
+  for (size_t k = 0; k < b.members.size(); ++k) {
+    if (flags[static_cast<int64_t>(k)] <= 0) continue;  // no rank had a gradient: leave it undefined
+    const auto& p = params[b.members[k]];
+    const auto part = flat.narrow(0, b.offsets[k], p.numel()).view(p.sizes());
+    if (p.grad().defined()) p.mutable_grad().copy_(part);
+    else p.mutable_grad() = part.to(p.device()).clone();
+  }
+}
+
+std::vector<size_t> iota(size_t n, bool reverse) {
+  std::vector<size_t> order(n);
+  for (size_t i = 0; i < n; ++i) order[i] = reverse ? n - 1 - i : i;
+  return order;
+}
+
+}  // namespace
+
+// --- the process group -----------------------------------------------------------------------------
 
 std::unique_ptr<ProcessGroup> ProcessGroup::create(const DistributedEnv& e, torch::Device device,
                                                    std::chrono::milliseconds timeout) {
   std::unique_ptr<ProcessGroup> g(new ProcessGroup());
   g->rank_ = e.rank;
   g->world_size_ = e.world_size;
-  g->device_ = device;
   g->timeout_ = timeout;
+  if (device.is_cuda() && !device.has_index()) device = torch::Device(torch::kCUDA, e.local_rank);
+  g->device_ = device;
+  if (!device.is_cpu() && !device.is_cuda()) fail("distributed: no backend for device {}", device.str());
+
   c10d::TCPStoreOptions options;
   options.port = static_cast<uint16_t>(e.master_port);
   options.isServer = e.rank == 0;
   options.numWorkers = e.world_size;
   options.waitWorkers = true;
-  options.timeout = timeout;
+  options.timeout = timeout;  // the default is 300 s
   try {
     g->store_ = c10::make_intrusive<c10d::TCPStore>(e.master_addr, options);
   } catch (const std::exception& err) {
-    fail("rank {}: rendezvous at {}:{} failed within {} s: {}", e.rank, e.master_addr, e.master_port,
-         timeout.count() / 1000.0, err.what());
+    std::string message = err.what();
+    if (auto newline = message.find('\n'); newline != std::string::npos) message.resize(newline);
+    fail("rank {} of {}: rendezvous at {}:{} ({} environment) did not complete within {} s; are all ranks "
+         "started and is the port free? ({})",
+         e.rank, e.world_size, e.master_addr, e.master_port, e.source, timeout.count() / 1000.0, message);
   }
   if (device.is_cuda()) {
 #ifdef USE_C10D_NCCL
+    if (device.index() >= static_cast<int>(c10::cuda::device_count()))
+      fail("rank {}: {} does not exist ({} GPU(s) visible; LOCAL_RANK={})", e.rank, device.str(),
+           c10::cuda::device_count(), e.local_rank);
     // Before the first collective, or every rank's communicator lands on GPU 0.
     c10::cuda::set_device(static_cast<c10::DeviceIndex>(device.index()));
-    // Surface NCCL failures as exceptions on the CPU thread instead of hangs.
-    setenv("TORCH_NCCL_ASYNC_ERROR_HANDLING", "1", 0);
+    // Blocking wait makes work->wait() throw on the calling thread on a timeout or a NCCL error,
+    // instead of the watchdog tearing the process down. A user's own setting wins.
     setenv("TORCH_NCCL_BLOCKING_WAIT", "1", 0);
     auto o = c10d::ProcessGroupNCCL::Options::create();
     o->timeout = timeout;
-    g->backend_ = c10::make_intrusive<c10d::ProcessGroupNCCL>(g->store_, e.rank, e.world_size, o);
+    try {
+      auto nccl = c10::make_intrusive<c10d::ProcessGroupNCCL>(g->store_, e.rank, e.world_size, o);
+      // Communicators are lazy; connect now so that a failure shows here, not in the first step.
+      nccl->eagerConnectSingleDevice(device);
+      g->backend_ = nccl;
+    } catch (const std::exception& err) {
+      fail("rank {}: connecting the NCCL process group on {} failed: {}", e.rank, device.str(), err.what());
+    }
 #else
-    fail("distributed training on CUDA needs NCCL, and this build of Facet has none (nccl.h was not found)");
+    fail("distributed training on CUDA needs NCCL, and this build of Facet has none (nccl.h was not found at "
+         "configure time; see cmake/FacetTorch.cmake)");
 #endif
   } else {
-    auto o = c10d::ProcessGroupGloo::Options::create(timeout);
+    auto o = c10d::ProcessGroupGloo::Options::create(timeout);  // the default is 30 min
     const auto iface = env("GLOO_SOCKET_IFNAME");
     const bool loopback = e.master_addr == "127.0.0.1" || e.master_addr == "localhost";
-    o->devices.push_back(iface      ? c10d::ProcessGroupGloo::createDeviceForInterface(*iface)
-                         : loopback ? c10d::ProcessGroupGloo::createDeviceForHostname("127.0.0.1")
-                                    : c10d::ProcessGroupGloo::createDefaultDevice());
-    o->threads = 2;  // newer releases no longer default it
     try {
+      // The default device resolves this host's name, which fails in many containers; a single-host
+      // run can always use loopback.
+      o->devices.push_back(iface      ? c10d::ProcessGroupGloo::createDeviceForInterface(*iface)
+                           : loopback ? c10d::ProcessGroupGloo::createDeviceForHostname("127.0.0.1")
+                                      : c10d::ProcessGroupGloo::createDefaultDevice());
+      o->threads = 2;  // newer releases no longer default it
       g->backend_ = c10::make_intrusive<c10d::ProcessGroupGloo>(g->store_, e.rank, e.world_size, o);
     } catch (const std::exception& err) {
-      fail("rank {}: connecting the Gloo process group failed: {}", e.rank, err.what());
+      fail("rank {}: connecting the Gloo process group failed (set GLOO_SOCKET_IFNAME to pick the network "
+           "interface): {}",
+           e.rank, err.what());
     }
   }
   return g;
@@ -129,19 +265,28 @@ std::unique_ptr<ProcessGroup> ProcessGroup::create(const DistributedEnv& e, torc
 
 ProcessGroup::~ProcessGroup() = default;
 
-void ProcessGroup::wait(const c10::intrusive_ptr<c10d::Work>& work, const char* what) {
+void ProcessGroup::wait(const c10::intrusive_ptr<c10d::Work>& work, const std::string& what) {
   try {
     work->wait(timeout_);
   } catch (const std::exception& err) {
     std::string message = err.what();
     if (auto newline = message.find('\n'); newline != std::string::npos) message.resize(newline);
-    fail("rank {} of {}: {} failed or timed out (limit {} s): another rank probably died or stalled; see its log. ({})",
+    fail("rank {} of {}: {} failed or timed out (limit {} s): another rank probably died or stalled; see its "
+         "log. ({})",
          rank_, world_size_, what, timeout_.count() / 1000.0, message);
   }
 }
 
 torch::Tensor ProcessGroup::staged(const torch::Tensor& t) const {
   return t.device() == device_ ? t.contiguous() : t.to(device_).contiguous();
+}
+
+c10::intrusive_ptr<c10d::Work> ProcessGroup::allreduce_async(torch::Tensor& flat) {
+  std::vector<at::Tensor> tensors{flat};
+  c10d::AllreduceOptions o;
+  o.reduceOp = c10d::ReduceOp::SUM;
+  o.timeout = timeout_;
+  return backend_->allreduce(tensors, o);
 }
 
 void ProcessGroup::broadcast_(torch::Tensor& tensor, int root) {
@@ -155,17 +300,31 @@ void ProcessGroup::broadcast_(torch::Tensor& tensor, int root) {
 
 void ProcessGroup::broadcast_module(torch::nn::Module& module) {
   torch::NoGradGuard no_grad;
-  for (auto& p : module.parameters()) broadcast_(p);
-  for (auto& b : module.buffers()) broadcast_(b);
+  std::vector<torch::Tensor> tensors;
+  for (auto& p : module.parameters()) tensors.push_back(p);
+  for (auto& b : module.buffers())
+    if (b.defined()) tensors.push_back(b);
+  for (const auto& bucket : plan_buckets(tensors, iota(tensors.size(), false), 25 << 20, 25 << 20)) {
+    std::vector<torch::Tensor> parts;
+    for (const size_t m : bucket.members) parts.push_back(tensors[m].reshape({-1}).to(device_));
+    auto flat = torch::cat(parts);
+    broadcast_(flat, 0);
+    for (size_t k = 0; k < bucket.members.size(); ++k) {
+      auto& t = tensors[bucket.members[k]];
+      t.copy_(flat.narrow(0, bucket.offsets[k], t.numel()).view(t.sizes()));
+    }
+  }
 }
 
 void ProcessGroup::allreduce_sum_(torch::Tensor& tensor) {
-  std::vector<at::Tensor> tensors{staged(tensor)};
-  c10d::AllreduceOptions o;
-  o.reduceOp = c10d::ReduceOp::SUM;
-  o.timeout = timeout_;
-  wait(backend_->allreduce(tensors, o), "all-reduce");
-  if (!tensors[0].is_same(tensor)) tensor.copy_(tensors[0]);
+  auto flat = staged(tensor);
+  wait(allreduce_async(flat), "all-reduce");
+  if (!flat.is_same(tensor)) tensor.copy_(flat);
+}
+
+void ProcessGroup::allreduce_mean_(torch::Tensor& tensor) {
+  allreduce_sum_(tensor);
+  tensor.div_(world_size_);
 }
 
 double ProcessGroup::allreduce_mean(double value) {
@@ -192,30 +351,20 @@ torch::Tensor ProcessGroup::allgather(const torch::Tensor& tensor) {
 
 void ProcessGroup::allreduce_gradients(const std::vector<torch::Tensor>& params, int64_t bucket_bytes) {
   torch::NoGradGuard no_grad;
-  // Buckets of same-dtype gradients, in parameter order (identical on every rank).
-  size_t i = 0;
-  while (i < params.size()) {
-    std::vector<torch::Tensor> bucket;
-    int64_t bytes = 0;
-    const auto dtype = params[i].scalar_type();
-    while (i < params.size() && params[i].scalar_type() == dtype &&
-           (bucket.empty() || bytes + params[i].numel() * params[i].element_size() <= bucket_bytes)) {
-      auto& p = const_cast<torch::Tensor&>(params[i]);
-      if (!p.grad().defined()) p.mutable_grad() = torch::zeros_like(p);
-      bucket.push_back(p.grad());
-      bytes += p.numel() * p.element_size();
-      ++i;
+  for (const auto& b : plan_buckets(params, iota(params.size(), false), bucket_bytes, bucket_bytes)) {
+    auto flat = torch::zeros({b.size()}, torch::TensorOptions().dtype(b.dtype).device(device_));
+    std::vector<float> used(b.members.size(), 0.0f);
+    for (size_t k = 0; k < b.members.size(); ++k) {
+      const auto& g = gradient_of(params[b.members[k]]);
+      if (!g.defined()) continue;
+      flat.narrow(0, b.offsets[k], g.numel()).copy_(g.reshape({-1}));
+      used[k] = 1;
     }
-    std::vector<torch::Tensor> flat_parts;
-    for (const auto& g : bucket) flat_parts.push_back(g.reshape({-1}));
-    auto flat = staged(torch::cat(flat_parts));
-    allreduce_sum_(flat);
-    flat.div_(world_size_);
-    int64_t offset = 0;
-    for (auto& g : bucket) {
-      g.copy_(flat.narrow(0, offset, g.numel()).view_as(g));
-      offset += g.numel();
-    }
+    flat.narrow(0, b.numel, static_cast<int64_t>(used.size()))
+        .copy_(torch::from_blob(used.data(), {static_cast<int64_t>(used.size())}, torch::kFloat));
+    if (divide_first(b.dtype)) flat.div_(world_size_);
+    wait(allreduce_async(flat), "gradient all-reduce");
+    unpack(params, b, flat, world_size_);
   }
 }
 
@@ -223,6 +372,130 @@ void ProcessGroup::barrier() {
   c10d::BarrierOptions o;
   o.timeout = timeout_;
   wait(backend_->barrier(o), "barrier");
+}
+
+// --- overlapped reducer ----------------------------------------------------------------------------
+
+struct OverlappedGradientReducer::State {
+  ProcessGroup* group = nullptr;
+  std::vector<torch::Tensor> params;
+  std::vector<Bucket> buckets;
+  std::vector<torch::Tensor> flats;          // per bucket, reused every step
+  std::vector<std::vector<float>> used;      // per bucket and member
+  std::vector<int64_t> pending;              // gradients still to arrive, per bucket
+  std::vector<c10::intrusive_ptr<c10d::Work>> works;
+  std::vector<std::pair<size_t, size_t>> where;  // parameter → (bucket, member)
+  std::vector<char> arrived;
+  size_t next_launch = 0;
+  bool armed = false;
+  std::mutex mutex;  // hooks may run on autograd's device threads
+
+  void launch(size_t b) {
+    auto& flat = flats[b];
+    const auto n = static_cast<int64_t>(used[b].size());
+    flat.narrow(0, buckets[b].numel, n).copy_(torch::from_blob(used[b].data(), {n}, torch::kFloat));
+    if (divide_first(buckets[b].dtype)) flat.div_(group->world_size());
+    works[b] = group->allreduce_async(flat);
+  }
+
+  void on_gradient(size_t index) {
+    std::lock_guard lock(mutex);
+    if (!armed) return;
+    if (arrived[index])
+      fail("distributed: parameter {} received two gradients in one synced backward; call arm() before "
+           "each backward whose gradients should be averaged",
+           index);
+    arrived[index] = 1;
+    const auto [b, k] = where[index];
+    torch::NoGradGuard no_grad;
+    const auto& g = gradient_of(params[index]);
+    if (g.defined()) {
+      flats[b].narrow(0, buckets[b].offsets[k], g.numel()).copy_(g.reshape({-1}));
+      used[b][k] = 1;
+    }
+    if (--pending[b] == 0)
+      while (next_launch < buckets.size() && pending[next_launch] == 0) launch(next_launch++);
+  }
+};
+
+namespace {
+
+struct ReduceHook : torch::autograd::PostAccumulateGradHook {
+  ReduceHook(OverlappedGradientReducer::State* s, size_t i) : state(s), index(i) {}
+  void operator()(const torch::autograd::Variable& /*param*/) override { state->on_gradient(index); }
+  OverlappedGradientReducer::State* state;
+  size_t index;
+};
+
+}  // namespace
+
+OverlappedGradientReducer::OverlappedGradientReducer(ProcessGroup& group, std::vector<torch::Tensor> params,
+                                                     int64_t bucket_bytes, int64_t first_bucket_bytes)
+    : state_(std::make_unique<State>()) {
+  auto& s = *state_;
+  s.group = &group;
+  s.params = std::move(params);
+  for (size_t i = 0; i < s.params.size(); ++i) {
+    const auto& p = s.params[i];
+    if (!p.requires_grad() || !p.is_leaf())
+      fail("distributed: parameter {} is not a leaf that requires grad; pass only trainable parameters", i);
+    if (torch::autograd::impl::post_acc_grad_hooks(p))
+      fail("distributed: parameter {} already has a post-accumulate-grad hook", i);
+  }
+  s.buckets = plan_buckets(s.params, iota(s.params.size(), true), bucket_bytes, first_bucket_bytes);
+  s.where.resize(s.params.size());
+  s.arrived.assign(s.params.size(), 0);
+  for (size_t b = 0; b < s.buckets.size(); ++b) {
+    const auto& bucket = s.buckets[b];
+    s.flats.push_back(torch::zeros({bucket.size()}, torch::TensorOptions().dtype(bucket.dtype).device(group.device())));
+    s.used.emplace_back(bucket.members.size(), 0.0f);
+    s.pending.push_back(static_cast<int64_t>(bucket.members.size()));
+    s.works.emplace_back();
+    for (size_t k = 0; k < bucket.members.size(); ++k) s.where[bucket.members[k]] = {b, k};
+  }
+  for (size_t i = 0; i < s.params.size(); ++i)
+    torch::autograd::impl::set_post_acc_grad_hooks(s.params[i], std::make_unique<ReduceHook>(state_.get(), i));
+}
+
+OverlappedGradientReducer::~OverlappedGradientReducer() {
+  for (const auto& p : state_->params) torch::autograd::impl::set_post_acc_grad_hooks(p, nullptr);
+}
+
+size_t OverlappedGradientReducer::num_buckets() const { return state_->buckets.size(); }
+
+void OverlappedGradientReducer::arm() {
+  std::lock_guard lock(state_->mutex);
+  if (state_->armed) fail("distributed: arm() twice without finish()");
+  state_->armed = true;
+}
+
+void OverlappedGradientReducer::finish() {
+  auto& s = *state_;
+  std::lock_guard lock(s.mutex);
+  if (!s.armed) fail("distributed: finish() without arm()");
+  torch::NoGradGuard no_grad;
+  // Buckets whose gradients did not all arrive (parameters unused in this backward): zeros there.
+  for (size_t b = s.next_launch; b < s.buckets.size(); ++b) {
+    const auto& bucket = s.buckets[b];
+    for (size_t k = 0; k < bucket.members.size(); ++k)
+      if (!s.arrived[bucket.members[k]])
+        s.flats[b].narrow(0, bucket.offsets[k], s.params[bucket.members[k]].numel()).zero_();
+    s.pending[b] = 0;
+    s.launch(b);
+  }
+  s.next_launch = s.buckets.size();
+  for (size_t b = 0; b < s.buckets.size(); ++b) {
+    s.group->wait(s.works[b], fmt::format("gradient all-reduce (bucket {} of {})", b + 1, s.buckets.size()));
+    s.works[b].reset();
+    unpack(s.params, s.buckets[b], s.flats[b], s.group->world_size());
+  }
+  for (size_t b = 0; b < s.buckets.size(); ++b) {
+    std::fill(s.used[b].begin(), s.used[b].end(), 0.0f);
+    s.pending[b] = static_cast<int64_t>(s.buckets[b].members.size());
+  }
+  std::fill(s.arrived.begin(), s.arrived.end(), 0);
+  s.next_launch = 0;
+  s.armed = false;
 }
 
 }  // namespace facet::train

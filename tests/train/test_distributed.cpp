@@ -1,5 +1,7 @@
-// Distributed training on c10d/Gloo with real processes: environment parsing, 2 ranks vs 1 rank
-// reaching the same weights, the launcher's exit codes, and dead or stalled ranks becoming errors.
+// Distributed training on c10d/Gloo with real processes: environment parsing; ranks forked from the
+// test (broadcast, gradients of two half batches = gradient of the whole batch, SGD on 2 ranks = SGD
+// on 1, synchronous and overlapped reducers); the launcher's exit codes; dead or stalled ranks
+// becoming errors within the timeout; and the trainer on 2 ranks matching 1 rank.
 #include "core/error.h"
 #include "core/file_io.h"
 #include "core/safetensors.h"
@@ -14,7 +16,10 @@
 #include <unistd.h>
 
 #include <chrono>
+#include <csignal>
 #include <cstdlib>
+#include <functional>
+#include <thread>
 
 namespace facet::train {
 namespace {
@@ -71,7 +76,8 @@ class EnvGuard {
   explicit EnvGuard(std::map<std::string, std::string> vars) {
     for (const char* k : {"RANK", "WORLD_SIZE", "LOCAL_RANK", "LOCAL_WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT",
                           "SLURM_PROCID", "SLURM_NTASKS", "SLURM_LOCALID", "SLURM_NTASKS_PER_NODE",
-                          "SLURM_LAUNCH_NODE_IPADDR", "SLURM_NODELIST"})
+                          "SLURM_LAUNCH_NODE_IPADDR", "SLURM_NODELIST", "SLURM_JOB_NODELIST", "SLURM_NODEID",
+                          "SLURM_TASKS_PER_NODE"})
       unsetenv(k);
     for (const auto& [k, v] : vars) setenv(k.c_str(), v.c_str(), 1);
     names_ = std::move(vars);
@@ -108,6 +114,32 @@ TEST(Distributed, SlurmEnvironment) {
   EXPECT_EQ(e.master_addr, "gpu03");
   EXPECT_EQ(first_slurm_host("node7"), "node7");
   EXPECT_EQ(first_slurm_host("a1,b2"), "a1");
+  EXPECT_EQ(first_slurm_host("node[1-3],x"), "node1");
+  EXPECT_EQ(first_slurm_host("n[007,009]"), "n007");
+  EXPECT_EQ(first_slurm_host("rack[2-3]-gpu[10-12]"), "rack2-gpu10");
+  EXPECT_THROW(first_slurm_host("node[1-3"), Error);
+}
+
+TEST(Distributed, SlurmTasksPerNodeAndMasterPrecedence) {
+  EXPECT_EQ(slurm_tasks_on_node("4", 0, "X"), 4);
+  EXPECT_EQ(slurm_tasks_on_node("2(x3),1", 2, "X"), 2);
+  EXPECT_EQ(slurm_tasks_on_node("2(x3),1", 3, "X"), 1);
+  EXPECT_THROW(slurm_tasks_on_node("2(x3),1", 4, "X"), Error);
+  EnvGuard g({{"SLURM_PROCID", "3"}, {"SLURM_NTASKS", "4"}, {"SLURM_LOCALID", "0"}, {"SLURM_NODEID", "1"},
+              {"SLURM_TASKS_PER_NODE", "3,1"}, {"SLURM_LAUNCH_NODE_IPADDR", "10.0.0.9"},
+              {"SLURM_NODELIST", "n[1-2]"}});
+  auto e = DistributedEnv::from_environment();
+  EXPECT_EQ(e.local_world_size, 1);
+  EXPECT_EQ(e.master_addr, "10.0.0.9");
+  EXPECT_EQ(e.source, "slurm");
+  // torchrun's variables win over SLURM's (facet launch inside an allocation).
+  setenv("RANK", "0", 1);
+  setenv("WORLD_SIZE", "2", 1);
+  e = DistributedEnv::from_environment();
+  EXPECT_EQ(e.world_size, 2);
+  EXPECT_EQ(e.source, "torchrun");
+  unsetenv("RANK");
+  unsetenv("WORLD_SIZE");
 }
 
 TEST(Distributed, NoEnvironmentIsOneRank) {
@@ -125,6 +157,272 @@ TEST(Distributed, MalformedEnvironmentNamesTheVariable) {
   }
   EnvGuard g2({{"RANK", "4"}, {"WORLD_SIZE", "4"}});
   EXPECT_THROW(DistributedEnv::from_environment(), Error);
+  EnvGuard g3(std::map<std::string, std::string>{{"RANK", "1"}});
+  EXPECT_THROW(DistributedEnv::from_environment(), Error);  // WORLD_SIZE missing
+  EnvGuard g4({{"RANK", "0"}, {"WORLD_SIZE", "2"}, {"MASTER_PORT", "80x"}});
+  EXPECT_THAT([] { DistributedEnv::from_environment(); }, ::testing::ThrowsMessage<Error>(HasSubstr("MASTER_PORT=80x")));
+  EnvGuard g5({{"SLURM_PROCID", "1"}, {"SLURM_NTASKS", "2"}, {"SLURM_NTASKS_PER_NODE", "two"}});
+  EXPECT_THAT([] { DistributedEnv::from_environment(); },
+              ::testing::ThrowsMessage<Error>(HasSubstr("SLURM_NTASKS_PER_NODE=two")));
+  EnvGuard g6({{"SLURM_PROCID", "1"}, {"SLURM_NTASKS", "2"}, {"SLURM_TASKS_PER_NODE", "2(x"}});
+  EXPECT_THAT([] { DistributedEnv::from_environment(); },
+              ::testing::ThrowsMessage<Error>(HasSubstr("SLURM_TASKS_PER_NODE=2(x")));
+  EnvGuard g7({{"SLURM_PROCID", "x"}, {"SLURM_NTASKS", "2"}});
+  EXPECT_THAT([] { DistributedEnv::from_environment(); }, ::testing::ThrowsMessage<Error>(HasSubstr("SLURM_PROCID=x")));
+}
+
+// --- ranks forked from the test ---------------------------------------------------------------------
+
+// Runs `body` in `world` forked processes, rank = index, each with a Gloo group (none when world is 1).
+// A child never returns into GoogleTest: it `_exit`s, with 1 after writing its error to rank<r>.err.
+// Returns each rank's exit code (128 + signal if killed); ranks still running after `deadline_s` are
+// killed, so a hang fails the test instead of blocking it.
+using RankBody = std::function<void(ProcessGroup* group, int rank)>;
+
+std::vector<int> run_ranks(int world, const fs::path& dir, double timeout_s, const RankBody& body,
+                           double deadline_s = 60) {
+  const int port = free_port();
+  std::vector<pid_t> pids;
+  std::fflush(nullptr);  // or the children flush the parent's pending output a second time
+  for (int rank = 0; rank < world; ++rank) {
+    const pid_t pid = ::fork();
+    if (pid == 0) {
+      int code = 0;
+      try {
+        // libgomp is not fork-safe: with one thread the child never enters an OpenMP region.
+        at::set_num_threads(1);
+        DistributedEnv env;
+        env.rank = env.local_rank = rank;
+        env.world_size = env.local_world_size = world;
+        env.master_port = port;
+        std::unique_ptr<ProcessGroup> group;
+        if (world > 1)
+          group = ProcessGroup::create(env, torch::kCPU, std::chrono::milliseconds(static_cast<int64_t>(timeout_s * 1000)));
+        body(group.get(), rank);
+      } catch (const std::exception& e) {
+        write_file_atomic(dir / ("rank" + std::to_string(rank) + ".err"), e.what());
+        code = 1;
+      }
+      std::fflush(nullptr);
+      ::_exit(code);
+    }
+    pids.push_back(pid);
+  }
+  std::vector<int> codes(world, -1);
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::duration<double>(deadline_s);
+  for (int done = 0; done < world;) {
+    for (int rank = 0; rank < world; ++rank) {
+      int status = 0;
+      if (codes[rank] == -1 && ::waitpid(pids[rank], &status, WNOHANG) == pids[rank]) {
+        codes[rank] = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+        ++done;
+      }
+    }
+    if (std::chrono::steady_clock::now() > deadline)
+      for (int rank = 0; rank < world; ++rank)
+        if (codes[rank] == -1) ::kill(pids[rank], SIGKILL);
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }
+  return codes;
+}
+
+std::string errors_of(const fs::path& dir, int world) {
+  std::string all;
+  for (int rank = 0; rank < world; ++rank)
+    if (const auto p = dir / ("rank" + std::to_string(rank) + ".err"); fs::exists(p))
+      all += "rank " + std::to_string(rank) + ": " + read_file(p) + "\n";
+  return all;
+}
+
+struct MlpImpl : torch::nn::Module {
+  MlpImpl() {
+    fc1 = register_module("fc1", torch::nn::Linear(8, 32));
+    fc2 = register_module("fc2", torch::nn::Linear(32, 32));
+    fc3 = register_module("fc3", torch::nn::Linear(32, 1));
+  }
+  torch::Tensor forward(const torch::Tensor& x) { return fc3(torch::tanh(fc2(torch::tanh(fc1(x))))); }
+  torch::nn::Linear fc1{nullptr}, fc2{nullptr}, fc3{nullptr};
+};
+TORCH_MODULE(Mlp);
+
+// The same global batch in every process; rank r of `world` takes its contiguous share.
+std::pair<torch::Tensor, torch::Tensor> batch_share(int step, int rank, int world, int64_t global_batch) {
+  torch::manual_seed(1000 + step);
+  const auto x = torch::randn({global_batch, 8});
+  const auto y = torch::randn({global_batch, 1});
+  const int64_t n = global_batch / world;
+  return {x.narrow(0, rank * n, n), y.narrow(0, rank * n, n)};
+}
+
+std::vector<torch::Tensor> detached(const std::vector<torch::Tensor>& tensors) {
+  std::vector<torch::Tensor> out;
+  for (const auto& t : tensors) out.push_back(t.detach().clone());
+  return out;
+}
+
+std::vector<torch::Tensor> load_tensors(const fs::path& path) {
+  std::vector<torch::Tensor> out;
+  torch::load(out, path.string());
+  return out;
+}
+
+double max_abs_diff(const std::vector<torch::Tensor>& a, const std::vector<torch::Tensor>& b) {
+  EXPECT_EQ(a.size(), b.size());
+  double worst = 0;
+  for (size_t i = 0; i < std::min(a.size(), b.size()); ++i)
+    worst = std::max(worst, (a[i] - b[i]).abs().max().item<double>());
+  return worst;
+}
+
+TEST(Distributed, BroadcastModuleCopiesParametersAndBuffersFromRankZero) {
+  const fs::path dir = temp("broadcast");
+  const auto codes = run_ranks(2, dir, 30, [&](ProcessGroup* group, int rank) {
+    torch::manual_seed(rank);  // different random weights on each rank
+    torch::nn::Sequential net(torch::nn::Linear(4, 6), torch::nn::BatchNorm1d(6), torch::nn::Linear(6, 2));
+    for (auto& b : net->buffers())
+      if (b.is_floating_point()) b.uniform_();  // running statistics differ too
+    auto before = detached(net->parameters());
+    for (auto& b : net->buffers()) before.push_back(b.clone());
+    torch::save(before, (dir / ("before" + std::to_string(rank) + ".pt")).string());
+    group->broadcast_module(*net);
+    auto after = detached(net->parameters());
+    for (auto& b : net->buffers()) after.push_back(b.clone());
+    torch::save(after, (dir / ("after" + std::to_string(rank) + ".pt")).string());
+  });
+  ASSERT_EQ(codes, std::vector<int>({0, 0})) << errors_of(dir, 2);
+  const auto before0 = load_tensors(dir / "before0.pt"), before1 = load_tensors(dir / "before1.pt");
+  const auto after0 = load_tensors(dir / "after0.pt"), after1 = load_tensors(dir / "after1.pt");
+  ASSERT_EQ(after0.size(), 9u);  // 6 parameters, running mean and variance, num_batches_tracked
+  EXPECT_GT(max_abs_diff(before0, before1), 0.1);
+  EXPECT_EQ(max_abs_diff(after0, before0), 0.0);
+  EXPECT_EQ(max_abs_diff(after1, before0), 0.0);
+}
+
+// Gradients of two half batches, averaged, equal the gradient of the whole batch (mean loss); a
+// parameter used by rank 1 only gets half its gradient on both ranks; one no rank used stays undefined.
+TEST(Distributed, AllreduceGradientsOfHalfBatchesEqualsWholeBatch) {
+  const fs::path dir = temp("gradients");
+  auto body = [&](const std::string& mode) {
+    return [&dir, mode](ProcessGroup* group, int rank) {
+      const int world = group ? group->world_size() : 1;
+      torch::manual_seed(7);
+      Mlp mlp;
+      auto odd = torch::ones({3}).requires_grad_();
+      auto unused = torch::ones({2}).requires_grad_();
+      auto params = mlp->parameters();
+      params.push_back(odd);
+      params.push_back(unused);
+      std::unique_ptr<OverlappedGradientReducer> reducer;
+      if (mode == "overlap") reducer = std::make_unique<OverlappedGradientReducer>(*group, params, 512, 128);
+      const auto [x, y] = batch_share(0, rank, world, 16);
+      auto loss = torch::mse_loss(mlp->forward(x), y);
+      if (rank == 1) loss = loss + (odd * 2).sum();
+      if (reducer) reducer->arm();
+      loss.backward();
+      if (reducer) reducer->finish();
+      else if (group) group->allreduce_gradients(params, 512);
+      std::vector<torch::Tensor> grads;
+      for (const auto& p : mlp->parameters()) grads.push_back(p.grad().clone());
+      if (group) {
+        grads.push_back(odd.grad().defined() ? odd.grad().clone() : torch::full({3}, -1.0f));
+        grads.push_back(torch::tensor({unused.grad().defined() ? 1.0f : 0.0f}));
+      }
+      torch::save(grads, (dir / (mode + std::to_string(rank) + ".pt")).string());
+      if (reducer) std::printf("overlapped reducer: %zu buckets\n", reducer->num_buckets());
+    };
+  };
+  ASSERT_EQ(run_ranks(1, dir, 30, body("one")), std::vector<int>({0})) << errors_of(dir, 1);
+  ASSERT_EQ(run_ranks(2, dir, 30, body("sync")), std::vector<int>({0, 0})) << errors_of(dir, 2);
+  ASSERT_EQ(run_ranks(2, dir, 30, body("overlap")), std::vector<int>({0, 0})) << errors_of(dir, 2);
+  const auto whole = load_tensors(dir / "one0.pt");
+  for (const std::string mode : {"sync", "overlap"}) {
+    for (const int rank : {0, 1}) {
+      auto got = load_tensors(dir / (mode + std::to_string(rank) + ".pt"));
+      ASSERT_EQ(got.size(), whole.size() + 2);
+      EXPECT_TRUE(torch::equal(got[whole.size()], torch::ones({3}))) << mode << ": (2 + 0) / 2 on both ranks";
+      EXPECT_EQ(got[whole.size() + 1].item<float>(), 0.0f) << mode << ": unused gradient stays undefined";
+      got.resize(whole.size());
+      const double diff = max_abs_diff(got, whole);
+      EXPECT_LT(diff, 1e-6) << mode << " rank " << rank;
+      std::printf("%s rank %d: max |grad(2 ranks) - grad(1 rank)| = %.3g\n", mode.c_str(), rank, diff);
+    }
+  }
+}
+
+// N SGD steps (momentum) on 2 ranks with global batch B reach the weights of 1 rank with batch B.
+TEST(Distributed, SgdOnTwoRanksMatchesOneRank) {
+  const fs::path dir = temp("sgd");
+  constexpr int kSteps = 20;
+  auto body = [&](const std::string& mode) {
+    return [&dir, mode](ProcessGroup* group, int rank) {
+      const int world = group ? group->world_size() : 1;
+      torch::manual_seed(100 + rank);  // different initial weights: broadcast_module must fix that
+      Mlp mlp;
+      if (group) group->broadcast_module(*mlp);
+      torch::optim::SGD sgd(mlp->parameters(), torch::optim::SGDOptions(0.05).momentum(0.9));
+      std::unique_ptr<OverlappedGradientReducer> reducer;
+      if (mode == "overlap") reducer = std::make_unique<OverlappedGradientReducer>(*group, mlp->parameters());
+      double seconds = 0;
+      for (int step = 0; step < kSteps; ++step) {
+        const auto [x, y] = batch_share(step, rank, world, 32);
+        const auto start = std::chrono::steady_clock::now();
+        sgd.zero_grad();
+        if (reducer) reducer->arm();
+        torch::mse_loss(mlp->forward(x), y).backward();
+        if (reducer) reducer->finish();
+        else if (group) group->allreduce_gradients(mlp->parameters());
+        sgd.step();
+        if (step > 0) seconds += std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+      }
+      torch::save(detached(mlp->parameters()), (dir / (mode + std::to_string(rank) + ".pt")).string());
+      if (rank == 0)
+        write_file_atomic(dir / (mode + ".time"), std::to_string(seconds / (kSteps - 1) * 1e6));
+    };
+  };
+  ASSERT_EQ(run_ranks(1, dir, 30, body("one")), std::vector<int>({0})) << errors_of(dir, 1);
+  ASSERT_EQ(run_ranks(2, dir, 30, body("sync")), std::vector<int>({0, 0})) << errors_of(dir, 2);
+  ASSERT_EQ(run_ranks(2, dir, 30, body("overlap")), std::vector<int>({0, 0})) << errors_of(dir, 2);
+  const auto one = load_tensors(dir / "one0.pt");
+  for (const std::string mode : {"sync", "overlap"}) {
+    const auto r0 = load_tensors(dir / (mode + "0.pt")), r1 = load_tensors(dir / (mode + "1.pt"));
+    EXPECT_EQ(max_abs_diff(r0, r1), 0.0) << mode << ": the ranks must hold identical weights";
+    const double diff = max_abs_diff(r0, one);
+    EXPECT_LT(diff, 1e-5) << mode;
+    std::printf("%s: max |w(2 ranks) - w(1 rank)| = %.3g after %d steps\n", mode.c_str(), diff, kSteps);
+  }
+  std::printf("step of the test MLP (8-32-32-1, global batch 32): 1 rank %.0f us, 2 ranks sync %.0f us, "
+              "2 ranks overlapped %.0f us\n",
+              std::stod(read_file(dir / "one.time")), std::stod(read_file(dir / "sync.time")),
+              std::stod(read_file(dir / "overlap.time")));
+}
+
+// A rank killed before a collective: the survivor throws facet::Error naming the collective and its
+// rank, well within its 5 s timeout (Gloo sees the closed connection).
+TEST(Distributed, KilledRankMakesTheSurvivorThrow) {
+  const fs::path dir = temp("killed");
+  const auto start = std::chrono::steady_clock::now();
+  const auto codes = run_ranks(2, dir, 5, [&](ProcessGroup* group, int rank) {
+    Mlp mlp;
+    torch::mse_loss(mlp->forward(torch::randn({4, 8})), torch::zeros({4, 1})).backward();
+    if (rank == 1) std::raise(SIGKILL);
+    const auto t0 = std::chrono::steady_clock::now();
+    try {
+      group->allreduce_gradients(mlp->parameters());
+    } catch (const Error&) {
+      write_file_atomic(dir / "detect.time",
+                        std::to_string(std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count()));
+      throw;
+    }
+  });
+  const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  EXPECT_EQ(codes, std::vector<int>({1, 128 + SIGKILL}));
+  const std::string message = errors_of(dir, 2);
+  EXPECT_THAT(message, HasSubstr("rank 0 of 2: gradient all-reduce failed or timed out (limit 5 s)"));
+  EXPECT_THAT(message, HasSubstr("another rank probably died"));
+  EXPECT_LT(seconds, 10.0);
+  ASSERT_TRUE(fs::exists(dir / "detect.time"));
+  std::printf("dead rank detected %.2f s after the all-reduce started (whole test %.2f s, timeout 5 s)\n%s",
+              std::stod(read_file(dir / "detect.time")), seconds, message.c_str());
 }
 
 TEST(Distributed, LaunchRunsCollectivesAndForwardsExitCodes) {

@@ -5,11 +5,12 @@
 
 #include <yaml-cpp/yaml.h>
 
+#include <algorithm>
 #include <charconv>
 #include <cmath>
 #include <limits>
 #include <mutex>
-#include <regex>
+#include <optional>
 #include <set>
 
 namespace facet {
@@ -17,15 +18,22 @@ namespace fs = std::filesystem;
 
 namespace config_detail {
 
-// Facet's own tree rather than YAML::Node: yaml-cpp nodes alias on assignment, and we need each
-// value's origin (file and line) to survive merging and overrides.
+struct Origin {
+  std::string source;  // a file, "<string>", or "command line (key=value)"
+  int line = 0;        // 1-based; 0 when there is none (a whole file, an override)
+
+  std::string str() const { return line > 0 ? fmt::format("{}:{}", source, line) : source; }
+};
+
+// Facet's own tree rather than YAML::Node: yaml-cpp nodes alias on assignment, and each value's
+// origin (file and line) has to survive merging and overrides.
 struct Node {
   enum class Kind { null, scalar, list, map } kind = Kind::null;
   std::string scalar;
   bool quoted = false;  // a quoted scalar is always a string
   std::vector<std::shared_ptr<Node>> items;
   std::vector<std::pair<std::string, std::shared_ptr<Node>>> fields;  // file order
-  std::string origin;  // "file:line" or "command line (key=value)"
+  Origin origin;
 
   std::shared_ptr<Node> field(std::string_view name) const {
     for (const auto& [k, v] : fields)
@@ -42,18 +50,21 @@ struct Node {
   }
 };
 
+// Shared by every view of one Config: which keys were read. Views may be read from loader threads.
 struct State {
   std::shared_ptr<Node> root;
-  std::string file;  // the top-level file, for keys that exist nowhere
+  std::string file;  // the top-level file or origin, for keys that exist nowhere
   std::mutex mutex;
   std::set<std::string> queried;
-  std::set<std::string> consumed;  // prefixes whose whole subtree counts as read
+  std::set<std::string> consumed;  // keys whose whole subtree counts as read
 };
 
 }  // namespace config_detail
 
 using config_detail::Node;
+using config_detail::Origin;
 using config_detail::State;
+using Kind = Node::Kind;
 
 namespace {
 
@@ -64,138 +75,263 @@ std::shared_ptr<Node> deep_copy(const std::shared_ptr<Node>& n) {
   return out;
 }
 
-std::shared_ptr<Node> from_yaml(const YAML::Node& y, const std::string& file, bool dotted_keys = false) {
-  auto n = std::make_shared<Node>();
-  const auto mark = y.Mark();
-  n->origin = mark.line >= 0 ? fmt::format("{}:{}", file, mark.line + 1) : file;
-  switch (y.Type()) {
-    case YAML::NodeType::Null:
-    case YAML::NodeType::Undefined:
-      n->kind = Node::Kind::null;
-      break;
-    case YAML::NodeType::Scalar:
-      n->kind = Node::Kind::scalar;
-      n->scalar = y.Scalar();
-      n->quoted = y.Tag() == "!";
-      break;
-    case YAML::NodeType::Sequence:
-      n->kind = Node::Kind::list;
-      for (const auto& item : y) n->items.push_back(from_yaml(item, file, dotted_keys));
-      break;
-    case YAML::NodeType::Map:
-      n->kind = Node::Kind::map;
-      for (const auto& kv : y) {
-        const std::string key = kv.first.as<std::string>();
-        if (n->field(key)) fail("{}:{}: duplicate key \"{}\"", file, kv.first.Mark().line + 1, key);
-        if (!dotted_keys && key.find('.') != std::string::npos)
-          fail("{}:{}: key \"{}\" contains a dot; nest it instead", file, kv.first.Mark().line + 1, key);
-        auto child = from_yaml(kv.second, file, dotted_keys);
-        if (kv.second.Type() == YAML::NodeType::Null) child->origin = fmt::format("{}:{}", file, kv.first.Mark().line + 1);
-        n->fields.emplace_back(key, std::move(child));
-      }
-      break;
+Origin origin_of(const YAML::Mark& mark, const std::string& source) {
+  return {source, mark.is_null() ? 0 : mark.line + 1};
+}
+
+// --- keys ----------------------------------------------------------------------------------------
+// One step of a dotted key: a map field ("depth") or a list index ("[2]").
+struct Step {
+  std::string name;
+  std::optional<size_t> index;
+};
+
+std::string append_step(const std::string& key, const Step& step) {
+  if (step.index) return fmt::format("{}[{}]", key, *step.index);
+  return key.empty() ? step.name : key + "." + step.name;
+}
+
+std::string join_key(const std::string& prefix, std::string_view key) {
+  if (key.empty()) return prefix;
+  if (prefix.empty()) return std::string(key);
+  return key.front() == '[' ? prefix + std::string(key) : prefix + "." + std::string(key);
+}
+
+// "data.transforms[2].p" → data, transforms, [2], p. Only the first component may be a bare index.
+std::vector<Step> parse_key(std::string_view key) {
+  std::vector<Step> steps;
+  size_t i = 0;
+  while (i < key.size()) {
+    const size_t end = key.find_first_of(".[", i);
+    const auto name = key.substr(i, end == std::string_view::npos ? std::string_view::npos : end - i);
+    if (name.find(']') != std::string_view::npos) fail("invalid key \"{}\": unbalanced ']'", key);
+    if (!name.empty()) steps.push_back({std::string(name), std::nullopt});
+    else if (!(i == 0 && end != std::string_view::npos && key[end] == '['))
+      fail("invalid key \"{}\": empty component", key);
+    i = end == std::string_view::npos ? key.size() : end;
+    while (i < key.size() && key[i] == '[') {
+      const size_t close = key.find(']', i);
+      size_t index = 0;
+      const auto digits = key.substr(i + 1, close == std::string_view::npos ? 0 : close - i - 1);
+      const auto [ptr, ec] = std::from_chars(digits.data(), digits.data() + digits.size(), index);
+      if (close == std::string_view::npos || digits.empty() || ec != std::errc() || ptr != digits.data() + digits.size())
+        fail("invalid key \"{}\": a list index is [N] with N a non-negative integer", key);
+      steps.push_back({"", index});
+      i = close + 1;
+    }
+    if (i < key.size()) {
+      if (key[i] != '.' || i + 1 == key.size()) fail("invalid key \"{}\": empty component", key);
+      ++i;
+    }
+  }
+  return steps;
+}
+
+// The node at `key` below `n`; nullptr if absent.
+std::shared_ptr<Node> lookup(std::shared_ptr<Node> n, std::string_view key) {
+  for (const auto& step : parse_key(key)) {
+    if (step.index) n = n->kind == Kind::list && *step.index < n->items.size() ? n->items[*step.index] : nullptr;
+    else n = n->kind == Kind::map ? n->field(step.name) : nullptr;
+    if (!n) return nullptr;
   }
   return n;
 }
 
-std::shared_ptr<Node> parse_yaml(std::string_view text, const std::string& origin, bool dotted_keys = false) {
-  try {
-    const YAML::Node y = YAML::Load(std::string(text));
-    auto n = from_yaml(y, origin, dotted_keys);
-    if (n->kind == Node::Kind::null) n->kind = Node::Kind::map;  // an empty document
-    return n;
-  } catch (const YAML::Exception& e) {
-    fail("{}:{}:{}: invalid YAML: {}", origin, e.mark.line + 1, e.mark.column + 1, e.msg);
+// The node at `key` below `n`, or its deepest existing ancestor; for naming where a key is or belongs.
+std::shared_ptr<Node> deepest(std::shared_ptr<Node> n, std::string_view key) {
+  for (const auto& step : parse_key(key)) {
+    std::shared_ptr<Node> next;
+    if (step.index && n->kind == Kind::list && *step.index < n->items.size()) next = n->items[*step.index];
+    if (!step.index && n->kind == Kind::map) next = n->field(step.name);
+    if (!next) break;
+    n = std::move(next);
   }
+  return n;
 }
 
-// Maps merge key by key; anything else is replaced by the overriding value.
-void merge_into(Node& dst, const std::shared_ptr<Node>& src) {
-  if (dst.kind == Node::Kind::map && src->kind == Node::Kind::map) {
-    for (const auto& [k, v] : src->fields) {
-      auto existing = dst.field(k);
-      if (existing && existing->kind == Node::Kind::map && v->kind == Node::Kind::map) merge_into(*existing, v);
-      else dst.set_field(k, deep_copy(v));
-    }
-  } else {
-    dst = *deep_copy(src);
-  }
-}
-
-std::shared_ptr<Node> load_with_bases(const fs::path& file, std::vector<fs::path>& chain, bool dotted_keys) {
-  const fs::path canonical = fs::weakly_canonical(file);
-  for (const auto& f : chain)
-    if (f == canonical) {
-      std::string cycle;
-      for (const auto& c : chain) cycle += c.string() + " -> ";
-      fail("{}: _base_ cycle: {}{}", file.string(), cycle, canonical.string());
-    }
-  if (!fs::exists(file)) {
-    if (chain.empty()) fail("{}: no such config file", file.string());
-    fail("{}: no such config file (named in _base_ of {})", file.string(), chain.back().string());
-  }
-  chain.push_back(canonical);
-  auto node = parse_yaml(read_file(file), file.string(), dotted_keys);
-  if (node->kind != Node::Kind::map) fail("{}: a config file must be a map of keys", file.string());
-  auto result = std::make_shared<Node>();
-  result->kind = Node::Kind::map;
-  result->origin = file.string();
-  if (auto base = node->field("_base_")) {
-    std::vector<std::string> bases;
-    if (base->kind == Node::Kind::scalar) bases.push_back(base->scalar);
-    else if (base->kind == Node::Kind::list)
-      for (const auto& b : base->items) {
-        if (b->kind != Node::Kind::scalar) fail("{}: _base_: expected file paths", b->origin);
-        bases.push_back(b->scalar);
+// --- reading YAML --------------------------------------------------------------------------------
+std::shared_ptr<Node> from_yaml(const YAML::Node& y, const std::string& source, bool dotted_keys) {
+  auto n = std::make_shared<Node>();
+  n->origin = origin_of(y.Mark(), source);
+  const std::string& tag = y.Tag();
+  if (!tag.empty() && tag != "?" && tag != "!" && !tag.starts_with("tag:yaml.org,2002:"))
+    fail("{}: YAML tag {} is not supported", n->origin.str(), tag);
+  switch (y.Type()) {
+    case YAML::NodeType::Null:
+    case YAML::NodeType::Undefined:
+      break;
+    case YAML::NodeType::Scalar:
+      n->kind = Kind::scalar;
+      n->scalar = y.Scalar();
+      n->quoted = tag == "!" || tag == "tag:yaml.org,2002:str";
+      break;
+    case YAML::NodeType::Sequence:
+      n->kind = Kind::list;
+      for (const auto& item : y) n->items.push_back(from_yaml(item, source, dotted_keys));
+      break;
+    case YAML::NodeType::Map: {
+      n->kind = Kind::map;
+      std::vector<std::shared_ptr<Node>> merged;  // YAML merge keys: `<<: *defaults`
+      for (const auto& kv : y) {
+        const int line = origin_of(kv.first.Mark(), source).line;
+        if (!kv.first.IsScalar()) fail("{}:{}: a key must be a plain string", source, line);
+        const std::string key = kv.first.Scalar();
+        if (key == "<<" && kv.first.Tag() == "?") {
+          auto value = from_yaml(kv.second, source, dotted_keys);
+          if (value->kind == Kind::map) merged.push_back(value);
+          for (const auto& item : value->items) merged.push_back(item);
+          if (value->kind != Kind::map &&
+              !(value->kind == Kind::list &&
+                std::all_of(value->items.begin(), value->items.end(), [](auto& i) { return i->kind == Kind::map; })))
+            fail("{}:{}: a merge key (<<) takes a map or a list of maps", source, line);
+          continue;
+        }
+        if (n->field(key)) fail("{}:{}: duplicate key \"{}\"", source, line, key);
+        if (!dotted_keys && key.find_first_of(".[]") != std::string::npos)
+          fail("{}:{}: key \"{}\" contains '.', '[' or ']', which dotted keys cannot reach; nest it instead", source,
+               line, key);
+        auto child = from_yaml(kv.second, source, dotted_keys);
+        // A value's line is its key's line: a block map or list otherwise starts on the next line.
+        child->origin.line = line;
+        n->fields.emplace_back(key, std::move(child));
       }
-    else fail("{}: _base_: expected a path or a list of paths", base->origin);
-    for (const auto& b : bases) merge_into(*result, load_with_bases(file.parent_path() / b, chain, dotted_keys));
+      // Keys written in the map win over merged ones, and earlier merged maps over later ones.
+      for (const auto& m : merged)
+        for (const auto& [k, v] : m->fields)
+          if (!n->field(k)) n->fields.emplace_back(k, deep_copy(v));
+      break;
+    }
+  }
+  return n;
+}
+
+std::shared_ptr<Node> parse_yaml(std::string_view text, const std::string& source, bool dotted_keys) {
+  std::vector<YAML::Node> documents;
+  try {
+    documents = YAML::LoadAll(std::string(text));
+  } catch (const YAML::Exception& e) {
+    if (e.mark.is_null()) fail("{}: invalid YAML: {}", source, e.msg);
+    fail("{}:{}:{}: invalid YAML: {}", source, e.mark.line + 1, e.mark.column + 1, e.msg);
+  }
+  if (documents.size() > 1) fail("{}: {} YAML documents; a config is one document", source, documents.size());
+  auto n = from_yaml(documents.empty() ? YAML::Node() : documents[0], source, dotted_keys);
+  if (n->kind == Kind::null) n->kind = Kind::map;  // an empty document
+  if (n->kind != Kind::map) fail("{}: a config must be a map of keys, got {}", source, n->kind == Kind::list ? "a list" : "a scalar");
+  n->origin.line = 0;  // the document as a whole
+  return n;
+}
+
+// Maps merge key by key, recursively; any other value replaces what was there.
+void merge_into(Node& dst, const Node& src) {
+  for (const auto& [k, v] : src.fields) {
+    auto existing = dst.field(k);
+    if (existing && existing->kind == Kind::map && v->kind == Kind::map) merge_into(*existing, *v);
+    else dst.set_field(k, deep_copy(v));
+  }
+}
+
+struct Visited {
+  fs::path canonical;
+  std::string shown;
+};
+
+std::shared_ptr<Node> load_with_bases(const fs::path& file, std::vector<Visited>& chain, bool dotted_keys) {
+  const std::string shown = file.lexically_normal().string();
+  const fs::path canonical = fs::weakly_canonical(file);
+  for (const auto& v : chain)
+    if (v.canonical == canonical) {
+      std::string cycle;
+      for (const auto& c : chain) cycle += c.shown + " -> ";
+      fail("{}: _base_ cycle: {}{}", shown, cycle, shown);
+    }
+  if (!fs::is_regular_file(file)) {
+    if (chain.empty()) fail("{}: no such config file", shown);
+    fail("{}: no such config file (named in _base_ of {})", shown, chain.back().shown);
+  }
+  chain.push_back({canonical, shown});
+  auto node = parse_yaml(read_file(file), shown, dotted_keys);
+  auto result = std::make_shared<Node>();
+  result->kind = Kind::map;
+  result->origin = {shown, 0};
+  if (auto base = node->field("_base_")) {
+    std::vector<std::shared_ptr<Node>> names;
+    if (base->kind == Kind::scalar) names.push_back(base);
+    else if (base->kind == Kind::list) names = base->items;
+    else fail("{}: _base_: expected a path or a list of paths", base->origin.str());
+    for (const auto& name : names) {
+      if (name->kind != Kind::scalar) fail("{}: _base_: expected a path, got a {}", name->origin.str(),
+                                           name->kind == Kind::map ? "map" : name->kind == Kind::list ? "list" : "null");
+      merge_into(*result, *load_with_bases(file.parent_path() / name->scalar, chain, dotted_keys));
+    }
     std::erase_if(node->fields, [](const auto& kv) { return kv.first == "_base_"; });
   }
-  merge_into(*result, node);
+  merge_into(*result, *node);
   chain.pop_back();
   return result;
 }
 
-std::vector<std::string> split_key(std::string_view key) {
-  std::vector<std::string> parts;
-  size_t start = 0;
-  while (start <= key.size()) {
-    const size_t dot = key.find('.', start);
-    const auto part = key.substr(start, dot == std::string_view::npos ? std::string_view::npos : dot - start);
-    if (part.empty()) fail("invalid key \"{}\": empty component", key);
-    parts.emplace_back(part);
-    if (dot == std::string_view::npos) break;
-    start = dot + 1;
+// --- scalar conversion (YAML 1.2 core schema) ----------------------------------------------------
+std::string found(const Node& n) {
+  switch (n.kind) {
+    case Kind::null: return "null";
+    case Kind::list: return "a list";
+    case Kind::map: return "a map";
+    case Kind::scalar: break;
   }
-  return parts;
+  return n.quoted ? fmt::format("{:?} (quoted, so a string)", n.scalar) : fmt::format("{:?}", n.scalar);
 }
 
-const char* kind_name(Node::Kind k) {
+const char* kind_name(Kind k) {
   switch (k) {
-    case Node::Kind::null: return "null";
-    case Node::Kind::scalar: return "a scalar";
-    case Node::Kind::list: return "a list";
-    case Node::Kind::map: return "a map";
+    case Kind::null: return "null";
+    case Kind::scalar: return "a scalar";
+    case Kind::list: return "a list";
+    case Kind::map: return "a map";
   }
   return "?";
 }
 
-std::string found(const Node& n) {
-  return n.kind == Node::Kind::scalar ? fmt::format("\"{}\"", n.scalar) : std::string(kind_name(n.kind));
+[[noreturn]] void type_error(const Node& n, const std::string& key, std::string_view expected) {
+  fail("{}: {}: expected {}, got {}", n.origin.str(), key, expected, found(n));
 }
 
-// --- scalar conversion (YAML 1.2 core schema) ----------------------------------------------------
+enum class Parsed { ok, invalid, out_of_range };
+
+// Decimal (with sign), 0x hexadecimal and 0o octal, as the core schema writes integers.
+template <class I>
+Parsed parse_integer(std::string_view s, I& value) {
+  int base = 10;
+  if (s.starts_with("0x")) base = 16;
+  else if (s.starts_with("0o")) base = 8;
+  if (base != 10) s.remove_prefix(2);
+  else if (s.starts_with('+')) s.remove_prefix(1);
+  if (s.empty() || (base != 10 && (s[0] == '-' || s[0] == '+')) || s[0] == '+') return Parsed::invalid;
+  const auto [end, ec] = std::from_chars(s.data(), s.data() + s.size(), value, base);
+  if (ec == std::errc::result_out_of_range) return Parsed::out_of_range;
+  return ec == std::errc() && end == s.data() + s.size() ? Parsed::ok : Parsed::invalid;
+}
+
+// std::from_chars reports overflow and underflow alike. The decimal magnitude (digits before the
+// point + exponent) tells them apart: an underflow is a harmless 0, an overflow is an error.
+bool overflows(std::string_view s) {
+  int64_t exponent = 0;
+  const size_t e = s.find_first_of("eE");
+  if (e != std::string_view::npos) {
+    auto digits = s.substr(e + 1);
+    if (digits.starts_with('+')) digits.remove_prefix(1);
+    std::from_chars(digits.data(), digits.data() + digits.size(), exponent);
+  }
+  auto mantissa = s.substr(0, std::min(e, s.find('.')));
+  while (!mantissa.empty() && (mantissa[0] == '-' || mantissa[0] == '+' || mantissa[0] == '0')) mantissa.remove_prefix(1);
+  return static_cast<int64_t>(mantissa.size()) + exponent > 0;
+}
+
 template <class T>
 T convert(const Node& n, const std::string& key);
 
-[[noreturn]] void type_error(const Node& n, const std::string& key, std::string_view expected) {
-  fail("{}: {}: expected {}, got {}", n.origin, key, expected, found(n));
-}
-
 template <>
 bool convert<bool>(const Node& n, const std::string& key) {
-  if (n.kind == Node::Kind::scalar && !n.quoted) {
+  if (n.kind == Kind::scalar && !n.quoted) {
     const auto& s = n.scalar;
     if (s == "true" || s == "True" || s == "TRUE") return true;
     if (s == "false" || s == "False" || s == "FALSE") return false;
@@ -205,14 +341,13 @@ bool convert<bool>(const Node& n, const std::string& key) {
 
 template <class I>
 I convert_integer(const Node& n, const std::string& key) {
-  if (n.kind != Node::Kind::scalar || n.quoted) type_error(n, key, "an integer");
-  std::string_view s = n.scalar;
-  if (!s.empty() && s[0] == '+') s.remove_prefix(1);
+  const char* expected = std::is_signed_v<I> ? "an integer" : "a non-negative integer";
+  if (n.kind != Kind::scalar || n.quoted) type_error(n, key, expected);
   I value{};
-  const auto [end, ec] = std::from_chars(s.data(), s.data() + s.size(), value);
-  if (ec == std::errc::result_out_of_range)
-    fail("{}: {}: {} is out of range for {}", n.origin, key, n.scalar, std::is_signed_v<I> ? "a signed integer" : "an unsigned integer");
-  if (ec != std::errc() || end != s.data() + s.size() || s.empty()) type_error(n, key, "an integer");
+  const Parsed p = parse_integer(n.scalar, value);
+  if (p == Parsed::out_of_range)
+    type_error(n, key, fmt::format("{} in [{}, {}]", expected, std::numeric_limits<I>::min(), std::numeric_limits<I>::max()));
+  if (p != Parsed::ok) type_error(n, key, expected);
   return value;
 }
 template <>
@@ -222,32 +357,68 @@ int64_t convert<int64_t>(const Node& n, const std::string& key) { return convert
 template <>
 uint64_t convert<uint64_t>(const Node& n, const std::string& key) { return convert_integer<uint64_t>(n, key); }
 
+// The core schema's float: [-+]? ( \. [0-9]+ | [0-9]+ ( \. [0-9]* )? ) ( [eE] [-+]? [0-9]+ )?
+bool is_core_float(std::string_view s) {
+  size_t i = 0;
+  const auto digits = [&] {
+    const size_t start = i;
+    while (i < s.size() && s[i] >= '0' && s[i] <= '9') ++i;
+    return i > start;
+  };
+  const auto accept = [&](std::string_view chars) {
+    if (i >= s.size() || chars.find(s[i]) == std::string_view::npos) return false;
+    ++i;
+    return true;
+  };
+  accept("+-");
+  if (accept(".")) {
+    if (!digits()) return false;
+  } else {
+    if (!digits()) return false;
+    if (accept(".")) digits();
+  }
+  if (accept("eE")) {
+    accept("+-");
+    if (!digits()) return false;
+  }
+  return i == s.size();
+}
+
 template <>
 double convert<double>(const Node& n, const std::string& key) {
-  static const std::regex number(R"([-+]?(\.[0-9]+|[0-9]+(\.[0-9]*)?)([eE][-+]?[0-9]+)?)");
-  if (n.kind != Node::Kind::scalar || n.quoted) type_error(n, key, "a number");
-  const auto& s = n.scalar;
-  if (s == ".inf" || s == "+.inf" || s == ".Inf" || s == ".INF") return std::numeric_limits<double>::infinity();
+  if (n.kind != Kind::scalar || n.quoted) type_error(n, key, "a number");
+  std::string_view s = n.scalar;
+  if (is_core_float(s)) {
+    if (s.starts_with('+')) s.remove_prefix(1);
+    double value = 0;
+    const auto [end, ec] = std::from_chars(s.data(), s.data() + s.size(), value);  // locale-independent
+    if (ec == std::errc::result_out_of_range) {
+      if (overflows(s)) type_error(n, key, "a number within the range of a double");
+      return s.starts_with('-') ? -0.0 : 0.0;
+    }
+    return value;
+  }
+  if (s == ".inf" || s == "+.inf" || s == ".Inf" || s == "+.Inf" || s == ".INF" || s == "+.INF")
+    return std::numeric_limits<double>::infinity();
   if (s == "-.inf" || s == "-.Inf" || s == "-.INF") return -std::numeric_limits<double>::infinity();
   if (s == ".nan" || s == ".NaN" || s == ".NAN") return std::numeric_limits<double>::quiet_NaN();
-  if (!std::regex_match(s, number)) type_error(n, key, "a number");
-  return std::strtod(s.c_str(), nullptr);
+  if (int64_t i = 0; parse_integer(s, i) == Parsed::ok) return static_cast<double>(i);  // 0x1F, 0o17
+  if (uint64_t u = 0; parse_integer(s, u) == Parsed::ok) return static_cast<double>(u);
+  type_error(n, key, "a number");
 }
+
 template <>
-float convert<float>(const Node& n, const std::string& key) { return static_cast<float>(convert<double>(n, key)); }
+float convert<float>(const Node& n, const std::string& key) {
+  const double value = convert<double>(n, key);
+  if (std::isfinite(value) && std::fabs(value) > std::numeric_limits<float>::max())
+    type_error(n, key, "a number within the range of a float");
+  return static_cast<float>(value);
+}
 
 template <>
 std::string convert<std::string>(const Node& n, const std::string& key) {
-  if (n.kind != Node::Kind::scalar) type_error(n, key, "a string");
+  if (n.kind != Kind::scalar) type_error(n, key, "a string");
   return n.scalar;
-}
-
-template <class T>
-std::vector<T> convert_list(const Node& n, const std::string& key) {
-  if (n.kind != Node::Kind::list) type_error(n, key, "a list");
-  std::vector<T> out;
-  for (size_t i = 0; i < n.items.size(); ++i) out.push_back(convert<T>(*n.items[i], fmt::format("{}[{}]", key, i)));
-  return out;
 }
 
 template <class T>
@@ -256,25 +427,33 @@ struct Converter {
 };
 template <class T>
 struct Converter<std::vector<T>> {
-  static std::vector<T> get(const Node& n, const std::string& key) { return convert_list<T>(n, key); }
+  static std::vector<T> get(const Node& n, const std::string& key) {
+    if (n.kind != Kind::list) type_error(n, key, "a list");
+    std::vector<T> out;
+    out.reserve(n.items.size());
+    for (size_t i = 0; i < n.items.size(); ++i) out.push_back(convert<T>(*n.items[i], fmt::format("{}[{}]", key, i)));
+    return out;
+  }
 };
 
-// --- emitting ----------------------------------------------------------------------------------
+// --- emitting ------------------------------------------------------------------------------------
+// Plain scalars are written as they were read and quoted ones quoted, so every value reloads with
+// the same text and the same type: 1e-4 stays that number, "1e-4" and "true" stay strings.
 void emit(YAML::Emitter& out, const Node& n) {
   switch (n.kind) {
-    case Node::Kind::null:
+    case Kind::null:
       out << YAML::Null;
       break;
-    case Node::Kind::scalar:
+    case Kind::scalar:
       if (n.quoted) out << YAML::DoubleQuoted << n.scalar;
       else out << n.scalar;
       break;
-    case Node::Kind::list:
+    case Kind::list:
       out << YAML::BeginSeq;
       for (const auto& item : n.items) emit(out, *item);
       out << YAML::EndSeq;
       break;
-    case Node::Kind::map:
+    case Kind::map:
       out << YAML::BeginMap;
       for (const auto& [k, v] : n.fields) {
         out << YAML::Key << k << YAML::Value;
@@ -285,21 +464,23 @@ void emit(YAML::Emitter& out, const Node& n) {
   }
 }
 
-// Every leaf below `n` (scalars, nulls, lists of scalars), with its dotted key.
+// Every leaf below `n` with its dotted key: scalars, nulls, empty maps, and lists without maps in
+// them (read as one value). Lists that hold maps are walked element by element.
 void collect_leaves(const Node& n, const std::string& key, std::vector<std::pair<std::string, const Node*>>& out) {
-  if (n.kind == Node::Kind::map && !n.fields.empty()) {
+  if (n.kind == Kind::map && !n.fields.empty()) {
     for (const auto& [k, v] : n.fields) collect_leaves(*v, key.empty() ? k : key + "." + k, out);
-  } else if (n.kind == Node::Kind::list &&
-             std::any_of(n.items.begin(), n.items.end(), [](const auto& i) { return i->kind == Node::Kind::map; })) {
+  } else if (n.kind == Kind::list &&
+             std::any_of(n.items.begin(), n.items.end(), [](const auto& i) { return i->kind == Kind::map; })) {
     for (size_t i = 0; i < n.items.size(); ++i) collect_leaves(*n.items[i], fmt::format("{}[{}]", key, i), out);
   } else {
     out.emplace_back(key, &n);
   }
 }
 
+// Whether `key` is `prefix` or lies below it.
 bool is_within(const std::string& key, const std::string& prefix) {
   if (prefix.empty()) return true;
-  if (key.size() < prefix.size() || key.compare(0, prefix.size(), prefix) != 0) return false;
+  if (!key.starts_with(prefix)) return false;
   return key.size() == prefix.size() || key[prefix.size()] == '.' || key[prefix.size()] == '[';
 }
 
@@ -307,7 +488,8 @@ bool is_within(const std::string& key, const std::string& prefix) {
 
 // ---------------------------------------------------------------------------------------------
 Config::Config() : state_(std::make_shared<State>()), node_(std::make_shared<Node>()) {
-  node_->kind = Node::Kind::map;
+  node_->kind = Kind::map;
+  node_->origin = {"<config>", 0};
   state_->root = node_;
   state_->file = "<config>";
 }
@@ -316,72 +498,92 @@ Config::Config(std::shared_ptr<State> state, std::shared_ptr<Node> node, std::st
     : state_(std::move(state)), node_(std::move(node)), prefix_(std::move(prefix)) {}
 
 Config Config::load(const fs::path& file, const std::vector<std::string>& overrides, bool dotted_keys) {
-  std::vector<fs::path> chain;
+  std::vector<Visited> chain;
   Config c;
   c.node_ = load_with_bases(file, chain, dotted_keys);
   c.state_->root = c.node_;
-  c.state_->file = file.string();
+  c.state_->file = c.node_->origin.source;
   for (const auto& o : overrides) {
     const size_t eq = o.find('=');
-    if (eq == std::string::npos || eq == 0)
+    std::string_view key = std::string_view(o).substr(0, eq);
+    while (!key.empty() && std::isspace(static_cast<unsigned char>(key.back()))) key.remove_suffix(1);
+    while (!key.empty() && std::isspace(static_cast<unsigned char>(key.front()))) key.remove_prefix(1);
+    if (eq == std::string::npos || key.empty())
       fail("command line: override \"{}\" is not of the form dotted.key=value", o);
-    c.set(o.substr(0, eq), o.substr(eq + 1), fmt::format("command line ({})", o));
+    c.set(key, std::string_view(o).substr(eq + 1), fmt::format("command line ({})", o));
   }
   return c;
 }
 
 Config Config::parse(std::string_view yaml, std::string origin) {
   Config c;
-  c.node_ = parse_yaml(yaml, origin);
-  if (c.node_->kind != Node::Kind::map) fail("{}: a config must be a map of keys", origin);
+  c.node_ = parse_yaml(yaml, origin, false);
   c.state_->root = c.node_;
-  c.state_->file = origin;
+  if (auto base = c.node_->field("_base_"))
+    fail("{}: _base_ is resolved only in files read with Config::load", base->origin.str());
+  c.state_->file = std::move(origin);
   return c;
 }
 
-std::string Config::full_key(std::string_view key) const {
-  if (key.empty()) return prefix_;
-  return prefix_.empty() ? std::string(key) : prefix_ + "." + std::string(key);
-}
+std::string Config::full_key(std::string_view key) const { return join_key(prefix_, key); }
 
-std::shared_ptr<Node> Config::find(std::string_view key) const {
+std::shared_ptr<Node> Config::find(std::string_view key, bool strict) const {
+  const std::string full = full_key(key);
+  const auto steps = parse_key(key);
   {
     std::lock_guard lock(state_->mutex);
-    state_->queried.insert(full_key(key));
+    state_->queried.insert(full);
   }
-  if (key.empty()) return node_;
   std::shared_ptr<Node> n = node_;
-  for (const auto& part : split_key(key)) {
-    if (!n || n->kind != Node::Kind::map) return nullptr;
-    n = n->field(part);
+  std::string walked = prefix_;
+  for (const auto& step : steps) {
+    if (n->kind == Kind::null) return nullptr;  // below a null: absent, like below a removed key
+    if (step.index) {
+      if (n->kind != Kind::list) {
+        if (strict) type_error(*n, walked, fmt::format("a list (to read {})", full));
+        return nullptr;
+      }
+      if (*step.index >= n->items.size()) return nullptr;
+      n = n->items[*step.index];
+    } else {
+      if (n->kind != Kind::map) {
+        if (strict) type_error(*n, walked, fmt::format("a map (to read {})", full));
+        return nullptr;
+      }
+      n = n->field(step.name);
+      if (!n) return nullptr;
+    }
+    walked = append_step(walked, step);
   }
   return n;
 }
 
 std::shared_ptr<Node> Config::require(std::string_view key) const {
-  auto n = find(key);
-  if (!n) {
-    // Name the file of the nearest existing ancestor.
-    std::shared_ptr<Node> ancestor = node_;
-    for (const auto& part : split_key(key)) {
-      auto next = ancestor && ancestor->kind == Node::Kind::map ? ancestor->field(part) : nullptr;
-      if (!next) break;
-      ancestor = next;
-    }
-    std::string file = ancestor ? ancestor->origin : state_->file;
-    if (auto colon = file.rfind(':'); colon != std::string::npos && file.find('(') == std::string::npos)
-      file = file.substr(0, colon);
-    fail("{}: {}: required key is missing", file, full_key(key));
-  }
+  auto n = find(key, /*strict=*/true);
+  // Name the file of the nearest existing ancestor: that is where the key belongs.
+  if (!n) fail("{}: {}: required key is missing", deepest(node_, key)->origin.source, full_key(key));
   return n;
 }
 
 bool Config::has(std::string_view key) const {
-  auto n = find(key);
-  return n && n->kind != Node::Kind::null;
+  auto n = find(key, /*strict=*/false);
+  return n && n->kind != Kind::null;
 }
 
 Config Config::at(std::string_view key) const { return Config(state_, require(key), full_key(key)); }
+
+Config Config::at(size_t index) const {
+  const std::string key = fmt::format("{}[{}]", prefix_, index);
+  {
+    std::lock_guard lock(state_->mutex);
+    state_->queried.insert(key);
+  }
+  if (node_->kind != Kind::list) type_error(*node_, prefix_, fmt::format("a list (to read {})", key));
+  if (index >= node_->items.size())
+    fail("{}: {}: index {} out of range (the list has {} items)", node_->origin.str(), prefix_, index,
+         node_->items.size());
+  return Config(state_, node_->items[index], key);
+}
 
 Config Config::child(const std::string& literal_key) const {
   const std::string key = prefix_.empty() ? literal_key : prefix_ + "." + literal_key;
@@ -389,63 +591,50 @@ Config Config::child(const std::string& literal_key) const {
     std::lock_guard lock(state_->mutex);
     state_->queried.insert(key);
   }
-  auto n = node_->kind == Node::Kind::map ? node_->field(literal_key) : nullptr;
-  if (!n) fail("{}: {}: required key is missing", node_->origin, key);
+  if (node_->kind != Kind::map) type_error(*node_, prefix_, fmt::format("a map (to read {})", key));
+  auto n = node_->field(literal_key);
+  if (!n) fail("{}: {}: required key is missing", node_->origin.source, key);
   return Config(state_, n, key);
 }
 
-Config Config::at(size_t index) const {
-  if (node_->kind != Node::Kind::list) fail("{}: {}: expected a list, got {}", node_->origin, prefix_, found(*node_));
-  if (index >= node_->items.size())
-    fail("{}: {}: index {} out of range (the list has {} items)", node_->origin, prefix_, index, node_->items.size());
-  return Config(state_, node_->items[index], fmt::format("{}[{}]", prefix_, index));
-}
-
 size_t Config::size() const {
-  if (node_->kind == Node::Kind::list) return node_->items.size();
-  if (node_->kind == Node::Kind::map) return node_->fields.size();
+  if (node_->kind == Kind::list) return node_->items.size();
+  if (node_->kind == Kind::map) return node_->fields.size();
   return 0;
 }
 
 std::vector<std::string> Config::keys() const {
   std::vector<std::string> out;
-  if (node_->kind == Node::Kind::map)
-    for (const auto& [k, v] : node_->fields) out.push_back(k);
+  for (const auto& [k, v] : node_->fields) out.push_back(k);
   return out;
 }
 
-bool Config::is_map() const { return node_->kind == Node::Kind::map; }
-bool Config::is_list() const { return node_->kind == Node::Kind::list; }
-bool Config::is_scalar() const { return node_->kind == Node::Kind::scalar; }
-bool Config::is_null() const { return node_->kind == Node::Kind::null; }
+bool Config::is_map() const { return node_->kind == Kind::map; }
+bool Config::is_list() const { return node_->kind == Kind::list; }
+bool Config::is_scalar() const { return node_->kind == Kind::scalar; }
+bool Config::is_null() const { return node_->kind == Kind::null; }
 
 std::string Config::where(std::string_view key) const {
-  std::shared_ptr<Node> n = node_;
-  if (!key.empty())
-    for (const auto& part : split_key(key)) {
-      auto next = n->kind == Node::Kind::map ? n->field(part) : nullptr;
-      if (!next) break;
-      n = next;
-    }
-  return n->origin.empty() ? state_->file : n->origin;
+  const auto n = deepest(node_, key);
+  return n->origin.source.empty() ? state_->file : n->origin.str();
 }
 
-template <class T>
+template <ConfigValue T>
 T Config::get(std::string_view key) const {
   return Converter<T>::get(*require(key), full_key(key));
 }
 
-template <class T>
+template <ConfigValue T>
 T Config::get(std::string_view key, const T& fallback) const {
-  auto n = find(key);
-  if (!n || n->kind == Node::Kind::null) return fallback;
+  auto n = find(key, /*strict=*/true);
+  if (!n || n->kind == Kind::null) return fallback;
   return Converter<T>::get(*n, full_key(key));
 }
 
-#define FACET_CONFIG_INSTANTIATE(T)                                  \
-  template T Config::get<T>(std::string_view) const;                 \
-  template T Config::get<T>(std::string_view, const T&) const;       \
-  template std::vector<T> Config::get<std::vector<T>>(std::string_view) const; \
+#define FACET_CONFIG_INSTANTIATE(T)                                                      \
+  template T Config::get<T>(std::string_view) const;                                     \
+  template T Config::get<T>(std::string_view, const T&) const;                           \
+  template std::vector<T> Config::get<std::vector<T>>(std::string_view) const;           \
   template std::vector<T> Config::get<std::vector<T>>(std::string_view, const std::vector<T>&) const;
 FACET_CONFIG_INSTANTIATE(bool)
 FACET_CONFIG_INSTANTIATE(int)
@@ -458,62 +647,107 @@ FACET_CONFIG_INSTANTIATE(std::string)
 
 void Config::set(std::string_view key, std::string_view yaml_value, std::string origin) {
   if (origin.empty()) origin = fmt::format("set({}={})", key, yaml_value);
+  const std::string full = full_key(key);
+  std::vector<Step> steps;
+  try {
+    steps = parse_key(key);
+  } catch (const Error& e) {
+    fail("{}: {}", origin, e.what());
+  }
+  if (steps.empty()) fail("{}: an empty key cannot be set", origin);
+  if (prefix_.empty() && steps[0].name == "_base_") fail("{}: _base_ cannot be set; it is read only from files", origin);
+
   std::shared_ptr<Node> value;
   try {
-    value = from_yaml(YAML::Load(std::string(yaml_value)), origin);
+    value = from_yaml(YAML::Load(std::string(yaml_value)), origin, false);
   } catch (const YAML::Exception& e) {
     fail("{}: value \"{}\" is not valid YAML: {}", origin, yaml_value, e.msg);
   }
   auto relabel = [&](auto&& self, Node& n) -> void {
-    n.origin = origin;
+    n.origin = {origin, 0};
     for (auto& i : n.items) self(self, *i);
     for (auto& [k, v] : n.fields) self(self, *v);
   };
   relabel(relabel, *value);
-  const auto parts = split_key(key);
+
   std::shared_ptr<Node> n = node_;
-  for (size_t i = 0; i + 1 < parts.size(); ++i) {
-    auto next = n->field(parts[i]);
-    if (!next || next->kind != Node::Kind::map) {
-      if (next && next->kind != Node::Kind::null)
-        fail("{}: cannot set {}: {} is {}, not a map", origin, key, full_key(fmt::format("{}", fmt::join(
-                                                                          parts.begin(), parts.begin() + i + 1, "."))),
-             kind_name(next->kind));
-      next = std::make_shared<Node>();
-      next->kind = Node::Kind::map;
-      next->origin = origin;
-      n->set_field(parts[i], next);
+  std::string walked = prefix_;
+  for (size_t i = 0; i < steps.size(); ++i) {
+    const Step& step = steps[i];
+    const bool last = i + 1 == steps.size();
+    const std::string here = walked.empty() ? "the root" : walked;
+    if (step.index) {
+      if (n->kind != Kind::list) fail("{}: cannot set {}: {} is {}, not a list", origin, full, here, kind_name(n->kind));
+      if (*step.index >= n->items.size())
+        fail("{}: cannot set {}: {} has {} items; a list is replaced as a whole, not extended", origin, full, here,
+             n->items.size());
+      if (last) {
+        n->items[*step.index] = value;
+        return;
+      }
+      n = n->items[*step.index];
+    } else {
+      if (n->kind != Kind::map) fail("{}: cannot set {}: {} is {}, not a map", origin, full, here, kind_name(n->kind));
+      if (last) {
+        n->set_field(step.name, value);
+        return;
+      }
+      auto next = n->field(step.name);
+      if (!next || next->kind == Kind::null) {
+        if (steps[i + 1].index)
+          fail("{}: cannot set {}: {} is not a list", origin, full, append_step(walked, step));
+        next = std::make_shared<Node>();
+        next->kind = Kind::map;
+        next->origin = {origin, 0};
+        n->set_field(step.name, next);
+      }
+      n = next;
     }
-    n = next;
+    walked = append_step(walked, step);
   }
-  n->set_field(parts.back(), value);
 }
 
 void Config::consume(std::string_view key) const {
+  const std::string full = full_key(key);
   std::lock_guard lock(state_->mutex);
-  state_->consumed.insert(full_key(key));
+  state_->consumed.insert(full);
 }
 
 void Config::check_unused() const {
   std::vector<std::pair<std::string, const Node*>> leaves;
   collect_leaves(*node_, prefix_, leaves);
-  std::vector<std::string> read;
   std::set<std::string> queried, consumed;
   {
     std::lock_guard lock(state_->mutex);
     queried = state_->queried;
     consumed = state_->consumed;
   }
-  read.assign(queried.begin(), queried.end());
+  // Suggestions are keys the code asked for, except those present in the same file as the unknown
+  // key: whoever wrote both meant two keys. A key present elsewhere (a base, the command line) is a
+  // likely target: `lrr: 0.5` in an experiment meant to override the base's `lr`.
+  std::vector<std::pair<std::string, std::string>> read;  // key, source where present ("" if absent)
+  for (const auto& q : queried) {
+    std::shared_ptr<Node> n;
+    try {
+      n = lookup(state_->root, q);
+    } catch (const Error&) {  // a literal key from child() that is no dotted path
+    }
+    read.emplace_back(q, n && n->kind != Kind::null ? n->origin.source : "");
+  }
   std::vector<std::string> problems;
   for (const auto& [key, node] : leaves) {
     bool used = queried.count(key) > 0;
     for (const auto& c : consumed) used = used || is_within(key, c);
-    // A list of maps read element by element counts as read through its elements' keys.
-    for (const auto& q : queried) used = used || (is_within(q, key) && q != key);
+    // Reading into a list of scalars (an element), a null or an empty map reads it; asking
+    // has("a.b") of a scalar `a` does not read `a`.
+    if (node->kind != Kind::scalar)
+      for (const auto& q : queried) used = used || (q != key && is_within(q, key));
     if (used) continue;
-    std::string line = fmt::format("{}: {}: unknown key (nothing reads it)", node->origin, key);
-    if (auto near = closest_match(key, read)) line += fmt::format("; did you mean {}?", *near);
+    std::string line = fmt::format("{}: {}: unknown key (nothing reads it)", node->origin.str(), key);
+    std::vector<std::string> candidates;
+    for (const auto& [q, source] : read)
+      if (source != node->origin.source) candidates.push_back(q);
+    if (auto near = closest_match(key, candidates)) line += fmt::format("; did you mean {}?", *near);
     problems.push_back(line);
   }
   if (!problems.empty()) fail("{}", join(problems, "\n"));

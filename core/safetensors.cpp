@@ -14,54 +14,34 @@ using json = nlohmann::json;
 
 namespace {
 
-// The reference enum's declaration order; the writer sorts by it, descending.
-int dtype_rank(std::string_view dtype) {
-  static const std::vector<std::string_view> order = {
-      "BOOL", "F4",          "F6_E2M3",     "F6_E3M2", "U8",  "I8",  "F8_E5M2", "F8_E4M3", "F8_E8M0", "F8_E4M3FNUZ",
-      "F8_E5M2FNUZ", "I16",  "U16",         "F16",     "BF16", "I32", "U32",    "F32",     "C64",     "F64",
-      "I64", "U64"};
-  for (size_t i = 0; i < order.size(); ++i)
-    if (order[i] == dtype) return static_cast<int>(i);
-  fail("unknown dtype \"{}\"", dtype);
-}
-
 std::string shape_text(c10::IntArrayRef shape) { return c10::str(shape); }
+
+// The safetensors dtypes LibTorch has. F4 and F6_* pack values below a byte; torch has no 1:1 type.
+constexpr std::pair<std::string_view, torch::ScalarType> kTorchTypes[] = {
+    {"F64", torch::kFloat64},     {"F32", torch::kFloat32},
+    {"F16", torch::kFloat16},     {"BF16", torch::kBFloat16},
+    {"I64", torch::kInt64},       {"I32", torch::kInt32},
+    {"I16", torch::kInt16},       {"I8", torch::kInt8},
+    {"U64", torch::kUInt64},      {"U32", torch::kUInt32},
+    {"U16", torch::kUInt16},      {"U8", torch::kUInt8},
+    {"BOOL", torch::kBool},       {"C64", torch::kComplexFloat},
+    {"F8_E4M3", torch::kFloat8_e4m3fn},         {"F8_E5M2", torch::kFloat8_e5m2},
+    {"F8_E4M3FNUZ", torch::kFloat8_e4m3fnuz},   {"F8_E5M2FNUZ", torch::kFloat8_e5m2fnuz},
+    {"F8_E8M0", torch::kFloat8_e8m0fnu},
+};
 
 }  // namespace
 
 torch::ScalarType to_torch(std::string_view dtype) {
-  static const std::map<std::string_view, torch::ScalarType> types = {
-      {"F64", torch::kFloat64}, {"F32", torch::kFloat32},  {"F16", torch::kFloat16},
-      {"BF16", torch::kBFloat16}, {"I64", torch::kInt64},  {"I32", torch::kInt32},
-      {"I16", torch::kInt16},   {"I8", torch::kInt8},      {"U8", torch::kUInt8},
-      {"BOOL", torch::kBool},   {"U16", torch::kUInt16},   {"U32", torch::kUInt32},
-      {"U64", torch::kUInt64},  {"C64", torch::kComplexFloat}, {"F8_E4M3", torch::kFloat8_e4m3fn},
-      {"F8_E5M2", torch::kFloat8_e5m2}};
-  auto it = types.find(dtype);
-  if (it == types.end()) fail("dtype {} has no LibTorch equivalent", dtype);
-  return it->second;
+  for (const auto& [name, type] : kTorchTypes)
+    if (name == dtype) return type;
+  fail("dtype {} has no LibTorch equivalent", dtype);
 }
 
 std::string from_torch(torch::ScalarType type) {
-  switch (type) {
-    case torch::kFloat64: return "F64";
-    case torch::kFloat32: return "F32";
-    case torch::kFloat16: return "F16";
-    case torch::kBFloat16: return "BF16";
-    case torch::kInt64: return "I64";
-    case torch::kInt32: return "I32";
-    case torch::kInt16: return "I16";
-    case torch::kInt8: return "I8";
-    case torch::kUInt8: return "U8";
-    case torch::kBool: return "BOOL";
-    case torch::kUInt16: return "U16";
-    case torch::kUInt32: return "U32";
-    case torch::kUInt64: return "U64";
-    case torch::kComplexFloat: return "C64";
-    case torch::kFloat8_e4m3fn: return "F8_E4M3";
-    case torch::kFloat8_e5m2: return "F8_E5M2";
-    default: fail("tensors of type {} cannot be stored in safetensors", c10::toString(type));
-  }
+  for (const auto& [name, t] : kTorchTypes)
+    if (t == type) return std::string(name);
+  fail("tensors of type {} cannot be stored in safetensors", c10::toString(type));
 }
 
 // --- File ---------------------------------------------------------------------------------------
@@ -179,7 +159,7 @@ void save(const fs::path& path, const TensorMap& tensors, const Metadata& metada
     items.push_back({&name, t.detach().to(torch::kCPU).contiguous(), from_torch(t.scalar_type())});
   }
   std::stable_sort(items.begin(), items.end(), [](const Item& a, const Item& b) {
-    const int ra = dtype_rank(a.dtype), rb = dtype_rank(b.dtype);
+    const int ra = dtype_order(a.dtype), rb = dtype_order(b.dtype);
     return ra != rb ? ra > rb : *a.name < *b.name;
   });
   std::vector<TensorEntry> entries;
@@ -189,7 +169,7 @@ void save(const fs::path& path, const TensorMap& tensors, const Metadata& metada
     entries.push_back({*item.name, item.dtype, item.data.sizes().vec(), offset, offset + bytes});
     offset += bytes;
   }
-  const std::string header = serialize_header(entries, metadata);
+  const std::string header = serialize_header(entries, metadata, path.string());
   write_file_atomic(path, [&](int fd) {
     write_all(fd, header.data(), header.size(), path);
     for (const auto& item : items) write_all(fd, item.data.data_ptr(), static_cast<size_t>(item.data.nbytes()), path);
@@ -233,16 +213,28 @@ TensorMap state_dict(const torch::nn::Module& module) {
   return out;
 }
 
+namespace {
+
+std::regex compile(const std::string& pattern) {
+  try {
+    return std::regex(pattern);
+  } catch (const std::regex_error& e) {
+    fail("name map: \"{}\" is not a valid regular expression ({})", pattern, e.what());
+  }
+}
+
+}  // namespace
+
 std::optional<std::string> NameMap::apply(const std::string& name) const {
   for (const auto& pattern : ignore)
-    if (std::regex_search(name, std::regex(pattern))) return std::nullopt;
+    if (std::regex_search(name, compile(pattern))) return std::nullopt;
   std::string out = name;
   for (const auto& [from, to] : prefixes)
-    if (out.compare(0, from.size(), from) == 0) {
+    if (out.starts_with(from)) {
       out = to + out.substr(from.size());
       break;
     }
-  for (const auto& [pattern, replacement] : regexes) out = std::regex_replace(out, std::regex(pattern), replacement);
+  for (const auto& [pattern, replacement] : regexes) out = std::regex_replace(out, compile(pattern), replacement);
   if (custom) return custom(out);
   return out;
 }

@@ -50,7 +50,9 @@ TensorMap load(const std::filesystem::path& path);
 // The file(s) `load` would read for `path`: one file, or the index's shards.
 std::vector<std::filesystem::path> resolve_files(const std::filesystem::path& path);
 
-// Writes atomically, laid out as the reference writer does (dtype descending, then name).
+// Writes atomically, laid out as the reference writer does (dtype descending, then name); the bytes
+// equal the Python library's for the same tensors and at most one metadata key (it orders several
+// keys by hash; ours are sorted). Empty `metadata` writes no __metadata__, like Python's None.
 void save(const std::filesystem::path& path, const TensorMap& tensors, const Metadata& metadata = {{"format", "pt"}});
 
 // Splits into shards of at most `max_shard_bytes` of tensor data (a larger tensor gets a shard of
@@ -64,8 +66,10 @@ void save_sharded(const std::filesystem::path& dir, const TensorMap& tensors, ui
 // Parameters and buffers by dotted name.
 TensorMap state_dict(const torch::nn::Module& module);
 
-// Turns names in a file into names in the module, in order: ignore patterns (regex; matching names
-// are dropped), then prefix replacements, then regex replacements, then `custom` (nullopt drops).
+// Turns names in a file into names in the module, in order: ignore patterns (ECMAScript regexes
+// searched in the name, e.g. R"(\.num_batches_tracked$)"; matching names are dropped), then the first
+// matching prefix replacement, then every regex replacement, then `custom` (nullopt drops). A bad
+// regex is a facet::Error.
 struct NameMap {
   std::vector<std::string> ignore;
   std::vector<std::pair<std::string, std::string>> prefixes;  // {"model.", ""}

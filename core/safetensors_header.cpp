@@ -5,8 +5,9 @@
 #include <nlohmann/json.hpp>
 
 #include <algorithm>
-#include <cstring>
+#include <array>
 #include <set>
+#include <tuple>
 
 namespace facet::safetensors {
 namespace {
@@ -19,27 +20,50 @@ uint64_t read_u64_le(const uint8_t* p) {
   return v;
 }
 
+// A JSON value for an error message, cut short: a hostile header can hold megabytes in one value.
+std::string brief(const json& v) {
+  std::string s = v.dump();
+  if (s.size() > 80) s = s.substr(0, 77) + "...";
+  return s;
+}
+
 // Non-negative integer from JSON, or an error naming what it was for.
 uint64_t as_count(const json& v, std::string_view origin, const std::string& what) {
   if (v.is_number_unsigned()) return v.get<uint64_t>();
   if (v.is_number_integer() && v.get<int64_t>() >= 0) return static_cast<uint64_t>(v.get<int64_t>());
-  fail("{}: {}: expected a non-negative integer, got {}", origin, what, v.dump());
+  fail("{}: {}: expected a non-negative integer, got {}", origin, what, brief(v));
 }
+
+struct Dtype {
+  std::string_view name;
+  int bits;
+};
+
+// The reference's Dtype enum in declaration order (safetensors tensor.rs), with bits per element.
+constexpr std::array<Dtype, 22> kDtypes = {{
+    {"BOOL", 8}, {"F4", 4}, {"F6_E2M3", 6}, {"F6_E3M2", 6}, {"U8", 8}, {"I8", 8},
+    {"F8_E5M2", 8}, {"F8_E4M3", 8}, {"F8_E8M0", 8}, {"F8_E4M3FNUZ", 8}, {"F8_E5M2FNUZ", 8},
+    {"I16", 16}, {"U16", 16}, {"F16", 16}, {"BF16", 16}, {"I32", 32}, {"U32", 32}, {"F32", 32},
+    {"C64", 64}, {"F64", 64}, {"I64", 64}, {"U64", 64},
+}};
+
+const Dtype* find_dtype(std::string_view name) {
+  for (const auto& d : kDtypes)
+    if (d.name == name) return &d;
+  fail("unknown dtype \"{}\"", name);
+}
+
+int dtype_bits(std::string_view name) { return find_dtype(name)->bits; }
 
 }  // namespace
 
 size_t dtype_size(std::string_view dtype) {
-  static const std::map<std::string_view, size_t> sizes = {
-      {"BOOL", 1},       {"U8", 1},          {"I8", 1},           {"F8_E5M2", 1}, {"F8_E4M3", 1},
-      {"F8_E8M0", 1},    {"F8_E4M3FNUZ", 1}, {"F8_E5M2FNUZ", 1},  {"I16", 2},     {"U16", 2},
-      {"F16", 2},        {"BF16", 2},        {"I32", 4},          {"U32", 4},     {"F32", 4},
-      {"C64", 8},        {"F64", 8},         {"I64", 8},          {"U64", 8}};
-  auto it = sizes.find(dtype);
-  if (it != sizes.end()) return it->second;
-  if (dtype == "F4" || dtype == "F6_E2M3" || dtype == "F6_E3M2")
-    fail("dtype {} packs several values per byte, which Facet does not read", dtype);
-  fail("unknown dtype \"{}\"", dtype);
+  const int bits = dtype_bits(dtype);
+  if (bits % 8 != 0) fail("dtype {} packs several values per byte, which Facet does not read", dtype);
+  return static_cast<size_t>(bits / 8);
 }
+
+int dtype_order(std::string_view dtype) { return static_cast<int>(find_dtype(dtype) - kDtypes.begin()); }
 
 Header parse_header(std::span<const uint8_t> bytes, std::string_view origin) {
   if (bytes.size() < 8) fail("{}: {} bytes is too short for a safetensors file (no header size)", origin, bytes.size());
@@ -47,10 +71,17 @@ Header parse_header(std::span<const uint8_t> bytes, std::string_view origin) {
   if (n > kMaxHeaderSize) fail("{}: header size {} exceeds the {} byte limit", origin, n, kMaxHeaderSize);
   if (n > bytes.size() - 8)
     fail("{}: header size {} runs past the end of the file ({} bytes)", origin, n, bytes.size());
+  // The format requires '{' first; the reference parser (0.8) also skips leading spaces, but no writer
+  // produces them and a strict first byte keeps the header unambiguous.
   if (n == 0 || bytes[8] != '{') fail("{}: the header is not a JSON object (it must start with '{{')", origin);
   const std::string_view text(reinterpret_cast<const char*>(bytes.data() + 8), n);
+  // nlohmann stops at a NUL byte as at the end of input, which would accept junk after it; the
+  // reference rejects it (JSON has no raw NUL, not even inside strings).
+  if (const size_t nul = text.find('\0'); nul != std::string_view::npos)
+    fail("{}: the header is not valid JSON: NUL byte at offset {}", origin, 8 + nul);
 
-  // nlohmann keeps the last of duplicate keys silently; the reference parser rejects them.
+  // The format forbids duplicate keys. nlohmann silently keeps the last one (the reference keeps some
+  // too, e.g. inside __metadata__): reject them all, so that no file can mean two things.
   std::vector<std::set<std::string>> seen;
   std::string duplicate;
   const json::parser_callback_t track_keys = [&](int, json::parse_event_t event, json& parsed) {
@@ -74,14 +105,15 @@ Header parse_header(std::span<const uint8_t> bytes, std::string_view origin) {
   header.data_start = 8 + n;
   for (const auto& [name, value] : root.items()) {
     if (name == "__metadata__") {
+      if (value.is_null()) continue;  // the reference reads null as "no metadata"
       if (!value.is_object()) fail("{}: __metadata__ must be an object of strings", origin);
       for (const auto& [k, v] : value.items()) {
-        if (!v.is_string()) fail("{}: __metadata__.{}: expected a string, got {}", origin, k, v.dump());
+        if (!v.is_string()) fail("{}: __metadata__.{}: expected a string, got {}", origin, k, brief(v));
         header.metadata[k] = v.get<std::string>();
       }
       continue;
     }
-    if (!value.is_object()) fail("{}: tensor \"{}\": expected an object, got {}", origin, name, value.dump());
+    if (!value.is_object()) fail("{}: tensor \"{}\": expected an object, got {}", origin, name, brief(value));
     TensorEntry t;
     t.name = name;
     const auto dtype = value.find("dtype"), shape = value.find("shape"), offsets = value.find("data_offsets");
@@ -90,28 +122,34 @@ Header parse_header(std::span<const uint8_t> bytes, std::string_view origin) {
     if (offsets == value.end() || !offsets->is_array() || offsets->size() != 2)
       fail("{}: tensor \"{}\": data_offsets must be [begin, end]", origin, name);
     t.dtype = dtype->get<std::string>();
-    size_t element_size = 0;
+    int bits = 0;
     try {
-      element_size = dtype_size(t.dtype);
+      bits = dtype_bits(t.dtype);
     } catch (const Error& e) {
       fail("{}: tensor \"{}\": {}", origin, name, e.what());
     }
     uint64_t numel = 1;
     for (const auto& d : *shape) {
       const uint64_t dim = as_count(d, origin, fmt::format("tensor \"{}\" shape", name));
-      if (dim > static_cast<uint64_t>(INT64_MAX) || __builtin_mul_overflow(numel, dim, &numel))
+      if (dim > static_cast<uint64_t>(INT64_MAX))  // valid for the reference when another dim is 0, not for torch
+        fail("{}: tensor \"{}\": dimension {} does not fit a signed 64-bit size", origin, name, dim);
+      if (__builtin_mul_overflow(numel, dim, &numel))
         fail("{}: tensor \"{}\": the number of elements overflows", origin, name);
       t.shape.push_back(static_cast<int64_t>(dim));
     }
     t.begin = as_count((*offsets)[0], origin, fmt::format("tensor \"{}\" data_offsets", name));
     t.end = as_count((*offsets)[1], origin, fmt::format("tensor \"{}\" data_offsets", name));
     if (t.end < t.begin) fail("{}: tensor \"{}\": data_offsets end {} before begin {}", origin, name, t.end, t.begin);
-    uint64_t expected = 0;
-    if (__builtin_mul_overflow(numel, static_cast<uint64_t>(element_size), &expected))
+    uint64_t total_bits = 0;
+    if (__builtin_mul_overflow(numel, static_cast<uint64_t>(bits), &total_bits))
       fail("{}: tensor \"{}\": the byte size overflows", origin, name);
+    // Sub-byte dtypes (F4, F6) pack values; a tensor must still end on a byte boundary.
+    if (total_bits % 8 != 0)
+      fail("{}: tensor \"{}\": {} values of {} do not fill a whole number of bytes", origin, name, numel, t.dtype);
+    const uint64_t expected = total_bits / 8;
     if (t.end - t.begin != expected)
       fail("{}: tensor \"{}\": {} bytes in data_offsets, but {} × shape {} needs {}", origin, name, t.end - t.begin,
-           t.dtype, shape->dump(), expected);
+           t.dtype, brief(*shape), expected);
     header.tensors.push_back(std::move(t));
   }
 
@@ -132,14 +170,21 @@ Header parse_header(std::span<const uint8_t> bytes, std::string_view origin) {
   return header;
 }
 
-std::string serialize_header(const std::vector<TensorEntry>& tensors, const std::map<std::string, std::string>& metadata) {
+std::string serialize_header(const std::vector<TensorEntry>& tensors, const std::map<std::string, std::string>& metadata,
+                             std::string_view origin) {
   // Compact JSON in the reference writer's order: __metadata__ first, then the tensors in file
-  // order, each as {"dtype", "shape", "data_offsets"}.
+  // order, each as {"dtype", "shape", "data_offsets"}. nlohmann escapes strings as serde_json does
+  // (short escapes, \u00XX for other control bytes, UTF-8 kept). The reference keeps metadata in a
+  // hash map, so only files with at most one metadata key can be byte-identical; ours are sorted.
   std::string body = "{";
-  if (!metadata.empty()) body += "\"__metadata__\":" + json(metadata).dump() + ",";
-  for (const auto& t : tensors) {
-    body += json(t.name).dump() + ":{\"dtype\":" + json(t.dtype).dump() + ",\"shape\":" + json(t.shape).dump() +
-            ",\"data_offsets\":[" + std::to_string(t.begin) + "," + std::to_string(t.end) + "]},";
+  try {
+    if (!metadata.empty()) body += "\"__metadata__\":" + json(metadata).dump() + ",";
+    for (const auto& t : tensors) {
+      body += json(t.name).dump() + ":{\"dtype\":" + json(t.dtype).dump() + ",\"shape\":" + json(t.shape).dump() +
+              ",\"data_offsets\":[" + std::to_string(t.begin) + "," + std::to_string(t.end) + "]},";
+    }
+  } catch (const json::exception& e) {
+    fail("{}: a tensor name or metadata entry is not valid UTF-8 ({})", origin, e.what());
   }
   if (body.back() == ',') body.pop_back();
   body += "}";

@@ -28,14 +28,19 @@ struct Header {
 
 constexpr uint64_t kMaxHeaderSize = 100'000'000;
 
-// Bytes per element of a dtype name; throws facet::Error for unknown or sub-byte dtypes.
+// Bytes per element of a dtype name; throws facet::Error for unknown or sub-byte (F4, F6_*) dtypes.
 size_t dtype_size(std::string_view dtype);
+
+// The dtype's position in the reference's Dtype enum; its writer lays tensors out by this, descending.
+int dtype_order(std::string_view dtype);
 
 // Parses and validates the whole file's framing; every problem is a facet::Error "<origin>: ...".
 Header parse_header(std::span<const uint8_t> file_bytes, std::string_view origin);
 
 // The header bytes (size prefix + JSON padded with spaces to a multiple of 8) the reference writer
-// produces for `tensors` (already in file order, offsets filled in) and `metadata`.
-std::string serialize_header(const std::vector<TensorEntry>& tensors, const std::map<std::string, std::string>& metadata);
+// produces for `tensors` (already in file order, offsets filled in) and `metadata`. Names and metadata
+// must be valid UTF-8, else a facet::Error "<origin>: ...".
+std::string serialize_header(const std::vector<TensorEntry>& tensors, const std::map<std::string, std::string>& metadata,
+                             std::string_view origin);
 
 }  // namespace facet::safetensors

@@ -440,6 +440,22 @@ TEST(Distributed, LaunchRunsCollectivesAndForwardsExitCodes) {
                             {}, dir / "die.log")),
             128 + SIGKILL)
       << read_file(dir / "die.log");
+  EXPECT_THAT(read_file(dir / "die.log"), HasSubstr("local rank 1 was killed by signal 9"));
+  // A rank that exits with a code of its own: the launcher exits with that code.
+  EXPECT_EQ(wait_code(spawn({"launch", "--nproc-per-node", "2", "--master-port", std::to_string(free_port()), "--",
+                             "_dist_selftest", "--exit-rank", "1", "--exit-code", "3"},
+                            {}, dir / "code.log")),
+            3)
+      << read_file(dir / "code.log");
+  // SIGTERM to the launcher reaches the ranks (one stalled, one waiting in an all-reduce).
+  const pid_t launcher = spawn({"launch", "--nproc-per-node", "2", "--master-port", std::to_string(free_port()),
+                                "--", "_dist_selftest", "--stall-rank", "1", "--timeout", "60"},
+                               {}, dir / "term.log");
+  std::this_thread::sleep_for(std::chrono::milliseconds(1500));
+  const auto sent = std::chrono::steady_clock::now();
+  ::kill(launcher, SIGTERM);
+  EXPECT_EQ(wait_code(launcher), 128 + SIGTERM) << read_file(dir / "term.log");
+  EXPECT_LT(std::chrono::duration<double>(std::chrono::steady_clock::now() - sent).count(), 5.0);
 }
 
 // A rank that dies, or stalls, makes the other fail with a clear error well before any default timeout.

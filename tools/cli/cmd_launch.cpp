@@ -8,11 +8,15 @@
 #include "train/distributed.h"
 
 #include <signal.h>
+#include <sys/prctl.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <chrono>
 #include <csignal>
+#include <ctime>
+#include <map>
 #include <thread>
 
 namespace facet::cli {
@@ -31,6 +35,11 @@ struct LaunchArgs {
 
 int exit_code_of(int status) { return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status); }
 
+std::string describe(int status) {
+  return WIFEXITED(status) ? fmt::format("exited with code {}", WEXITSTATUS(status))
+                           : fmt::format("was killed by signal {} ({})", WTERMSIG(status), strsignal(WTERMSIG(status)));
+}
+
 int launch(const LaunchArgs& a) {
   if (a.command.empty()) fail("facet launch: give the command to run after --, e.g. -- train CONFIG");
   if (a.nproc_per_node < 1 || a.nnodes < 1 || a.node_rank < 0 || a.node_rank >= a.nnodes)
@@ -48,12 +57,26 @@ int launch(const LaunchArgs& a) {
   sigemptyset(&action.sa_mask);
   sigaction(SIGINT, &action, nullptr);
   sigaction(SIGTERM, &action, nullptr);
+  // Signals stay blocked while forking: one arriving before a child has reset its handlers would
+  // otherwise be swallowed by the child's copy of remember_signal.
+  sigset_t stop_signals, previous;
+  sigemptyset(&stop_signals);
+  sigaddset(&stop_signals, SIGINT);
+  sigaddset(&stop_signals, SIGTERM);
+  sigprocmask(SIG_BLOCK, &stop_signals, &previous);
+  const pid_t launcher = ::getpid();
 
   std::map<pid_t, int> children;  // pid → local rank
   for (int local = 0; local < a.nproc_per_node; ++local) {
     const pid_t pid = ::fork();
-    if (pid < 0) fail("facet launch: fork failed");
+    if (pid < 0) {
+      for (const auto& [child, rank] : children) ::kill(child, SIGKILL);
+      fail("facet launch: fork failed");
+    }
     if (pid == 0) {
+      // If the launcher itself is killed (SIGKILL, OOM), the ranks must not live on as orphans.
+      ::prctl(PR_SET_PDEATHSIG, SIGTERM);
+      if (::getppid() != launcher) ::_exit(128 + SIGTERM);
       const int rank = a.node_rank * a.nproc_per_node + local;
       setenv("RANK", std::to_string(rank).c_str(), 1);
       setenv("WORLD_SIZE", std::to_string(world).c_str(), 1);
@@ -65,6 +88,7 @@ int launch(const LaunchArgs& a) {
       setenv("FACET_RUN_STAMP", stamp.c_str(), 1);
       signal(SIGINT, SIG_DFL);
       signal(SIGTERM, SIG_DFL);
+      sigprocmask(SIG_SETMASK, &previous, nullptr);
       std::vector<std::string> args = {exe};
       args.insert(args.end(), a.command.begin(), a.command.end());
       std::vector<char*> argv;
@@ -75,6 +99,7 @@ int launch(const LaunchArgs& a) {
     }
     children.emplace(pid, local);
   }
+  sigprocmask(SIG_SETMASK, &previous, nullptr);
   log::info("launched {} rank(s) on node {} of {} (world size {}, master {}:{})", a.nproc_per_node, a.node_rank,
             a.nnodes, world, a.master_addr, a.master_port);
 
@@ -99,7 +124,7 @@ int launch(const LaunchArgs& a) {
       if (code != 0 && result == 0) {
         result = code;
         if (!stopping) {
-          log::error("local rank {} exited with code {}; stopping the other ranks", local, code);
+          log::error("local rank {} {}; stopping the other ranks", local, describe(status));
           stop_all(SIGTERM);
           stopping = true;
           stop_deadline = std::chrono::steady_clock::now() +
@@ -118,8 +143,9 @@ int launch(const LaunchArgs& a) {
 }
 
 // Rendezvous, broadcast and all-reduce checks; `die_rank` kills itself before the all-reduce and
-// `stall_rank` sleeps instead, so the others must detect it within `timeout_s`.
-int dist_selftest(int die_rank, int stall_rank, double timeout_s) {
+// `stall_rank` sleeps instead, so the others must detect it within `timeout_s`; `exit_rank` finishes
+// the checks and then exits with `exit_code` (the launcher must pass that code on).
+int dist_selftest(int die_rank, int stall_rank, double timeout_s, int exit_rank, int exit_code) {
   const auto env = train::DistributedEnv::from_environment();
   log::set_rank(env.rank, env.world_size, true);
   auto group = train::ProcessGroup::create(env, torch::kCPU,
@@ -134,7 +160,7 @@ int dist_selftest(int die_rank, int stall_rank, double timeout_s) {
   group->broadcast_(b, 0);
   if (b[0].item<float>() != 0.0f) fail("broadcast from rank 0 gave {}", b[0].item<float>());
   log::info("rank {} of {}: collectives ok", env.rank, env.world_size);
-  return 0;
+  return env.rank == exit_rank ? exit_code : 0;
 }
 
 }  // namespace
@@ -155,7 +181,7 @@ void add_launch_command(CLI::App& app) {
   });
 
   struct SelfTest {
-    int die_rank = -1, stall_rank = -1;
+    int die_rank = -1, stall_rank = -1, exit_rank = -1, exit_code = 0;
     double timeout_s = 30;
   };
   auto s = std::make_shared<SelfTest>();
@@ -163,9 +189,11 @@ void add_launch_command(CLI::App& app) {
   test->group("");  // hidden from --help
   test->add_option("--die-rank", s->die_rank);
   test->add_option("--stall-rank", s->stall_rank);
+  test->add_option("--exit-rank", s->exit_rank);
+  test->add_option("--exit-code", s->exit_code);
   test->add_option("--timeout", s->timeout_s);
   test->callback([s] {
-    const int code = dist_selftest(s->die_rank, s->stall_rank, s->timeout_s);
+    const int code = dist_selftest(s->die_rank, s->stall_rank, s->timeout_s, s->exit_rank, s->exit_code);
     if (code != 0) throw CLI::RuntimeError(code);
   });
 }

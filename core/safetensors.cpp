@@ -17,6 +17,7 @@ namespace {
 std::string shape_text(c10::IntArrayRef shape) { return c10::str(shape); }
 
 // The safetensors dtypes LibTorch has. F4 and F6_* pack values below a byte; torch has no 1:1 type.
+// clang-format off
 constexpr std::pair<std::string_view, torch::ScalarType> kTorchTypes[] = {
     {"F64", torch::kFloat64},     {"F32", torch::kFloat32},
     {"F16", torch::kFloat16},     {"BF16", torch::kBFloat16},
@@ -29,6 +30,7 @@ constexpr std::pair<std::string_view, torch::ScalarType> kTorchTypes[] = {
     {"F8_E4M3FNUZ", torch::kFloat8_e4m3fnuz},   {"F8_E5M2FNUZ", torch::kFloat8_e5m2fnuz},
     {"F8_E8M0", torch::kFloat8_e8m0fnu},
 };
+// clang-format on
 
 }  // namespace
 
@@ -68,7 +70,8 @@ torch::Tensor File::tensor(std::string_view name) const {
     fail("{}: tensor \"{}\": {}", path().string(), name, err.what());
   }
   torch::Tensor t = torch::empty(e.shape, torch::TensorOptions().dtype(type));
-  if (e.end > e.begin) std::memcpy(t.data_ptr(), map_.bytes().data() + header_.data_start + e.begin, e.end - e.begin);
+  if (e.end > e.begin)
+    std::memcpy(t.data_ptr(), map_.bytes().data() + header_.data_start + e.begin, e.end - e.begin);
   return t;
 }
 
@@ -95,7 +98,7 @@ fs::path resolve_target(const fs::path& path) {
   for (const char* base : {"model", "diffusion_pytorch_model"})
     for (const char* suffix : {".safetensors", ".safetensors.index.json"})
       if (fs::exists(path / (std::string(base) + suffix))) return path / (std::string(base) + suffix);
-  fail("{}: no model.safetensors, model.safetensors.index.json or diffusion_pytorch_model.* in this directory",
+  fail("{}: no model.safetensors[.index.json] or diffusion_pytorch_model.safetensors[.index.json] here",
        path.string());
 }
 
@@ -111,10 +114,12 @@ std::map<fs::path, std::set<std::string>> read_index(const fs::path& index_path)
     fail("{}: a sharded index needs a \"weight_map\" object", index_path.string());
   std::map<fs::path, std::set<std::string>> shards;
   for (const auto& [tensor, shard] : index["weight_map"].items()) {
-    if (!shard.is_string()) fail("{}: weight_map.{}: expected a shard file name", index_path.string(), tensor);
+    if (!shard.is_string())
+      fail("{}: weight_map.{}: expected a shard file name", index_path.string(), tensor);
     const std::string file = shard.get<std::string>();
     if (file.find('/') != std::string::npos || file == "..")
-      fail("{}: weight_map.{}: shard \"{}\" must be a file beside the index", index_path.string(), tensor, file);
+      fail("{}: weight_map.{}: shard \"{}\" must be a file beside the index", index_path.string(), tensor,
+           file);
     shards[index_path.parent_path() / file].insert(tensor);
   }
   return shards;
@@ -122,28 +127,30 @@ std::map<fs::path, std::set<std::string>> read_index(const fs::path& index_path)
 
 }  // namespace
 
-std::vector<fs::path> resolve_files(const fs::path& path) {
+std::vector<File> open_checkpoint(const fs::path& path) {
   const fs::path target = resolve_target(path);
-  if (!is_index(target)) return {target};
-  std::vector<fs::path> out;
-  for (const auto& [shard, names] : read_index(target)) out.push_back(shard);
-  return out;
+  std::vector<File> files;
+  if (!is_index(target)) {
+    files.emplace_back(target);
+    return files;
+  }
+  for (const auto& [shard, assigned] : read_index(target)) {
+    if (!fs::exists(shard)) fail("{}: shard {} is missing", target.string(), shard.string());
+    const std::vector<std::string> held = files.emplace_back(shard).names();
+    for (const auto& name : held)
+      if (!assigned.count(name))
+        fail("{}: holds \"{}\", which {} assigns elsewhere", shard.string(), name, target.string());
+    const std::set<std::string> held_set(held.begin(), held.end());
+    for (const auto& name : assigned)
+      if (!held_set.count(name))
+        fail("{}: lacks \"{}\", which {} says it holds", shard.string(), name, target.string());
+  }
+  return files;
 }
 
 TensorMap load(const fs::path& path) {
-  const fs::path target = resolve_target(path);
-  if (!is_index(target)) return File(target).load_all();
   TensorMap out;
-  for (const auto& [shard, names] : read_index(target)) {
-    if (!fs::exists(shard)) fail("{}: shard {} is missing", target.string(), shard.string());
-    const File f(shard);
-    for (const auto& name : f.names()) {
-      if (!names.count(name)) fail("{}: holds \"{}\", which {} assigns elsewhere", shard.string(), name, target.string());
-      out.emplace(name, f.tensor(name));
-    }
-    for (const auto& name : names)
-      if (!out.count(name)) fail("{}: lacks \"{}\", which {} says it holds", shard.string(), name, target.string());
-  }
+  for (const File& file : open_checkpoint(path)) out.merge(file.load_all());
   return out;
 }
 
@@ -172,11 +179,13 @@ void save(const fs::path& path, const TensorMap& tensors, const Metadata& metada
   const std::string header = serialize_header(entries, metadata, path.string());
   write_file_atomic(path, [&](int fd) {
     write_all(fd, header.data(), header.size(), path);
-    for (const auto& item : items) write_all(fd, item.data.data_ptr(), static_cast<size_t>(item.data.nbytes()), path);
+    for (const auto& item : items)
+      write_all(fd, item.data.data_ptr(), static_cast<size_t>(item.data.nbytes()), path);
   });
 }
 
-void save_sharded(const fs::path& dir, const TensorMap& tensors, uint64_t max_shard_bytes, std::string_view base) {
+void save_sharded(const fs::path& dir, const TensorMap& tensors, uint64_t max_shard_bytes,
+                  std::string_view base) {
   std::vector<TensorMap> shards(1);
   uint64_t current = 0, total = 0;
   for (const auto& [name, t] : tensors) {
@@ -234,7 +243,8 @@ std::optional<std::string> NameMap::apply(const std::string& name) const {
       out = to + out.substr(from.size());
       break;
     }
-  for (const auto& [pattern, replacement] : regexes) out = std::regex_replace(out, compile(pattern), replacement);
+  for (const auto& [pattern, replacement] : regexes)
+    out = std::regex_replace(out, compile(pattern), replacement);
   if (custom) return custom(out);
   return out;
 }
@@ -243,7 +253,8 @@ std::string LoadReport::summary() const {
   std::string s = fmt::format("{} loaded", loaded.size());
   if (!missing.empty()) s += fmt::format("; {} missing: {}", missing.size(), join(missing));
   if (!unexpected.empty()) s += fmt::format("; {} unexpected: {}", unexpected.size(), join(unexpected));
-  if (!mismatched.empty()) s += fmt::format("; {} with other shapes: {}", mismatched.size(), join(mismatched, "; "));
+  if (!mismatched.empty())
+    s += fmt::format("; {} with other shapes: {}", mismatched.size(), join(mismatched, "; "));
   return s;
 }
 
@@ -270,7 +281,8 @@ LoadReport load_into(torch::nn::Module& module, const TensorMap& tensors, const 
   for (const auto& [name, t] : mapped)
     if (!targets.count(name)) report.unexpected.push_back(name);
   if (strict && !report.ok())
-    fail("{}: does not match the model: {}", origin.empty() ? "state dict" : std::string(origin), report.summary());
+    fail("{}: does not match the model: {}", origin.empty() ? "state dict" : std::string(origin),
+         report.summary());
   torch::NoGradGuard no_grad;
   for (const auto& name : report.loaded) targets.at(name).copy_(mapped.at(name));
   return report;

@@ -47,13 +47,15 @@ class File {
 // model.safetensors[.index.json] (or diffusers' diffusion_pytorch_model.*).
 TensorMap load(const std::filesystem::path& path);
 
-// The file(s) `load` would read for `path`: one file, or the index's shards.
-std::vector<std::filesystem::path> resolve_files(const std::filesystem::path& path);
+// The file(s) `load` reads for `path`, opened (headers validated, no tensor data read): one file, or
+// the index's shards, each checked to hold exactly the tensors the index assigns it.
+std::vector<File> open_checkpoint(const std::filesystem::path& path);
 
 // Writes atomically, laid out as the reference writer does (dtype descending, then name); the bytes
 // equal the Python library's for the same tensors and at most one metadata key (it orders several
 // keys by hash; ours are sorted). Empty `metadata` writes no __metadata__, like Python's None.
-void save(const std::filesystem::path& path, const TensorMap& tensors, const Metadata& metadata = {{"format", "pt"}});
+void save(const std::filesystem::path& path, const TensorMap& tensors,
+          const Metadata& metadata = {{"format", "pt"}});
 
 // Splits into shards of at most `max_shard_bytes` of tensor data (a larger tensor gets a shard of
 // its own): `<base>-00001-of-0000N.safetensors` + `<base>.safetensors.index.json`; a single shard is
@@ -91,7 +93,7 @@ struct LoadReport {
 // Copies the tensors into the module's parameters and buffers in place (copy_, converting dtype and
 // device): optimiser state stays attached to the same tensors. In strict mode any missing,
 // unexpected or mismatched key is a facet::Error naming `origin`; otherwise matching ones load.
-LoadReport load_into(torch::nn::Module& module, const TensorMap& tensors, const NameMap& names = {}, bool strict = true,
-                     std::string_view origin = "");
+LoadReport load_into(torch::nn::Module& module, const TensorMap& tensors, const NameMap& names = {},
+                     bool strict = true, std::string_view origin = "");
 
 }  // namespace facet::safetensors

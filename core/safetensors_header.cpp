@@ -40,12 +40,14 @@ struct Dtype {
 };
 
 // The reference's Dtype enum in declaration order (safetensors tensor.rs), with bits per element.
+// clang-format off
 constexpr std::array<Dtype, 22> kDtypes = {{
     {"BOOL", 8}, {"F4", 4}, {"F6_E2M3", 6}, {"F6_E3M2", 6}, {"U8", 8}, {"I8", 8},
     {"F8_E5M2", 8}, {"F8_E4M3", 8}, {"F8_E8M0", 8}, {"F8_E4M3FNUZ", 8}, {"F8_E5M2FNUZ", 8},
     {"I16", 16}, {"U16", 16}, {"F16", 16}, {"BF16", 16}, {"I32", 32}, {"U32", 32}, {"F32", 32},
     {"C64", 64}, {"F64", 64}, {"I64", 64}, {"U64", 64},
 }};
+// clang-format on
 
 const Dtype* find_dtype(std::string_view name) {
   for (const auto& d : kDtypes)
@@ -66,14 +68,16 @@ size_t dtype_size(std::string_view dtype) {
 int dtype_order(std::string_view dtype) { return static_cast<int>(find_dtype(dtype) - kDtypes.begin()); }
 
 Header parse_header(std::span<const uint8_t> bytes, std::string_view origin) {
-  if (bytes.size() < 8) fail("{}: {} bytes is too short for a safetensors file (no header size)", origin, bytes.size());
+  if (bytes.size() < 8)
+    fail("{}: {} bytes is too short for a safetensors file (no header size)", origin, bytes.size());
   const uint64_t n = read_u64_le(bytes.data());
   if (n > kMaxHeaderSize) fail("{}: header size {} exceeds the {} byte limit", origin, n, kMaxHeaderSize);
   if (n > bytes.size() - 8)
     fail("{}: header size {} runs past the end of the file ({} bytes)", origin, n, bytes.size());
   // The format requires '{' first; the reference parser (0.8) also skips leading spaces, but no writer
   // produces them and a strict first byte keeps the header unambiguous.
-  if (n == 0 || bytes[8] != '{') fail("{}: the header is not a JSON object (it must start with '{{')", origin);
+  if (n == 0 || bytes[8] != '{')
+    fail("{}: the header is not a JSON object (it must start with '{{')", origin);
   const std::string_view text(reinterpret_cast<const char*>(bytes.data() + 8), n);
   // nlohmann stops at a NUL byte as at the end of input, which would accept junk after it; the
   // reference rejects it (JSON has no raw NUL, not even inside strings).
@@ -85,10 +89,12 @@ Header parse_header(std::span<const uint8_t> bytes, std::string_view origin) {
   std::vector<std::set<std::string>> seen;
   std::string duplicate;
   const json::parser_callback_t track_keys = [&](int, json::parse_event_t event, json& parsed) {
-    if (event == json::parse_event_t::object_start) seen.emplace_back();
-    else if (event == json::parse_event_t::object_end && !seen.empty()) seen.pop_back();
-    else if (event == json::parse_event_t::key && !seen.empty() && !seen.back().insert(parsed.get<std::string>()).second &&
-             duplicate.empty())
+    if (event == json::parse_event_t::object_start)
+      seen.emplace_back();
+    else if (event == json::parse_event_t::object_end && !seen.empty())
+      seen.pop_back();
+    else if (event == json::parse_event_t::key && !seen.empty() &&
+             !seen.back().insert(parsed.get<std::string>()).second && duplicate.empty())
       duplicate = parsed.get<std::string>();
     return true;
   };
@@ -117,8 +123,10 @@ Header parse_header(std::span<const uint8_t> bytes, std::string_view origin) {
     TensorEntry t;
     t.name = name;
     const auto dtype = value.find("dtype"), shape = value.find("shape"), offsets = value.find("data_offsets");
-    if (dtype == value.end() || !dtype->is_string()) fail("{}: tensor \"{}\": missing or non-string dtype", origin, name);
-    if (shape == value.end() || !shape->is_array()) fail("{}: tensor \"{}\": missing or non-list shape", origin, name);
+    if (dtype == value.end() || !dtype->is_string())
+      fail("{}: tensor \"{}\": missing or non-string dtype", origin, name);
+    if (shape == value.end() || !shape->is_array())
+      fail("{}: tensor \"{}\": missing or non-list shape", origin, name);
     if (offsets == value.end() || !offsets->is_array() || offsets->size() != 2)
       fail("{}: tensor \"{}\": data_offsets must be [begin, end]", origin, name);
     t.dtype = dtype->get<std::string>();
@@ -131,7 +139,8 @@ Header parse_header(std::span<const uint8_t> bytes, std::string_view origin) {
     uint64_t numel = 1;
     for (const auto& d : *shape) {
       const uint64_t dim = as_count(d, origin, fmt::format("tensor \"{}\" shape", name));
-      if (dim > static_cast<uint64_t>(INT64_MAX))  // valid for the reference when another dim is 0, not for torch
+      // The reference allows a huge dim when another is 0; a torch size must fit int64.
+      if (dim > static_cast<uint64_t>(INT64_MAX))
         fail("{}: tensor \"{}\": dimension {} does not fit a signed 64-bit size", origin, name, dim);
       if (__builtin_mul_overflow(numel, dim, &numel))
         fail("{}: tensor \"{}\": the number of elements overflows", origin, name);
@@ -139,28 +148,31 @@ Header parse_header(std::span<const uint8_t> bytes, std::string_view origin) {
     }
     t.begin = as_count((*offsets)[0], origin, fmt::format("tensor \"{}\" data_offsets", name));
     t.end = as_count((*offsets)[1], origin, fmt::format("tensor \"{}\" data_offsets", name));
-    if (t.end < t.begin) fail("{}: tensor \"{}\": data_offsets end {} before begin {}", origin, name, t.end, t.begin);
+    if (t.end < t.begin)
+      fail("{}: tensor \"{}\": data_offsets end {} before begin {}", origin, name, t.end, t.begin);
     uint64_t total_bits = 0;
     if (__builtin_mul_overflow(numel, static_cast<uint64_t>(bits), &total_bits))
       fail("{}: tensor \"{}\": the byte size overflows", origin, name);
     // Sub-byte dtypes (F4, F6) pack values; a tensor must still end on a byte boundary.
     if (total_bits % 8 != 0)
-      fail("{}: tensor \"{}\": {} values of {} do not fill a whole number of bytes", origin, name, numel, t.dtype);
+      fail("{}: tensor \"{}\": {} values of {} do not fill a whole number of bytes", origin, name, numel,
+           t.dtype);
     const uint64_t expected = total_bits / 8;
     if (t.end - t.begin != expected)
-      fail("{}: tensor \"{}\": {} bytes in data_offsets, but {} × shape {} needs {}", origin, name, t.end - t.begin,
-           t.dtype, brief(*shape), expected);
+      fail("{}: tensor \"{}\": {} bytes in data_offsets, but {} × shape {} needs {}", origin, name,
+           t.end - t.begin, t.dtype, brief(*shape), expected);
     header.tensors.push_back(std::move(t));
   }
 
   // The tensors must tile the buffer exactly: no holes, no overlap, nothing after the last one.
-  std::sort(header.tensors.begin(), header.tensors.end(),
-            [](const TensorEntry& a, const TensorEntry& b) { return std::tie(a.begin, a.end) < std::tie(b.begin, b.end); });
+  std::sort(header.tensors.begin(), header.tensors.end(), [](const TensorEntry& a, const TensorEntry& b) {
+    return std::tie(a.begin, a.end, a.name) < std::tie(b.begin, b.end, b.name);
+  });
   uint64_t position = 0;
   for (const auto& t : header.tensors) {
     if (t.begin != position)
-      fail("{}: tensor \"{}\": data starts at byte {} of the buffer, expected {} ({})", origin, t.name, t.begin, position,
-           t.begin < position ? "overlaps the previous tensor" : "leaves a hole");
+      fail("{}: tensor \"{}\": data starts at byte {} of the buffer, expected {} ({})", origin, t.name,
+           t.begin, position, t.begin < position ? "overlaps the previous tensor" : "leaves a hole");
     position = t.end;
   }
   const uint64_t buffer = bytes.size() - header.data_start;
@@ -170,8 +182,8 @@ Header parse_header(std::span<const uint8_t> bytes, std::string_view origin) {
   return header;
 }
 
-std::string serialize_header(const std::vector<TensorEntry>& tensors, const std::map<std::string, std::string>& metadata,
-                             std::string_view origin) {
+std::string serialize_header(const std::vector<TensorEntry>& tensors,
+                             const std::map<std::string, std::string>& metadata, std::string_view origin) {
   // Compact JSON in the reference writer's order: __metadata__ first, then the tensors in file
   // order, each as {"dtype", "shape", "data_offsets"}. nlohmann escapes strings as serde_json does
   // (short escapes, \u00XX for other control bytes, UTF-8 kept). The reference keeps metadata in a
@@ -180,8 +192,9 @@ std::string serialize_header(const std::vector<TensorEntry>& tensors, const std:
   try {
     if (!metadata.empty()) body += "\"__metadata__\":" + json(metadata).dump() + ",";
     for (const auto& t : tensors) {
-      body += json(t.name).dump() + ":{\"dtype\":" + json(t.dtype).dump() + ",\"shape\":" + json(t.shape).dump() +
-              ",\"data_offsets\":[" + std::to_string(t.begin) + "," + std::to_string(t.end) + "]},";
+      body += json(t.name).dump() + ":{\"dtype\":" + json(t.dtype).dump() +
+              ",\"shape\":" + json(t.shape).dump() + ",\"data_offsets\":[" + std::to_string(t.begin) + "," +
+              std::to_string(t.end) + "]},";
     }
   } catch (const json::exception& e) {
     fail("{}: a tensor name or metadata entry is not valid UTF-8 ({})", origin, e.what());

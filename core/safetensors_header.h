@@ -15,15 +15,17 @@ namespace facet::safetensors {
 
 struct TensorEntry {
   std::string name;
-  std::string dtype;           // "F32", "BF16", ...
+  std::string dtype;  // "F32", "BF16", ...
   std::vector<int64_t> shape;
   uint64_t begin = 0, end = 0;  // byte offsets relative to the start of the data buffer
+  bool operator==(const TensorEntry&) const = default;
 };
 
 struct Header {
   std::vector<TensorEntry> tensors;  // sorted by offset
   std::map<std::string, std::string> metadata;
-  uint64_t data_start = 0;           // 8 + header size: where the byte buffer begins in the file
+  uint64_t data_start = 0;  // 8 + header size: where the byte buffer begins in the file
+  bool operator==(const Header&) const = default;
 };
 
 constexpr uint64_t kMaxHeaderSize = 100'000'000;
@@ -40,7 +42,7 @@ Header parse_header(std::span<const uint8_t> file_bytes, std::string_view origin
 // The header bytes (size prefix + JSON padded with spaces to a multiple of 8) the reference writer
 // produces for `tensors` (already in file order, offsets filled in) and `metadata`. Names and metadata
 // must be valid UTF-8, else a facet::Error "<origin>: ...".
-std::string serialize_header(const std::vector<TensorEntry>& tensors, const std::map<std::string, std::string>& metadata,
-                             std::string_view origin);
+std::string serialize_header(const std::vector<TensorEntry>& tensors,
+                             const std::map<std::string, std::string>& metadata, std::string_view origin);
 
 }  // namespace facet::safetensors

@@ -64,8 +64,13 @@ Batch Loader::load_batch(int64_t batch_index) {
   samples.reserve(indices.size());
   for (int64_t index : indices) {
     try {
-      samples.push_back(dataset_->get(index, mix_seed(options_.seed, static_cast<uint64_t>(epoch_),
-                                                      static_cast<uint64_t>(index))));
+      const uint64_t seed = mix_seed(options_.seed, static_cast<uint64_t>(epoch_), static_cast<uint64_t>(index));
+      Sample sample = dataset_->get(index, seed);
+      if (!options_.transforms.empty()) {
+        auto generator = at::make_generator<at::CPUGeneratorImpl>(mix_seed(seed, 0x7472616e73666f72ull));
+        for (const auto& t : options_.transforms) t->apply(sample, generator);
+      }
+      samples.push_back(std::move(sample));
       kept.push_back(index);
     } catch (const Error& e) {
       if (options_.on_error == OnError::fail) throw;

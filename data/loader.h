@@ -6,6 +6,7 @@
 
 #include "data/dataset.h"
 #include "data/sampler.h"
+#include "data/transform.h"
 
 #include <condition_variable>
 #include <deque>
@@ -29,6 +30,7 @@ struct LoaderOptions {
   bool pin_memory = false;  // page-locked batches for non-blocking host-to-GPU copies
   OnError on_error = OnError::fail;
   uint64_t seed = 0;
+  std::vector<std::shared_ptr<Transform>> transforms;  // applied to each sample, in order
 };
 
 class Loader {

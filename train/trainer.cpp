@@ -160,6 +160,8 @@ Trainer::Trainer(Config config, fs::path run_dir, Mode mode)
   lo.pin_memory = device_.is_cuda();
   lo.on_error = data.get<std::string>("on_error", "fail") == "skip" ? data::OnError::skip : data::OnError::fail;
   lo.seed = seed_;
+  if (data.has("transforms")) lo.transforms = data::build_transforms(data.at("transforms"));
+  if (data.has("eval_transforms")) eval_transforms_ = data::build_transforms(data.at("eval_transforms"));
   loader_ = std::make_unique<data::Loader>(train_set_, sampler, lo);
   if (loader_->batches_per_epoch() < options_.grad_accum)
     fail("{}: data.batch_size: the train split has {} samples, fewer than one optimiser step needs",
@@ -189,6 +191,10 @@ Trainer::Trainer(Config config, fs::path run_dir, Mode mode)
   eval_split_ = data.get<std::string>("eval_split", "val");
   if (!metrics_.empty()) eval_set_ = data::dataset_registry().create(data, eval_split_);
   eval_workers_ = lo.workers;
+  if (config_.has("hooks")) {
+    const Config list = config_.at("hooks");
+    for (size_t i = 0; i < list.size(); ++i) hooks_.push_back(hook_registry().create(list.at(i)));
+  }
   config_.check_unused();
 
   checkpoints_ = std::make_unique<CheckpointDir>(run_dir_ / "checkpoints", options_.keep_last);
@@ -255,6 +261,7 @@ RunResult Trainer::fit() {
         scalars["lr"] = lr;
         log_scalars("train", scalars);
       }
+      for (auto& h : hooks_) h->after_step(step_, outcome.loss, hook_request_);
       const bool eval_due = options_.eval_every > 0 && step_ % options_.eval_every == 0;
       bool is_best = false;
       if (eval_due && eval_set_) {
@@ -265,6 +272,16 @@ RunResult Trainer::fit() {
       if (checkpoint_due || is_best) {
         save_checkpoint(is_best);
         saved_at_step = true;
+      }
+      if (hook_request_.stop) {  // hooks see the same values on every rank, so all stop together
+        progress.break_line();
+        if (!saved_at_step) save_checkpoint(false);
+        log::info("{}", hook_request_.reason);
+        result.step = step_;
+        result.stopped_early = hook_request_.reason;
+        result.last_eval = last_eval_;
+        if (events_) events_->flush();
+        return result;
       }
       const bool stop = group_ ? group_->any_rank(stop_signal() != 0) : stop_signal() != 0;
       if (stop) {
@@ -389,6 +406,7 @@ std::map<std::string, double> Trainer::evaluate(const std::string& split, const 
   lo.drop_last = false;
   lo.rank = env_.rank;
   lo.world_size = env_.world_size;
+  lo.transforms = eval_transforms_;
   data::Loader loader(dataset, std::make_shared<data::SequentialSampler>(dataset->size()), lo);
   loader.start_epoch(0);
   const auto amp = parse_amp(options_.amp);
@@ -412,6 +430,7 @@ std::map<std::string, double> Trainer::evaluate(const std::string& split, const 
   if (!ema_.empty()) swap_ema();
   model_->train();
   last_eval_ = results;
+  for (auto& h : hooks_) h->after_eval(step_, results, hook_request_);
   if (env_.rank == 0) {
     std::string line;
     for (const auto& [name, value] : results) line += fmt::format("  {} {:.4f}", name, value);

@@ -11,6 +11,7 @@
 #include "models/model.h"
 #include "train/amp.h"
 #include "train/checkpoint.h"
+#include "train/hook.h"
 #include "train/distributed.h"
 #include "train/schedule.h"
 
@@ -50,7 +51,8 @@ struct TrainOptions {
 // What a finished (or interrupted) run reports.
 struct RunResult {
   int64_t step = 0;
-  bool interrupted = false;
+  bool interrupted = false;    // by a signal; resume to continue
+  std::string stopped_early;   // a hook's reason, when one ended the run before max_steps
   std::map<std::string, double> last_eval;
 };
 
@@ -112,6 +114,9 @@ class Trainer {
   std::unique_ptr<GradScaler> scaler_;  // fp16 only
   std::shared_ptr<data::Dataset> eval_set_;
   std::string eval_split_;
+  std::vector<std::shared_ptr<data::Transform>> eval_transforms_;
+  std::vector<std::shared_ptr<Hook>> hooks_;
+  HookRequest hook_request_;
   Mode mode_;
   int eval_workers_ = 2;
 

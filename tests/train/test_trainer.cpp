@@ -173,6 +173,38 @@ TEST(Trainer, NonFiniteLossIsSkippedOrStopsWithADiagnosis) {
   }
 }
 
+// Two micro-batches of 8 accumulate to the same update as one batch of 16 (no batch norm, so the
+// batch statistics cannot differ).
+TEST(Trainer, GradientAccumulationEqualsTheLargerBatch) {
+  const std::vector<std::string> common = {"model.batch_norm=false", "model.dropout=0.0", "train.max_steps=6",
+                                           "train.eval_every=0", "data.augment_flip=false", "train.threads=1"};
+  auto run = [&](const std::string& name, std::vector<std::string> extra) {
+    extra.insert(extra.end(), common.begin(), common.end());
+    Trainer t(small_experiment(extra), fresh_dir(name), Mode::train);
+    t.fit();
+    return safetensors::state_dict(t.model());
+  };
+  const auto big = run("accum_big", {"data.batch_size=16"});
+  const auto accumulated = run("accum_small", {"data.batch_size=8", "train.grad_accum=2", "data.workers=0"});
+  for (const auto& [name, t] : big) EXPECT_TRUE(torch::allclose(t, accumulated.at(name), 1e-5, 1e-6)) << name;
+}
+
+TEST(Trainer, Bf16AutocastOnCpuTrains) {
+  const fs::path run = fresh_dir("bf16");
+  Trainer trainer(small_experiment({"train.amp=bf16", "train.max_steps=80", "train.eval_every=80"}), run, Mode::train);
+  const RunResult result = trainer.fit();
+  EXPECT_GT(result.last_eval.at("val/accuracy"), 0.5) << "chance is 0.25";
+}
+
+TEST(Trainer, EarlyStoppingHookEndsTheRun) {
+  Config c = small_experiment({"train.max_steps=200", "train.eval_every=5", "optim.lr=1e-9", "schedule.warmup_steps=0"});
+  c.set("hooks", "[{name: early_stopping, metric: val/accuracy, patience: 2, min_delta: 0.5}]");
+  Trainer trainer(std::move(c), fresh_dir("early"), Mode::train);
+  const RunResult result = trainer.fit();
+  EXPECT_EQ(result.step, 15) << "evaluations at 5 (best), 10 and 15 (two without improvement)";
+  EXPECT_THAT(result.stopped_early, HasSubstr("early stopping at step 15"));
+}
+
 TEST(Trainer, ConfigErrorsNameTheKey) {
   try {
     Trainer t(small_experiment({"model.name=simple_cnm"}), fresh_dir("bad_model"), Mode::train);

@@ -1,0 +1,61 @@
+#include "train/hook.h"
+
+#include "core/text.h"
+
+namespace facet::train {
+
+HookRegistry& hook_registry() {
+  static HookRegistry registry("hook", "hooks");
+  return registry;
+}
+
+namespace {
+
+// Stops when `metric` has not improved for `patience` evaluations in a row.
+class EarlyStopping : public Hook {
+ public:
+  explicit EarlyStopping(const Config& c)
+      : metric_(c.get<std::string>("metric")),
+        maximise_(c.get<std::string>("mode", "max") == "max"),
+        patience_(c.get<int>("patience", 5)),
+        min_delta_(c.get<double>("min_delta", 0.0)) {
+    const auto mode = c.get<std::string>("mode", "max");
+    if (mode != "max" && mode != "min") fail("{}: {}.mode: expected max or min, got \"{}\"", c.where("mode"), c.prefix(), mode);
+    if (patience_ < 1) fail("{}: {}.patience: expected >= 1, got {}", c.where("patience"), c.prefix(), patience_);
+  }
+
+  void after_eval(int64_t step, const std::map<std::string, double>& results, HookRequest& request) override {
+    auto it = results.find(metric_);
+    if (it == results.end()) {
+      std::vector<std::string> names;
+      for (const auto& [k, v] : results) names.push_back(k);
+      fail("early_stopping: metric \"{}\" is not among the evaluation results ({})", metric_, join(names));
+    }
+    const double v = it->second;
+    const bool better = !best_ || (maximise_ ? v > *best_ + min_delta_ : v < *best_ - min_delta_);
+    if (better) {
+      best_ = v;
+      stale_ = 0;
+      return;
+    }
+    if (++stale_ >= patience_) {
+      request.stop = true;
+      request.reason = fmt::format("early stopping at step {}: {} has not improved on {:.4f} for {} evaluations", step,
+                                   metric_, *best_, stale_);
+    }
+  }
+
+ private:
+  std::string metric_;
+  bool maximise_;
+  int patience_;
+  double min_delta_;
+  std::optional<double> best_;
+  int stale_ = 0;
+};
+
+FACET_REGISTER(hook_registry(), "early_stopping", "Stop when a metric stops improving (metric, mode, patience)",
+               [](const Config& c) { return std::make_shared<EarlyStopping>(c); });
+
+}  // namespace
+}  // namespace facet::train

@@ -1,0 +1,31 @@
+// Hooks: code that watches training and may ask it to stop, built by name from the `hooks` list.
+//
+//   hooks:
+//     - {name: early_stopping, metric: val/accuracy, mode: max, patience: 3}
+#pragma once
+
+#include "core/registry.h"
+
+#include <map>
+#include <memory>
+#include <string>
+
+namespace facet::train {
+
+// What a hook may ask of the trainer.
+struct HookRequest {
+  bool stop = false;
+  std::string reason;
+};
+
+class Hook {
+ public:
+  virtual ~Hook() = default;
+  virtual void after_step(int64_t step, double loss, HookRequest& request) {}
+  virtual void after_eval(int64_t step, const std::map<std::string, double>& results, HookRequest& request) {}
+};
+
+using HookRegistry = Registry<std::shared_ptr<Hook>>;
+HookRegistry& hook_registry();
+
+}  // namespace facet::train

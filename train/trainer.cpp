@@ -56,6 +56,9 @@ TrainOptions TrainOptions::from(const Config& t) {
     fail("{}: {}.non_finite: expected skip or stop, got \"{}\"", t.where("non_finite"), t.prefix(), o.non_finite);
   o.device = t.get<std::string>("device", "auto");
   o.dist_timeout_s = t.get<double>("dist_timeout_s", 300.0);
+  o.overlap_grad_reduce = t.get<bool>("overlap_grad_reduce", true);
+  o.bucket_mb = t.get<int64_t>("bucket_mb", 25);
+  if (o.bucket_mb < 1) fail("{}: {}.bucket_mb: expected >= 1, got {}", t.where("bucket_mb"), t.prefix(), o.bucket_mb);
   o.threads = t.get<int>("threads", 0);
   return o;
 }
@@ -186,6 +189,8 @@ Trainer::Trainer(Config config, fs::path run_dir, Mode mode)
   schedule_ = config_.has("schedule") ? schedule_registry().create(config_.at("schedule"), total_steps_)
                                       : schedule_registry().create(Config::parse("name: constant"), total_steps_);
   if (options_.amp == "fp16") scaler_ = std::make_unique<GradScaler>(device_);
+  if (group_ && options_.overlap_grad_reduce)
+    reducer_ = std::make_unique<OverlappedGradientReducer>(*group_, params_, options_.bucket_mb << 20);
 
   // Evaluation data are built now so that every config key is read before the unused-key check.
   eval_split_ = data.get<std::string>("eval_split", "val");
@@ -321,7 +326,9 @@ Trainer::StepOutcome Trainer::train_step(std::vector<data::Batch>& micro_batches
   const auto amp = parse_amp(options_.amp);
   bool local_non_finite = false;
   std::string bad_parts;
-  for (auto& batch : micro_batches) {
+  for (size_t i = 0; i < micro_batches.size(); ++i) {
+    data::Batch& batch = micro_batches[i];
+    const bool last_micro_batch = i + 1 == micro_batches.size();
     losses::LossResult r;
     {
       AutocastGuard autocast(device_, amp);
@@ -330,7 +337,10 @@ Trainer::StepOutcome Trainer::train_step(std::vector<data::Batch>& micro_batches
     }
     torch::Tensor scaled = r.total.to(torch::kFloat) / static_cast<double>(options_.grad_accum);
     if (scaler_) scaled = scaler_->scale(scaled);
+    // Only the last micro-batch's backward communicates: earlier ones just accumulate locally.
+    if (reducer_ && last_micro_batch) reducer_->arm();
     scaled.backward();
+    if (reducer_ && last_micro_batch) reducer_->finish();
     const double value = r.total.item<double>();
     if (!std::isfinite(value)) {
       local_non_finite = true;
@@ -342,7 +352,7 @@ Trainer::StepOutcome Trainer::train_step(std::vector<data::Batch>& micro_batches
       outcome.parts[name] += part.item<double>() / static_cast<double>(micro_batches.size());
   }
   if (group_) {
-    group_->allreduce_gradients(params_);
+    if (!reducer_) group_->allreduce_gradients(params_, options_.bucket_mb << 20);
     outcome.loss = group_->allreduce_mean(outcome.loss);
   }
   bool overflow = false;

@@ -43,6 +43,8 @@ struct TrainOptions {
   std::string non_finite = "skip";  // skip | stop
   std::string device = "auto";      // auto | cpu | cuda | cuda:N
   double dist_timeout_s = 300;
+  bool overlap_grad_reduce = true;  // all-reduce gradient buckets during backward (several ranks)
+  int64_t bucket_mb = 25;           // gradient all-reduce bucket size
   int threads = 0;                  // intra-op threads; 0: LibTorch's default
 
   static TrainOptions from(const Config& train);
@@ -98,6 +100,7 @@ class Trainer {
   TrainOptions options_;
   DistributedEnv env_;
   std::unique_ptr<ProcessGroup> group_;
+  std::unique_ptr<OverlappedGradientReducer> reducer_;  // when options_.overlap_grad_reduce
   torch::Device device_{torch::kCPU};
   uint64_t seed_ = 0;
 

@@ -482,34 +482,40 @@ TEST(Distributed, DeadOrStalledRankIsAnErrorWithinTheTimeout) {
   }
 }
 
-// Two Gloo ranks with global batch B reach the same weights as one rank with batch B.
+// Two Gloo ranks with global batch B reach the same weights as one rank with batch B, whether the
+// gradient all-reduce runs after backward or overlapped with it.
 TEST(Distributed, TwoRanksMatchOneRank) {
   const fs::path dir = temp("equivalence");
   const std::vector<std::string> train = {"train", FACET_SOURCE_DIR "/experiments/demo/shapes.yaml",
                                           "train.max_steps=12", "train.eval_every=0", "model.batch_norm=false",
                                           "model.dropout=0.0", "data.batch_size=16", "train.log_every=1000",
                                           "train.threads=1", "train.dist_timeout_s=60"};
-  auto with_dir = [&](const fs::path& run) {
+  auto with = [&](const fs::path& run, const std::string& extra) {
     auto args = train;
-    args.insert(args.end(), {"--run-dir", run.string()});
+    args.insert(args.end(), {extra, "--run-dir", run.string()});
     return args;
   };
   const auto t0 = std::chrono::steady_clock::now();
-  ASSERT_EQ(wait_code(spawn(with_dir(dir / "one"), {}, dir / "one.log")), 0) << read_file(dir / "one.log");
-  const auto t1 = std::chrono::steady_clock::now();
-  std::vector<std::string> launch = {"launch", "--nproc-per-node", "2", "--master-port", std::to_string(free_port()), "--"};
-  const auto two_args = with_dir(dir / "two");
-  launch.insert(launch.end(), two_args.begin(), two_args.end());
-  ASSERT_EQ(wait_code(spawn(launch, {}, dir / "two.log")), 0) << read_file(dir / "two.log");
-  const auto t2 = std::chrono::steady_clock::now();
+  ASSERT_EQ(wait_code(spawn(with(dir / "one", "seed=0"), {}, dir / "one.log")), 0) << read_file(dir / "one.log");
+  const double one_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   const auto one = safetensors::load(dir / "one/checkpoints/last/model.safetensors");
-  const auto two = safetensors::load(dir / "two/checkpoints/last/model.safetensors");
-  ASSERT_EQ(one.size(), two.size());
-  double worst = 0;
-  for (const auto& [name, t] : one) worst = std::max(worst, (t - two.at(name)).abs().max().item<double>());
-  EXPECT_LT(worst, 1e-4);
-  std::printf("max |w1 - w2| = %.3g after 12 steps; 1 rank %.1f s, 2 ranks %.1f s (incl. start-up)\n", worst,
-              std::chrono::duration<double>(t1 - t0).count(), std::chrono::duration<double>(t2 - t1).count());
+  for (const std::string overlap : {"true", "false"}) {
+    const fs::path run = dir / ("two_overlap_" + overlap);
+    std::vector<std::string> launch = {"launch", "--nproc-per-node", "2", "--master-port",
+                                       std::to_string(free_port()), "--"};
+    const auto two_args = with(run, "train.overlap_grad_reduce=" + overlap);
+    launch.insert(launch.end(), two_args.begin(), two_args.end());
+    const auto t1 = std::chrono::steady_clock::now();
+    ASSERT_EQ(wait_code(spawn(launch, {}, run.string() + ".log")), 0) << read_file(run.string() + ".log");
+    const double two_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t1).count();
+    const auto two = safetensors::load(run / "checkpoints/last/model.safetensors");
+    ASSERT_EQ(one.size(), two.size());
+    double worst = 0;
+    for (const auto& [name, t] : one) worst = std::max(worst, (t - two.at(name)).abs().max().item<double>());
+    EXPECT_LT(worst, 1e-4) << "overlap " << overlap;
+    std::printf("overlap=%s: max |w1 - w2| = %.3g after 12 steps; 1 rank %.1f s, 2 ranks %.1f s (incl. start-up)\n",
+                overlap.c_str(), worst, one_s, two_s);
+  }
 }
 
 }  // namespace

@@ -14,6 +14,17 @@ namespace facet::data {
 
 // One example. `fields` of equal shape across samples are stacked by `collate`; `ragged` fields
 // (boxes, landmarks of varying count) stay one tensor per sample.
+//
+// Names every reader and transform agrees on (coordinates in pixels of the current image, x right,
+// y down, pixel centres at integer + 0.5 as in OpenCV's and torchvision's resize):
+//   fields["image"]       float32 [C, H, W], intensities in the file's units (0..255, 0..65535,
+//                         Hounsfield units for CT) until a transform rescales them
+//   fields["mask"]        float32 [1, H, W] (segmentation or bounding map)
+//   fields["landmarks"]   float32 [K, 2] (x, y)
+//   fields["labels"]      float32 [L] multi-label targets (AUs, findings); fields["label_mask"]
+//                         float32 [L]: 1 where the label is known, 0 where it is not (BP4D's 9)
+//   fields["label"]       int64 [] single-label class
+//   ragged["boxes"]       float32 [N, 4] (x1, y1, x2, y2); ragged["box_labels"] int64 [N]
 struct Sample {
   TensorDict fields;
   TensorDict ragged;

@@ -1,11 +1,11 @@
 #!/usr/bin/env bash
-# Runs a libFuzzer binary for a bounded time over a corpus seeded from the golden fixtures, with the
-# dictionary tests/fuzz/<fuzzer name>.dict when there is one.
-# usage: run_fuzzer.sh FUZZER SEED_DIR CORPUS_DIR SECONDS
+# Runs a libFuzzer binary for a bounded time over a corpus seeded from the golden fixtures (the
+# files matching PATTERN), with the dictionary tests/fuzz/<fuzzer name>.dict when there is one.
+# usage: run_fuzzer.sh FUZZER SEED_DIR PATTERN CORPUS_DIR SECONDS
 set -euo pipefail
-fuzzer=$1 seeds=$2 corpus=$3 seconds=$4
+fuzzer=$1 seeds=$2 pattern=$3 corpus=$4 seconds=$5
 mkdir -p "$corpus"
-find "$seeds" -name '*.safetensors' -exec cp -f {} "$corpus"/ \;
+find "$seeds" -name "$pattern" -exec cp -f {} "$corpus"/ \;
 dict="$(dirname "$0")/$(basename "$fuzzer").dict"
 args=(-max_total_time="$seconds" -timeout=10 -rss_limit_mb=2048 -print_final_stats=1)
 [[ -f $dict ]] && args+=(-dict="$dict")

@@ -13,5 +13,6 @@ void add_sweep_command(CLI::App& app);
 void add_eval_command(CLI::App& app);
 void add_summary_command(CLI::App& app);
 void add_launch_command(CLI::App& app);
+void add_data_command(CLI::App& app);
 
 }  // namespace facet::cli

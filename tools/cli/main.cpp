@@ -28,6 +28,7 @@ int main(int argc, char** argv) {
   facet::cli::add_sweep_command(app);
   facet::cli::add_summary_command(app);
   facet::cli::add_launch_command(app);
+  facet::cli::add_data_command(app);
 
   try {
     app.parse(argc, argv);

@@ -1,0 +1,211 @@
+// The DeepLesion reader ("deeplesion"): key slices with their neighbours as a multi-slice CT input,
+// lesion boxes, the official patient-level split, the noisy flag and the coarse lesion types.
+// Neighbour slices follow 3DCE's `load_ct_img` (medical.md §B.5), including its interpolation
+// weights, so inputs match the published detectors'.
+//
+//   data:
+//     name: deeplesion
+//     root: /data/DeepLesion
+//     num_slices: 3            # odd: the key slice and (n - 1) / 2 neighbours each side
+//     slice_interval_mm: 2.0   # neighbours are this far apart after resampling (3DCE: 2 mm)
+//     norm_spacing_mm: 0       # > 0: resample in-plane to this pixel size (3DCE/MULAN: 0.8)
+//     image_size: 0            # > 0: then resize to this square size
+//     include_noisy: false     # the 35 lesions flagged Possibly_noisy (A3D/SATr drop them)
+//     val_split: 2             # Train_Val_Test code of the split called "val" (1 train, 2 val, 3 test)
+#include "core/csv.h"
+#include "data/dataset.h"
+#include "data/deeplesion/deeplesion.h"
+
+#include <opencv2/imgcodecs.hpp>
+#include <opencv2/imgproc.hpp>
+
+#include <cmath>
+#include <filesystem>
+#include <map>
+
+namespace facet::data {
+namespace {
+
+namespace fs = std::filesystem;
+using namespace deeplesion;
+
+struct Lesion {
+  std::array<float, 4> box;  // continuous pixels: [x1 − 1, y1 − 1, x2, y2] of the 1-based inclusive CSV box
+  int64_t type = -1;
+  bool noisy = false;
+};
+
+struct KeySlice {
+  std::string file_name;  // as in the CSV, e.g. 000001_01_01_109.png
+  fs::path series_dir;    // Images_png/000001_01_01
+  int64_t key = 0;        // 1-based slice index
+  int64_t first = 0, last = 0;  // Slice_range
+  std::array<double, 3> spacing{};  // x, y, z (mm)
+  std::string where;      // DL_info.csv:line of its first lesion
+  std::vector<Lesion> lesions;
+};
+
+class DeepLesion : public Dataset {
+ public:
+  DeepLesion(const Config& c, const std::string& split)
+      : root_(c.get<std::string>("root")),
+        num_slices_(c.get<int64_t>("num_slices", 3)),
+        interval_(c.get<double>("slice_interval_mm", 2.0)),
+        norm_spacing_(c.get<double>("norm_spacing_mm", 0.0)),
+        image_size_(c.get<int64_t>("image_size", 0)) {
+    if (num_slices_ < 1 || num_slices_ % 2 == 0)
+      fail("{}: {}.num_slices: expected an odd positive number, got {}", c.where("num_slices"), c.prefix(), num_slices_);
+    const bool include_noisy = c.get<bool>("include_noisy", false);
+    static const std::map<std::string, int64_t> codes = {{"train", 1}, {"val", 2}, {"test", 3}};
+    auto code = codes.find(split);
+    if (code == codes.end()) fail("{}: deeplesion has the splits train, val and test, not \"{}\"", c.where(), split);
+    const fs::path csv_path = root_ / "DL_info.csv";
+    if (!fs::exists(csv_path)) fail("{}: {}.root: {} does not exist", c.where("root"), c.prefix(), csv_path.string());
+    const CsvTable t = CsvTable::read(csv_path);
+    std::array<size_t, kColumns.size()> col{};
+    for (size_t i = 0; i < kColumns.size(); ++i) col[i] = t.column(kColumns[i]);
+    enum { kFile = 0, kKey = 4, kBox = 6, kType = 9, kNoisy = 10, kRange = 11, kSpacing = 12, kSplit = 17 };
+    std::map<std::string, size_t> index;
+    for (size_t r = 0; r < t.rows(); ++r) {
+      if (t.integer(r, col[kSplit]) != code->second) continue;
+      Lesion lesion;
+      const auto b = t.numbers(r, col[kBox], 4);
+      lesion.box = {static_cast<float>(b[0] - 1), static_cast<float>(b[1] - 1), static_cast<float>(b[2]),
+                    static_cast<float>(b[3])};
+      if (!(b[2] >= b[0] && b[3] >= b[1])) fail("{}: Bounding_boxes: x2 < x1 or y2 < y1 in \"{}\"", t.where(r), t.cell(r, col[kBox]));
+      lesion.type = t.integer(r, col[kType]);
+      lesion.noisy = t.integer(r, col[kNoisy]) != 0;
+      if (lesion.noisy && !include_noisy) continue;
+      const std::string& name = t.cell(r, col[kFile]);
+      auto [it, added] = index.emplace(name, slices_.size());
+      if (added) {
+        KeySlice k;
+        k.file_name = name;
+        const size_t cut = name.rfind('_');
+        if (cut == std::string::npos || name.size() < 5 || name.substr(name.size() - 4) != ".png")
+          fail("{}: File_name: expected <patient>_<study>_<series>_<slice>.png, got \"{}\"", t.where(r), name);
+        k.series_dir = root_ / "Images_png" / name.substr(0, cut);
+        k.key = t.integer(r, col[kKey]);
+        const auto range = t.numbers(r, col[kRange], 2);
+        k.first = static_cast<int64_t>(range[0]);
+        k.last = static_cast<int64_t>(range[1]);
+        const auto spacing = t.numbers(r, col[kSpacing], 3);
+        k.spacing = {spacing[0], spacing[1], spacing[2]};
+        if (!(k.first <= k.key && k.key <= k.last))
+          fail("{}: Key_slice_index {} is outside Slice_range {}..{}", t.where(r), k.key, k.first, k.last);
+        k.where = t.where(r);
+        slices_.push_back(std::move(k));
+      }
+      slices_[it->second].lesions.push_back(lesion);
+    }
+    if (slices_.empty()) fail("{}: no {} lesions (Train_Val_Test = {})", csv_path.string(), split, code->second);
+  }
+
+  int64_t size() const override { return static_cast<int64_t>(slices_.size()); }
+  std::vector<std::string> label_names() const override { return {"background", "lesion"}; }
+
+  Sample get(int64_t index, uint64_t) const override {
+    const KeySlice& k = slices_.at(static_cast<size_t>(index));
+    std::vector<cv::Mat> planes = load_volume(k);
+    double scale = 1.0;
+    if (norm_spacing_ > 0) scale = k.spacing[0] / norm_spacing_;
+    if (image_size_ > 0) scale *= static_cast<double>(image_size_) / std::max(planes[0].cols, planes[0].rows);
+    Sample s;
+    s.id = (k.series_dir / fmt::format("{:03d}.png", k.key)).string();
+    const int h = planes[0].rows, w = planes[0].cols;
+    const int out_h = static_cast<int>(std::lround(h * scale)), out_w = static_cast<int>(std::lround(w * scale));
+    torch::Tensor image = torch::empty({num_slices_, out_h, out_w}, torch::kFloat);
+    for (size_t i = 0; i < planes.size(); ++i) {
+      cv::Mat dst(out_h, out_w, CV_32F, image[static_cast<int64_t>(i)].data_ptr<float>());
+      if (out_h == h && out_w == w) planes[i].copyTo(dst);
+      else cv::resize(planes[i], dst, dst.size(), 0, 0, scale < 1 ? cv::INTER_AREA : cv::INTER_LINEAR);
+    }
+    s.fields["image"] = image - kHuOffset;  // Hounsfield units
+    const auto n = static_cast<int64_t>(k.lesions.size());
+    torch::Tensor boxes = torch::empty({n, 4}), types = torch::empty({n}, torch::kInt64), noisy = torch::empty({n}, torch::kBool);
+    for (int64_t i = 0; i < n; ++i) {
+      const Lesion& l = k.lesions[static_cast<size_t>(i)];
+      boxes[i] = torch::tensor({l.box[0], l.box[1], l.box[2], l.box[3]}) * static_cast<float>(out_w) / static_cast<float>(w);
+      types[i] = l.type;
+      noisy[i] = l.noisy;
+    }
+    s.ragged["boxes"] = boxes;
+    s.ragged["box_labels"] = torch::ones({n}, torch::kInt64);  // universal lesion detection: one class
+    s.ragged["lesion_types"] = types;
+    s.ragged["noisy"] = noisy;
+    s.fields["spacing"] = torch::tensor({k.spacing[0] / scale, k.spacing[1] / scale, k.spacing[2]}, torch::kFloat);
+    return s;
+  }
+
+ private:
+  // One slice (1-based index) as float32 stored values; a missing neighbour steps back toward the
+  // key slice until a file exists (3DCE), so the key slice itself must exist.
+  cv::Mat slice(const KeySlice& k, int64_t index) const {
+    const int64_t step = index > k.key ? -1 : 1;
+    for (int64_t i = index; ; i += step) {
+      const fs::path path = k.series_dir / fmt::format("{:03d}.png", i);
+      if (i == k.key || fs::exists(path)) return read_png16(path);
+    }
+  }
+
+  static cv::Mat read_png16(const fs::path& path) {
+    if (!fs::exists(path)) fail("{}: no such slice file", path.string());
+    const cv::Mat raw = cv::imread(path.string(), cv::IMREAD_UNCHANGED);
+    if (raw.empty()) fail("{}: cannot decode the PNG (truncated or not a PNG)", path.string());
+    if (raw.type() != CV_16UC1)
+      fail("{}: expected a single-channel 16-bit PNG (DeepLesion stores HU + 32768), got {} channel(s) of depth {}",
+           path.string(), raw.channels(), raw.depth() == CV_8U ? "8 bits" : "other");
+    cv::Mat out;
+    raw.convertTo(out, CV_32F);
+    return out;
+  }
+
+  // [furthest previous ... key ... furthest next], medical.md §B.5.
+  std::vector<cv::Mat> load_volume(const KeySlice& k) const {
+    const cv::Mat key = slice(k, k.key);
+    std::vector<cv::Mat> planes(static_cast<size_t>(num_slices_));
+    const int64_t half = (num_slices_ - 1) / 2;
+    planes[static_cast<size_t>(half)] = key;
+    const double sz = k.spacing[2];
+    if (half == 0) return planes;
+    auto check = [&](const cv::Mat& m, int64_t i) {
+      if (m.size() != key.size())
+        fail("{}: slice {} is {}x{}, the key slice {}x{}", k.series_dir.string(), i, m.rows, m.cols, key.rows, key.cols);
+      return m;
+    };
+    if (!(sz > 0) || !(interval_ > 0)) {
+      for (auto& p : planes) p = key;
+      return planes;
+    }
+    const double rel = interval_ / sz;
+    const double a = rel - std::floor(rel), b = std::ceil(rel) - rel;  // once from rel (the 3DCE quirk)
+    for (int64_t p = 1; p <= half; ++p) {
+      const double d = rel * static_cast<double>(p);
+      const auto lo = static_cast<int64_t>(std::floor(d)), hi = static_cast<int64_t>(std::ceil(d));
+      cv::Mat prev, next;
+      if (a == 0) {  // an integer ratio: plain neighbours
+        prev = check(slice(k, k.key - lo), k.key - lo);
+        next = check(slice(k, k.key + lo), k.key + lo);
+      } else {
+        prev = a * check(slice(k, k.key - hi), k.key - hi) + b * check(slice(k, k.key - lo), k.key - lo);
+        next = a * check(slice(k, k.key + hi), k.key + hi) + b * check(slice(k, k.key + lo), k.key + lo);
+      }
+      planes[static_cast<size_t>(half - p)] = prev;
+      planes[static_cast<size_t>(half + p)] = next;
+    }
+    return planes;
+  }
+
+  fs::path root_;
+  int64_t num_slices_;
+  double interval_, norm_spacing_;
+  int64_t image_size_;
+  std::vector<KeySlice> slices_;
+};
+
+FACET_REGISTER(dataset_registry(), "deeplesion",
+               "DeepLesion key slices + neighbours (HU), lesion boxes, official split (Images_png + DL_info.csv)",
+               [](const Config& c, const std::string& split) { return std::make_shared<DeepLesion>(c, split); });
+
+}  // namespace
+}  // namespace facet::data

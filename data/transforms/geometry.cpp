@@ -1,0 +1,182 @@
+#include "data/transforms/geometry.h"
+
+#include <opencv2/imgproc.hpp>
+
+#include <algorithm>
+
+namespace facet::data {
+
+SpatialFields SpatialFields::from(const Config& c) {
+  SpatialFields f;
+  f.images = c.get<std::vector<std::string>>("fields", f.images);
+  f.masks = c.get<std::vector<std::string>>("mask_fields", f.masks);
+  return f;
+}
+
+namespace {
+
+template <class Fn>
+void for_each_field(Sample& s, const SpatialFields& fields, Fn&& fn) {
+  for (const auto& name : fields.images)
+    if (s.fields.contains(name)) fn(s.fields[name], false);
+  for (const auto& name : fields.masks)
+    if (s.fields.contains(name)) fn(s.fields[name], true);
+}
+
+// Applies `op(src_plane, dst_plane)` to each [H, W] plane of a [C, H, W] (or [H, W]) tensor, as
+// float32 cv::Mats viewing the tensors' memory. The result keeps the input's dtype.
+template <class Op>
+torch::Tensor per_plane(const torch::Tensor& field, cv::Size out, Op&& op) {
+  const auto dtype = field.scalar_type();
+  const torch::Tensor src = field.to(torch::kFloat).contiguous();
+  const bool flat = src.dim() == 2;
+  const torch::Tensor planes = flat ? src.unsqueeze(0) : src.reshape({-1, src.size(-2), src.size(-1)});
+  torch::Tensor dst = torch::empty({planes.size(0), out.height, out.width}, torch::kFloat);
+  for (int64_t c = 0; c < planes.size(0); ++c) {
+    const cv::Mat in(static_cast<int>(planes.size(1)), static_cast<int>(planes.size(2)), CV_32F,
+                     planes[c].data_ptr<float>());
+    cv::Mat result(out, CV_32F, dst[c].data_ptr<float>());
+    op(in, result);
+    // OpenCV writes into `result` in place when size and type match, which they always do here.
+    TORCH_INTERNAL_ASSERT(result.data == static_cast<uchar*>(dst[c].data_ptr()));
+  }
+  std::vector<int64_t> shape = src.sizes().vec();
+  shape[shape.size() - 2] = out.height;
+  shape[shape.size() - 1] = out.width;
+  return dst.reshape(shape).to(dtype);
+}
+
+// cv::warpAffine addresses pixel centres at integers; ours are at integer + 0.5.
+cv::Matx23d to_opencv(const cv::Matx23d& A) {
+  cv::Matx23d M = A;
+  for (int r = 0; r < 2; ++r) M(r, 2) = A(r, 2) + 0.5 * (A(r, 0) + A(r, 1)) - 0.5;
+  return M;
+}
+
+}  // namespace
+
+cv::Size spatial_size(const Sample& s, const SpatialFields& fields, std::string_view transform) {
+  std::optional<cv::Size> size;
+  std::string first;
+  auto check = [&](const std::string& name) {
+    if (!s.fields.contains(name)) return;
+    const auto& t = s.fields.at(name);
+    if (t.dim() < 2) fail("{}: {}: field \"{}\" is not an image ([C, H, W])", s.id, transform, name);
+    const cv::Size here(static_cast<int>(t.size(-1)), static_cast<int>(t.size(-2)));
+    if (!size) {
+      size = here;
+      first = name;
+    } else if (*size != here) {
+      fail("{}: {}: field \"{}\" is {}x{} but \"{}\" is {}x{}", s.id, transform, name, here.height, here.width, first,
+           size->height, size->width);
+    }
+  };
+  for (const auto& n : fields.images) check(n);
+  for (const auto& n : fields.masks) check(n);
+  if (!size) fail("{}: {}: the sample has none of the fields {}", s.id, transform, join(fields.images));
+  return *size;
+}
+
+void map_geometry(Sample& s, const cv::Matx23d& A, cv::Size out, double min_box_size) {
+  const auto affine = torch::tensor({A(0, 0), A(0, 1), A(1, 0), A(1, 1)}, torch::kFloat).view({2, 2});
+  const auto shift = torch::tensor({A(0, 2), A(1, 2)}, torch::kFloat);
+  auto map_points = [&](const torch::Tensor& points) {  // [..., 2]
+    return torch::matmul(points.to(torch::kFloat), affine.t()) + shift;
+  };
+  if (s.fields.contains("landmarks")) s.fields["landmarks"] = map_points(s.fields["landmarks"]);
+  if (!s.ragged.contains("boxes") || s.ragged.at("boxes").numel() == 0) return;
+  const torch::Tensor b = s.ragged.at("boxes").to(torch::kFloat);
+  // The four corners of each box, mapped; the new box is their bounding box.
+  const auto corners = torch::stack({b.index({torch::indexing::Slice(), torch::tensor({0, 1})}),
+                                     b.index({torch::indexing::Slice(), torch::tensor({2, 1})}),
+                                     b.index({torch::indexing::Slice(), torch::tensor({0, 3})}),
+                                     b.index({torch::indexing::Slice(), torch::tensor({2, 3})})},
+                                    1);  // [N, 4, 2]
+  const auto mapped = map_points(corners);
+  auto lo = std::get<0>(mapped.min(1)), hi = std::get<0>(mapped.max(1));  // [N, 2]
+  const auto limit = torch::tensor({static_cast<float>(out.width), static_cast<float>(out.height)});
+  lo = torch::minimum(torch::clamp_min(lo, 0), limit);
+  hi = torch::minimum(torch::clamp_min(hi, 0), limit);
+  torch::Tensor boxes = torch::cat({lo, hi}, 1);
+  const auto keep = ((hi - lo) >= min_box_size).all(1);
+  if (!keep.all().item<bool>()) {
+    boxes = boxes.index({keep});
+    if (s.ragged.contains("box_labels")) s.ragged["box_labels"] = s.ragged["box_labels"].index({keep});
+  }
+  s.ragged["boxes"] = boxes;
+}
+
+void warp_fields(Sample& s, const SpatialFields& fields, const cv::Matx23d& A, cv::Size out, double fill) {
+  const cv::Matx23d M = to_opencv(A);
+  for_each_field(s, fields, [&](torch::Tensor& field, bool is_mask) {
+    field = per_plane(field, out, [&](const cv::Mat& in, cv::Mat& dst) {
+      cv::warpAffine(in, dst, M, out, is_mask ? cv::INTER_NEAREST : cv::INTER_LINEAR, cv::BORDER_CONSTANT,
+                     cv::Scalar(is_mask ? 0.0 : fill));
+    });
+  });
+}
+
+void resize_fields(Sample& s, const SpatialFields& fields, cv::Size out) {
+  for_each_field(s, fields, [&](torch::Tensor& field, bool is_mask) {
+    const bool shrink = out.width < field.size(-1) || out.height < field.size(-2);
+    const int interpolation = is_mask ? cv::INTER_NEAREST : shrink ? cv::INTER_AREA : cv::INTER_LINEAR;
+    field = per_plane(field, out, [&](const cv::Mat& in, cv::Mat& dst) { cv::resize(in, dst, out, 0, 0, interpolation); });
+  });
+}
+
+void crop_fields(Sample& s, const SpatialFields& fields, cv::Rect window, double fill) {
+  for_each_field(s, fields, [&](torch::Tensor& field, bool is_mask) {
+    const cv::Rect image(0, 0, static_cast<int>(field.size(-1)), static_cast<int>(field.size(-2)));
+    const cv::Rect inside = window & image;
+    if (inside == window) {  // the common case: a view, no resampling
+      field = field.narrow(-2, window.y, window.height).narrow(-1, window.x, window.width).contiguous();
+      return;
+    }
+    std::vector<int64_t> shape = field.sizes().vec();
+    shape[shape.size() - 2] = window.height;
+    shape[shape.size() - 1] = window.width;
+    torch::Tensor out = torch::full(shape, is_mask ? 0.0 : fill, field.options());
+    if (!inside.empty())
+      out.narrow(-2, inside.y - window.y, inside.height)
+          .narrow(-1, inside.x - window.x, inside.width)
+          .copy_(field.narrow(-2, inside.y, inside.height).narrow(-1, inside.x, inside.width));
+    field = out;
+  });
+}
+
+std::vector<int64_t> face_landmark_mirror(int64_t num_points) {
+  // 68-point scheme, 0-based: jaw 0-16, brows 17-26, nose 27-35, eyes 36-47, outer lip 48-59,
+  // inner lip 60-67.
+  std::vector<int64_t> m68(68);
+  for (int64_t i = 0; i < 68; ++i) m68[static_cast<size_t>(i)] = i;
+  auto swap = [&](int64_t a, int64_t b) {
+    m68[static_cast<size_t>(a)] = b;
+    m68[static_cast<size_t>(b)] = a;
+  };
+  for (int64_t i = 0; i < 8; ++i) swap(i, 16 - i);        // jaw
+  for (int64_t i = 0; i < 5; ++i) swap(17 + i, 26 - i);   // brows
+  swap(31, 35), swap(32, 34);                             // nose base
+  swap(36, 45), swap(37, 44), swap(38, 43), swap(39, 42), swap(40, 47), swap(41, 46);  // eyes
+  swap(48, 54), swap(49, 53), swap(50, 52), swap(55, 59), swap(56, 58);                // outer lip
+  swap(60, 64), swap(61, 63), swap(65, 67);                                            // inner lip
+  if (num_points == 68) return m68;
+  // The reduced schemes keep a subset of the 68 points in order; mirror within it.
+  std::vector<int64_t> kept;
+  if (num_points == 66) {
+    for (int64_t i = 0; i < 68; ++i)
+      if (i != 60 && i != 64) kept.push_back(i);
+  } else if (num_points == 49) {
+    for (int64_t i = 17; i < 68; ++i)
+      if (i != 60 && i != 64) kept.push_back(i);
+  } else {
+    fail("no built-in left-right landmark mirror for {} points (68, 66 and 49 are known); give "
+         "landmark_mirror: [...] explicitly",
+         num_points);
+  }
+  std::vector<int64_t> position(68, -1), out;
+  for (size_t i = 0; i < kept.size(); ++i) position[static_cast<size_t>(kept[i])] = static_cast<int64_t>(i);
+  for (const int64_t k : kept) out.push_back(position[static_cast<size_t>(m68[static_cast<size_t>(k)])]);
+  return out;
+}
+
+}  // namespace facet::data

@@ -1,0 +1,49 @@
+// Moving a sample's geometry together: the image-like fields are resampled with OpenCV, one
+// float32 plane at a time (so any channel count and 16-bit or HU values pass through unchanged),
+// and landmarks and boxes follow the same map. Coordinates are continuous pixels with pixel i
+// covering [i, i + 1) (see data/dataset.h), the convention of cv::resize and torchvision.
+#pragma once
+
+#include "data/dataset.h"
+
+#include <opencv2/core.hpp>
+
+#include <string>
+#include <vector>
+
+namespace facet::data {
+
+// Which fields are images (bilinear / area resampling) and which are label maps (nearest).
+struct SpatialFields {
+  std::vector<std::string> images = {"image"};
+  std::vector<std::string> masks = {"mask"};
+
+  static SpatialFields from(const Config& transform);
+};
+
+// [H, W] of the sample's first present image field; fails naming the sample when there is none or
+// when the spatial fields disagree.
+cv::Size spatial_size(const Sample& s, const SpatialFields& fields, std::string_view transform);
+
+// p' = A p for every landmark and box corner (A maps continuous input to output coordinates). Boxes
+// become the bounding box of their mapped corners, clipped to `out`; boxes narrower or lower than
+// `min_box_size` pixels afterwards are dropped with their box_labels.
+void map_geometry(Sample& s, const cv::Matx23d& A, cv::Size out, double min_box_size = 1.0);
+
+// Resamples the spatial fields with the affine map A (input -> output, continuous coordinates) to
+// an image of size `out`; outside the input, images take `fill` and masks 0.
+void warp_fields(Sample& s, const SpatialFields& fields, const cv::Matx23d& A, cv::Size out, double fill);
+
+// Resizes the spatial fields to `out` (area averaging when shrinking, bilinear when enlarging).
+void resize_fields(Sample& s, const SpatialFields& fields, cv::Size out);
+
+// Keeps the window [x, x + w) × [y, y + h) of the spatial fields; the window may extend past the
+// image, where images take `fill` and masks 0.
+void crop_fields(Sample& s, const SpatialFields& fields, cv::Rect window, double fill);
+
+// Left-right mirror index permutations of the common face landmark schemes (0-based): 68-point
+// iBUG/dlib, 66-point (DISFA: 68 without inner-mouth corners 61 and 65, 1-based) and 49-point
+// (IntraFace/JAA-Net: 68 without the jaw and those corners).
+std::vector<int64_t> face_landmark_mirror(int64_t num_points);
+
+}  // namespace facet::data

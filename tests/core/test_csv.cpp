@@ -1,0 +1,60 @@
+#include "core/csv.h"
+#include "core/error.h"
+
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include <cmath>
+
+namespace facet {
+namespace {
+
+using ::testing::HasSubstr;
+
+std::string message_of(const std::function<void()>& fn) {
+  try {
+    fn();
+  } catch (const Error& e) {
+    return e.what();
+  }
+  return "(no error)";
+}
+
+TEST(Csv, QuotedFieldsCrlfBomAndColumnsByName) {
+  const auto t = CsvTable::parse("\xEF\xBB\xBF" "name, box ,note\r\na,\"1, 2, 3, 4\",\"say \"\"hi\"\"\"\r\n"
+                                 "b,\"5,6,7,8\",\"two\nlines\"\r\n\r\n",
+                                 "t.csv");
+  ASSERT_EQ(t.rows(), 2u);
+  EXPECT_EQ(t.column("box"), 1u);  // header cells are trimmed
+  EXPECT_EQ(t.cell(0, t.column("note")), "say \"hi\"");
+  EXPECT_EQ(t.cell(1, 2), "two\nlines");
+  EXPECT_EQ(t.numbers(0, 1, 4), (std::vector<double>{1, 2, 3, 4}));
+  EXPECT_EQ(t.where(1), "t.csv:3");  // rows are numbered by the line they start on
+  EXPECT_THAT(message_of([&] { t.column("Box"); }), HasSubstr("t.csv:1: no column \"Box\" (the header has: name, box, note)"));
+}
+
+TEST(Csv, ErrorsNameFileLineAndColumn) {
+  EXPECT_THAT(message_of([] { CsvTable::parse("a,b\n1,2\n3\n", "x.csv"); }),
+              HasSubstr("x.csv:3: 1 fields, but the header has 2 columns"));
+  EXPECT_THAT(message_of([] { CsvTable::parse("a\n\"open\n", "x.csv"); }), HasSubstr("x.csv:2: a quoted field is never closed"));
+  EXPECT_THAT(message_of([] { CsvTable::parse("a\n\"q\"x\n", "x.csv"); }), HasSubstr("x.csv:2: text after the closing quote"));
+  EXPECT_THAT(message_of([] { CsvTable::parse("", "x.csv"); }), HasSubstr("x.csv: empty CSV file"));
+  const auto t = CsvTable::parse("n,v\n12x,\"1, b\"\n", "y.csv");
+  EXPECT_THAT(message_of([&] { t.integer(0, 0); }), HasSubstr("y.csv:2: column n: expected an integer, got \"12x\""));
+  EXPECT_THAT(message_of([&] { t.numbers(0, 1); }), HasSubstr("y.csv:2: column v: expected comma-separated numbers"));
+  EXPECT_THAT(message_of([&] { t.numbers(0, 0, 4); }), HasSubstr("column n"));
+}
+
+TEST(Csv, ReadsTheDeepLesionHeaderAndMissingValues) {
+  const auto t = CsvTable::read(FACET_SOURCE_DIR "/tests/fixtures/csv/dl_info_sample.csv");
+  ASSERT_EQ(t.rows(), 2u);
+  EXPECT_EQ(t.header().size(), 18u);
+  EXPECT_EQ(t.numbers(0, t.column("Bounding_boxes"), 4), (std::vector<double>{228.5, 83.7, 265.1, 113.4}));
+  EXPECT_EQ(t.integer(1, t.column("Train_Val_Test")), 3);
+  EXPECT_TRUE(std::isnan(t.number(1, t.column("Patient_age"), true)));
+  EXPECT_THROW(t.number(1, t.column("Patient_age")), Error);
+  EXPECT_THROW(CsvTable::read("/nonexistent/DL_info.csv"), Error);
+}
+
+}  // namespace
+}  // namespace facet

@@ -1,0 +1,169 @@
+// Transforms: geometry (images, masks, landmarks and boxes move together), face-landmark mirroring,
+// CT windowing and colour jitter, each checked against hand-computed values.
+#include "core/config.h"
+#include "data/transform.h"
+#include "data/transforms/geometry.h"
+
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+namespace facet::data {
+namespace {
+
+using ::testing::HasSubstr;
+
+void run(const std::string& yaml, Sample& s, uint64_t seed = 0) {
+  const auto ts = build_transforms(Config::parse("t: [" + yaml + "]").at("t"));
+  auto g = at::make_generator<at::CPUGeneratorImpl>(seed);
+  for (const auto& t : ts) t->apply(s, g);
+}
+
+std::string message_of(const std::function<void()>& fn) {
+  try {
+    fn();
+  } catch (const Error& e) {
+    return e.what();
+  }
+  return "(no error)";
+}
+
+// A sample of size H x W: image = 3 channels of arange, a mask, one landmark and two boxes.
+Sample make_sample(int64_t h, int64_t w) {
+  Sample s;
+  s.id = "case.png";
+  s.fields["image"] = torch::arange(3 * h * w, torch::kFloat).view({3, h, w});
+  s.fields["mask"] = torch::zeros({1, h, w});
+  s.fields["landmarks"] = torch::tensor({{1.5f, 0.5f}});
+  s.ragged["boxes"] = torch::tensor({{2.0f, 1.0f, 4.0f, 3.0f}, {6.0f, 0.0f, 8.0f, 1.0f}});
+  s.ragged["box_labels"] = torch::tensor({7, 9}, torch::kInt64);
+  return s;
+}
+
+TEST(Transforms, ResizeScalesImagesLandmarksAndBoxes) {
+  Sample s = make_sample(4, 8);
+  run("{name: resize, size: [8, 16]}", s);
+  EXPECT_EQ(s.fields.at("image").sizes(), (std::vector<int64_t>{3, 8, 16}));
+  EXPECT_EQ(s.fields.at("mask").sizes(), (std::vector<int64_t>{1, 8, 16}));
+  EXPECT_TRUE(torch::allclose(s.fields.at("landmarks"), torch::tensor({{3.0f, 1.0f}})));
+  EXPECT_TRUE(torch::allclose(s.ragged.at("boxes"), torch::tensor({{4.0f, 2.0f, 8.0f, 6.0f}, {12.0f, 0.0f, 16.0f, 2.0f}})));
+  // Shrinking by 2 averages 2x2 blocks (area interpolation), exactly.
+  Sample t = make_sample(4, 8);
+  run("{name: resize, max_size: 4}", t);
+  const auto img = t.fields.at("image");
+  ASSERT_EQ(img.sizes(), (std::vector<int64_t>{3, 2, 4}));
+  EXPECT_FLOAT_EQ(img[0][0][0].item<float>(), (0 + 1 + 8 + 9) / 4.0f);
+  EXPECT_FLOAT_EQ(img[2][1][3].item<float>(), (86 + 87 + 94 + 95) / 4.0f);  // channel 2 starts at 64
+}
+
+TEST(Transforms, CropsMoveAndClipBoxesAndDropThoseOutside) {
+  Sample s = make_sample(4, 8);
+  run("{name: center_crop, size: [2, 4]}", s);  // window x 2..6, y 1..3
+  EXPECT_TRUE(torch::equal(s.fields.at("image")[0], torch::tensor({{10.0f, 11.0f, 12.0f, 13.0f}, {18.0f, 19.0f, 20.0f, 21.0f}})));
+  EXPECT_TRUE(torch::allclose(s.fields.at("landmarks"), torch::tensor({{-0.5f, -0.5f}})));
+  // Box 1 becomes [0, 0, 2, 2]; box 2 (x 6..8, y 0..1) falls outside and goes with its label.
+  EXPECT_TRUE(torch::allclose(s.ragged.at("boxes"), torch::tensor({{0.0f, 0.0f, 2.0f, 2.0f}})));
+  EXPECT_TRUE(torch::equal(s.ragged.at("box_labels"), torch::tensor({7}, torch::kInt64)));
+
+  // Random crops stay inside the padded image, and padding is filled.
+  for (uint64_t seed = 0; seed < 20; ++seed) {
+    Sample r = make_sample(4, 8);
+    run("{name: random_crop, size: [4, 8], padding: 2, fill: -1}", r, seed);
+    const auto img = r.fields.at("image");
+    ASSERT_EQ(img.sizes(), (std::vector<int64_t>{3, 4, 8}));
+    // Exactly the pixels inside the original image are kept: their count matches the offset.
+    const auto kept = (img[0] >= 0).sum().item<int64_t>();
+    const auto lm = r.fields.at("landmarks")[0];
+    const int64_t dx = static_cast<int64_t>(1.5f - lm[0].item<float>()), dy = static_cast<int64_t>(0.5f - lm[1].item<float>());
+    EXPECT_EQ(kept, (8 - std::abs(dx)) * (4 - std::abs(dy))) << seed;
+  }
+  EXPECT_THAT(message_of([] {
+                Sample big = make_sample(4, 8);
+                run("{name: center_crop, size: 6}", big);
+              }),
+              HasSubstr("case.png: center_crop: the crop 6x6 is larger than the image 4x8"));
+}
+
+TEST(Transforms, HorizontalFlipMirrorsBoxesAndSwapsFaceLandmarks) {
+  Sample s = make_sample(4, 8);
+  run("{name: random_hflip, p: 1.0, landmark_mirror: [0]}", s);
+  EXPECT_TRUE(torch::equal(s.fields.at("image"), make_sample(4, 8).fields.at("image").flip({-1})));
+  EXPECT_TRUE(torch::allclose(s.fields.at("landmarks"), torch::tensor({{6.5f, 0.5f}})));
+  EXPECT_TRUE(torch::allclose(s.ragged.at("boxes"), torch::tensor({{4.0f, 1.0f, 6.0f, 3.0f}, {0.0f, 0.0f, 2.0f, 1.0f}})));
+
+  // 68 points: the right eye's outer corner (36) lands where the left one's (45) was, mirrored.
+  Sample face;
+  face.id = "face.jpg";
+  face.fields["image"] = torch::zeros({3, 10, 20});
+  face.fields["landmarks"] = torch::zeros({68, 2});
+  face.fields["landmarks"][36] = torch::tensor({4.0f, 5.0f});
+  face.fields["landmarks"][45] = torch::tensor({15.0f, 5.0f});
+  run("{name: random_hflip, p: 1.0}", face);
+  EXPECT_TRUE(torch::allclose(face.fields.at("landmarks")[45], torch::tensor({16.0f, 5.0f})));
+  EXPECT_TRUE(torch::allclose(face.fields.at("landmarks")[36], torch::tensor({5.0f, 5.0f})));
+
+  // The 49-point mirror derived from the 68-point one equals JAA-Net's published reflect_49.txt.
+  const std::vector<int64_t> reflect_49 = {10, 9,  8,  7,  6,  5,  4,  3,  2,  1,  11, 12, 13, 14, 19, 18, 17,
+                                           16, 15, 29, 28, 27, 26, 31, 30, 23, 22, 21, 20, 25, 24, 38, 37, 36,
+                                           35, 34, 33, 32, 43, 42, 41, 40, 39, 46, 45, 44, 49, 48, 47};
+  auto m49 = face_landmark_mirror(49);
+  for (auto& i : m49) ++i;
+  EXPECT_EQ(m49, reflect_49);
+  for (const int64_t k : {68, 66, 49}) {  // mirroring twice is the identity
+    const auto m = face_landmark_mirror(k);
+    for (size_t i = 0; i < m.size(); ++i) EXPECT_EQ(m[static_cast<size_t>(m[i])], static_cast<int64_t>(i)) << k;
+  }
+  EXPECT_THAT(message_of([] { face_landmark_mirror(5); }), HasSubstr("no built-in left-right landmark mirror for 5"));
+}
+
+// The image and the landmarks must move by the same map: a bright blob drawn at a landmark is found
+// at the transformed landmark after a random rotation, scale, shear and translation.
+TEST(Transforms, RandomAffineMovesImageAndLandmarksTogether) {
+  for (uint64_t seed = 0; seed < 8; ++seed) {
+    Sample s;
+    s.id = "blob";
+    const int64_t n = 64;
+    const float x0 = 40.5f, y0 = 22.0f;
+    const auto axis = torch::arange(n, torch::kFloat) + 0.5f;  // pixel centres
+    const auto yy = axis.view({-1, 1}), xx = axis.view({1, -1});
+    s.fields["image"] = torch::exp(-((xx - x0).pow(2) + (yy - y0).pow(2)) / 8.0f).unsqueeze(0);
+    s.fields["landmarks"] = torch::tensor({{x0, y0}});
+    run("{name: random_affine, degrees: 40, scale: [0.8, 1.2], translate: 0.1, shear: 10}", s, seed);
+    const auto img = s.fields.at("image")[0];
+    const auto w = img / img.sum();
+    const float cx = (w * xx).sum().item<float>(), cy = (w * yy).sum().item<float>();
+    const auto lm = s.fields.at("landmarks")[0];
+    EXPECT_NEAR(cx, lm[0].item<float>(), 0.15) << seed;
+    EXPECT_NEAR(cy, lm[1].item<float>(), 0.15) << seed;
+  }
+}
+
+TEST(Transforms, CtWindowMapsHounsfieldUnits) {
+  Sample s;
+  s.id = "ct";
+  s.fields["image"] = torch::tensor({-2000.0f, -1024.0f, 1023.5f, 3071.0f, 5000.0f}).view({1, 1, 5});
+  run("{name: ct_window, preset: deeplesion_3dce, scale: 255}", s);
+  EXPECT_TRUE(torch::allclose(s.fields.at("image"), torch::tensor({0.0f, 0.0f, 127.5f, 255.0f, 255.0f}).view({1, 1, 5})));
+  Sample m;
+  m.id = "ct";
+  m.fields["image"] = torch::tensor({0.0f, 100.0f}).view({2, 1, 1});  // two slices
+  run("{name: ct_window, windows: [[0, 100], [-100, 100]]}", m);
+  // [slice0/window0, slice0/window1, slice1/window0, slice1/window1]
+  EXPECT_TRUE(torch::allclose(m.fields.at("image").flatten(), torch::tensor({0.0f, 0.5f, 1.0f, 1.0f})));
+  EXPECT_THAT(message_of([] { build_transforms(Config::parse("t: [{name: ct_window, preset: lungs}]").at("t")); }),
+              HasSubstr("t[0].preset: unknown window \"lungs\"; known: bone, brain"));
+}
+
+TEST(Transforms, ColorJitterIsIdentityAtZeroAndDeterministicPerSeed) {
+  Sample s = make_sample(4, 8);
+  run("{name: color_jitter, max_value: 1000}", s);
+  EXPECT_TRUE(torch::allclose(s.fields.at("image"), make_sample(4, 8).fields.at("image")));
+  Sample a = make_sample(4, 8), b = make_sample(4, 8);
+  run("{name: color_jitter, brightness: 0.4, contrast: 0.4, saturation: 0.4, max_value: 60}", a, 3);
+  run("{name: color_jitter, brightness: 0.4, contrast: 0.4, saturation: 0.4, max_value: 60}", b, 3);
+  EXPECT_TRUE(torch::equal(a.fields.at("image"), b.fields.at("image")));
+  EXPECT_LE(a.fields.at("image").max().item<float>(), 60.0f);
+  EXPECT_GE(a.fields.at("image").min().item<float>(), 0.0f);
+}
+
+}  // namespace
+}  // namespace facet::data

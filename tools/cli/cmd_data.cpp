@@ -1,0 +1,184 @@
+// `facet data ...`: dataset tools.
+//   synth NAME --out DIR [key=value ...]   a small synthetic dataset in a published on-disk format
+//   inspect CONFIG [--split S] [key=value]  open the configured dataset, load every sample (so every
+//                                           file is checked) and print counts, label and box
+//                                           statistics, and every problem with its file
+#include "core/config.h"
+#include "data/dataset.h"
+#include "data/synth.h"
+#include "tools/cli/commands.h"
+#include "tools/cli/count_progress.h"
+
+#include <algorithm>
+#include <atomic>
+#include <mutex>
+#include <thread>
+
+namespace facet::cli {
+namespace {
+
+// What `inspect` gathers over one split.
+struct SplitStats {
+  int64_t samples = 0;
+  std::vector<std::string> problems;  // "<id or file>: <what>", one per failed sample
+  std::map<std::string, int64_t> image_sizes;  // "CxHxW" -> count
+  torch::Tensor positives, unknown;          // multi-label [L] sums
+  std::map<int64_t, int64_t> classes;        // single-label counts
+  int64_t boxes = 0;
+  std::vector<float> box_widths, box_heights;
+  std::map<int64_t, int64_t> box_labels;
+};
+
+void add(SplitStats& st, const data::Sample& s) {
+  ++st.samples;
+  if (s.fields.contains("image")) {
+    std::vector<std::string> dims;
+    for (const auto d : s.fields.at("image").sizes()) dims.push_back(std::to_string(d));
+    ++st.image_sizes[join(dims, "x")];
+  }
+  if (s.fields.contains("labels")) {
+    const auto labels = s.fields.at("labels").to(torch::kFloat);
+    const auto known = s.fields.contains("label_mask") ? s.fields.at("label_mask").to(torch::kFloat) : torch::ones_like(labels);
+    const auto pos = labels * known, unk = 1 - known;
+    st.positives = st.positives.defined() ? st.positives + pos : pos;
+    st.unknown = st.unknown.defined() ? st.unknown + unk : unk;
+  }
+  if (s.fields.contains("label")) ++st.classes[s.fields.at("label").item<int64_t>()];
+  if (s.ragged.contains("boxes") && s.ragged.at("boxes").numel() > 0) {
+    const auto b = s.ragged.at("boxes").to(torch::kFloat);
+    st.boxes += b.size(0);
+    for (int64_t i = 0; i < b.size(0); ++i) {
+      st.box_widths.push_back((b[i][2] - b[i][0]).item<float>());
+      st.box_heights.push_back((b[i][3] - b[i][1]).item<float>());
+    }
+    if (s.ragged.contains("box_labels")) {
+      const auto labels = s.ragged.at("box_labels");
+      for (int64_t i = 0; i < labels.numel(); ++i) ++st.box_labels[labels[i].item<int64_t>()];
+    }
+  }
+}
+
+SplitStats inspect_split(const data::Dataset& dataset, const std::string& split, int workers) {
+  const int64_t n = dataset.size();
+  std::vector<std::optional<data::Sample>> samples(static_cast<size_t>(n));
+  std::vector<std::string> errors(static_cast<size_t>(n));
+  std::atomic<int64_t> next{0}, done{0};
+  CountProgress progress(fmt::format("checking {}", split), n);
+  std::mutex progress_mutex;
+  auto work = [&] {
+    for (int64_t i; (i = next++) < n;) {
+      try {
+        samples[static_cast<size_t>(i)] = dataset.get(i, 0);
+      } catch (const std::exception& e) {
+        errors[static_cast<size_t>(i)] = e.what();
+      }
+      const int64_t d = ++done;
+      std::lock_guard lock(progress_mutex);
+      progress.update(d);
+    }
+  };
+  std::vector<std::thread> threads;
+  for (int w = 0; w < std::max(1, workers); ++w) threads.emplace_back(work);
+  for (auto& t : threads) t.join();
+  SplitStats st;
+  // Sequential, in index order, so the report does not depend on the thread count.
+  for (int64_t i = 0; i < n; ++i) {
+    if (!errors[static_cast<size_t>(i)].empty()) st.problems.push_back(errors[static_cast<size_t>(i)]);
+    else add(st, *samples[static_cast<size_t>(i)]);
+  }
+  return st;
+}
+
+std::string name_of(const std::vector<std::string>& names, int64_t i) {
+  return i >= 0 && i < static_cast<int64_t>(names.size()) ? names[static_cast<size_t>(i)] : std::to_string(i);
+}
+
+void print_stats(const std::string& split, const data::Dataset& dataset, const SplitStats& st) {
+  const auto names = dataset.label_names();
+  fmt::print("\n== {}: {} samples loaded, {} problem(s)\n", split, st.samples, st.problems.size());
+  for (const auto& [size, count] : st.image_sizes) fmt::print("  image {:<20} {:>8}\n", size, count);
+  if (st.positives.defined()) {
+    fmt::print("  {:<24} {:>9} {:>8} {:>9}\n", "label", "positive", "rate", "unknown");
+    for (int64_t i = 0; i < st.positives.numel(); ++i) {
+      const double pos = st.positives[i].item<double>(), unk = st.unknown[i].item<double>();
+      const double known = static_cast<double>(st.samples) - unk;
+      fmt::print("  {:<24} {:>9.0f} {:>7.1f}% {:>9.0f}\n", name_of(names, i), pos, known > 0 ? 100 * pos / known : 0.0, unk);
+    }
+  }
+  for (const auto& [c, count] : st.classes) fmt::print("  class {:<18} {:>9}\n", name_of(names, c), count);
+  if (st.boxes > 0) {
+    auto describe = [](std::vector<float> v) {
+      std::sort(v.begin(), v.end());
+      return fmt::format("min {:.1f}  median {:.1f}  max {:.1f}", v.front(), v[v.size() / 2], v.back());
+    };
+    fmt::print("  boxes {} ({:.2f} per sample); width {}; height {}\n", st.boxes,
+               static_cast<double>(st.boxes) / static_cast<double>(std::max<int64_t>(1, st.samples)),
+               describe(st.box_widths), describe(st.box_heights));
+    for (const auto& [label, count] : st.box_labels) fmt::print("  boxes of {:<15} {:>9}\n", name_of(names, label), count);
+  }
+  for (const auto& p : st.problems) fmt::print("  problem: {}\n", p);
+}
+
+}  // namespace
+
+void add_data_command(CLI::App& app) {
+  auto* data = app.add_subcommand("data", "Dataset tools: synthesise a dataset in a published format, inspect one");
+  data->require_subcommand(1);
+
+  struct SynthArgs {
+    std::string name, out;
+    std::vector<std::string> options;
+  };
+  auto synth_args = std::make_shared<SynthArgs>();
+  auto* synth = data->add_subcommand(
+      "synth", "Write a small synthetic dataset in a published on-disk layout (see `facet list` for the writers)");
+  synth->add_option("name", synth_args->name, "Writer name, e.g. bp4d, disfa, vindr-cxr, deeplesion")->required();
+  synth->add_option("--out", synth_args->out, "Output directory (the dataset root)")->required();
+  synth->add_option("options", synth_args->options, "Writer options as key=value (e.g. subjects=6 seed=1)");
+  synth->callback([synth_args] {
+    Config c = Config::parse("name: " + synth_args->name, "facet data synth");
+    for (const auto& o : synth_args->options) {
+      const auto eq = o.find('=');
+      if (eq == std::string::npos) fail("facet data synth: option \"{}\": expected key=value", o);
+      c.set(o.substr(0, eq), o.substr(eq + 1), "command line");
+    }
+    const auto result = data::synth_registry().create(c, synth_args->out);
+    c.check_unused();
+    fmt::print("{}\nwrote {} files under {}\n", result.summary, result.files, result.root.string());
+  });
+
+  struct InspectArgs {
+    std::string config;
+    std::vector<std::string> overrides;
+    std::vector<std::string> splits;
+    int workers = 0;
+  };
+  auto inspect_args = std::make_shared<InspectArgs>();
+  auto* inspect = data->add_subcommand("inspect", "Load every sample of the configured dataset and report statistics "
+                                                  "and every problem with its file");
+  inspect->add_option("config", inspect_args->config, "Experiment config (YAML); its `data` node is used")
+      ->required()
+      ->check(CLI::ExistingFile);
+  inspect->add_option("overrides", inspect_args->overrides, "Dotted overrides (data.root=/path)");
+  inspect->add_option("--split", inspect_args->splits, "Split(s) to check (default: train_split and eval_split)");
+  inspect->add_option("--workers", inspect_args->workers, "Loading threads (default: all cores)");
+  inspect->callback([inspect_args] {
+    Config config = Config::load(inspect_args->config, inspect_args->overrides);
+    const Config node = config.at("data");
+    auto splits = inspect_args->splits;
+    if (splits.empty()) splits = {node.get<std::string>("train_split", "train"), node.get<std::string>("eval_split", "val")};
+    config.consume();  // only `data` matters here
+    const int workers = inspect_args->workers > 0 ? inspect_args->workers
+                                                  : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+    size_t problems = 0;
+    for (const auto& split : splits) {
+      const auto dataset = data::dataset_registry().create(node, split);
+      const SplitStats st = inspect_split(*dataset, split, workers);
+      print_stats(split, *dataset, st);
+      problems += st.problems.size();
+    }
+    if (problems > 0) fail("{} sample(s) could not be loaded (listed above)", problems);
+  });
+}
+
+}  // namespace facet::cli

@@ -20,7 +20,7 @@ help:
 	@echo "make demo     set up, build and run the main job"
 	@echo "make test     set up, build and run every test (ctest)"
 	@echo "make asan     the same tests under AddressSanitizer + UndefinedBehaviorSanitizer (build-asan/)"
-	@echo "make fuzz     run the safetensors fuzzer longer (FUZZ_SECONDS, default 300)"
+	@echo "make fuzz     run every fuzzer longer (FUZZ_SECONDS each, default 300)"
 	@echo "make goldens  regenerate tests/fixtures with the reference Python libraries"
 	@echo "make bench    benchmarks against PyTorch (Python) on this machine"
 
@@ -52,7 +52,8 @@ asan:
 
 FUZZ_SECONDS ?= 300
 fuzz: build
-	tests/fuzz/run_fuzzer.sh $(BUILD)/tests/fuzz/fuzz_safetensors_header tests/fixtures $(BUILD)/tests/fuzz/corpus $(FUZZ_SECONDS)
+	tests/fuzz/run_fuzzer.sh $(BUILD)/tests/fuzz/fuzz_safetensors_header tests/fixtures '*.safetensors' $(BUILD)/tests/fuzz/corpus_fuzz_safetensors_header $(FUZZ_SECONDS)
+	tests/fuzz/run_fuzzer.sh $(BUILD)/tests/fuzz/fuzz_csv tests/fixtures '*.csv' $(BUILD)/tests/fuzz/corpus_fuzz_csv $(FUZZ_SECONDS)
 
 goldens: deps
 	$(LOAD_ENV) && for script in tools/golden/*_golden.py; do "$$FACET_VENV/bin/python" "$$script" || exit 1; done

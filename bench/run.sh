@@ -23,3 +23,7 @@ print(f"  facet   median {mf:8.2f} ms/step  (runs: {', '.join(f'{x:.1f}' for x i
 print(f"  pytorch median {mt:8.2f} ms/step  (runs: {', '.join(f'{x:.1f}' for x in t)})")
 print(f"  ratio facet/pytorch = {mf / mt:.3f}")
 PY
+
+echo
+echo "data-parallel step: 2 Gloo ranks, all-reduce after backward vs overlapped with it"
+"$build/bench/distributed_overlap_bench" --steps 20

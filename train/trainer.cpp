@@ -1,4 +1,5 @@
 #include "train/trainer.h"
+#include "train/visualize.h"
 
 #include "core/log.h"
 #include "core/safetensors.h"
@@ -60,6 +61,7 @@ TrainOptions TrainOptions::from(const Config& t) {
   o.bucket_mb = t.get<int64_t>("bucket_mb", 25);
   if (o.bucket_mb < 1) fail("{}: {}.bucket_mb: expected >= 1, got {}", t.where("bucket_mb"), t.prefix(), o.bucket_mb);
   o.threads = t.get<int>("threads", 0);
+  o.log_images = t.get<int64_t>("log_images", 0);
   return o;
 }
 
@@ -161,7 +163,10 @@ Trainer::Trainer(Config config, fs::path run_dir, Mode mode)
   lo.rank = env_.rank;
   lo.world_size = env_.world_size;
   lo.pin_memory = device_.is_cuda();
-  lo.on_error = data.get<std::string>("on_error", "fail") == "skip" ? data::OnError::skip : data::OnError::fail;
+  const auto on_error = data.get<std::string>("on_error", "fail");
+  if (on_error != "fail" && on_error != "skip")
+    fail("{}: data.on_error: expected fail or skip, got \"{}\"", data.where("on_error"), on_error);
+  lo.on_error = on_error == "skip" ? data::OnError::skip : data::OnError::fail;
   lo.seed = seed_;
   if (data.has("transforms")) lo.transforms = data::build_transforms(data.at("transforms"));
   if (data.has("eval_transforms")) eval_transforms_ = data::build_transforms(data.at("eval_transforms"));
@@ -420,7 +425,10 @@ std::map<std::string, double> Trainer::evaluate(const std::string& split, const 
   data::Loader loader(dataset, std::make_shared<data::SequentialSampler>(dataset->size()), lo);
   loader.start_epoch(0);
   const auto amp = parse_amp(options_.amp);
+  torch::Tensor shown;  // the first batch's images, for log_images
   while (auto batch = loader.next()) {
+    if (!shown.defined() && options_.log_images > 0 && batch->fields.contains("image"))
+      shown = batch->fields.at("image");
     const data::Batch b = batch->to(device_);
     AutocastGuard autocast(device_, amp);
     const TensorDict outputs = model_->forward(b);
@@ -448,6 +456,7 @@ std::map<std::string, double> Trainer::evaluate(const std::string& split, const 
     std::map<std::string, double> plain;
     for (const auto& [name, value] : results) plain[name.substr(split.size() + 1)] = value;
     log_scalars(split, plain);
+    if (shown.defined() && mode_ != Mode::evaluate) log_image_grid(split + "/inputs", shown);
   }
   return results;
 }
@@ -475,6 +484,16 @@ bool Trainer::improves_with(const std::map<std::string, double>& results) {
   const bool better = !best_ || (options_.best_mode == "max" ? v > *best_ : v < *best_);
   if (better) best_ = v;
   return better;
+}
+
+void Trainer::log_image_grid(const std::string& tag, const torch::Tensor& images) {
+  const Png png = image_grid_png(images, options_.log_images);
+  if (events_) events_->add_image(tag, png.bytes, png.height, png.width, png.channels, step_);
+  std::string name = tag;
+  std::replace(name.begin(), name.end(), '/', '_');
+  const fs::path file = run_dir_ / "visuals" / fmt::format("{}_step{}.png", name, step_);
+  fs::create_directories(file.parent_path());
+  write_file_atomic(file, png.bytes);
 }
 
 void Trainer::log_scalars(const std::string& prefix, const std::map<std::string, double>& values) {

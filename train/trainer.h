@@ -46,6 +46,7 @@ struct TrainOptions {
   bool overlap_grad_reduce = true;  // all-reduce gradient buckets during backward (several ranks)
   int64_t bucket_mb = 25;           // gradient all-reduce bucket size
   int threads = 0;                  // intra-op threads; 0: LibTorch's default
+  int64_t log_images = 0;           // eval inputs shown per evaluation (TensorBoard + visuals/); 0: none
 
   static TrainOptions from(const Config& train);
 };
@@ -90,6 +91,7 @@ class Trainer {
   void save_checkpoint(bool is_best);
   void restore(const std::filesystem::path& checkpoint);
   void log_scalars(const std::string& prefix, const std::map<std::string, double>& values);
+  void log_image_grid(const std::string& tag, const torch::Tensor& images);  // TensorBoard + visuals/
   // Records `results` against train.best_metric; true when they are the best so far.
   bool improves_with(const std::map<std::string, double>& results);
   void ema_update();

@@ -6,6 +6,7 @@
 #include "train/trainer.h"
 
 #include <gmock/gmock.h>
+#include <opencv2/imgcodecs.hpp>
 #include <gtest/gtest.h>
 
 #include <signal.h>
@@ -81,7 +82,8 @@ bool wait_for_step(const fs::path& run, pid_t pid, int64_t step) {
 
 TEST(Trainer, LearnsTheSyntheticShapesFarAboveChance) {
   const fs::path run = fresh_dir("learns");
-  Trainer trainer(small_experiment({"train.max_steps=150", "train.eval_every=150"}), run, Mode::train);
+  Trainer trainer(small_experiment({"train.max_steps=150", "train.eval_every=150", "train.log_images=5"}), run,
+                  Mode::train);
   const RunResult result = trainer.fit();
   EXPECT_EQ(result.step, 150);
   EXPECT_GT(result.last_eval.at("val/accuracy"), 0.8) << "chance is 0.25";
@@ -89,9 +91,16 @@ TEST(Trainer, LearnsTheSyntheticShapesFarAboveChance) {
   EXPECT_TRUE(fs::exists(run / "log.txt"));
   EXPECT_THAT(read_file(run / "metrics.csv"), HasSubstr("150,"));
   EXPECT_EQ(last_step(run), 150);
-  bool has_events = false;
-  for (const auto& e : fs::directory_iterator(run)) has_events |= e.path().filename().string().find("tfevents") != std::string::npos;
-  EXPECT_TRUE(has_events);
+  std::string events;
+  for (const auto& e : fs::directory_iterator(run))
+    if (e.path().filename().string().find("tfevents") != std::string::npos) events = read_file(e.path());
+  EXPECT_THAT(events, HasSubstr("val/inputs"));  // the image grid went to TensorBoard too
+  // Five 32x32 grey inputs in one row, 2 px apart.
+  const cv::Mat grid = cv::imread((run / "visuals/val_inputs_step150.png").string(), cv::IMREAD_UNCHANGED);
+  ASSERT_FALSE(grid.empty());
+  EXPECT_EQ(grid.rows, 32 + 4);
+  EXPECT_EQ(grid.cols, 5 * 34 + 2);
+  EXPECT_EQ(grid.channels(), 1);
 }
 
 TEST(Trainer, OverfitsOneBatch) {

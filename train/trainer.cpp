@@ -1,12 +1,13 @@
 #include "train/trainer.h"
-#include "train/visualize.h"
 
 #include "core/log.h"
 #include "core/safetensors.h"
 #include "core/tensorboard.h"
+#include "data/pack.h"
 #include "train/amp.h"
 #include "train/optimizer.h"
 #include "train/progress.h"
+#include "train/visualize.h"
 
 #include <csignal>
 #include <cmath>
@@ -151,7 +152,7 @@ Trainer::Trainer(Config config, fs::path run_dir, Mode mode)
 
   // Data.
   const Config data = config_.at("data");
-  train_set_ = data::dataset_registry().create(data, data.get<std::string>("train_split", "train"));
+  train_set_ = data::open_dataset(data, data.get<std::string>("train_split", "train"));
   std::shared_ptr<data::Sampler> sampler =
       data.has("sampler") ? data::sampler_registry().create(data.at("sampler"), train_set_->size(), seed_)
                           : std::make_shared<data::RandomSampler>(train_set_->size(), seed_);
@@ -199,7 +200,7 @@ Trainer::Trainer(Config config, fs::path run_dir, Mode mode)
 
   // Evaluation data are built now so that every config key is read before the unused-key check.
   eval_split_ = data.get<std::string>("eval_split", "val");
-  if (!metrics_.empty()) eval_set_ = data::dataset_registry().create(data, eval_split_);
+  if (!metrics_.empty()) eval_set_ = data::open_dataset(data, eval_split_);
   eval_workers_ = lo.workers;
   if (config_.has("hooks")) {
     const Config list = config_.at("hooks");
@@ -403,7 +404,7 @@ Trainer::StepOutcome Trainer::train_step(std::vector<data::Batch>& micro_batches
 // ---------------------------------------------------------------------------------------------
 std::map<std::string, double> Trainer::evaluate(const std::string& split, const fs::path& predictions) {
   if (!eval_set_) fail("evaluation needs `metrics` in the config");
-  const auto dataset = split == eval_split_ ? eval_set_ : data::dataset_registry().create(config_.at("data"), split);
+  const auto dataset = split == eval_split_ ? eval_set_ : data::open_dataset(config_.at("data"), split);
   std::FILE* rows = nullptr;
   if (!predictions.empty() && env_.rank == 0) {
     fs::create_directories(predictions.parent_path());

@@ -41,7 +41,7 @@ struct Options {
 std::string quoted(const std::vector<double>& v) {
   std::vector<std::string> parts;
   for (double x : v) parts.push_back(fmt::format("{:.4g}", x));
-  return "\"" + join(parts) + "\"";
+  return fmt::format("\"{}\"", join(parts));
 }
 
 SynthResult write_deeplesion(const Options& o, const fs::path& root) {

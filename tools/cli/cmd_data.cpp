@@ -3,9 +3,12 @@
 //   inspect CONFIG [--split S] [key=value]  open the configured dataset, load every sample (so every
 //                                           file is checked) and print counts, label and box
 //                                           statistics, and every problem with its file
+//   pack CONFIG --out FILE.h5 [--split S]   write the preprocessed samples of splits to an HDF5 pack
 #include "core/config.h"
 #include "data/dataset.h"
+#include "data/pack.h"
 #include "data/synth.h"
+#include "data/transform.h"
 #include "tools/cli/commands.h"
 #include "tools/cli/count_progress.h"
 
@@ -172,12 +175,44 @@ void add_data_command(CLI::App& app) {
                                                   : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
     size_t problems = 0;
     for (const auto& split : splits) {
-      const auto dataset = data::dataset_registry().create(node, split);
+      const auto dataset = data::open_dataset(node, split);
       const SplitStats st = inspect_split(*dataset, split, workers);
       print_stats(split, *dataset, st);
       problems += st.problems.size();
     }
     if (problems > 0) fail("{} sample(s) could not be loaded (listed above)", problems);
+  });
+
+  struct PackArgs {
+    std::string config, out;
+    std::vector<std::string> overrides, splits;
+  };
+  auto pack_args = std::make_shared<PackArgs>();
+  auto* pack = data->add_subcommand(
+      "pack", "Write the preprocessed samples (data.pack_transforms applied) of splits to one HDF5 file; train from "
+              "it with data.pack=FILE");
+  pack->add_option("config", pack_args->config, "Experiment config (YAML); its `data` node is used")
+      ->required()
+      ->check(CLI::ExistingFile);
+  pack->add_option("overrides", pack_args->overrides, "Dotted overrides");
+  pack->add_option("--out", pack_args->out, "The HDF5 file to write (splits are added to an existing pack)")->required();
+  pack->add_option("--split", pack_args->splits, "Split(s) to pack (default: train_split and eval_split)");
+  pack->callback([pack_args] {
+    Config config = Config::load(pack_args->config, pack_args->overrides);
+    const Config node = config.at("data");
+    if (node.has("pack")) fail("{}: data.pack: packing reads the original files; remove data.pack", node.where("pack"));
+    auto splits = pack_args->splits;
+    if (splits.empty()) splits = {node.get<std::string>("train_split", "train"), node.get<std::string>("eval_split", "val")};
+    std::vector<std::shared_ptr<data::Transform>> preprocessing;
+    if (node.has("pack_transforms")) preprocessing = data::build_transforms(node.at("pack_transforms"));
+    const auto preprocess = data::Preprocess::of(node);
+    config.consume();
+    for (const auto& split : splits) {
+      const auto reader = data::dataset_registry().create(node, split);
+      CountProgress progress(fmt::format("packing {}", split), reader->size());
+      data::write_pack(pack_args->out, split, *reader, preprocessing, preprocess, [&](int64_t done) { progress.update(done); });
+    }
+    fmt::print("wrote {} ({}), preprocessing hash {}\n", pack_args->out, join(splits), preprocess.hash);
   });
 }
 

@@ -3,6 +3,7 @@
 // LibTorch modules have no forward hooks, so shapes are shown for the model's outputs, not per layer.
 #include "core/config.h"
 #include "data/dataset.h"
+#include "data/pack.h"
 #include "models/model.h"
 #include "tools/cli/commands.h"
 
@@ -64,7 +65,7 @@ void add_summary_command(CLI::App& app) {
     fmt::print("\ntotal parameters:     {}\ntrainable parameters: {}\nnon-trainable:        {}\n", grouped(c.total),
                grouped(c.trainable), grouped(c.total - c.trainable));
     const Config data = config.at("data");
-    auto dataset = data::dataset_registry().create(data, data.get<std::string>("train_split", "train"));
+    auto dataset = data::open_dataset(data, data.get<std::string>("train_split", "train"));
     std::vector<data::Sample> samples;
     std::vector<int64_t> indices;
     for (int64_t i = 0; i < std::min<int64_t>(args->batch, dataset->size()); ++i) {

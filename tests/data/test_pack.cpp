@@ -1,0 +1,86 @@
+// HDF5 packs: a packed split reads back exactly what the reader + pack_transforms give, a config
+// with other preprocessing is refused, and a damaged file is an error naming it.
+#include "core/config.h"
+#include "data/pack.h"
+#include "data/synth.h"
+#include "data/transform.h"
+
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include <filesystem>
+#include <fstream>
+
+namespace facet::data {
+namespace {
+
+namespace fs = std::filesystem;
+using ::testing::HasSubstr;
+
+std::string message_of(const std::function<void()>& fn) {
+  try {
+    fn();
+  } catch (const Error& e) {
+    return e.what();
+  }
+  return "(no error)";
+}
+
+TEST(Pack, ReadsBackWhatTheReaderGivesAndRefusesOtherPreprocessing) {
+  const fs::path dir = fs::temp_directory_path() / ("facet_test_pack_" + std::to_string(::getpid()));
+  fs::remove_all(dir);
+  fs::create_directories(dir);
+  synth_registry().create(Config::parse("{name: deeplesion, patients: 5, slices: 10, size: 64}"), dir / "dl");
+  const std::string node = fmt::format(
+      "name: deeplesion\nroot: {}\nbatch_size: 4\n"
+      "pack_transforms: [{{name: ct_window, preset: satr, scale: 255}}, {{name: resize, size: 32}}]\n",
+      (dir / "dl").string());
+  const Config raw = Config::parse(node);
+  const fs::path file = dir / "dl.h5";
+  auto preprocessing = build_transforms(raw.at("pack_transforms"));
+  for (const std::string split : {"train", "test"})
+    write_pack(file, split, *dataset_registry().create(raw, split), preprocessing, Preprocess::of(raw));
+
+  // Same samples from the pack and from the files (pack_transforms applied on the fly).
+  const auto direct = open_dataset(Config::parse(node), "train");
+  const Config packed_node = Config::parse(node + "pack: " + file.string() + "\n");
+  const auto packed = open_dataset(packed_node, "train");
+  ASSERT_EQ(packed->size(), direct->size());
+  EXPECT_EQ(packed->label_names(), direct->label_names());
+  for (int64_t i = 0; i < packed->size(); ++i) {
+    const Sample a = direct->get(i, 0), b = packed->get(i, 0);
+    EXPECT_EQ(a.id, b.id);
+    ASSERT_EQ(b.fields.at("image").sizes(), (std::vector<int64_t>{3, 32, 32}));
+    EXPECT_TRUE(torch::equal(a.fields.at("image"), b.fields.at("image"))) << i;
+    EXPECT_TRUE(torch::equal(a.ragged.at("boxes"), b.ragged.at("boxes"))) << i;
+    EXPECT_TRUE(torch::equal(a.ragged.at("noisy"), b.ragged.at("noisy"))) << i;
+  }
+  // Batching options do not matter; preprocessing does.
+  std::string bigger_batches = node;
+  bigger_batches.replace(bigger_batches.find("batch_size: 4"), 13, "batch_size: 8");
+  EXPECT_NO_THROW(open_dataset(Config::parse(bigger_batches + "pack: " + file.string() + "\n"), "test"));
+  EXPECT_THAT(message_of([&] {
+                open_dataset(Config::parse(node + "pack: " + file.string() + "\nnum_slices: 5\n"), "train");
+              }),
+              HasSubstr("made with other preprocessing"));
+  EXPECT_THAT(message_of([&] { open_dataset(packed_node, "val"); }), HasSubstr("the pack has no split \"val\""));
+  EXPECT_THAT(message_of([&] { write_pack(file, "train", *direct, {}, Preprocess::of(raw)); }),
+              HasSubstr("already holds the split \"train\""));
+
+  // A truncated pack is an error naming it, never a crash.
+  const fs::path broken = dir / "broken.h5";
+  {
+    std::ifstream in(file, std::ios::binary);
+    std::string bytes((std::istreambuf_iterator<char>(in)), {});
+    std::ofstream(broken, std::ios::binary) << bytes.substr(0, bytes.size() / 3);
+  }
+  const std::string message = message_of([&] {
+    const auto d = open_dataset(Config::parse(node + "pack: " + broken.string() + "\n"), "train");
+    for (int64_t i = 0; i < d->size(); ++i) d->get(i, 0);
+  });
+  EXPECT_THAT(message, HasSubstr(broken.string()));
+  fs::remove_all(dir);
+}
+
+}  // namespace
+}  // namespace facet::data

@@ -1,0 +1,135 @@
+#include "data/face/face_io.h"
+
+#include "core/error.h"
+
+#include <opencv2/imgcodecs.hpp>
+#include <opencv2/imgproc.hpp>
+
+#include <cerrno>
+#include <cstdlib>
+#include <fstream>
+#include <ostream>
+#include <sstream>
+
+namespace facet::data::face {
+
+namespace fs = std::filesystem;
+
+fs::path FrameNames::path(const fs::path& dir, int64_t frame, size_t candidate) const {
+  const Candidate& c = candidates_.at(candidate);
+  const std::string stem = c.width > 0 ? fmt::format("{:0{}d}", frame, c.width) : std::to_string(frame);
+  return dir / (stem + c.ext);
+}
+
+int FrameNames::resolve(const fs::path& dir, const std::vector<int64_t>& probe) const {
+  for (int64_t frame : probe)
+    for (size_t c = 0; c < candidates_.size(); ++c)
+      if (fs::exists(path(dir, frame, c))) return static_cast<int>(c);
+  return -1;
+}
+
+bool FrameNames::exists(const fs::path& dir, int64_t frame, int resolved) const {
+  if (resolved >= 0 && fs::exists(path(dir, frame, static_cast<size_t>(resolved)))) return true;
+  for (size_t c = 0; c < candidates_.size(); ++c)
+    if (static_cast<int>(c) != resolved && fs::exists(path(dir, frame, c))) return true;
+  return false;
+}
+
+fs::path FrameNames::find(const fs::path& dir, int64_t frame, int resolved) const {
+  if (resolved >= 0) {
+    fs::path p = path(dir, frame, static_cast<size_t>(resolved));
+    if (fs::exists(p)) return p;
+  }
+  std::vector<std::string> tried;
+  for (size_t c = 0; c < candidates_.size(); ++c) {
+    fs::path p = path(dir, frame, c);
+    if (fs::exists(p)) return p;
+    if (static_cast<int>(c) != resolved) tried.push_back(p.filename().string());
+  }
+  const size_t expected = resolved >= 0 ? static_cast<size_t>(resolved) : 0;
+  fail("{}: no such frame file (also tried {} in that directory)", path(dir, frame, expected).string(),
+       fmt::join(tried, ", "));
+}
+
+namespace {
+
+bool parse_double(const std::string& token, double& out) {
+  if (token.empty()) return false;
+  char* end = nullptr;
+  errno = 0;
+  out = std::strtod(token.c_str(), &end);
+  return errno == 0 && end == token.c_str() + token.size();
+}
+
+bool parse_int(const std::string& token, int64_t& out) {
+  if (token.empty()) return false;
+  char* end = nullptr;
+  errno = 0;
+  out = std::strtoll(token.c_str(), &end, 10);
+  return errno == 0 && end == token.c_str() + token.size();
+}
+
+}  // namespace
+
+LandmarkTrack read_landmarks(const fs::path& path) {
+  std::ifstream in(path);
+  if (!in) fail("{}: cannot open the landmark file", path.string());
+  LandmarkTrack track;
+  std::string line;
+  for (int64_t number = 1; std::getline(in, line); ++number) {
+    if (!line.empty() && line.back() == '\r') line.pop_back();
+    std::istringstream tokens(line);
+    std::vector<std::string> t;
+    for (std::string s; tokens >> s;) t.push_back(s);
+    if (t.empty() || t[0][0] == '#') continue;
+    int64_t frame = 0;
+    if (!parse_int(t[0], frame)) fail("{}:{}: expected a frame number first, got \"{}\"", path.string(), number, t[0]);
+    if (t.size() < 3 || (t.size() - 1) % 2 != 0)
+      fail("{}:{}: expected the frame number and x y pairs, got {} numbers after the frame", path.string(), number, t.size() - 1);
+    const auto k = static_cast<int64_t>((t.size() - 1) / 2);
+    if (track.points == 0) track.points = k;
+    if (k != track.points)
+      fail("{}:{}: {} points, but the file's first line has {}", path.string(), number, k, track.points);
+    std::vector<float> xy(t.size() - 1);
+    for (size_t i = 1; i < t.size(); ++i) {
+      double v = 0;
+      if (!parse_double(t[i], v)) fail("{}:{}: field {}: expected a number, got \"{}\"", path.string(), number, i + 1, t[i]);
+      xy[i - 1] = static_cast<float>(v);
+    }
+    if (!track.frames.emplace(frame, std::move(xy)).second)
+      fail("{}:{}: frame {} appears twice", path.string(), number, frame);
+  }
+  if (track.frames.empty()) fail("{}: no landmark lines", path.string());
+  return track;
+}
+
+void write_landmark_line(std::ostream& out, int64_t frame, const std::vector<float>& xy) {
+  out << frame;
+  for (float v : xy) out << ' ' << fmt::format("{:.2f}", v);
+  out << '\n';
+}
+
+torch::Tensor read_frame(const fs::path& path, int64_t size, torch::Tensor* landmarks) {
+  // TODO(image_io): switch to data/image_io.h's read_image once it lands.
+  const cv::Mat bgr = cv::imread(path.string(), cv::IMREAD_COLOR);
+  if (bgr.empty()) fail("{}: cannot decode the frame (missing, truncated or not an image)", path.string());
+  cv::Mat rgb;
+  cv::cvtColor(bgr, rgb, cv::COLOR_BGR2RGB);
+  if (size > 0 && (rgb.rows != size || rgb.cols != size)) {
+    const bool shrink = rgb.rows > size || rgb.cols > size;
+    cv::Mat resized;
+    cv::resize(rgb, resized, cv::Size(static_cast<int>(size), static_cast<int>(size)), 0, 0,
+               shrink ? cv::INTER_AREA : cv::INTER_LINEAR);
+    if (landmarks != nullptr && landmarks->defined()) {
+      // Continuous coordinates with pixel centres at +0.5 scale exactly by the size ratio.
+      const auto scale = torch::tensor({static_cast<float>(size) / static_cast<float>(rgb.cols),
+                                        static_cast<float>(size) / static_cast<float>(rgb.rows)});
+      *landmarks = *landmarks * scale;
+    }
+    rgb = resized;
+  }
+  const torch::Tensor hwc = torch::from_blob(rgb.data, {rgb.rows, rgb.cols, 3}, torch::kUInt8);
+  return hwc.permute({2, 0, 1}).to(torch::kFloat).contiguous();
+}
+
+}  // namespace facet::data::face

@@ -45,8 +45,9 @@ std::vector<std::string> au_names(const std::array<int, N>& aus) {
 
 // Class-imbalance weights of face.md §A.7 (JAA-Net `dataset/write_AU_weight.py`): occurrence rate
 // r_i = positives_i / known_i over the training split, w_i = (1 / r_i) * L / sum_j (1 / r_j), so the
-// weights sum to L, the number of AUs. Unlike JAA-Net, which counts a BP4D 9 as a frame (and
-// ME-GraphAU, which counts it as a positive), unknown labels (mask 0) are left out of both counts.
+// weights sum to L, the number of AUs. JAA-Net and ME-GraphAU count "value > 0" as positive over all
+// frames, so a BP4D 9 would count as a positive; here unknown labels (mask 0) are left out of both
+// the positives and the frame count of that AU.
 // labels, mask: float [N, L]. An AU with no known label or no positive is an error naming it (its
 // weight would be infinite). Returns float [L].
 torch::Tensor au_class_weights(const torch::Tensor& labels, const torch::Tensor& mask,

@@ -11,7 +11,8 @@
 //     landmarks_dir: ""        # "" = none; else <root>/<landmarks_dir>/<Subject>_<Task>.txt
 //     image_size: 0            # > 0: resize every frame (and its landmarks) to this square size
 //     missing_frames: error    # error: a labelled frame without a file fails when loaded;
-//                              # skip: drop such frames when opening (stats every frame once)
+//                              # skip: drop such frames (and sequences without a frame
+//                              # directory) when opening; stats every frame once
 //
 // Frames are used as stored: this reader neither detects, crops nor aligns faces. Point it at the
 // aligned crops of the preprocessing you follow (JAA-Net 200x200 similarity-aligned, §A.5, or
@@ -86,8 +87,11 @@ class Bp4d : public Dataset, public face::AuLabelSource {
       Sequence seq{stem.substr(0, cut), stem.substr(cut + 1), {}, -1};
       if (!face::in_split(face::part_of(face::bp4d_parts(), seq.subject), o_.fold, split)) continue;
       seq.frame_dir = o_.root / o_.images_dir / seq.subject / seq.task;
-      if (!fs::is_directory(seq.frame_dir))
-        fail("{}: no frame directory for the labels in {}", seq.frame_dir.string(), csv.string());
+      if (!fs::is_directory(seq.frame_dir)) {
+        if (o_.skip_missing) continue;
+        fail("{}: no frame directory for the labels in {} (missing_frames: skip drops such sequences)",
+             seq.frame_dir.string(), csv.string());
+      }
 
       const CsvTable t = CsvTable::read(csv);
       const size_t frame_col = t.column(kFrameColumn);

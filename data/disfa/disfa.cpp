@@ -115,8 +115,11 @@ class Disfa : public Dataset, public face::AuLabelSource {
     for (const std::string& sid : ids) {
       if (!face::in_split(face::part_of(face::disfa_parts(), sid), o_.fold, split)) continue;
       Subject subject{sid, o_.root / o_.images_dir / sid, -1};
-      if (!fs::is_directory(subject.frame_dir))
-        fail("{}: no frame directory for the labels in {}", subject.frame_dir.string(), (label_dir / sid).string());
+      if (!fs::is_directory(subject.frame_dir)) {
+        if (o_.skip_missing) continue;
+        fail("{}: no frame directory for the labels in {} (missing_frames: skip drops such subjects)",
+             subject.frame_dir.string(), (label_dir / sid).string());
+      }
       // Frames of the first AU file, in its order; every other file must code the same frames.
       std::vector<int64_t> frames;
       std::vector<std::map<int64_t, int>> per_au(l);

@@ -140,6 +140,9 @@ TEST(Disfa, PaddedAndJpegFrameNamesAreFound) {
   EXPECT_THAT(open(jpg, "all")->get(1, 0).id, HasSubstr("img/SN002/1.jpg"));
   fs::remove(jpg / "img/SN002/1.jpg");
   EXPECT_THAT(message_of([&] { open(jpg, "all")->get(1, 0); }), HasSubstr("img/SN002/1.jpg: no such frame file"));
+  EXPECT_EQ(open(jpg, "all", ", missing_frames: skip")->size(), 1);
+  fs::remove_all(jpg / "img/SN002");
+  EXPECT_THAT(message_of([&] { open(jpg, "all"); }), HasSubstr("img/SN002: no frame directory for the labels in"));
 }
 
 TEST(Disfa, MalformedLabelFilesNameFileAndLine) {

@@ -235,7 +235,8 @@ std::vector<cv::Point2f> draw_face(cv::Mat& image, const FaceIdentity& id, const
     }
 
   // Mouth: lips, then the opening (teeth when only the lips part, dark when the jaw drops).
-  fill(big, poly({48, 49, 50, 51, 52, 53, 54, 55, 56, 57, 58, 59}), id.lip);
+  // AU23 tightens the lips into a narrower, darker band.
+  fill(big, poly({48, 49, 50, 51, 52, 53, 54, 55, 56, 57, 58, 59}), id.lip * (1.0 - 0.35 * a23));
   const cv::Scalar inside = a26 > 0.3 ? cv::Scalar(30, 20, 50) : cv::Scalar(215, 220, 225);
   fill(big, poly({60, 61, 62, 63, 64, 65, 66, 67}), inside);
   stroke(poly({60, 61, 62, 63, 64}), id.lip * 0.5, 0.02);

@@ -24,17 +24,6 @@ struct Args {
   int64_t width = 1024, layers = 4, batch = 64, steps = 10, bucket_mb = 25;
 };
 
-int free_port() {
-  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  ::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr));
-  socklen_t len = sizeof(addr);
-  ::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len);
-  ::close(fd);
-  return ntohs(addr.sin_port);
-}
 
 // Mean milliseconds per step after one warm-up step.
 double run_rank(const Args& a, const std::string& mode, int rank, int world, int port) {
@@ -77,7 +66,7 @@ double run_rank(const Args& a, const std::string& mode, int rank, int world, int
 double run(const Args& a, const std::string& mode, int world) {
   int fds[2];
   if (::pipe(fds) != 0) return -1;
-  const int port = free_port();
+  const int port = facet::train::pick_free_port();
   std::fflush(nullptr);
   std::vector<pid_t> pids;
   for (int rank = 0; rank < world; ++rank) {

@@ -12,9 +12,16 @@
 #include <torch/csrc/distributed/c10d/ProcessGroupNCCL.hpp>
 #endif
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
 #include <charconv>
 #include <cstdlib>
+#include <fstream>
 #include <mutex>
+#include <random>
 
 namespace facet::train {
 
@@ -40,6 +47,26 @@ int env_int(const char* name, int fallback) {
 }
 
 }  // namespace
+
+int pick_free_port() {
+  int ephemeral_low = 32768;
+  std::ifstream("/proc/sys/net/ipv4/ip_local_port_range") >> ephemeral_low;
+  const int low = 10000, high = std::max(low + 1000, ephemeral_low);  // [low, high)
+  std::mt19937 rng(std::random_device{}() ^ static_cast<unsigned>(::getpid()));
+  for (int attempt = 0; attempt < 200; ++attempt) {
+    const int port = low + static_cast<int>(rng() % static_cast<unsigned>(high - low));
+    const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+    if (fd < 0) break;
+    sockaddr_in addr{};
+    addr.sin_family = AF_INET;
+    addr.sin_addr.s_addr = htonl(INADDR_ANY);
+    addr.sin_port = htons(static_cast<uint16_t>(port));
+    const bool ok = ::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) == 0 && ::listen(fd, 1) == 0;
+    ::close(fd);
+    if (ok) return port;
+  }
+  fail("no free TCP port found between {} and {}", low, high);
+}
 
 std::string first_slurm_host(const std::string& nodelist) {
   // The first entry ends at a comma outside brackets; inside each bracket group the first number

@@ -40,6 +40,12 @@ std::string first_slurm_host(const std::string& nodelist);
 // `variable` names the source in the error for a malformed value.
 int slurm_tasks_on_node(const std::string& value, int node_id, const char* variable);
 
+// A TCP port on this host that nothing listens on now, for single-node runs that need no fixed
+// port (`facet launch --master-port 0`, tests). It is drawn at random below the kernel's ephemeral
+// range (ip_local_port_range), where outgoing connections never take their source ports, so the
+// gap between choosing it and rank 0 binding it is not a race with every client socket on the host.
+int pick_free_port();
+
 class OverlappedGradientReducer;
 
 class ProcessGroup {

@@ -11,6 +11,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cmath>
 #include <set>
 
@@ -58,7 +59,10 @@ SweepPlan plan_sweep(const fs::path& sweep_file, const fs::path& out_dir) {
   plan.metrics = sweep.get<std::vector<std::string>>("metrics");
   plan.parallel = sweep.get<int>("parallel", 1);
   plan.nproc_per_node = sweep.get<int>("nproc_per_node", 1);
+  plan.master_port = sweep.get<int>("master_port", 0);
   if (plan.parallel < 1 || plan.nproc_per_node < 1) fail("{}: parallel and nproc_per_node must be >= 1", sweep_file.string());
+  if (plan.master_port < 0 || plan.master_port + plan.parallel - 1 > 65535)
+    fail("{}: master_port: {} + parallel {} leaves the port range", sweep.where("master_port"), plan.master_port, plan.parallel);
   const auto averaged_keys = sweep.get<std::vector<std::string>>("average_over", {"seed"});
   const std::set<std::string> averaged(averaged_keys.begin(), averaged_keys.end());
   const auto common = sweep.get<std::vector<std::string>>("overrides", {});
@@ -115,6 +119,24 @@ void write_final_metrics(const fs::path& run_dir, int64_t step, const std::map<s
   write_file_atomic(run_dir / "final_metrics.json", nlohmann::json{{"step", step}, {"metrics", metrics}}.dump(2) + "\n");
 }
 
+std::vector<std::string> sweep_command(const SweepPlan& plan, const SweepRun& run, int slot,
+                                       const std::string& facet_binary) {
+  std::vector<std::string> args = {facet_binary};
+  // Concurrent multi-rank runs must not share a rendezvous port: with master_port 0 each launcher
+  // picks a free one; with a fixed master_port, slot i uses master_port + i.
+  if (plan.nproc_per_node > 1)
+    args.insert(args.end(), {"launch", "--nproc-per-node", std::to_string(plan.nproc_per_node), "--master-port",
+                             std::to_string(plan.master_port == 0 ? 0 : plan.master_port + slot), "--"});
+  if (fs::exists(run.run_dir / "checkpoints" / "last")) {
+    args.insert(args.end(), {"train", "--resume", run.run_dir.string()});
+  } else {
+    args.insert(args.end(), {"train", plan.base_config.string()});
+    args.insert(args.end(), run.overrides.begin(), run.overrides.end());
+    args.insert(args.end(), {"--run-dir", run.run_dir.string()});
+  }
+  return args;
+}
+
 int run_sweep(const SweepPlan& plan, const std::string& facet_binary) {
   fs::create_directories(plan.out_dir);
   std::vector<const SweepRun*> todo;
@@ -122,20 +144,18 @@ int run_sweep(const SweepPlan& plan, const std::string& facet_binary) {
     if (read_final_metrics(run.run_dir).empty()) todo.push_back(&run);
   log::info("sweep {}: {} runs, {} already finished, {} to run ({} at once)", plan.name, plan.runs.size(),
             plan.runs.size() - todo.size(), todo.size(), plan.parallel);
-  std::map<pid_t, const SweepRun*> running;
-  size_t next = 0, done = 0;
+  std::map<pid_t, std::pair<const SweepRun*, int>> running;  // pid -> (run, slot)
+  std::set<int> free_slots;
+  for (int slot = 0; slot < plan.parallel; ++slot) free_slots.insert(slot);
+  size_t next = 0;
   int failures = 0;
   while (next < todo.size() || !running.empty()) {
-    while (next < todo.size() && static_cast<int>(running.size()) < plan.parallel) {
+    while (next < todo.size() && !free_slots.empty()) {
       const SweepRun& run = *todo[next++];
-      std::vector<std::string> args = {facet_binary};
-      if (plan.nproc_per_node > 1)
-        args.insert(args.end(), {"launch", "--nproc-per-node", std::to_string(plan.nproc_per_node), "--"});
-      args.insert(args.end(), {"train", plan.base_config.string()});
-      args.insert(args.end(), run.overrides.begin(), run.overrides.end());
-      const bool resume = fs::exists(run.run_dir / "checkpoints" / "last");
-      if (resume) args = {facet_binary, "train", "--resume", run.run_dir.string()};
-      else args.insert(args.end(), {"--run-dir", run.run_dir.string()});
+      const int slot = *free_slots.begin();
+      free_slots.erase(free_slots.begin());
+      std::vector<std::string> args = sweep_command(plan, run, slot, facet_binary);
+      const bool resume = std::find(args.begin(), args.end(), "--resume") != args.end();
       fs::create_directories(run.run_dir);
       const std::string log_path = (run.run_dir.parent_path() / (run.run_dir.filename().string() + ".out")).string();
       const pid_t pid = ::fork();
@@ -151,20 +171,21 @@ int run_sweep(const SweepPlan& plan, const std::string& facet_binary) {
       }
       log::info("[{}/{}] {} / {}{}  (output: {})", next, todo.size(), run.variant, run.replicate,
                 resume ? " (resuming)" : "", log_path);
-      running.emplace(pid, &run);
+      running.emplace(pid, std::make_pair(&run, slot));
     }
     int status = 0;
     const pid_t pid = ::waitpid(-1, &status, 0);
     if (pid < 0) break;
     auto it = running.find(pid);
     if (it == running.end()) continue;
-    ++done;
+    const auto [run, slot] = it->second;
     const bool ok = WIFEXITED(status) && WEXITSTATUS(status) == 0;
     if (!ok) {
       ++failures;
-      log::error("run {} / {} failed (exit {}); see {}.out", it->second->variant, it->second->replicate,
-                 WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status), it->second->run_dir.string());
+      log::error("run {} / {} failed (exit {}); see {}.out", run->variant, run->replicate,
+                 WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status), run->run_dir.string());
     }
+    free_slots.insert(slot);
     running.erase(it);
   }
   return failures;

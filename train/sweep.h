@@ -9,6 +9,8 @@
 //   metrics: [val/accuracy]
 //   parallel: 1                         # runs at once
 //   nproc_per_node: 1                   # ranks per run (facet launch)
+//   master_port: 0                      # 0: each multi-rank run picks a free port; else the i-th
+//                                       # concurrent run uses master_port + i
 //   overrides: [train.max_steps=100]    # applied to every run
 #pragma once
 
@@ -35,6 +37,7 @@ struct SweepPlan {
   std::vector<std::string> metrics;
   int parallel = 1;
   int nproc_per_node = 1;
+  int master_port = 0;  // 0: each launcher picks a free port; else concurrent runs use master_port + slot
   std::vector<SweepRun> runs;
 };
 
@@ -44,6 +47,11 @@ SweepPlan plan_sweep(const std::filesystem::path& sweep_file, const std::filesys
 // Final metrics a finished run wrote (run_dir/final_metrics.json), or empty if it did not finish.
 std::map<std::string, double> read_final_metrics(const std::filesystem::path& run_dir);
 void write_final_metrics(const std::filesystem::path& run_dir, int64_t step, const std::map<std::string, double>& metrics);
+
+// The command line of one member: `facet [launch ... --] train ...`, resuming when the run has a
+// checkpoint. `slot` (0 .. parallel-1) is the member's place among the runs going at once.
+std::vector<std::string> sweep_command(const SweepPlan& plan, const SweepRun& run, int slot,
+                                       const std::string& facet_binary);
 
 // Runs every unfinished member with `facet_binary`; returns the number of failed runs.
 int run_sweep(const SweepPlan& plan, const std::string& facet_binary);

@@ -18,6 +18,7 @@
 #include <chrono>
 #include <csignal>
 #include <cstdlib>
+#include <fstream>
 #include <functional>
 #include <thread>
 
@@ -29,17 +30,6 @@ using ::testing::HasSubstr;
 
 const std::string kFacet = FACET_BINARY_DIR "/tools/cli/facet";
 
-int free_port() {
-  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  ::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr));
-  socklen_t len = sizeof(addr);
-  ::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len);
-  ::close(fd);
-  return ntohs(addr.sin_port);
-}
 
 // Starts facet with `args` and extra environment; stderr goes to `log`.
 pid_t spawn(const std::vector<std::string>& args, const std::map<std::string, std::string>& env, const fs::path& log) {
@@ -181,7 +171,7 @@ using RankBody = std::function<void(ProcessGroup* group, int rank)>;
 
 std::vector<int> run_ranks(int world, const fs::path& dir, double timeout_s, const RankBody& body,
                            double deadline_s = 60) {
-  const int port = free_port();
+  const int port = pick_free_port();
   std::vector<pid_t> pids;
   std::fflush(nullptr);  // or the children flush the parent's pending output a second time
   for (int rank = 0; rank < world; ++rank) {
@@ -425,16 +415,27 @@ TEST(Distributed, KilledRankMakesTheSurvivorThrow) {
               std::stod(read_file(dir / "detect.time")), seconds, message.c_str());
 }
 
+TEST(Distributed, PickFreePortAvoidsTheEphemeralRange) {
+  int ephemeral_low = 32768;
+  std::ifstream("/proc/sys/net/ipv4/ip_local_port_range") >> ephemeral_low;
+  for (int i = 0; i < 20; ++i) {
+    const int port = pick_free_port();
+    EXPECT_GE(port, 10000);
+    EXPECT_LT(port, std::max(ephemeral_low, 11000));
+  }
+}
+
 TEST(Distributed, LaunchRunsCollectivesAndForwardsExitCodes) {
   const fs::path dir = temp("launch");
-  const std::string port = std::to_string(free_port());
-  EXPECT_EQ(wait_code(spawn({"launch", "--nproc-per-node", "2", "--master-port", port, "--", "_dist_selftest"}, {},
+  // --master-port 0: the launcher picks a free port itself.
+  EXPECT_EQ(wait_code(spawn({"launch", "--nproc-per-node", "2", "--master-port", "0", "--", "_dist_selftest"}, {},
                             dir / "ok.log")),
             0)
       << read_file(dir / "ok.log");
   EXPECT_THAT(read_file(dir / "ok.log"), HasSubstr("rank 1 of 2: collectives ok"));
+  EXPECT_THAT(read_file(dir / "ok.log"), ::testing::ContainsRegex("master 127.0.0.1:[1-9][0-9]+\\)"));
   // A rank killed by a signal: the launcher stops the other and exits with 128 + SIGKILL.
-  const std::string port2 = std::to_string(free_port());
+  const std::string port2 = std::to_string(pick_free_port());
   EXPECT_EQ(wait_code(spawn({"launch", "--nproc-per-node", "2", "--master-port", port2, "--grace", "2", "--",
                              "_dist_selftest", "--die-rank", "1", "--timeout", "30"},
                             {}, dir / "die.log")),
@@ -442,13 +443,13 @@ TEST(Distributed, LaunchRunsCollectivesAndForwardsExitCodes) {
       << read_file(dir / "die.log");
   EXPECT_THAT(read_file(dir / "die.log"), HasSubstr("local rank 1 was killed by signal 9"));
   // A rank that exits with a code of its own: the launcher exits with that code.
-  EXPECT_EQ(wait_code(spawn({"launch", "--nproc-per-node", "2", "--master-port", std::to_string(free_port()), "--",
+  EXPECT_EQ(wait_code(spawn({"launch", "--nproc-per-node", "2", "--master-port", std::to_string(pick_free_port()), "--",
                              "_dist_selftest", "--exit-rank", "1", "--exit-code", "3"},
                             {}, dir / "code.log")),
             3)
       << read_file(dir / "code.log");
   // SIGTERM to the launcher reaches the ranks (one stalled, one waiting in an all-reduce).
-  const pid_t launcher = spawn({"launch", "--nproc-per-node", "2", "--master-port", std::to_string(free_port()),
+  const pid_t launcher = spawn({"launch", "--nproc-per-node", "2", "--master-port", std::to_string(pick_free_port()),
                                 "--", "_dist_selftest", "--stall-rank", "1", "--timeout", "60"},
                                {}, dir / "term.log");
   std::this_thread::sleep_for(std::chrono::milliseconds(1500));
@@ -462,7 +463,7 @@ TEST(Distributed, LaunchRunsCollectivesAndForwardsExitCodes) {
 TEST(Distributed, DeadOrStalledRankIsAnErrorWithinTheTimeout) {
   for (const std::string mode : {"--die-rank", "--stall-rank"}) {
     const fs::path dir = temp("dead");
-    const std::string port = std::to_string(free_port());
+    const std::string port = std::to_string(pick_free_port());
     std::vector<pid_t> pids;
     const auto start = std::chrono::steady_clock::now();
     for (int rank = 0; rank < 2; ++rank)
@@ -502,7 +503,7 @@ TEST(Distributed, TwoRanksMatchOneRank) {
   for (const std::string overlap : {"true", "false"}) {
     const fs::path run = dir / ("two_overlap_" + overlap);
     std::vector<std::string> launch = {"launch", "--nproc-per-node", "2", "--master-port",
-                                       std::to_string(free_port()), "--"};
+                                       std::to_string(pick_free_port()), "--"};
     const auto two_args = with(run, "train.overlap_grad_reduce=" + overlap);
     launch.insert(launch.end(), two_args.begin(), two_args.end());
     const auto t1 = std::chrono::steady_clock::now();

@@ -1,5 +1,6 @@
 #include "core/error.h"
 #include "core/file_io.h"
+#include "core/text.h"
 #include "train/sweep.h"
 
 #include <gmock/gmock.h>
@@ -72,6 +73,30 @@ TEST(Sweep, ErrorsNameTheSweepFile) {
   }
   write_file_atomic(dir / "grid.yaml", "base: " FACET_SOURCE_DIR "/experiments/demo/shapes.yaml\nmetrics: [a]\ngrid: {seed: 3}\n");
   EXPECT_THROW(plan_sweep(dir / "grid.yaml"), Error);
+}
+
+// Multi-rank members go through facet launch on ports that do not collide, also when resuming.
+TEST(Sweep, CommandsLaunchRanksOnDistinctPortsAndResume) {
+  const fs::path dir = temp("command");
+  const fs::path file = write_sweep(dir, R"(
+name: ranks
+grid: {seed: [0, 1]}
+metrics: [val/accuracy]
+parallel: 2
+nproc_per_node: 2
+)");
+  SweepPlan plan = plan_sweep(file, dir / "out");
+  ASSERT_EQ(plan.runs.size(), 2u);
+  const auto first = sweep_command(plan, plan.runs[0], 0, "facet");
+  EXPECT_EQ(join(std::vector<std::string>(first.begin(), first.begin() + 8), " "),
+            "facet launch --nproc-per-node 2 --master-port 0 -- train");
+  EXPECT_EQ(first.back(), plan.runs[0].run_dir.string());
+  plan.master_port = 31000;
+  EXPECT_EQ(sweep_command(plan, plan.runs[1], 1, "facet")[5], "31001");
+  // A member with a checkpoint resumes, still on its ranks.
+  fs::create_directories(plan.runs[1].run_dir / "checkpoints" / "last");
+  EXPECT_EQ(join(sweep_command(plan, plan.runs[1], 1, "facet"), " "),
+            "facet launch --nproc-per-node 2 --master-port 31001 -- train --resume " + plan.runs[1].run_dir.string());
 }
 
 // The whole launcher: runs, tabulates, and skips finished runs when started again.

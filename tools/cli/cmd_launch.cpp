@@ -44,6 +44,10 @@ int launch(const LaunchArgs& a) {
   if (a.command.empty()) fail("facet launch: give the command to run after --, e.g. -- train CONFIG");
   if (a.nproc_per_node < 1 || a.nnodes < 1 || a.node_rank < 0 || a.node_rank >= a.nnodes)
     fail("facet launch: need --nproc-per-node >= 1, --nnodes >= 1 and 0 <= --node-rank < --nnodes");
+  if (a.master_port < 0 || a.master_port > 65535) fail("facet launch: --master-port {} is not a port", a.master_port);
+  if (a.master_port == 0 && a.nnodes > 1)
+    fail("facet launch: --master-port 0 (pick a free port) works on one node only; give every node the same port");
+  const int master_port = a.master_port == 0 ? train::pick_free_port() : a.master_port;
   char self[4096];
   const ssize_t n = ::readlink("/proc/self/exe", self, sizeof(self) - 1);
   if (n <= 0) fail("facet launch: cannot find the facet executable (/proc/self/exe)");
@@ -84,7 +88,7 @@ int launch(const LaunchArgs& a) {
       setenv("LOCAL_WORLD_SIZE", std::to_string(a.nproc_per_node).c_str(), 1);
       setenv("GROUP_RANK", std::to_string(a.node_rank).c_str(), 1);
       setenv("MASTER_ADDR", a.master_addr.c_str(), 1);
-      setenv("MASTER_PORT", std::to_string(a.master_port).c_str(), 1);
+      setenv("MASTER_PORT", std::to_string(master_port).c_str(), 1);
       setenv("FACET_RUN_STAMP", stamp.c_str(), 1);
       signal(SIGINT, SIG_DFL);
       signal(SIGTERM, SIG_DFL);
@@ -101,7 +105,7 @@ int launch(const LaunchArgs& a) {
   }
   sigprocmask(SIG_SETMASK, &previous, nullptr);
   log::info("launched {} rank(s) on node {} of {} (world size {}, master {}:{})", a.nproc_per_node, a.node_rank,
-            a.nnodes, world, a.master_addr, a.master_port);
+            a.nnodes, world, a.master_addr, master_port);
 
   int result = 0;
   bool stopping = false;
@@ -172,7 +176,7 @@ void add_launch_command(CLI::App& app) {
   cmd->add_option("--nnodes", a->nnodes, "Machines in the run (default 1)");
   cmd->add_option("--node-rank", a->node_rank, "This machine's index, 0..nnodes-1 (default 0)");
   cmd->add_option("--master-addr", a->master_addr, "Address of node 0 (default 127.0.0.1)");
-  cmd->add_option("--master-port", a->master_port, "Rendezvous port on node 0 (default 29500)");
+  cmd->add_option("--master-port", a->master_port, "Rendezvous port on node 0 (default 29500; 0: a free one, single node only)");
   cmd->add_option("--grace", a->grace_s, "Seconds the other ranks get to stop after one fails (default 10)");
   cmd->add_option("command", a->command, "The facet command for each rank, after --")->required();
   cmd->callback([a] {

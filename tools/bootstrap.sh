@@ -21,6 +21,7 @@ debian_packages=(
   libopencv-dev libhdf5-dev libyaml-cpp-dev nlohmann-json3-dev libcli11-dev libfmt-dev
   libdcmtk-dev libgtest-dev libgmock-dev libbenchmark-dev libsentencepiece-dev
   libgloo-dev                       # the torch wheel ships no gloo headers; see cmake/FacetTorch.cmake
+  libdlib-dev libdlib-data          # face detection + the 68-point landmark model (facet data align)
   zlib1g-dev
 )
 missing=()

@@ -4,8 +4,10 @@
 //                                           file is checked) and print counts, label and box
 //                                           statistics, and every problem with its file
 //   pack CONFIG --out FILE.h5 [--split S]   write the preprocessed samples of splits to an HDF5 pack
+//   align IN --out OUT [--size 200]          detect, landmark and align every face photo of a folder
 #include "core/config.h"
 #include "data/dataset.h"
+#include "data/face/align.h"
 #include "data/pack.h"
 #include "data/synth.h"
 #include "data/transform.h"
@@ -125,7 +127,7 @@ void print_stats(const std::string& split, const data::Dataset& dataset, const S
 }  // namespace
 
 void add_data_command(CLI::App& app) {
-  auto* data = app.add_subcommand("data", "Dataset tools: synthesise a dataset in a published format, inspect one");
+  auto* data = app.add_subcommand("data", "Dataset tools: synthesise a dataset in a published format, inspect, pack, align faces");
   data->require_subcommand(1);
 
   struct SynthArgs {
@@ -213,6 +215,41 @@ void add_data_command(CLI::App& app) {
       data::write_pack(pack_args->out, split, *reader, preprocessing, preprocess, [&](int64_t done) { progress.update(done); });
     }
     fmt::print("wrote {} ({}), preprocessing hash {}\n", pack_args->out, join(splits), preprocess.hash);
+  });
+
+  struct AlignArgs {
+    std::string in, out;
+    int64_t size = 200;
+    double box_enlarge = 2.9;
+    int workers = 0;
+  };
+  auto align_args = std::make_shared<AlignArgs>();
+  auto* align = data->add_subcommand(
+      "align", "Detect the face in every image of a folder (dlib), find its 68 landmarks and align it to the JAA-Net "
+               "crop; crops keep their relative paths, landmarks.txt lies beside them");
+  align->add_option("in", align_args->in, "Folder of face photographs (searched recursively)")->required()->check(CLI::ExistingDirectory);
+  align->add_option("--out", align_args->out, "Output folder")->required();
+  align->add_option("--size", align_args->size, "Side of the aligned crop (default 200)");
+  align->add_option("--box-enlarge", align_args->box_enlarge, "Face box enlargement (default 2.9, JAA-Net)");
+  align->add_option("--workers", align_args->workers, "Threads (default: all cores)");
+  align->callback([align_args] {
+    data::face::AlignOptions options;
+    options.size = align_args->size;
+    options.box_enlarge = align_args->box_enlarge;
+    const int workers = align_args->workers > 0 ? align_args->workers
+                                                : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+    std::unique_ptr<CountProgress> progress;
+    const auto report = data::face::align_folder(align_args->in, align_args->out, options, workers,
+                                                 [&](int64_t done, int64_t total) {
+                                                   if (!progress) progress = std::make_unique<CountProgress>("aligning", total);
+                                                   progress->update(done);
+                                                 });
+    fmt::print("aligned {} of {} images into {}\n", report.aligned, report.images, align_args->out);
+    if (!report.no_face.empty())
+      fmt::print("no face found in {} image(s), listed in {}/no_face.txt: {}{}\n", report.no_face.size(), align_args->out,
+                 join(std::vector<std::string>(report.no_face.begin(), report.no_face.begin() + std::min<size_t>(5, report.no_face.size()))),
+                 report.no_face.size() > 5 ? ", ..." : "");
+    if (report.images > 0 && report.aligned == 0) fail("facet data align: no face found in any of {} images", report.images);
   });
 }
 

@@ -1,0 +1,208 @@
+#include "data/image/dicom.h"
+
+#include "core/error.h"
+
+#include <dcmtk/config/osconfig.h>
+// DCMTK after its config header.
+#include <dcmtk/dcmdata/dcdeftag.h>
+#include <dcmtk/dcmdata/dcdict.h>
+#include <dcmtk/dcmdata/dcfilefo.h>
+#include <dcmtk/dcmdata/dcrledrg.h>
+#include <dcmtk/dcmdata/dcuid.h>
+#include <dcmtk/dcmimage/diregist.h>  // colour images
+#include <dcmtk/dcmimgle/dcmimage.h>
+#include <dcmtk/dcmjpeg/djdecode.h>
+#include <dcmtk/dcmjpls/djdecode.h>
+#include <dcmtk/oflog/oflog.h>
+
+#include <cmath>
+#include <fstream>
+#include <memory>
+
+namespace facet::data::image {
+namespace fs = std::filesystem;
+
+namespace {
+
+// Decoders and logging are process-wide in DCMTK; set them up once, before any reader thread.
+struct DcmtkSetup {
+  DcmtkSetup() {
+    OFLog::configure(OFLogger::FATAL_LOG_LEVEL);  // problems become facet::Errors, not stderr noise
+    DcmRLEDecoderRegistration::registerCodecs();
+    DJDecoderRegistration::registerCodecs();
+    DJLSDecoderRegistration::registerCodecs();
+  }
+};
+void setup_dcmtk() {
+  static const DcmtkSetup once;
+  // DCMTK needs its data dictionary (Debian: /usr/share/libdcmtk17/dicom.dic) to know tag types.
+  if (!dcmDataDict.isDictionaryLoaded())
+    fail("DCMTK's DICOM data dictionary is not loaded: install libdcmtk17 or point DCMDICTPATH at dicom.dic");
+}
+
+template <class T>
+torch::Tensor plane_to_tensor(const void* data, int64_t rows, int64_t columns) {
+  const auto* p = static_cast<const T*>(data);
+  std::vector<float> values(p, p + rows * columns);
+  return torch::from_blob(values.data(), {1, rows, columns}, torch::kFloat).clone();
+}
+
+torch::Tensor plane(const void* data, EP_Representation representation, int64_t rows, int64_t columns) {
+  switch (representation) {
+    case EPR_Uint8: return plane_to_tensor<Uint8>(data, rows, columns);
+    case EPR_Sint8: return plane_to_tensor<Sint8>(data, rows, columns);
+    case EPR_Uint16: return plane_to_tensor<Uint16>(data, rows, columns);
+    case EPR_Sint16: return plane_to_tensor<Sint16>(data, rows, columns);
+    case EPR_Uint32: return plane_to_tensor<Uint32>(data, rows, columns);
+    case EPR_Sint32: return plane_to_tensor<Sint32>(data, rows, columns);
+  }
+  return {};
+}
+
+std::string get_string(DcmItem& item, const DcmTagKey& tag) {
+  OFString value;
+  return item.findAndGetOFString(tag, value).good() ? std::string(value.c_str()) : std::string();
+}
+
+std::optional<double> get_double(DcmItem& item, const DcmTagKey& tag) {
+  Float64 value = 0;
+  if (item.findAndGetFloat64(tag, value, 0).good()) return value;
+  return std::nullopt;
+}
+
+}  // namespace
+
+bool looks_like_dicom(const fs::path& path) {
+  std::ifstream in(path, std::ios::binary);
+  char magic[132] = {};
+  return in.read(magic, sizeof(magic)) && std::string_view(magic + 128, 4) == "DICM";
+}
+
+DicomFrame read_dicom(const fs::path& path, const DicomReadOptions& options) {
+  setup_dcmtk();
+  const std::string name = path.string();
+  if (!fs::exists(path)) fail("{}: no such DICOM file", name);
+  DcmFileFormat file;
+  if (const OFCondition status = file.loadFile(name.c_str()); status.bad())
+    fail("{}: not a readable DICOM file ({})", name, status.text());
+  DcmDataset& dataset = *file.getDataset();
+  if (!dataset.tagExists(DCM_PixelData)) fail("{}: DICOM file without pixel data", name);
+
+  DicomFrame out;
+  out.photometric = get_string(dataset, DCM_PhotometricInterpretation);
+  const E_TransferSyntax xfer = dataset.getOriginalXfer();
+  out.transfer_syntax = DcmXfer(xfer).getXferID();
+  Uint16 bits_stored = 0;
+  dataset.findAndGetUint16(DCM_BitsStored, bits_stored);
+  out.bits_stored = bits_stored;
+  Sint32 frames = 1;
+  if (dataset.findAndGetSint32(DCM_NumberOfFrames, frames).bad() || frames < 1) frames = 1;
+  out.frames = frames;
+  if (options.frame < 0 || options.frame >= out.frames)
+    fail("{}: frame {} requested, the file has {}", name, options.frame, out.frames);
+
+  // Modality values are computed here in float: DCMTK's own rescaling rounds to integers, which
+  // loses a fractional RescaleSlope (PET, some MR). A Modality LUT Sequence is left to DCMTK.
+  const bool has_modality_lut = dataset.tagExists(DCM_ModalityLUTSequence);
+  const unsigned long flags = has_modality_lut ? 0 : CIF_IgnoreModalityTransformation;
+  const auto image = std::make_unique<::DicomImage>(&file, xfer, flags, static_cast<unsigned long>(options.frame), 1);
+  if (image->getStatus() != EIS_Normal)
+    fail("{}: cannot decode the pixel data ({}; transfer syntax {}, photometric {})", name,
+         ::DicomImage::getString(image->getStatus()), out.transfer_syntax, out.photometric);
+  const DiPixel* pixels = image->getInterData();
+  if (!pixels) fail("{}: cannot decode the pixel data", name);
+  out.rows = static_cast<int64_t>(image->getHeight());
+  out.columns = static_cast<int64_t>(image->getWidth());
+  if (pixels->getCount() < static_cast<unsigned long>(out.rows * out.columns))
+    fail("{}: pixel data holds {} values, {}x{} expected (truncated file?)", name, pixels->getCount(), out.rows,
+         out.columns);
+
+  if (image->isMonochrome()) {
+    out.pixels = plane(pixels->getData(), pixels->getRepresentation(), out.rows, out.columns);
+    if (!has_modality_lut) {
+      out.slope = get_double(dataset, DCM_RescaleSlope).value_or(1.0);
+      out.intercept = get_double(dataset, DCM_RescaleIntercept).value_or(0.0);
+      if (out.slope != 1.0 || out.intercept != 0.0) out.pixels = out.pixels * out.slope + out.intercept;
+    }
+    const auto center = get_double(dataset, DCM_WindowCenter), width = get_double(dataset, DCM_WindowWidth);
+    if (center && width && *width >= 1) out.window = std::make_pair(*center, *width);
+    const bool monochrome1 = out.photometric == "MONOCHROME1";
+    if (options.apply_window && out.window) {
+      // PS3.3 C.11.2.1.2.1, linear: output 0..1 over [c - 0.5 - (w-1)/2, c - 0.5 + (w-1)/2].
+      const auto [c, w] = *out.window;
+      out.pixels = w > 1 ? ((out.pixels - (c - 0.5)) / (w - 1) + 0.5).clamp(0, 1)
+                         : (out.pixels > c - 0.5).to(torch::kFloat);
+      out.windowed = true;
+      if (monochrome1 && options.invert_monochrome1) {
+        out.pixels = 1 - out.pixels;
+        out.inverted = true;
+      }
+    } else if (monochrome1 && options.invert_monochrome1) {
+      // Reflect within the modality range of the stored range, so the value range is kept.
+      Uint16 representation = 0;
+      dataset.findAndGetUint16(DCM_PixelRepresentation, representation);
+      const int bits = bits_stored > 0 ? bits_stored : 16;
+      const double lo_stored = representation ? -std::ldexp(1.0, bits - 1) : 0.0;
+      const double hi_stored = representation ? std::ldexp(1.0, bits - 1) - 1 : std::ldexp(1.0, bits) - 1;
+      const double a = lo_stored * out.slope + out.intercept, b = hi_stored * out.slope + out.intercept;
+      out.pixels = (a + b) - out.pixels;
+      out.inverted = true;
+    }
+  } else {
+    // DCMTK converts colour models (YBR, palette) to RGB planes of one representation.
+    if (pixels->getPlanes() != 3) fail("{}: colour image with {} planes", name, pixels->getPlanes());
+    // getData() points at the image's array of three plane pointers (T* Data[3]).
+    const auto* planes = static_cast<const void* const*>(pixels->getData());
+    std::vector<torch::Tensor> rgb;
+    for (int c = 0; c < 3; ++c) rgb.push_back(plane(planes[c], pixels->getRepresentation(), out.rows, out.columns));
+    out.pixels = torch::cat(rgb, 0);
+  }
+  return out;
+}
+
+void write_dicom(const fs::path& path, const torch::Tensor& stored, const DicomWriteOptions& options) {
+  setup_dcmtk();
+  const std::string name = path.string();
+  if (stored.dim() != 2) fail("{}: write_dicom expects [H, W] pixels, got {}", name, stored.sizes());
+  if (options.bits_stored < 1 || options.bits_stored > 16) fail("{}: bits_stored must be 1..16", name);
+  const torch::Tensor values = stored.to(torch::kInt64);
+  if (values.numel() > 0 && (values.min().item<int64_t>() < 0 || values.max().item<int64_t>() >= (int64_t{1} << options.bits_stored)))
+    fail("{}: pixel values outside 0..{} (bits_stored {})", name, (1 << options.bits_stored) - 1, options.bits_stored);
+  const std::vector<Uint16> pixels(values.data_ptr<int64_t>(), values.data_ptr<int64_t>() + values.numel());
+
+  DcmFileFormat file;
+  DcmDataset& d = *file.getDataset();
+  char uid[100];
+  bool ok = true;
+  auto put = [&](const DcmTagKey& tag, const std::string& value) { ok &= d.putAndInsertString(tag, value.c_str()).good(); };
+  put(DCM_SOPClassUID, UID_DigitalXRayImageStorageForPresentation);
+  put(DCM_SOPInstanceUID, dcmGenerateUniqueIdentifier(uid, SITE_INSTANCE_UID_ROOT));
+  put(DCM_StudyInstanceUID, dcmGenerateUniqueIdentifier(uid, SITE_STUDY_UID_ROOT));
+  put(DCM_SeriesInstanceUID, dcmGenerateUniqueIdentifier(uid, SITE_SERIES_UID_ROOT));
+  put(DCM_Modality, options.modality);
+  put(DCM_PatientID, options.patient_id);
+  put(DCM_PhotometricInterpretation, options.photometric);
+  ok &= d.putAndInsertUint16(DCM_SamplesPerPixel, 1).good();
+  ok &= d.putAndInsertUint16(DCM_Rows, static_cast<Uint16>(stored.size(0))).good();
+  ok &= d.putAndInsertUint16(DCM_Columns, static_cast<Uint16>(stored.size(1))).good();
+  ok &= d.putAndInsertUint16(DCM_BitsAllocated, 16).good();
+  ok &= d.putAndInsertUint16(DCM_BitsStored, static_cast<Uint16>(options.bits_stored)).good();
+  ok &= d.putAndInsertUint16(DCM_HighBit, static_cast<Uint16>(options.bits_stored - 1)).good();
+  ok &= d.putAndInsertUint16(DCM_PixelRepresentation, 0).good();
+  if (options.slope != 1 || options.intercept != 0) {
+    put(DCM_RescaleSlope, fmt::format("{}", options.slope));
+    put(DCM_RescaleIntercept, fmt::format("{}", options.intercept));
+  }
+  if (options.window) {
+    put(DCM_WindowCenter, fmt::format("{}", options.window->first));
+    put(DCM_WindowWidth, fmt::format("{}", options.window->second));
+  }
+  ok &= d.putAndInsertUint16Array(DCM_PixelData, pixels.data(), static_cast<unsigned long>(pixels.size())).good();
+  if (!ok) fail("{}: cannot build the DICOM dataset", name);
+  const fs::path temporary = path.string() + ".tmp";
+  if (const OFCondition status = file.saveFile(temporary.c_str(), EXS_LittleEndianExplicit); status.bad())
+    fail("{}: cannot write the DICOM file ({})", name, status.text());
+  fs::rename(temporary, path);
+}
+
+}  // namespace facet::data::image

@@ -71,6 +71,7 @@ class Config {
   bool is_scalar() const;
   bool is_null() const;
   const std::string& prefix() const { return prefix_; }  // "model.backbone", "data.transforms[2]"; "" at the root
+  std::string full_key(std::string_view key) const;      // prefix + "." + key (just key at the root), for errors
   // "file:line" of `key` (or of its nearest existing ancestor, or of this node), for errors raised by callers.
   std::string where(std::string_view key = {}) const;
 
@@ -100,7 +101,6 @@ class Config {
 
  private:
   Config(std::shared_ptr<config_detail::State> state, std::shared_ptr<config_detail::Node> node, std::string prefix);
-  std::string full_key(std::string_view key) const;
   // The node at `key`, recording the query; nullptr if absent (or below a null). With `strict`,
   // stepping into a scalar or a list by name (or a map by index) is a type error.
   std::shared_ptr<config_detail::Node> find(std::string_view key, bool strict) const;

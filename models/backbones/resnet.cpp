@@ -24,6 +24,10 @@ ResNetOptions ResNetOptions::from(const Config& c) {
   o.num_classes = c.get<int64_t>("num_classes", o.num_classes);
   o.in_channels = c.get<int64_t>("in_channels", o.in_channels);
   o.zero_init_residual = c.get<bool>("zero_init_residual", o.zero_init_residual);
+  o.stages = c.get<int>("stages", o.stages);
+  if (o.stages < 1 || o.stages > 4) fail("{}: {}.stages: expected 1..4, got {}", c.where("stages"), c.prefix(), o.stages);
+  if (o.stages < 4 && o.num_classes > 0)
+    fail("{}: {}: a classifier needs all 4 stages; set num_classes: 0 for a truncated trunk", c.where("stages"), c.prefix());
   if (o.depth != 18 && o.depth != 34 && o.depth != 50 && o.depth != 101)
     fail("{}: {}.depth: expected 18, 34, 50 or 101, got {}", c.where("depth"), c.prefix(), o.depth);
   return o;
@@ -83,11 +87,11 @@ ResNetImpl::ResNetImpl(ResNetOptions options) : options_(options) {
     return layer;
   };
   layer1 = register_module("layer1", make_layer(64, blocks[0], 1));
-  layer2 = register_module("layer2", make_layer(128, blocks[1], 2));
-  layer3 = register_module("layer3", make_layer(256, blocks[2], 2));
-  layer4 = register_module("layer4", make_layer(512, blocks[3], 2));
+  if (options_.stages >= 2) layer2 = register_module("layer2", make_layer(128, blocks[1], 2));
+  if (options_.stages >= 3) layer3 = register_module("layer3", make_layer(256, blocks[2], 2));
+  if (options_.stages >= 4) layer4 = register_module("layer4", make_layer(512, blocks[3], 2));
   feature_channels_ = in;
-  if (options_.num_classes > 0) fc = register_module("fc", nn::Linear(in, options_.num_classes));
+  if (options_.num_classes > 0 && options_.stages == 4) fc = register_module("fc", nn::Linear(in, options_.num_classes));
 
   // torchvision's initialisation: Kaiming-normal (fan_out) convolutions, unit norms.
   for (auto& m : modules(/*include_self=*/false)) {
@@ -110,6 +114,7 @@ std::vector<torch::Tensor> ResNetImpl::features(const torch::Tensor& x) {
   auto y = torch::max_pool2d(torch::relu(bn1(conv1(x))), 3, 2, 1);
   std::vector<torch::Tensor> out;
   for (auto* layer : {&layer1, &layer2, &layer3, &layer4}) {
+    if (!*layer) break;
     y = (*layer)->forward(y);
     out.push_back(y);
   }

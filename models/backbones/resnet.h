@@ -15,6 +15,7 @@ struct ResNetOptions {
   int64_t num_classes = 1000;  // 0: no classifier (feature extractor)
   int64_t in_channels = 3;
   bool zero_init_residual = false;
+  int stages = 4;  // build layer1..layer{stages}: 3 = a stride-16 trunk for region-based face models
 
   static ResNetOptions from(const Config& c);
 };
@@ -49,7 +50,7 @@ class ResNetImpl : public torch::nn::Module {
  public:
   explicit ResNetImpl(ResNetOptions options);
   torch::Tensor forward(const torch::Tensor& x);  // logits, or pooled features when num_classes = 0
-  // The outputs of layer1..layer4 (strides 4, 8, 16, 32), for detectors and face models.
+  // The outputs of layer1..layer{stages} (strides 4, 8, 16, 32), for detectors and face models.
   std::vector<torch::Tensor> features(const torch::Tensor& x);
   int64_t feature_channels() const { return feature_channels_; }
 

@@ -1,4 +1,4 @@
-// Classification losses: cross-entropy with label smoothing.
+// Classification losses: cross-entropy with label smoothing and an ignored label (missing labels).
 #include "losses/loss.h"
 
 namespace facet::losses {
@@ -9,18 +9,22 @@ class CrossEntropy : public Loss {
   explicit CrossEntropy(const Config& c)
       : logits_(c.get<std::string>("logits", "logits")),
         target_(c.get<std::string>("target", "label")),
-        smoothing_(c.get<double>("label_smoothing", 0.0)) {
+        smoothing_(c.get<double>("label_smoothing", 0.0)),
+        ignore_index_(c.get<int64_t>("ignore_index", -100)) {
     if (smoothing_ < 0 || smoothing_ >= 1)
       fail("{}: {}.label_smoothing: expected a value in [0, 1), got {}", c.where("label_smoothing"), c.prefix(), smoothing_);
   }
 
   LossResult operator()(const TensorDict& outputs, const data::Batch& batch) override {
     const auto logits = outputs.at(logits_).to(torch::kFloat);
+    const auto target = batch.fields.at(target_);
     const auto per_sample = torch::nn::functional::cross_entropy(
-        logits, batch.fields.at(target_),
-        torch::nn::functional::CrossEntropyFuncOptions().reduction(torch::kNone).label_smoothing(smoothing_));
+        logits, target,
+        torch::nn::functional::CrossEntropyFuncOptions().reduction(torch::kNone).label_smoothing(smoothing_).ignore_index(ignore_index_));
+    // The mean over samples whose label is known (EMMA: expression -1 = missing).
+    const auto known = (target != ignore_index_).to(torch::kFloat);
     LossResult r;
-    r.total = per_sample.mean();
+    r.total = per_sample.sum() / known.sum().clamp_min(1);
     r.parts["ce"] = r.total.detach();
     r.per_sample = per_sample.detach();
     return r;
@@ -29,9 +33,10 @@ class CrossEntropy : public Loss {
  private:
   std::string logits_, target_;
   double smoothing_;
+  int64_t ignore_index_;
 };
 
-FACET_REGISTER(loss_registry(), "cross_entropy", "Softmax cross-entropy with optional label smoothing",
+FACET_REGISTER(loss_registry(), "cross_entropy", "Softmax cross-entropy with optional label smoothing and ignore_index",
                [](const Config& c) { return std::make_shared<CrossEntropy>(c); });
 
 }  // namespace

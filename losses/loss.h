@@ -19,6 +19,9 @@ class Loss {
  public:
   virtual ~Loss() = default;
   virtual LossResult operator()(const TensorDict& outputs, const data::Batch& batch) = 0;
+  // Called once with the training split before training, for what a loss derives from the data
+  // (class-imbalance weights computed from the training labels).
+  virtual void prepare(const data::Dataset& train) {}
 };
 
 using LossRegistry = Registry<std::shared_ptr<Loss>>;

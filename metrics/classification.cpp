@@ -1,4 +1,5 @@
-// Classification metrics from a confusion matrix: accuracy and macro-F1.
+// Classification metrics from a confusion matrix: accuracy and macro-F1 (per-class F1 averaged over
+// every class); negative labels are unknown and left out.
 #include "metrics/metric.h"
 
 namespace facet::metrics {
@@ -14,8 +15,13 @@ class Classification : public Metric {
   }
 
   void update(const TensorDict& outputs, const data::Batch& batch) override {
-    const auto predicted = outputs.at(logits_).argmax(1).to(torch::kCPU);
-    const auto truth = batch.fields.at(target_).to(torch::kCPU);
+    // Negative labels are unknown (ABAW's expression -1) and left out.
+    const auto truth_all = batch.fields.at(target_).to(torch::kCPU);
+    const auto known = truth_all >= 0;
+    const auto predicted = outputs.at(logits_).argmax(1).to(torch::kCPU).masked_select(known);
+    const auto truth = truth_all.masked_select(known);
+    if (truth.numel() && truth.max().item<int64_t>() >= classes_)
+      fail("classification: label {} for {} classes", truth.max().item<int64_t>(), classes_);
     confusion_ += torch::bincount(truth * classes_ + predicted, {}, classes_ * classes_)
                       .view({classes_, classes_})
                       .to(torch::kDouble);

@@ -18,6 +18,8 @@ class Metric {
   // Named values, e.g. {"accuracy": 0.93} or {"f1/AU1": ..., "f1/mean": ...}.
   virtual std::map<std::string, double> compute() const = 0;
   virtual void reset() = 0;
+  // Called before each evaluation with the split being evaluated (label names for the table).
+  virtual void prepare(const data::Dataset& eval) {}
   // Summable statistics (float64 CPU tensor) and their replacement by the sum over ranks.
   virtual torch::Tensor state() const = 0;
   virtual void load_state(const torch::Tensor& summed) = 0;

@@ -6,15 +6,16 @@ build=${1:?usage: bench/run.sh BUILD_DIR PYTHON}
 python=${2:?usage: bench/run.sh BUILD_DIR PYTHON}
 rounds=${BENCH_ROUNDS:-3}
 threads=${BENCH_THREADS:-$(nproc)}
-args=(--batch 16 --size 112 --steps 20 --warmup 5 --threads "$threads")
-
-echo "train step: ResNet-18, batch 16, 112x112, SGD, $threads threads, $rounds rounds (alternating)"
-facet=() torch=()
-for ((i = 0; i < rounds; i++)); do
-  facet+=("$("$build/bench/train_step_bench" "${args[@]}" | "$python" -c 'import json,sys;print(json.load(sys.stdin)["ms_per_step"])')")
-  torch+=("$("$python" bench/train_step.py "${args[@]}" | "$python" -c 'import json,sys;print(json.load(sys.stdin)["ms_per_step"])')")
-done
-"$python" - "${facet[*]}" "${torch[*]}" <<'PY'
+# ratio NAME ARGS...: alternating Facet / PyTorch runs of the train-step benchmark, median ratio.
+ratio() {
+  local label=$1; shift
+  echo "train step: $label, $threads threads, $rounds rounds (alternating)"
+  local facet=() torch=()
+  for ((i = 0; i < rounds; i++)); do
+    facet+=("$("$build/bench/train_step_bench" "$@" --threads "$threads" | "$python" -c 'import json,sys;print(json.load(sys.stdin)["ms_per_step"])')")
+    torch+=("$("$python" bench/train_step.py "$@" --threads "$threads" | "$python" -c 'import json,sys;print(json.load(sys.stdin)["ms_per_step"])')")
+  done
+  "$python" - "${facet[*]}" "${torch[*]}" <<'PY'
 import statistics, sys
 f = [float(x) for x in sys.argv[1].split()]
 t = [float(x) for x in sys.argv[2].split()]
@@ -23,7 +24,40 @@ print(f"  facet   median {mf:8.2f} ms/step  (runs: {', '.join(f'{x:.1f}' for x i
 print(f"  pytorch median {mt:8.2f} ms/step  (runs: {', '.join(f'{x:.1f}' for x in t)})")
 print(f"  ratio facet/pytorch = {mf / mt:.3f}")
 PY
+}
+# BENCH_ONLY=train|distributed|loader runs one part.
+only=${BENCH_ONLY:-all}
+if [[ $only == all || $only == train ]]; then
+  ratio "ResNet-18, batch 16, 112x112, SGD" --model resnet18 --batch 16 --size 112 --steps 20 --warmup 5
+  ratio "ResNet-50, batch 8, 224x224, SGD" --model resnet50 --batch 8 --size 224 --steps 5 --warmup 2
+  ratio "ViT-B/16, batch 8, 224x224, SGD" --model vit_b16 --batch 8 --size 224 --steps 5 --warmup 2
+  echo
+fi
 
-echo
-echo "data-parallel step: 2 Gloo ranks, all-reduce after backward vs overlapped with it"
-"$build/bench/distributed_overlap_bench" --steps 20
+if [[ $only == all || $only == distributed ]]; then
+  echo "data-parallel step: 2 Gloo ranks, all-reduce after backward vs overlapped with it"
+  "$build/bench/distributed_overlap_bench" --steps 20
+  echo
+fi
+
+[[ $only == all || $only == loader ]] || exit 0
+workers=${BENCH_WORKERS:-$(nproc)}
+data="$build/bench_data/bp4d"
+if [ ! -d "$data/AUCoding" ]; then
+  "$build/tools/cli/facet" data synth bp4d --out "$data" frames_per_sequence=30 size=256 > /dev/null
+fi
+echo "data loading: BP4D-format JPEGs (256 px) -> resize 200, random crop 176, flip, normalise; batch 32, $workers workers, $rounds rounds"
+facet=() torch=()
+for ((i = 0; i < rounds; i++)); do
+  facet+=("$("$build/bench/loader_bench" --root "$data" --workers "$workers" | "$python" -c 'import json,sys;print(json.load(sys.stdin)["samples_per_s"])')")
+  torch+=("$("$python" bench/loader.py --root "$data" --workers "$workers" | "$python" -c 'import json,sys;print(json.load(sys.stdin)["samples_per_s"])')")
+done
+"$python" - "${facet[*]}" "${torch[*]}" <<'PY'
+import statistics, sys
+f = [float(x) for x in sys.argv[1].split()]
+t = [float(x) for x in sys.argv[2].split()]
+mf, mt = statistics.median(f), statistics.median(t)
+print(f"  facet   median {mf:8.1f} samples/s  (runs: {', '.join(f'{x:.0f}' for x in f)})")
+print(f"  pytorch median {mt:8.1f} samples/s  (runs: {', '.join(f'{x:.0f}' for x in t)})")
+print(f"  ratio facet/pytorch = {mf / mt:.2f}x the throughput")
+PY

@@ -1,39 +1,63 @@
-// Training-step time of torchvision's ResNet-18 layout in Facet (LibTorch, C++), to be compared
-// with bench/train_step.py doing the same work in PyTorch (Python). Prints one JSON line.
-//   train_step_bench [--batch 16] [--size 112] [--steps 20] [--warmup 5] [--threads N]
+// Training-step time of a backbone in Facet (LibTorch, C++), compared by bench/train_step.py with
+// the same model, batch, input and threads in PyTorch (Python): torchvision's ResNet-18/50 and
+// transformers' ViT-B/16 (with a linear head on the CLS token). Prints one JSON line.
+//   train_step_bench [--model resnet18|resnet50|vit_b16] [--batch 16] [--size 112] [--steps 20]
+//                    [--warmup 5] [--threads N]
 #include "models/backbones/resnet.h"
+#include "models/backbones/vit.h"
 
 #include <fmt/format.h>
 #include <torch/torch.h>
 
 #include <chrono>
-#include <cstring>
+#include <functional>
 #include <string>
 
 int main(int argc, char** argv) {
+  std::string model = "resnet18";
   int64_t batch = 16, size = 112, steps = 20, warmup = 5, threads = 0;
   for (int i = 1; i + 1 < argc; i += 2) {
-    const std::string flag = argv[i];
-    const int64_t value = std::stoll(argv[i + 1]);
-    if (flag == "--batch") batch = value;
-    else if (flag == "--size") size = value;
-    else if (flag == "--steps") steps = value;
-    else if (flag == "--warmup") warmup = value;
-    else if (flag == "--threads") threads = value;
+    const std::string flag = argv[i], value = argv[i + 1];
+    if (flag == "--model") model = value;
+    else if (flag == "--batch") batch = std::stoll(value);
+    else if (flag == "--size") size = std::stoll(value);
+    else if (flag == "--steps") steps = std::stoll(value);
+    else if (flag == "--warmup") warmup = std::stoll(value);
+    else if (flag == "--threads") threads = std::stoll(value);
   }
   if (threads > 0) torch::set_num_threads(static_cast<int>(threads));
   torch::manual_seed(0);
-  facet::models::ResNetOptions options;
-  options.depth = 18;
-  options.num_classes = 10;
-  facet::models::ResNet net(options);
+  std::shared_ptr<torch::nn::Module> net;
+  std::function<torch::Tensor(const torch::Tensor&)> forward;
+  if (model == "resnet18" || model == "resnet50") {
+    facet::models::ResNetOptions o;
+    o.depth = model == "resnet18" ? 18 : 50;
+    o.num_classes = 10;
+    auto resnet = facet::models::ResNet(o);
+    net = resnet.ptr();
+    forward = [resnet](const torch::Tensor& x) mutable { return resnet->forward(x); };
+  } else if (model == "vit_b16") {
+    facet::models::ViTOptions o;
+    o.image_size = size;
+    o.norm_eps = 1e-12;  // as transformers' ViT
+    auto vit = facet::models::ViT(o);
+    auto head = torch::nn::Linear(o.embed_dim, 10);
+    auto both = std::make_shared<torch::nn::Module>();
+    both->register_module("vit", vit);
+    both->register_module("head", head);
+    net = both;
+    forward = [vit, head](const torch::Tensor& x) mutable { return head->forward(vit->forward(x)); };
+  } else {
+    fmt::print(stderr, "train_step_bench: unknown --model {} (resnet18, resnet50, vit_b16)\n", model);
+    return 2;
+  }
   net->train();
   torch::optim::SGD optimizer(net->parameters(), torch::optim::SGDOptions(0.01).momentum(0.9));
   const auto x = torch::randn({batch, 3, size, size});
   const auto y = torch::randint(0, 10, {batch}, torch::kInt64);
   auto step = [&] {
     optimizer.zero_grad();
-    auto loss = torch::nn::functional::cross_entropy(net->forward(x), y);
+    auto loss = torch::nn::functional::cross_entropy(forward(x), y);
     loss.backward();
     optimizer.step();
   };
@@ -42,7 +66,7 @@ int main(int argc, char** argv) {
   for (int64_t i = 0; i < steps; ++i) step();
   const double ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count() /
                     static_cast<double>(steps);
-  fmt::print("{{\"impl\": \"facet\", \"model\": \"resnet18\", \"batch\": {}, \"size\": {}, \"threads\": {}, "
+  fmt::print("{{\"impl\": \"facet\", \"model\": \"{}\", \"batch\": {}, \"size\": {}, \"threads\": {}, "
              "\"ms_per_step\": {:.3f}}}\n",
-             batch, size, torch::get_num_threads(), ms);
+             model, batch, size, torch::get_num_threads(), ms);
 }

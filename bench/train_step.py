@@ -1,7 +1,9 @@
-"""Training-step time of torchvision's ResNet-18 in PyTorch (Python): the reference for
-bench/train_step.cpp. Same model, batch, input size, optimiser and thread count. Prints one JSON line.
+"""Training-step time in PyTorch (Python): the reference for bench/train_step.cpp. The same model,
+batch, input size, optimiser and thread count: torchvision's ResNet-18/50, or transformers' ViT-B/16
+(ViTModel, no pooler) with a linear head on the final-norm CLS token. Prints one JSON line.
 
-    python bench/train_step.py [--batch 16] [--size 112] [--steps 20] [--warmup 5] [--threads N]
+    python bench/train_step.py [--model resnet18|resnet50|vit_b16] [--batch 16] [--size 112]
+                               [--steps 20] [--warmup 5] [--threads N]
 """
 import argparse
 import json
@@ -11,8 +13,21 @@ import torch
 import torchvision
 
 
+class ViTClassifier(torch.nn.Module):
+    def __init__(self, size: int):
+        super().__init__()
+        import transformers
+        config = transformers.ViTConfig(image_size=size)  # ViT-B/16 defaults
+        self.vit = transformers.ViTModel(config, add_pooling_layer=False)
+        self.head = torch.nn.Linear(config.hidden_size, 10)
+
+    def forward(self, x):
+        return self.head(self.vit(pixel_values=x).last_hidden_state[:, 0])
+
+
 def main() -> None:
     p = argparse.ArgumentParser()
+    p.add_argument("--model", default="resnet18", choices=["resnet18", "resnet50", "vit_b16"])
     p.add_argument("--batch", type=int, default=16)
     p.add_argument("--size", type=int, default=112)
     p.add_argument("--steps", type=int, default=20)
@@ -22,7 +37,10 @@ def main() -> None:
     if a.threads > 0:
         torch.set_num_threads(a.threads)
     torch.manual_seed(0)
-    net = torchvision.models.resnet18(num_classes=10)
+    if a.model == "vit_b16":
+        net = ViTClassifier(a.size)
+    else:
+        net = getattr(torchvision.models, a.model)(num_classes=10)
     net.train()
     opt = torch.optim.SGD(net.parameters(), lr=0.01, momentum=0.9)
     x = torch.randn(a.batch, 3, a.size, a.size)
@@ -40,7 +58,7 @@ def main() -> None:
     for _ in range(a.steps):
         step()
     ms = (time.perf_counter() - start) * 1000 / a.steps
-    print(json.dumps({"impl": "pytorch", "model": "resnet18", "batch": a.batch, "size": a.size,
+    print(json.dumps({"impl": "pytorch", "model": a.model, "batch": a.batch, "size": a.size,
                       "threads": torch.get_num_threads(), "ms_per_step": round(ms, 3)}))
 
 

@@ -8,9 +8,11 @@ endif()
 
 find_program(FACET_CCACHE ccache)
 if(FACET_CCACHE AND NOT CMAKE_CXX_COMPILER_LAUNCHER)
-  # The precompiled header is only cacheable with these sloppiness settings.
+  # The precompiled header is only cacheable with these sloppiness settings; with the source tree as
+  # base directory, paths are hashed relative to it, so clones and worktrees share cache entries.
   set(CMAKE_CXX_COMPILER_LAUNCHER ${CMAKE_COMMAND} -E env
-      "CCACHE_SLOPPINESS=pch_defines,time_macros,include_file_mtime,include_file_ctime" ${FACET_CCACHE})
+      "CCACHE_SLOPPINESS=pch_defines,time_macros,include_file_mtime,include_file_ctime"
+      "CCACHE_BASEDIR=${PROJECT_SOURCE_DIR}" ${FACET_CCACHE})
 endif()
 
 # Our code compiles clean under these; third-party headers are included as SYSTEM.

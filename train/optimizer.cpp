@@ -1,6 +1,9 @@
 #include "train/optimizer.h"
 
 #include "core/log.h"
+#include "models/model.h"
+
+#include <cmath>
 
 namespace facet::train {
 
@@ -35,6 +38,14 @@ std::vector<GroupSpec> make_param_groups(const Config& optim, torch::nn::Module&
   const double weight_decay = optim.get<double>("weight_decay", 0.0);
   const auto freeze = optim.get<std::vector<std::string>>("freeze", {});
   const auto no_decay = optim.get<std::vector<std::string>>("no_decay", {});
+  // Layer-wise lr decay needs the model's layer depths.
+  const double layer_decay = optim.get<double>("layer_decay", 1.0);
+  const auto* depths = dynamic_cast<const models::LayerDepths*>(&model);
+  if (optim.has("layer_decay")) {
+    if (!(layer_decay > 0 && layer_decay <= 1))
+      fail("{}: {}: expected a factor in (0, 1], got {}", optim.where("layer_decay"), optim.full_key("layer_decay"), layer_decay);
+    if (!depths) fail("{}: {}: this model has no layer depths", optim.where("layer_decay"), optim.full_key("layer_decay"));
+  }
 
   struct Rule {
     std::string match;
@@ -53,9 +64,10 @@ std::vector<GroupSpec> make_param_groups(const Config& optim, torch::nn::Module&
 
   const auto named = model.named_parameters(/*recurse=*/true);
   std::vector<size_t> rule_hits(rules.size(), 0), freeze_hits(freeze.size(), 0);
-  // Groups keyed by (rule index or -1, decays?) in first-seen order, so the layout is deterministic.
+  // Groups keyed by (rule index or -1, decays?, layer id or -1) in first-seen order, so the layout is
+  // deterministic.
   std::vector<GroupSpec> groups;
-  std::map<std::pair<int, bool>, size_t> group_of;
+  std::map<std::tuple<int, bool, int64_t>, size_t> group_of;
   int64_t frozen = 0;
   for (const auto& item : named) {
     const std::string& name = item.key();
@@ -79,13 +91,21 @@ std::vector<GroupSpec> make_param_groups(const Config& optim, torch::nn::Module&
     bool decays = p.dim() > 1;
     for (const auto& pattern : no_decay)
       if (glob_match(pattern, name)) decays = false;
-    const auto key = std::make_pair(rule, decays);
+    int64_t layer = -1;
+    if (optim.has("layer_decay")) {
+      layer = depths->layer_id(name);
+      if (layer < 0 || layer >= depths->num_layer_ids())
+        fail("{}: {}: parameter {} has layer id {}, outside 0..{}", optim.where("layer_decay"), optim.full_key("layer_decay"),
+             name, layer, depths->num_layer_ids() - 1);
+    }
+    const auto key = std::make_tuple(rule, decays, layer);
     if (!group_of.count(key)) {
       group_of[key] = groups.size();
       GroupSpec g;
       g.label = (rule >= 0 ? rules[static_cast<size_t>(rule)].match : std::string("default")) +
-                (decays ? " (decay)" : " (no decay)");
+                (decays ? " (decay)" : " (no decay)") + (layer >= 0 ? fmt::format(" layer {}", layer) : "");
       g.lr = lr * (rule >= 0 ? rules[static_cast<size_t>(rule)].lr_mult : 1.0);
+      if (layer >= 0) g.lr *= std::pow(layer_decay, static_cast<double>(depths->num_layer_ids() - 1 - layer));
       const double wd = rule >= 0 ? rules[static_cast<size_t>(rule)].weight_decay.value_or(weight_decay) : weight_decay;
       g.weight_decay = decays ? wd : 0.0;
       groups.push_back(std::move(g));
@@ -137,7 +157,7 @@ std::unique_ptr<torch::optim::Optimizer> make(const std::vector<GroupSpec>& spec
 
 std::tuple<double, double> betas(const Config& c) {
   const auto b = c.get<std::vector<double>>("betas", {0.9, 0.999});
-  if (b.size() != 2) fail("{}: {}.betas: expected two numbers, got {}", c.where("betas"), c.prefix(), b.size());
+  if (b.size() != 2) fail("{}: {}: expected two numbers, got {}", c.where("betas"), c.full_key("betas"), b.size());
   return {b[0], b[1]};
 }
 

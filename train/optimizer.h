@@ -8,6 +8,7 @@
 //     weight_decay: 0.05
 //     groups: [{match: "backbone.*", lr_mult: 0.1}]
 //     freeze: ["backbone.stem.*"]
+//     layer_decay: 0.65      # lr x 0.65^(L-1-k) at layer id k (models with models::LayerDepths)
 #pragma once
 
 #include "core/registry.h"

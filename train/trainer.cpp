@@ -5,6 +5,7 @@
 #include "core/tensorboard.h"
 #include "data/pack.h"
 #include "train/amp.h"
+#include "train/init_weights.h"
 #include "train/optimizer.h"
 #include "train/progress.h"
 #include "train/visualize.h"
@@ -178,8 +179,13 @@ Trainer::Trainer(Config config, fs::path run_dir, Mode mode)
 
   // Model, loss, metrics.
   model_ = models::model_registry().create(config_.at("model"));
+  if (const Config train_node = config_.at("train"); train_node.has("init_weights")) {
+    if (mode == Mode::train) init_weights(*model_, train_node.at("init_weights"));
+    else train_node.consume("init_weights");  // a resumed run restores its own weights
+  }
   model_->to(device_);
   loss_ = losses::loss_registry().create(config_.at("loss"));
+  loss_->prepare(*train_set_);
   if (config_.has("metrics")) {
     const Config list = config_.at("metrics");
     for (size_t i = 0; i < list.size(); ++i) metrics_.push_back(metrics::metric_registry().create(list.at(i)));
@@ -192,8 +198,9 @@ Trainer::Trainer(Config config, fs::path run_dir, Mode mode)
   optimizer_ = optimizer_registry().create(config_.at("optim"), groups);
   total_steps_ = options_.max_steps > 0 ? options_.max_steps
                                         : options_.max_epochs * (loader_->batches_per_epoch() / options_.grad_accum);
-  schedule_ = config_.has("schedule") ? schedule_registry().create(config_.at("schedule"), total_steps_)
-                                      : schedule_registry().create(Config::parse("name: constant"), total_steps_);
+  const ScheduleSpan span{total_steps_, loader_->batches_per_epoch() / options_.grad_accum};
+  schedule_ = config_.has("schedule") ? schedule_registry().create(config_.at("schedule"), span)
+                                      : schedule_registry().create(Config::parse("name: constant"), span);
   if (options_.amp == "fp16") scaler_ = std::make_unique<GradScaler>(device_);
   if (group_ && options_.overlap_grad_reduce)
     reducer_ = std::make_unique<OverlappedGradientReducer>(*group_, params_, options_.bucket_mb << 20);
@@ -415,7 +422,10 @@ std::map<std::string, double> Trainer::evaluate(const std::string& split, const 
   torch::NoGradGuard no_grad;
   model_->eval();
   if (!ema_.empty()) swap_ema();
-  for (auto& m : metrics_) m->reset();
+  for (auto& m : metrics_) {
+    m->reset();
+    m->prepare(*dataset);
+  }
   data::LoaderOptions lo;
   lo.batch_size = loader_->local_batch_size() * env_.world_size;
   lo.workers = eval_workers_;
@@ -426,13 +436,20 @@ std::map<std::string, double> Trainer::evaluate(const std::string& split, const 
   data::Loader loader(dataset, std::make_shared<data::SequentialSampler>(dataset->size()), lo);
   loader.start_epoch(0);
   const auto amp = parse_amp(options_.amp);
-  torch::Tensor shown;  // the first batch's images, for log_images
+  // The first batch's images for log_images, with its multi-label truth and predictions if any.
+  torch::Tensor shown, shown_truth, shown_predicted;
   while (auto batch = loader.next()) {
     if (!shown.defined() && options_.log_images > 0 && batch->fields.contains("image"))
       shown = batch->fields.at("image");
     const data::Batch b = batch->to(device_);
     AutocastGuard autocast(device_, amp);
     const TensorDict outputs = model_->forward(b);
+    if (shown.defined() && !shown_truth.defined() && outputs.contains("logits") && b.fields.contains("labels") &&
+        outputs.at("logits").sizes() == b.fields.at("labels").sizes()) {
+      shown_truth = b.fields.at("labels").to(torch::kCPU, torch::kFloat).clone();
+      if (b.fields.contains("label_mask")) shown_truth.masked_fill_(b.fields.at("label_mask").to(torch::kCPU) < 0.5, -1);
+      shown_predicted = (torch::sigmoid(outputs.at("logits").to(torch::kFloat)) >= 0.5).to(torch::kCPU);
+    }
     for (auto& m : metrics_) m->update(outputs, b);
     if (rows) write_prediction_rows(rows, header, outputs, b);
   }
@@ -457,7 +474,9 @@ std::map<std::string, double> Trainer::evaluate(const std::string& split, const 
     std::map<std::string, double> plain;
     for (const auto& [name, value] : results) plain[name.substr(split.size() + 1)] = value;
     log_scalars(split, plain);
-    if (shown.defined() && mode_ != Mode::evaluate) log_image_grid(split + "/inputs", shown);
+    if (shown.defined() && mode_ != Mode::evaluate) log_png(split + "/inputs", image_grid_png(shown, options_.log_images));
+    if (shown_truth.defined())
+      log_png(split + "/labels", labelled_grid_png(shown, shown_truth, shown_predicted, dataset->label_names(), options_.log_images));
   }
   return results;
 }
@@ -487,12 +506,12 @@ bool Trainer::improves_with(const std::map<std::string, double>& results) {
   return better;
 }
 
-void Trainer::log_image_grid(const std::string& tag, const torch::Tensor& images) {
-  const Png png = image_grid_png(images, options_.log_images);
+void Trainer::log_png(const std::string& tag, const Png& png) {
   if (events_) events_->add_image(tag, png.bytes, png.height, png.width, png.channels, step_);
   std::string name = tag;
   std::replace(name.begin(), name.end(), '/', '_');
-  const fs::path file = run_dir_ / "visuals" / fmt::format("{}_step{}.png", name, step_);
+  const fs::path file = mode_ == Mode::evaluate ? run_dir_ / "eval" / (name + ".png")
+                                                : run_dir_ / "visuals" / fmt::format("{}_step{}.png", name, step_);
   fs::create_directories(file.parent_path());
   write_file_atomic(file, png.bytes);
 }

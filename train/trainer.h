@@ -65,6 +65,8 @@ enum class Mode {
   evaluate,  // no training state, no run files: load weights with load_weights(), then evaluate()
 };
 
+struct Png;
+
 class Trainer {
  public:
   // `run_dir` holds config.yaml, log.txt, metrics.csv, events, checkpoints/.
@@ -91,7 +93,8 @@ class Trainer {
   void save_checkpoint(bool is_best);
   void restore(const std::filesystem::path& checkpoint);
   void log_scalars(const std::string& prefix, const std::map<std::string, double>& values);
-  void log_image_grid(const std::string& tag, const torch::Tensor& images);  // TensorBoard + visuals/
+  // A picture to TensorBoard and visuals/<tag>_step<N>.png (facet eval: eval/<tag>.png).
+  void log_png(const std::string& tag, const Png& png);
   // Records `results` against train.best_metric; true when they are the best so far.
   bool improves_with(const std::map<std::string, double>& results);
   void ema_update();

@@ -1,4 +1,5 @@
 #include "core/config.h"
+#include "models/model.h"
 #include "train/optimizer.h"
 #include "train/schedule.h"
 
@@ -22,6 +23,35 @@ struct TwoPartNet : torch::nn::Module {
   torch::nn::Sequential backbone;
   torch::nn::Linear head{nullptr};
 };
+
+TEST(Optimizer, LayerDecayScalesEachDepthsLearningRate) {
+  // A 2-block ViT: ids 0 (embeddings), 1, 2 (blocks), 3 (final norm and head).
+  auto vit = models::model_registry().create(
+      Config::parse("{name: vit, image_size: 32, patch_size: 16, embed_dim: 32, depth: 2, num_heads: 2, num_classes: 3}"));
+  const auto groups = make_param_groups(Config::parse("{name: adamw, lr: 0.8, weight_decay: 0.05, layer_decay: 0.5, "
+                                                      "no_decay: ['*cls_token', '*pos_embed']}"),
+                                        *vit);
+  std::map<std::string, double> lr_of;
+  for (const auto& g : groups)
+    for (const auto& [name, p] : vit->named_parameters().pairs())
+      for (const auto& q : g.params)
+        if (q.is_same(p)) lr_of[name] = g.lr;
+  EXPECT_DOUBLE_EQ(lr_of.at("vit.cls_token"), 0.1);
+  EXPECT_DOUBLE_EQ(lr_of.at("vit.patch_embed.proj.weight"), 0.1);
+  EXPECT_DOUBLE_EQ(lr_of.at("vit.blocks.0.attn.qkv.weight"), 0.2);
+  EXPECT_DOUBLE_EQ(lr_of.at("vit.blocks.1.mlp.fc2.bias"), 0.4);
+  EXPECT_DOUBLE_EQ(lr_of.at("vit.norm.weight"), 0.8);
+  EXPECT_DOUBLE_EQ(lr_of.at("head.weight"), 0.8);
+  for (const auto& g : groups)
+    if (g.label.find("(no decay)") != std::string::npos) EXPECT_EQ(g.weight_decay, 0.0) << g.label;
+  TwoPartNet plain;
+  try {
+    make_param_groups(Config::parse("{name: sgd, lr: 0.1, layer_decay: 0.5}", "o.yaml"), plain);
+    FAIL();
+  } catch (const Error& e) {
+    EXPECT_THAT(e.what(), HasSubstr("o.yaml:1: layer_decay: this model has no layer depths"));
+  }
+}
 
 TEST(Optimizer, GlobMatch) {
   EXPECT_TRUE(glob_match("backbone.*", "backbone.0.weight"));
@@ -80,7 +110,7 @@ TEST(Optimizer, SgdNesterovMatchesHandComputedUpdate) {
 }
 
 TEST(Schedule, CosineWithWarmup) {
-  auto s = schedule_registry().create(Config::parse("name: cosine\nwarmup_steps: 10\nwarmup_factor: 0.0"), 110);
+  auto s = schedule_registry().create(Config::parse("name: cosine\nwarmup_steps: 10\nwarmup_factor: 0.0"), ScheduleSpan{110});
   EXPECT_DOUBLE_EQ(s->factor(0), 0.0);
   EXPECT_NEAR(s->factor(5), 0.5, 1e-12);
   EXPECT_NEAR(s->factor(10), 1.0, 1e-12);
@@ -89,20 +119,40 @@ TEST(Schedule, CosineWithWarmup) {
 }
 
 TEST(Schedule, MultistepPolyConstant) {
-  auto m = schedule_registry().create(Config::parse("name: multistep\nmilestones: [3, 6]\ngamma: 0.5"), 10);
+  auto m = schedule_registry().create(Config::parse("name: multistep\nmilestones: [3, 6]\ngamma: 0.5"), ScheduleSpan{10});
   EXPECT_DOUBLE_EQ(m->factor(2), 1.0);
   EXPECT_DOUBLE_EQ(m->factor(3), 0.5);
   EXPECT_DOUBLE_EQ(m->factor(9), 0.25);
-  auto p = schedule_registry().create(Config::parse("name: poly\npower: 2"), 10);
+  auto p = schedule_registry().create(Config::parse("name: poly\npower: 2"), ScheduleSpan{10});
   EXPECT_NEAR(p->factor(5), 0.25, 1e-12);
-  auto c = schedule_registry().create(Config::parse("name: constant"), 10);
+  auto c = schedule_registry().create(Config::parse("name: constant"), ScheduleSpan{10});
   EXPECT_DOUBLE_EQ(c->factor(7), 1.0);
+}
+
+TEST(Schedule, EpochKeysUseTheStepsPerEpoch) {
+  // JAA-Net: x0.3 every 2 epochs; here an epoch is 10 optimiser steps.
+  auto s = schedule_registry().create(Config::parse("name: step\nstep_epochs: 2\ngamma: 0.3"), ScheduleSpan{120, 10});
+  EXPECT_DOUBLE_EQ(s->factor(19), 1.0);
+  EXPECT_DOUBLE_EQ(s->factor(20), 0.3);
+  EXPECT_NEAR(s->factor(45), 0.09, 1e-12);
+  auto w = schedule_registry().create(Config::parse("name: cosine\nwarmup_epochs: 0.5\nwarmup_factor: 0.0"), ScheduleSpan{105, 10});
+  EXPECT_NEAR(w->factor(0), 0.0, 1e-12);
+  EXPECT_NEAR(w->factor(5), 1.0, 1e-12);  // warm-up over 5 steps, then the cosine starts
+  auto m = schedule_registry().create(Config::parse("name: multistep\nmilestone_epochs: [1.5]"), ScheduleSpan{100, 10});
+  EXPECT_DOUBLE_EQ(m->factor(14), 1.0);
+  EXPECT_DOUBLE_EQ(m->factor(15), 0.1);
+  try {
+    schedule_registry().create(Config::parse("name: step\nstep_epochs: 2", "s.yaml"), ScheduleSpan{100});
+    FAIL();
+  } catch (const Error& e) {
+    EXPECT_THAT(e.what(), HasSubstr("s.yaml:2: step_epochs: epochs are unknown here"));
+  }
 }
 
 TEST(Schedule, AppliesToEveryGroup) {
   auto a = torch::zeros({1}, torch::requires_grad()), b = torch::zeros({1}, torch::requires_grad());
   auto opt = optimizer_registry().create(Config::parse("name: sgd\nlr: 1"), {{"a", {a}, 1.0, 0}, {"b", {b}, 0.1, 0}});
-  auto s = schedule_registry().create(Config::parse("name: multistep\nmilestones: [1]"), 5);
+  auto s = schedule_registry().create(Config::parse("name: multistep\nmilestones: [1]"), ScheduleSpan{5});
   apply_learning_rates(*opt, {1.0, 0.1}, *s, 1);
   EXPECT_DOUBLE_EQ(opt->param_groups()[0].options().get_lr(), 0.1);
   EXPECT_NEAR(opt->param_groups()[1].options().get_lr(), 0.01, 1e-15);

@@ -6,10 +6,67 @@
 #include "tools/cli/commands.h"
 #include "train/trainer.h"
 
+#include <algorithm>
+
 namespace facet::cli {
 namespace fs = std::filesystem;
 
 namespace {
+
+// "AU2" < "AU10" (digits compared as numbers); "mean" last.
+bool natural_less(const std::string& a, const std::string& b) {
+  if ((a == "mean") != (b == "mean")) return b == "mean";
+  size_t i = 0, j = 0;
+  while (i < a.size() && j < b.size()) {
+    if (std::isdigit(static_cast<unsigned char>(a[i])) && std::isdigit(static_cast<unsigned char>(b[j]))) {
+      size_t ie = i, je = j;
+      while (ie < a.size() && std::isdigit(static_cast<unsigned char>(a[ie]))) ++ie;
+      while (je < b.size() && std::isdigit(static_cast<unsigned char>(b[je]))) ++je;
+      const auto x = std::stoll(a.substr(i, ie - i)), y = std::stoll(b.substr(j, je - j));
+      if (x != y) return x < y;
+      i = ie, j = je;
+    } else {
+      if (a[i] != b[j]) return a[i] < b[j];
+      ++i, ++j;
+    }
+  }
+  return a.size() - i < b.size() - j;
+}
+
+// Metrics named <family>/<label> that share their labels (per-AU F1, its all-positive baseline,
+// prediction rates) as one table: a row per label, a column per family. Printed and written as CSV.
+void print_label_table(const std::map<std::string, double>& results, const std::string& split, const fs::path& csv) {
+  std::map<std::string, std::map<std::string, double>> families;  // family -> label -> value
+  for (const auto& [key, value] : results) {
+    const std::string name = key.substr(split.size() + 1);
+    const size_t cut = name.rfind('/');
+    if (cut != std::string::npos) families[name.substr(0, cut)][name.substr(cut + 1)] = value;
+  }
+  std::vector<std::string> columns, labels;
+  for (const auto& [family, values] : families)
+    if (values.size() >= 3) {
+      columns.push_back(family);
+      for (const auto& [label, v] : values)
+        if (std::find(labels.begin(), labels.end(), label) == labels.end()) labels.push_back(label);
+    }
+  if (columns.empty()) return;
+  std::sort(labels.begin(), labels.end(), natural_less);
+  std::string text = fmt::format("\n{:<20}", "label"), table = "label";
+  for (const auto& c : columns) text += fmt::format(" {:>16}", c), table += "," + c;
+  text += "\n", table += "\n";
+  for (const auto& label : labels) {
+    text += fmt::format("{:<20}", label), table += label;
+    for (const auto& c : columns) {
+      const auto& values = families[c];
+      const auto it = values.find(label);
+      text += it == values.end() ? fmt::format(" {:>16}", "-") : fmt::format(" {:>16.4f}", it->second);
+      table += it == values.end() ? "," : fmt::format(",{:.6f}", it->second);
+    }
+    text += "\n", table += "\n";
+  }
+  fmt::print("{}", text);
+  write_file_atomic(csv, table);
+}
 
 struct EvalArgs {
   std::string target, config, split, checkpoint = "best";
@@ -46,6 +103,7 @@ void run_eval(const EvalArgs& args) {
     table += fmt::format("{},{:.6f}\n", name, value);
   }
   write_file_atomic(out / (split + "_metrics.csv"), table);
+  print_label_table(results, split, out / (split + "_per_label.csv"));
   log::info("wrote {} and {}", (out / (split + "_metrics.csv")).string(), (out / (split + "_predictions.csv")).string());
 }
 

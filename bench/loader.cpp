@@ -1,5 +1,6 @@
 // Data-loading throughput of Facet's Loader (worker threads) on a BP4D-format folder of JPEG
-// frames: decode, resize to 200, random 176 crop, horizontal flip, normalise, collate batches.
+// frames: decode, resize to 200 (the reader's image_size, done on the 8-bit frame), random 176
+// crop, horizontal flip, normalise, collate batches.
 // bench/loader.py does the same work with PyTorch's DataLoader (worker processes) and torchvision.
 // Prints one JSON line; the first epoch warms the page cache and is not timed.
 //   loader_bench --root DIR [--workers 2] [--batch 32] [--epochs 2]
@@ -35,8 +36,8 @@ name: bp4d
 root: {}
 fold: 1
 landmarks_dir: ""
+image_size: 200
 transforms:
-  - {{name: resize, size: 200}}
   - {{name: random_crop, size: 176}}
   - {{name: random_hflip, p: 0.5}}
   - {{name: normalize, mean: [127.5, 127.5, 127.5], std: [127.5, 127.5, 127.5]}}

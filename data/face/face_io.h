@@ -51,8 +51,8 @@ LandmarkTrack read_landmarks(const std::filesystem::path& path);
 void write_landmark_line(std::ostream& out, int64_t frame, const std::vector<float>& xy);
 
 // Decodes a colour frame to float32 [3, H, W] RGB in 0..255. With `size` > 0 the frame is resized
-// to size x size (area interpolation when shrinking) and `landmarks` ([K, 2], may be undefined) is
-// scaled the same way. Errors name the file.
+// to size x size (8-bit frames: antialiased bilinear, as torchvision's Resize(antialias=True)) and
+// `landmarks` ([K, 2], may be undefined) is scaled the same way. Errors name the file.
 torch::Tensor read_frame(const std::filesystem::path& path, int64_t size, torch::Tensor* landmarks);
 
 }  // namespace facet::data::face

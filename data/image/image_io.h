@@ -4,6 +4,7 @@
 
 #include "data/image/dicom.h"
 
+#include <opencv2/core.hpp>
 #include <torch/torch.h>
 
 #include <filesystem>
@@ -14,6 +15,13 @@ namespace facet::data::image {
 // values 0..255, 16-bit 0..65535. DICOM (by extension .dcm/.dicom or the DICM magic) through
 // read_dicom with `dicom`. Errors name the file: missing, empty, truncated or undecodable.
 torch::Tensor read_image(const std::filesystem::path& path, const DicomReadOptions& dicom = {});
+
+// PNG/JPEG/TIFF/BMP as an OpenCV image in RGB (or grey) order, 8 or 16 bits, for readers that
+// resize before converting to float. Same errors as read_image.
+cv::Mat read_image_mat(const std::filesystem::path& path);
+
+// [C, H, W] float32 from an 8- or 16-bit OpenCV image (channels in the Mat's order).
+torch::Tensor mat_to_chw(const cv::Mat& image);
 
 // Whether read_image treats `path` as DICOM.
 bool is_dicom_path(const std::filesystem::path& path);

@@ -30,18 +30,22 @@ class Normalize : public Transform {
     if (mean_.numel() != std_.numel())
       fail("{}: {}: mean and std must have the same length", c.where("std"), c.prefix());
     if ((std_ <= 0).any().item<bool>()) fail("{}: {}.std: every value must be positive", c.where("std"), c.prefix());
+    scale_ = 1 / std_;
+    shift_ = -mean_ / std_;
   }
   void apply(Sample& s, at::Generator&) const override {
     if (!s.fields.contains(field_)) fail("{}: normalize: the sample has no field \"{}\"", s.id, field_);
     auto& x = s.fields[field_];
     if (mean_.numel() != 1 && x.size(0) != mean_.numel())
       fail("{}: normalize: field \"{}\" has {} channels, mean/std have {}", s.id, field_, x.size(0), mean_.numel());
-    x = (x.to(torch::kFloat) - mean_.view(channel_shape(x))) / std_.view(channel_shape(x));
+    // One pass: x * (1 / std) + (-mean / std).
+    const auto shape = channel_shape(x);
+    x = torch::addcmul(shift_.view(shape), x.to(torch::kFloat), scale_.view(shape));
   }
 
  private:
   std::string field_;
-  torch::Tensor mean_, std_;
+  torch::Tensor mean_, std_, scale_, shift_;
 };
 
 // CT windowing: Hounsfield units clipped to [lo, hi] and mapped to [0, scale]. Several windows

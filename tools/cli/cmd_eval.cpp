@@ -7,6 +7,7 @@
 #include "train/trainer.h"
 
 #include <algorithm>
+#include <set>
 
 namespace facet::cli {
 namespace fs = std::filesystem;
@@ -34,8 +35,10 @@ bool natural_less(const std::string& a, const std::string& b) {
 }
 
 // Metrics named <family>/<label> that share their labels (per-AU F1, its all-positive baseline,
-// prediction rates) as one table: a row per label, a column per family. Printed and written as CSV.
-void print_label_table(const std::map<std::string, double>& results, const std::string& split, const fs::path& csv) {
+// prediction rates) as one table: a row per label, a column per family. Printed and written as CSV;
+// returns the result keys it showed.
+std::set<std::string> print_label_table(const std::map<std::string, double>& results, const std::string& split,
+                                        const fs::path& csv) {
   std::map<std::string, std::map<std::string, double>> families;  // family -> label -> value
   for (const auto& [key, value] : results) {
     const std::string name = key.substr(split.size() + 1);
@@ -49,7 +52,7 @@ void print_label_table(const std::map<std::string, double>& results, const std::
       for (const auto& [label, v] : values)
         if (std::find(labels.begin(), labels.end(), label) == labels.end()) labels.push_back(label);
     }
-  if (columns.empty()) return;
+  if (columns.empty()) return {};
   std::sort(labels.begin(), labels.end(), natural_less);
   std::string text = fmt::format("\n{:<20}", "label"), table = "label";
   for (const auto& c : columns) text += fmt::format(" {:>16}", c), table += "," + c;
@@ -66,6 +69,10 @@ void print_label_table(const std::map<std::string, double>& results, const std::
   }
   fmt::print("{}", text);
   write_file_atomic(csv, table);
+  std::set<std::string> shown;
+  for (const auto& c : columns)
+    for (const auto& [label, v] : families[c]) shown.insert(split + "/" + c + "/" + label);
+  return shown;
 }
 
 struct EvalArgs {
@@ -97,13 +104,13 @@ void run_eval(const EvalArgs& args) {
   const fs::path out = run_dir / "eval";
   const auto results = evaluator.evaluate(split, out / (split + "_predictions.csv"));
   std::string table = "metric,value\n";
-  fmt::print("{:<28} {}\n", "metric", "value");
-  for (const auto& [name, value] : results) {
-    fmt::print("{:<28} {:.4f}\n", name, value);
-    table += fmt::format("{},{:.6f}\n", name, value);
-  }
+  for (const auto& [name, value] : results) table += fmt::format("{},{:.6f}\n", name, value);
   write_file_atomic(out / (split + "_metrics.csv"), table);
-  print_label_table(results, split, out / (split + "_per_label.csv"));
+  // Per-label families as a table, the other metrics as a list.
+  const auto tabled = print_label_table(results, split, out / (split + "_per_label.csv"));
+  fmt::print("\n{:<28} {}\n", "metric", "value");
+  for (const auto& [name, value] : results)
+    if (!tabled.count(name)) fmt::print("{:<28} {:.4f}\n", name, value);
   log::info("wrote {} and {}", (out / (split + "_metrics.csv")).string(), (out / (split + "_predictions.csv")).string());
 }
 

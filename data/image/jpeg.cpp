@@ -1,0 +1,85 @@
+#include "data/image/jpeg.h"
+
+#include "core/error.h"
+
+#include <csetjmp>
+#include <cstdio>
+#include <fstream>
+#include <string>
+#include <vector>
+
+#include <jpeglib.h>
+#include <jerror.h>
+
+namespace facet::data::image {
+namespace fs = std::filesystem;
+
+namespace {
+
+// libjpeg reports errors through error_exit, which must not return: jump back to decode().
+struct ErrorManager {
+  jpeg_error_mgr pub;
+  std::jmp_buf jump;
+  char message[JMSG_LENGTH_MAX] = {};
+  bool truncated = false;  // premature end of data: a warning for libjpeg, an error for us
+};
+
+void on_error(j_common_ptr cinfo) {
+  auto* e = reinterpret_cast<ErrorManager*>(cinfo->err);
+  (*cinfo->err->format_message)(cinfo, e->message);
+  std::longjmp(e->jump, 1);
+}
+
+void on_message(j_common_ptr cinfo, int level) {
+  auto* e = reinterpret_cast<ErrorManager*>(cinfo->err);
+  if (level < 0 && (cinfo->err->msg_code == JWRN_JPEG_EOF || cinfo->err->msg_code == JWRN_HIT_MARKER)) e->truncated = true;
+}
+
+// The decode proper, free of objects with destructors between setjmp and longjmp.
+bool decode(const std::vector<unsigned char>& bytes, cv::Mat& out, ErrorManager& err) {
+  jpeg_decompress_struct cinfo;
+  cinfo.err = jpeg_std_error(&err.pub);
+  err.pub.error_exit = on_error;
+  err.pub.emit_message = on_message;
+  if (setjmp(err.jump)) {
+    jpeg_destroy_decompress(&cinfo);
+    return false;
+  }
+  jpeg_create_decompress(&cinfo);
+  jpeg_mem_src(&cinfo, bytes.data(), static_cast<unsigned long>(bytes.size()));
+  jpeg_read_header(&cinfo, TRUE);
+  cinfo.out_color_space = cinfo.num_components == 1 ? JCS_GRAYSCALE : JCS_RGB;
+  jpeg_start_decompress(&cinfo);
+  out.create(static_cast<int>(cinfo.output_height), static_cast<int>(cinfo.output_width),
+             cinfo.output_components == 1 ? CV_8UC1 : CV_8UC3);
+  while (cinfo.output_scanline < cinfo.output_height) {
+    JSAMPROW row = out.ptr<unsigned char>(static_cast<int>(cinfo.output_scanline));
+    jpeg_read_scanlines(&cinfo, &row, 1);
+  }
+  jpeg_finish_decompress(&cinfo);
+  jpeg_destroy_decompress(&cinfo);
+  return true;
+}
+
+}  // namespace
+
+bool is_jpeg(const fs::path& path) {
+  std::ifstream in(path, std::ios::binary);
+  unsigned char head[2] = {};
+  return in.read(reinterpret_cast<char*>(head), 2) && head[0] == 0xFF && head[1] == 0xD8;
+}
+
+cv::Mat decode_jpeg(const fs::path& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) fail("{}: no such image file", path.string());
+  const std::vector<unsigned char> bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  if (bytes.size() < 2 || bytes[0] != 0xFF || bytes[1] != 0xD8) fail("{}: not a JPEG file", path.string());
+  ErrorManager err;
+  cv::Mat out;
+  if (!decode(bytes, out, err)) fail("{}: cannot decode the JPEG ({})", path.string(), err.message);
+  if (err.truncated) fail("{}: truncated JPEG (premature end of data)", path.string());
+  if (out.channels() != 1 && out.channels() != 3) fail("{}: JPEG with {} components", path.string(), out.channels());
+  return out;
+}
+
+}  // namespace facet::data::image

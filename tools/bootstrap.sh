@@ -22,7 +22,7 @@ debian_packages=(
   libdcmtk-dev libgtest-dev libgmock-dev libbenchmark-dev libsentencepiece-dev
   libgloo-dev                       # the torch wheel ships no gloo headers; see cmake/FacetTorch.cmake
   libdlib-dev libdlib-data          # face detection + the 68-point landmark model (facet data align)
-  zlib1g-dev
+  zlib1g-dev libjpeg62-turbo-dev  # libjpeg-turbo: JPEG decoding straight to RGB (data/image/jpeg.cpp)
 )
 missing=()
 for p in "${debian_packages[@]}"; do

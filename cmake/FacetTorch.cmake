@@ -36,11 +36,18 @@ target_link_libraries(facet_torch INTERFACE ${TORCH_LIBRARIES})
 # The wheel ships fmt 12 headers in torch/include, which shadow Debian's fmt 9. Use them, header-only,
 # so that headers and code agree and Debian's libfmt is never linked.
 target_compile_definitions(facet_torch INTERFACE FMT_HEADER_ONLY)
-# libtorch.so exports a statically linked copy of parts of a newer libstdc++ (std::filesystem,
-# std::chrono::tzdb, ...). Whichever library comes first in DT_NEEDED wins symbol lookup, and
-# libtorch's copy crashes when called from our code (remove_all jumps to a null pointer). Put the
-# system libstdc++ first.
-target_link_options(facet_torch INTERFACE "LINKER:--push-state,--no-as-needed" "-lstdc++" "LINKER:--pop-state")
+# Whichever library comes first in DT_NEEDED wins symbol lookup, so two libraries go ahead of all
+# others, in one --no-as-needed bracket (CMake de-duplicates repeated link options, which would
+# split two brackets):
+# - the system libstdc++: libtorch.so exports a statically linked copy of parts of a newer one
+#   (std::filesystem, std::chrono::tzdb, ...) that crashes when called from our code (remove_all
+#   jumps to a null pointer);
+# - libtorch_cpu: it exports the optimised sgemm_ / dgemm_ its CPU matmuls call, and dlib (data/)
+#   brings Debian's reference libblas in ahead of torch, which would then take every Linear and
+#   attention matmul on the CPU (measured 15x slower for a small ViT). dlib's own calls get
+#   torch's BLAS too; the Fortran BLAS ABI is the same.
+target_link_options(facet_torch INTERFACE
+  "LINKER:--push-state,--no-as-needed" "-lstdc++" "$<TARGET_FILE:torch_cpu>" "LINKER:--pop-state")
 if(FACET_WITH_CUDA)
   # Keep libtorch_cuda in the link even though no symbol of ours references it; otherwise
   # --as-needed drops it and torch::cuda::is_available() is false at run time.

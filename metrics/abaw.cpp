@@ -16,14 +16,19 @@ namespace {
 class AbawMtl : public Metric {
  public:
   explicit AbawMtl(const Config& c) {
-    auto part = [&](const std::string& key, const std::string& name, const std::string& defaults) {
-      Config node = c.has(key) ? c.at(key) : Config::parse(defaults, c.where());
+    // Each part: the user's node (or an empty one) with the ABAW output names as defaults.
+    auto part = [&](const std::string& key, const std::string& name,
+                    const std::vector<std::pair<std::string, std::string>>& defaults) {
+      Config node = c.has(key) ? c.at(key) : Config::parse("{}", c.where());
+      for (const auto& [k, v] : defaults)
+        if (!node.has(k)) node.set(k, v, "abaw_mtl default");
       node.set("name", name, "abaw_mtl");
       return metric_registry().create(node);
     };
-    va_ = part("va", "ccc", "{}");
-    expression_ = part("expression", "classification", "{logits: expression_logits, target: expression, num_classes: 8}");
-    au_ = part("au", "multilabel_f1", "{logits: au_logits}");
+    va_ = part("va", "ccc", {});
+    expression_ = part("expression", "classification",
+                       {{"logits", "expression_logits"}, {"target", "expression"}, {"num_classes", "8"}});
+    au_ = part("au", "multilabel_f1", {{"logits", "au_logits"}});
   }
 
   void prepare(const data::Dataset& eval) override {

@@ -132,11 +132,11 @@ TEST(Emma, VaHeadReadsTheDanAndViTLogitsInTheReleasesOrder) {
   const TensorDict out = emma.forward(b);
   // va = va_head(cat(dan_logits, expression_logits, au_logits)).
   const auto concat = torch::cat({out.at("dan_logits"), out.at("expression_logits"), out.at("au_logits")}, 1);
-  auto* va_head = emma.named_modules()["va_head"]->as<torch::nn::Sequential>();
+  auto* va_head = emma.named_modules("", /*include_self=*/false)["va_head"]->as<torch::nn::Sequential>();
   ASSERT_NE(va_head, nullptr);
   EXPECT_TRUE(torch::allclose(va_head->forward(concat), out.at("va"), 1e-5, 1e-6));
   // The expression and AU logits are the ViT head's 20 outputs, in that order.
-  auto* vit_head = emma.named_modules()["vit.head"]->as<torch::nn::Sequential>();
+  auto* vit_head = emma.named_modules("", /*include_self=*/false)["vit.head"]->as<torch::nn::Sequential>();
   const auto logits = vit_head->forward(emma.vit()->forward(b.fields.at("image")));
   EXPECT_TRUE(torch::allclose(logits, torch::cat({out.at("expression_logits"), out.at("au_logits")}, 1), 1e-5, 1e-6));
   // Without the DAN the VA head reads the 20 ViT logits.

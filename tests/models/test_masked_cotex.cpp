@@ -92,7 +92,7 @@ TEST(MaskedCotex, EachViewSeesItsOwnRandomTokensInTrainingAndAllTokensInEvaluati
   EXPECT_FALSE(torch::equal(masks[0][0], masks[0][1]));  // per sample too
   // Each view's logits are its ViT on exactly the tokens its mask keeps: the CLS output does not
   // depend on the kept tokens' order, so noise = mask reproduces the view.
-  auto heads = model.named_modules();
+  auto heads = model.named_modules("", /*include_self=*/false);
   for (size_t v = 0; v < 2; ++v) {
     torch::NoGradGuard no_grad;
     const ViTTokens t = model.view(v)->forward_tokens(image, 0.75, masks[static_cast<int64_t>(v)].clone());
@@ -170,32 +170,38 @@ TEST(MaskedCotex, CheckpointsAreSharedOutAmongViews) {
 TEST(MaskedCotex, OverfitsOneBatchWithMaskedViews) {
   // Reduced ViTs (see tiny); half of the 64 tokens dropped per view in training. Loss as the
   // release: mean CE over the views + 100 x JS between them (JS written out here; its exact value
-  // is checked in tests/train).
+  // is checked in tests/train). Fresh masks every step keep the training loss noisy, so the
+  // verdict is the loss with all tokens at the end, plus the masked loss of the last steps.
   torch::manual_seed(0);
   MaskedCotex model(tiny(0.5));
   const data::Batch b = image_batch(12, 64, 7);
   const torch::Tensor& target = b.fields.at("label");
-  torch::optim::Adam adam(model.parameters(), torch::optim::AdamOptions(1e-3));
-  model.train();
-  float first = 0, last = 0;
-  for (int step = 0; step < 150; ++step) {
-    adam.zero_grad();
-    const torch::Tensor views = model.forward(b).at("view_logits");  // [2, B, 6]
+  auto loss_of = [&](const torch::Tensor& views) {  // views [2, B, 6]
     const torch::Tensor ce = torch::cross_entropy_loss(views.flatten(0, 1), target.repeat({2}));
     const torch::Tensor p = torch::softmax(views, -1), m = p.mean(0, true).clamp_min(1e-4);
-    const torch::Tensor js = (p * (p.clamp_min(1e-4).log() - m.log())).mean({1, 2}).mean();
-    const torch::Tensor loss = ce + 100 * js;
+    return ce + 100 * (p * (p.clamp_min(1e-4).log() - m.log())).mean({1, 2}).mean();
+  };
+  torch::optim::Adam adam(model.parameters(), torch::optim::AdamOptions(1e-3));
+  model.train();
+  float first = 0, tail = 0;
+  const int steps = 300;
+  for (int step = 0; step < steps; ++step) {
+    adam.zero_grad();
+    const torch::Tensor loss = loss_of(model.forward(b).at("view_logits"));
     loss.backward();
     adam.step();
     if (step == 0) first = loss.item<float>();
-    last = loss.item<float>();
+    if (step >= steps - 10) tail += loss.item<float>() / 10;
   }
   model.eval();
   torch::NoGradGuard no_grad;
-  const auto correct = (model.forward(b).at("logits").argmax(1) == target).sum().item<int64_t>();
-  std::printf("Masked CoTEX overfit: loss %.4f -> %.4f in 150 steps, %lld/12 correct with all tokens\n", first, last,
-              static_cast<long long>(correct));
-  EXPECT_LT(last, 0.1);
+  const TensorDict out = model.forward(b);
+  const float full = loss_of(out.at("view_logits")).item<float>();
+  const auto correct = (out.at("logits").argmax(1) == target).sum().item<int64_t>();
+  std::printf("Masked CoTEX overfit: loss %.4f -> %.4f (masked, last 10 steps), %.4f with all tokens, %lld/12 correct\n",
+              first, tail, full, static_cast<long long>(correct));
+  EXPECT_LT(full, 0.05);
+  EXPECT_LT(tail, first / 10);
   EXPECT_EQ(correct, 12);
 }
 

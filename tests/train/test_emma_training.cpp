@@ -154,7 +154,9 @@ TEST(EmmaRecipe, OptimiserGroupsFollowTheReleasedRecipe) {
   for (const auto& g : groups)
     for (const auto& p : g.params)
       for (const auto& item : params)
-        if (item.value().is_same(p)) EXPECT_NE(item.key().rfind("cnn.", 0), 0u) << "the frozen DAN is in " << g.label;
+        if (item.value().is_same(p)) {
+          EXPECT_NE(item.key().rfind("cnn.", 0), 0u) << "the frozen DAN is in " << g.label;
+        }
   EXPECT_NEAR(group_of("vit.pos_embed").lr, lr * std::pow(0.65, 13), 1e-12);
   EXPECT_EQ(group_of("vit.pos_embed").weight_decay, 0.0);
   EXPECT_EQ(group_of("vit.cls_token").weight_decay, 0.0);

@@ -103,7 +103,8 @@ class CtWindow : public Transform {
 
 // Random brightness, contrast and saturation factors in [1 - v, 1 + v], applied in that order
 // (fixed, unlike torchvision's random order, so that a run is easy to reason about), clamped to
-// [0, max_value]. Saturation needs three channels and is skipped on grey images.
+// [0, max_value]. Saturation needs three channels and is skipped on grey images. With p < 1 the
+// jitter applies to that share of samples (torchvision's RandomApply, as in EMMA's recipe).
 class ColorJitter : public Transform {
  public:
   explicit ColorJitter(const Config& c)
@@ -111,11 +112,15 @@ class ColorJitter : public Transform {
         brightness_(c.get<double>("brightness", 0.0)),
         contrast_(c.get<double>("contrast", 0.0)),
         saturation_(c.get<double>("saturation", 0.0)),
-        max_value_(c.get<double>("max_value", 255.0)) {
+        max_value_(c.get<double>("max_value", 255.0)),
+        p_(c.get<double>("p", 1.0)) {
     for (const auto& [key, v] : {std::pair{"brightness", brightness_}, {"contrast", contrast_}, {"saturation", saturation_}})
       if (v < 0 || v > 1) fail("{}: {}.{}: expected a value in [0, 1], got {}", c.where(key), c.prefix(), key, v);
+    if (p_ < 0 || p_ > 1) fail("{}: {}.p: expected a probability in [0, 1], got {}", c.where("p"), c.prefix(), p_);
   }
   void apply(Sample& s, at::Generator& g) const override {
+    // Drawn only when p < 1, so configs without p keep their random stream.
+    if (p_ < 1 && torch::rand({1}, g, torch::TensorOptions().dtype(torch::kDouble)).item<double>() >= p_) return;
     const auto factors = 1.0 + (torch::rand({3}, g, torch::TensorOptions().dtype(torch::kDouble)) * 2 - 1) *
                                    torch::tensor({brightness_, contrast_, saturation_}, torch::kDouble);
     torch::Tensor& field = image_field(s, field_, "color_jitter");
@@ -135,7 +140,7 @@ class ColorJitter : public Transform {
 
  private:
   std::string field_;
-  double brightness_, contrast_, saturation_, max_value_;
+  double brightness_, contrast_, saturation_, max_value_, p_;
 };
 
 // x * factor (e.g. 1/255 to bring 8-bit images to [0, 1]).

@@ -45,6 +45,10 @@ class MultilabelF1 : public Metric {
     const auto count = [&](const torch::Tensor& t) { return (t & known).sum(0).to(torch::kDouble); };
     const torch::Tensor s = torch::stack({count(predicted & truth), count(predicted & ~truth), count(~predicted & truth),
                                           count(~predicted & ~truth)});  // [4, L]
+    if (counts_.defined() && counts_.size(1) != s.size(1))
+      fail("multilabel_f1: {} has {} labels, but this metric counts {} ({}); give the metric the `names` of its labels "
+           "(the evaluation set's label names are for its `labels` field)",
+           logits_, s.size(1), counts_.size(1), names_.empty() ? std::string("from an earlier batch") : fmt::format("{}", fmt::join(names_, ", ")));
     counts_ = counts_.defined() ? counts_ + s : s;
   }
 

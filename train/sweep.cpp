@@ -32,6 +32,7 @@ std::vector<std::vector<std::pair<std::string, std::string>>> expand_grid(const 
   std::vector<std::vector<std::pair<std::string, std::string>>> members{{}};
   for (const auto& key : grid.keys()) {
     const Config values = grid.child(key);
+    grid.consume(key);  // each value is read whole, nested maps and lists too
     if (!values.is_list() || values.size() == 0)
       fail("{}: grid.{}: expected a non-empty list of values", grid.where(key), key);
     std::vector<std::vector<std::pair<std::string, std::string>>> next;
@@ -75,7 +76,10 @@ SweepPlan plan_sweep(const fs::path& sweep_file, const fs::path& out_dir) {
       const Config v = list.at(i);
       std::vector<std::pair<std::string, std::string>> sets;
       for (const auto& key : v.keys())
-        if (key != "name") sets.emplace_back(key, v.child(key).dump_inline());
+        if (key != "name") {
+          sets.emplace_back(key, v.child(key).dump_inline());
+          v.consume(key);  // an override's value is read whole, nested maps and lists too
+        }
       variants.emplace_back(v.get<std::string>("name", fmt::format("variant{}", i)), std::move(sets));
     }
   } else {

@@ -100,6 +100,27 @@ void set_generator_state(at::Generator generator, const torch::Tensor& state) {
   generator.set_state(state);
 }
 
+// A metric entry with `label: NAME` reports its values as NAME/<value>, so that two metrics of the
+// same kind (multilabel_f1 for AUs and for attributes, mae for age and for pose) do not collide.
+class LabelledMetric : public metrics::Metric {
+ public:
+  LabelledMetric(std::string label, std::shared_ptr<metrics::Metric> inner) : label_(std::move(label)), inner_(std::move(inner)) {}
+  void update(const TensorDict& outputs, const data::Batch& batch) override { inner_->update(outputs, batch); }
+  std::map<std::string, double> compute() const override {
+    std::map<std::string, double> out;
+    for (const auto& [name, value] : inner_->compute()) out[label_ + "/" + name] = value;
+    return out;
+  }
+  void reset() override { inner_->reset(); }
+  void prepare(const data::Dataset& eval) override { inner_->prepare(eval); }
+  torch::Tensor state() const override { return inner_->state(); }
+  void load_state(const torch::Tensor& summed) override { inner_->load_state(summed); }
+
+ private:
+  std::string label_;
+  std::shared_ptr<metrics::Metric> inner_;
+};
+
 // One CSV row per sample: id, then every output's values (flattened), headed by name[index].
 void write_prediction_rows(std::FILE* rows, bool& header, const TensorDict& outputs, const data::Batch& batch) {
   std::vector<std::pair<std::string, torch::Tensor>> flat;
@@ -188,7 +209,12 @@ Trainer::Trainer(Config config, fs::path run_dir, Mode mode)
   loss_->prepare(*train_set_);
   if (config_.has("metrics")) {
     const Config list = config_.at("metrics");
-    for (size_t i = 0; i < list.size(); ++i) metrics_.push_back(metrics::metric_registry().create(list.at(i)));
+    for (size_t i = 0; i < list.size(); ++i) {
+      const Config entry = list.at(i);
+      const std::string label = entry.get<std::string>("label", "");
+      auto metric = metrics::metric_registry().create(entry);
+      metrics_.push_back(label.empty() ? metric : std::make_shared<LabelledMetric>(label, std::move(metric)));
+    }
   }
 
   // Optimiser and schedule.
@@ -461,7 +487,9 @@ std::map<std::string, double> Trainer::evaluate(const std::string& split, const 
       group_->allreduce_sum_(state);
       m->load_state(state);
     }
-    for (const auto& [name, value] : m->compute()) results[split + "/" + name] = value;
+    for (const auto& [name, value] : m->compute())
+      if (!results.emplace(split + "/" + name, value).second)
+        fail("metrics: two metrics report \"{}\"; give one of them a `label:` (its values become <label>/{})", name, name);
   }
   if (!ema_.empty()) swap_ema();
   model_->train();

@@ -86,7 +86,8 @@ class Crop : public Transform {
 
 // Mirror left-right with probability p. Landmarks are mirrored and their left/right indices
 // swapped (a left eye corner becomes a right one), by the built-in face schemes (68/66/49 points)
-// or an explicit `landmark_mirror` permutation.
+// or an explicit `landmark_mirror` permutation. A head pose field `pose` (yaw, pitch, roll) turns
+// and rolls the other way: yaw and roll change sign (Hopenet's flip augmentation).
 class HorizontalFlip : public Transform {
  public:
   explicit HorizontalFlip(const Config& c)
@@ -114,6 +115,11 @@ class HorizontalFlip : public Transform {
       if (static_cast<int64_t>(order.size()) != k)
         fail("{}: random_hflip: landmark_mirror has {} entries but the sample has {} landmarks", s.id, order.size(), k);
       landmarks = landmarks.index_select(0, torch::tensor(order, torch::kInt64));
+    }
+    if (s.fields.contains("pose")) {
+      torch::Tensor& pose = s.fields["pose"];
+      if (pose.size(-1) != 3) fail("{}: random_hflip: pose must be (yaw, pitch, roll), got {}", s.id, pose.sizes());
+      pose = pose * torch::tensor({-1.0f, 1.0f, -1.0f}, pose.options());
     }
     // x' = W - x; boxes swap their x1 and x2 through the corner mapping.
     map_geometry(s, cv::Matx23d(-1, 0, in.width, 0, 1, 0), in, 0.0);

@@ -1,5 +1,6 @@
 #include "core/csv.h"
 #include "core/error.h"
+#include "tests/support/scratch.h"
 
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
@@ -11,14 +12,7 @@ namespace {
 
 using ::testing::HasSubstr;
 
-std::string message_of(const std::function<void()>& fn) {
-  try {
-    fn();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "(no error)";
-}
+using test_support::message_of;
 
 TEST(Csv, QuotedFieldsCrlfBomAndColumnsByName) {
   const auto t = CsvTable::parse("\xEF\xBB\xBF" "name, box ,note\r\na,\"1, 2, 3, 4\",\"say \"\"hi\"\"\"\r\n"

@@ -8,6 +8,7 @@
 #include "data/face/face_io.h"
 #include "data/face/synth_face.h"
 #include "data/synth.h"
+#include "tests/support/scratch.h"
 
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
@@ -23,21 +24,9 @@ namespace {
 namespace fs = std::filesystem;
 using ::testing::HasSubstr;
 
-fs::path fresh_dir(const std::string& name) {
-  const fs::path dir = fs::temp_directory_path() / ("facet_test_bp4d_" + name + "_" + std::to_string(::getpid()));
-  fs::remove_all(dir);
-  fs::create_directories(dir);
-  return dir;
-}
+fs::path fresh_dir(const std::string& name) { return test_support::scratch_dir("facet_test_bp4d", name); }
 
-std::string message_of(const std::function<void()>& fn) {
-  try {
-    fn();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "(no error)";
-}
+using test_support::message_of;
 
 std::shared_ptr<Dataset> open(const fs::path& root, const std::string& split, const std::string& extra = "") {
   return dataset_registry().create(Config::parse(fmt::format("{{name: bp4d, root: {}{}}}", root.string(), extra)), split);

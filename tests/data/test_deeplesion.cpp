@@ -5,6 +5,7 @@
 #include "data/dataset.h"
 #include "data/deeplesion/deeplesion.h"
 #include "data/synth.h"
+#include "tests/support/scratch.h"
 
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
@@ -19,21 +20,9 @@ namespace {
 namespace fs = std::filesystem;
 using ::testing::HasSubstr;
 
-fs::path fresh_dir(const std::string& name) {
-  const fs::path dir = fs::temp_directory_path() / ("facet_test_deeplesion_" + name + "_" + std::to_string(::getpid()));
-  fs::remove_all(dir);
-  fs::create_directories(dir);
-  return dir;
-}
+fs::path fresh_dir(const std::string& name) { return test_support::scratch_dir("facet_test_deeplesion", name); }
 
-std::string message_of(const std::function<void()>& fn) {
-  try {
-    fn();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "(no error)";
-}
+using test_support::message_of;
 
 // Slices 1..n of series 000001_01_01, slice i filled with HU 10 * i.
 void write_series(const fs::path& root, int n, int size = 8) {

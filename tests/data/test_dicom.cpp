@@ -4,6 +4,7 @@
 #include "core/safetensors.h"
 #include "data/image/dicom.h"
 #include "data/image/image_io.h"
+#include "tests/support/scratch.h"
 
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
@@ -21,21 +22,9 @@ using ::testing::HasSubstr;
 
 const fs::path kDir = fs::path(FACET_SOURCE_DIR) / "tests/fixtures/dicom";
 
-fs::path fresh_dir(const std::string& name) {
-  const fs::path dir = fs::temp_directory_path() / ("facet_test_image_" + name + "_" + std::to_string(::getpid()));
-  fs::remove_all(dir);
-  fs::create_directories(dir);
-  return dir;
-}
+fs::path fresh_dir(const std::string& name) { return test_support::scratch_dir("facet_test_image", name); }
 
-std::string message_of(const std::function<void()>& fn) {
-  try {
-    fn();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "(no error)";
-}
+using test_support::message_of;
 
 // pydicom's pixels as [C, H, W] (monochrome goldens are [H, W], colour [H, W, 3]).
 torch::Tensor golden(const std::string& name) {

@@ -4,6 +4,7 @@
 #include "data/pack.h"
 #include "data/synth.h"
 #include "data/transform.h"
+#include "tests/support/scratch.h"
 
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
@@ -17,14 +18,7 @@ namespace {
 namespace fs = std::filesystem;
 using ::testing::HasSubstr;
 
-std::string message_of(const std::function<void()>& fn) {
-  try {
-    fn();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "(no error)";
-}
+using test_support::message_of;
 
 TEST(Pack, ReadsBackWhatTheReaderGivesAndRefusesOtherPreprocessing) {
   const fs::path dir = fs::temp_directory_path() / ("facet_test_pack_" + std::to_string(::getpid()));

@@ -6,6 +6,7 @@
 #include "data/face/synth_face.h"
 #include "data/palsy/palsy.h"
 #include "data/synth.h"
+#include "tests/support/scratch.h"
 
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
@@ -24,21 +25,9 @@ namespace {
 namespace fs = std::filesystem;
 using ::testing::HasSubstr;
 
-fs::path fresh_dir(const std::string& name) {
-  const fs::path dir = fs::temp_directory_path() / ("facet_test_palsy_" + name + "_" + std::to_string(::getpid()));
-  fs::remove_all(dir);
-  fs::create_directories(dir);
-  return dir;
-}
+fs::path fresh_dir(const std::string& name) { return test_support::scratch_dir("facet_test_palsy", name); }
 
-std::string message_of(const std::function<void()>& fn) {
-  try {
-    fn();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "(no error)";
-}
+using test_support::message_of;
 
 std::shared_ptr<Dataset> open(const fs::path& root, const std::string& split, const std::string& extra = "") {
   return dataset_registry().create(Config::parse(fmt::format("{{name: palsy, root: {}{}}}", root.string(), extra)), split);

@@ -3,6 +3,7 @@
 #include "core/config.h"
 #include "data/transform.h"
 #include "data/transforms/geometry.h"
+#include "tests/support/scratch.h"
 
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
@@ -18,14 +19,7 @@ void run(const std::string& yaml, Sample& s, uint64_t seed = 0) {
   for (const auto& t : ts) t->apply(s, g);
 }
 
-std::string message_of(const std::function<void()>& fn) {
-  try {
-    fn();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "(no error)";
-}
+using test_support::message_of;
 
 // A sample of size H x W: image = 3 channels of arange, a mask, one landmark and two boxes.
 Sample make_sample(int64_t h, int64_t w) {

@@ -5,6 +5,7 @@
 #include "data/image/dicom.h"
 #include "data/synth.h"
 #include "data/vindr_cxr/vindr_cxr.h"
+#include "tests/support/scratch.h"
 
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
@@ -21,21 +22,9 @@ namespace {
 namespace fs = std::filesystem;
 using ::testing::HasSubstr;
 
-fs::path fresh_dir(const std::string& name) {
-  const fs::path dir = fs::temp_directory_path() / ("facet_test_vindr_" + name + "_" + std::to_string(::getpid()));
-  fs::remove_all(dir);
-  fs::create_directories(dir);
-  return dir;
-}
+fs::path fresh_dir(const std::string& name) { return test_support::scratch_dir("facet_test_vindr", name); }
 
-std::string message_of(const std::function<void()>& fn) {
-  try {
-    fn();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "(no error)";
-}
+using test_support::message_of;
 
 // The `data` node of a config: name, root, then `extra` (lines of "key: value").
 std::shared_ptr<Dataset> open(const fs::path& root, const std::string& split, const std::string& extra = "") {

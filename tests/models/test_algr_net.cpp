@@ -6,6 +6,7 @@
 #include "models/face/algr_net.h"
 #include "models/face/au_regions.h"
 #include "tests/models/face_batch.h"
+#include "tests/support/scratch.h"
 
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
@@ -20,14 +21,7 @@ namespace {
 namespace fs = std::filesystem;
 using ::testing::HasSubstr;
 
-std::string message_of(const std::function<void()>& fn) {
-  try {
-    fn();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "(no error)";
-}
+using test_support::message_of;
 
 // Reduced for CPU test time (ResNet-18 trunk, dim 64); the architecture is the same.
 ALGRNetOptions small_options() {

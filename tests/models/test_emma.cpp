@@ -6,6 +6,7 @@
 #include "models/face/emma.h"
 #include "models/face/vit_finetune.h"
 #include "tests/models/face_batch.h"
+#include "tests/support/scratch.h"
 
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
@@ -42,12 +43,7 @@ data::Batch emma_batch(int64_t b, int64_t size, uint64_t seed) {
   return batch;
 }
 
-fs::path fresh_dir(const std::string& name) {
-  const fs::path dir = fs::temp_directory_path() / ("facet_test_emma_" + name + "_" + std::to_string(::getpid()));
-  fs::remove_all(dir);
-  fs::create_directories(dir);
-  return dir;
-}
+fs::path fresh_dir(const std::string& name) { return test_support::scratch_dir("facet_test_emma", name); }
 
 std::set<std::string> names_of(const torch::nn::Module& m) {
   std::set<std::string> out;

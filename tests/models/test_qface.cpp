@@ -4,6 +4,7 @@
 #include "core/safetensors.h"
 #include "models/face/qface.h"
 #include "tests/models/face_batch.h"
+#include "tests/support/scratch.h"
 
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
@@ -46,14 +47,7 @@ int64_t count_prefix(const torch::nn::Module& m, const std::string& prefix) {
   return n;
 }
 
-std::string message_of(const std::function<void()>& fn) {
-  try {
-    fn();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "(no error)";
-}
+using test_support::message_of;
 
 data::Batch image_batch(int64_t b, int64_t size) {
   data::Batch batch;

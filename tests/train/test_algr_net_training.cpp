@@ -12,6 +12,7 @@
 #include "tests/models/face_batch.h"
 #include "train/sweep.h"
 #include "train/trainer.h"
+#include "tests/support/scratch.h"
 
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
@@ -27,11 +28,7 @@ namespace {
 
 namespace fs = std::filesystem;
 
-fs::path fresh_dir(const std::string& name) {
-  const fs::path dir = fs::temp_directory_path() / ("facet_algr_training_" + name + "_" + std::to_string(::getpid()));
-  fs::remove_all(dir);
-  return dir;
-}
+fs::path fresh_dir(const std::string& name) { return test_support::scratch_path("facet_algr_training", name); }
 
 fs::path synth(const std::string& name, const std::string& options) {
   const fs::path root = fresh_dir(name + "_data");

@@ -14,6 +14,7 @@
 #include "train/optimizer.h"
 #include "train/sweep.h"
 #include "train/trainer.h"
+#include "tests/support/scratch.h"
 
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
@@ -31,11 +32,7 @@ namespace fs = std::filesystem;
 const std::string kEmmaConfig = FACET_SOURCE_DIR "/experiments/emma/abaw4_mtl.yaml";
 const std::string kCotexConfig = FACET_SOURCE_DIR "/experiments/masked_cotex/lsd.yaml";
 
-fs::path fresh_dir(const std::string& name) {
-  const fs::path dir = fs::temp_directory_path() / ("facet_emma_training_" + name + "_" + std::to_string(::getpid()));
-  fs::remove_all(dir);
-  return dir;
-}
+fs::path fresh_dir(const std::string& name) { return test_support::scratch_path("facet_emma_training", name); }
 
 double sigmoid(double x) { return 1 / (1 + std::exp(-x)); }
 

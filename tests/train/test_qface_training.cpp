@@ -9,6 +9,7 @@
 #include "models/model.h"
 #include "train/sweep.h"
 #include "train/trainer.h"
+#include "tests/support/scratch.h"
 
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
@@ -26,11 +27,7 @@ namespace {
 namespace fs = std::filesystem;
 using ::testing::HasSubstr;
 
-fs::path fresh_dir(const std::string& name) {
-  fs::path dir = fs::temp_directory_path() / ("facet_qface_" + name + "_" + std::to_string(::getpid()));
-  fs::remove_all(dir);
-  return dir;
-}
+fs::path fresh_dir(const std::string& name) { return test_support::scratch_path("facet_qface", name); }
 
 torch::Tensor stack_field(const data::Dataset& d, const std::string& field) {
   std::vector<torch::Tensor> all;

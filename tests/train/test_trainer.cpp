@@ -4,6 +4,7 @@
 #include "core/file_io.h"
 #include "core/safetensors.h"
 #include "train/trainer.h"
+#include "tests/support/scratch.h"
 
 #include <gmock/gmock.h>
 #include <opencv2/imgcodecs.hpp>
@@ -24,11 +25,7 @@ using ::testing::HasSubstr;
 
 const std::string kFacet = FACET_BINARY_DIR "/tools/cli/facet";
 
-fs::path fresh_dir(const std::string& name) {
-  fs::path dir = fs::temp_directory_path() / ("facet_trainer_" + name + "_" + std::to_string(::getpid()));
-  fs::remove_all(dir);
-  return dir;
-}
+fs::path fresh_dir(const std::string& name) { return test_support::scratch_path("facet_trainer", name); }
 
 // A short demo-like experiment; `extra` are YAML overrides.
 Config small_experiment(const std::vector<std::string>& extra = {}) {

@@ -1,6 +1,7 @@
 #include "models/face/qface.h"
 
 #include "core/safetensors.h"
+#include "models/face/vit_finetune.h"
 
 #include <algorithm>
 #include <cmath>
@@ -269,44 +270,7 @@ int64_t QFace::layer_id(const std::string& name) const {
 }
 
 std::vector<std::string> QFace::load_backbone(const std::string& path) {
-  safetensors::TensorMap file = safetensors::load(path);
-  const bool hf = std::any_of(file.begin(), file.end(), [](const auto& kv) {
-    const std::string& k = kv.first;
-    return k.rfind("vit.", 0) == 0 || k.rfind("embeddings.", 0) == 0 || k.rfind("encoder.layer.", 0) == 0 ||
-           k.rfind("layers.", 0) == 0;
-  });
-  if (hf) file = convert_hf_vit(file);
-  safetensors::TensorMap encoder;
-  for (auto& [full, tensor] : file) {
-    const std::string name = full.rfind("module.", 0) == 0 ? full.substr(7) : full;
-    // MAE pre-training keeps its decoder and mask token beside the encoder; fine-tuned checkpoints
-    // carry a classifier (head, fc_norm with global pooling). None of them belong to the backbone.
-    if (name == "mask_token" || name.rfind("decoder", 0) == 0 || name.rfind("head.", 0) == 0) continue;
-    encoder[name] = tensor;
-  }
-  // MAE fine-tuning with global pooling replaces the final norm by fc_norm (same shape, applied to
-  // the pooled tokens): it stands in for the norm when the file has no other.
-  for (const std::string leaf : {"weight", "bias"}) {
-    auto fc = encoder.find("fc_norm." + leaf);
-    if (fc == encoder.end()) continue;
-    if (!encoder.count("norm." + leaf)) encoder["norm." + leaf] = fc->second;
-    encoder.erase(fc);
-  }
-  if (auto it = encoder.find("pos_embed"); it != encoder.end() && it->second.sizes() != vit_->pos_embed.sizes()) {
-    // MAE's interpolate_pos_embed: the patch grid resized bicubically, the CLS row kept.
-    const torch::Tensor table = it->second.to(torch::kFloat);
-    const int64_t dim = table.size(-1), old_tokens = table.size(-2) - 1;
-    const auto old_grid = static_cast<int64_t>(std::lround(std::sqrt(static_cast<double>(old_tokens))));
-    if (table.dim() != 3 || old_grid * old_grid != old_tokens || dim != vit_->pos_embed.size(-1))
-      fail("{}: pos_embed {} does not fit a square patch grid of width {}", path, table.sizes(), vit_->pos_embed.size(-1));
-    const int64_t grid = vit_->options().image_size / vit_->options().patch_size;
-    const torch::Tensor patches = table.narrow(1, 1, old_tokens).reshape({1, old_grid, old_grid, dim}).permute({0, 3, 1, 2});
-    const torch::Tensor resized = torch::nn::functional::interpolate(
-        patches, torch::nn::functional::InterpolateFuncOptions().size(std::vector<int64_t>{grid, grid}).mode(torch::kBicubic).align_corners(false));
-    it->second = torch::cat({table.narrow(1, 0, 1), resized.permute({0, 2, 3, 1}).reshape({1, grid * grid, dim})}, 1);
-  }
-  const auto report = safetensors::load_into(*vit_, encoder, {}, /*strict=*/true, path);
-  return report.loaded;
+  return load_vit_checkpoint(*vit_, path).loaded;
 }
 
 namespace {

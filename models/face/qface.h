@@ -130,9 +130,10 @@ class QFace : public Model, public LayerDepths {
   int64_t num_layer_ids() const override { return vit_->num_layer_ids(); }
   int64_t layer_id(const std::string& parameter_name) const override;
   const QFaceOptions& options() const { return options_; }
-  // Loads MAE/timm or Hugging Face ViT weights into the backbone (the rest keeps its init): MAE's
-  // decoder, mask token and classifier tensors are dropped, a DDP `module.` prefix stripped, and a
-  // position table of another grid resized bicubically. Returns what was loaded.
+  // Loads MAE/timm or Hugging Face ViT weights into the backbone (the rest keeps its init), as
+  // load_vit_checkpoint (vit_finetune.h) does for EMMA and Masked CoTEX: MAE's decoder, mask token
+  // and classifier dropped, a DDP `module.` prefix stripped, a position table of another grid
+  // resized bicubically. Returns what was loaded.
   std::vector<std::string> load_backbone(const std::string& path);
 
  private:

@@ -32,10 +32,17 @@ safetensors::LoadReport load_vit_checkpoint(ViTImpl& vit, const std::filesystem:
         name.rfind("layers.", 0) == 0)
       hugging_face = true;
   if (hugging_face) tensors = convert_hf_vit(tensors);
+  // MAE fine-tuning with global pooling replaces the final norm by fc_norm (same shape, applied to
+  // the pooled tokens); it stands in for the norm when the file has no other.
+  for (const std::string prefix : {"", "module.", "vit.", "module.vit."})
+    for (const std::string leaf : {"weight", "bias"})
+      if (auto fc = tensors.find(prefix + "fc_norm." + leaf); fc != tensors.end() && !tensors.count(prefix + "norm." + leaf)) {
+        tensors[prefix + "norm." + leaf] = fc->second;
+        tensors.erase(fc);
+      }
 
   safetensors::NameMap names;
-  // MAE's fine-tuning drops the pre-training classifier, decoder and mask token; the pooling norm of
-  // a global-pool checkpoint has no place in this CLS-token model.
+  // MAE's fine-tuning drops the pre-training classifier, decoder and mask token.
   names.ignore = {R"(^(module\.)?(vit\.)?(head\.|fc_norm\.|decoder|mask_token$))"};
   names.prefixes = {{"module.", ""}, {"vit.", ""}};
   for (auto& [name, t] : tensors)

@@ -200,6 +200,28 @@ fs::path temp_file(const std::string& name) {
   return fs::temp_directory_path() / ("facet_qface_" + name + "_" + std::to_string(::getpid()) + ".safetensors");
 }
 
+// A checkpoint of MAE fine-tuning with global pooling: its final norm is fc_norm, beside a classifier.
+TEST(QFace, GlobalPoolCheckpointsLendTheirFcNormToTheFinalNorm) {
+  torch::manual_seed(2);
+  QFaceOptions o = small_options({"au"});
+  ViT source(o.vit);
+  {
+    torch::NoGradGuard no_grad;
+    source->norm->weight.uniform_(0.5, 1.5);  // a fresh norm is all ones, like the model's own
+  }
+  safetensors::TensorMap file;
+  for (const auto& [name, t] : safetensors::state_dict(*source))
+    file[name.rfind("norm.", 0) == 0 ? "fc_" + name : name] = t;
+  file["head.weight"] = torch::zeros({7, o.vit.embed_dim});
+  const fs::path path = temp_file("global_pool");
+  safetensors::save(path, file);
+  o.pretrained = path.string();
+  QFace net(o);
+  const auto loaded = safetensors::state_dict(net);
+  EXPECT_TRUE(torch::equal(loaded.at("vit.norm.weight"), source->norm->weight));
+  EXPECT_TRUE(torch::equal(loaded.at("vit.blocks.0.attn.qkv.weight"), safetensors::state_dict(*source).at("blocks.0.attn.qkv.weight")));
+}
+
 TEST(QFace, LoadsMaeAndHuggingFaceBackbonesAndResizesThePositionTable) {
   torch::manual_seed(1);
   // An MAE pre-training checkpoint of a ViT on 16 px inputs (a 2 x 2 grid): encoder, mask token,

@@ -72,10 +72,10 @@ bool parse_int(const std::string& token, int64_t& out) {
 
 }  // namespace
 
-LandmarkTrack read_landmarks(const fs::path& path) {
+std::vector<LandmarkLine> read_landmark_lines(const fs::path& path, std::string_view key, std::string_view key_noun) {
   std::ifstream in(path);
   if (!in) fail("{}: cannot open the landmark file", path.string());
-  LandmarkTrack track;
+  std::vector<LandmarkLine> lines;
   std::string line;
   for (int64_t number = 1; std::getline(in, line); ++number) {
     if (!line.empty() && line.back() == '\r') line.pop_back();
@@ -83,22 +83,31 @@ LandmarkTrack read_landmarks(const fs::path& path) {
     std::vector<std::string> t;
     for (std::string s; tokens >> s;) t.push_back(s);
     if (t.empty() || t[0][0] == '#') continue;
-    int64_t frame = 0;
-    if (!parse_int(t[0], frame)) fail("{}:{}: expected a frame number first, got \"{}\"", path.string(), number, t[0]);
     if (t.size() < 3 || (t.size() - 1) % 2 != 0)
-      fail("{}:{}: expected the frame number and x y pairs, got {} numbers after the frame", path.string(), number, t.size() - 1);
-    const auto k = static_cast<int64_t>((t.size() - 1) / 2);
-    if (track.points == 0) track.points = k;
-    if (k != track.points)
-      fail("{}:{}: {} points, but the file's first line has {}", path.string(), number, k, track.points);
+      fail("{}:{}: expected {} and x y pairs, got {} numbers after the {}", path.string(), number, key, t.size() - 1, key_noun);
+    if (!lines.empty() && t.size() - 1 != lines.front().xy.size())
+      fail("{}:{}: {} points, but the file's first line has {}", path.string(), number, (t.size() - 1) / 2,
+           lines.front().xy.size() / 2);
     std::vector<float> xy(t.size() - 1);
     for (size_t i = 1; i < t.size(); ++i) {
       double v = 0;
       if (!parse_double(t[i], v)) fail("{}:{}: field {}: expected a number, got \"{}\"", path.string(), number, i + 1, t[i]);
       xy[i - 1] = static_cast<float>(v);
     }
-    if (!track.frames.emplace(frame, std::move(xy)).second)
-      fail("{}:{}: frame {} appears twice", path.string(), number, frame);
+    lines.push_back({std::move(t[0]), std::move(xy), number});
+  }
+  return lines;
+}
+
+LandmarkTrack read_landmarks(const fs::path& path) {
+  LandmarkTrack track;
+  for (auto& line : read_landmark_lines(path, "the frame number", "frame")) {
+    int64_t frame = 0;
+    if (!parse_int(line.key, frame))
+      fail("{}:{}: expected a frame number first, got \"{}\"", path.string(), line.number, line.key);
+    track.points = static_cast<int64_t>(line.xy.size() / 2);
+    if (!track.frames.emplace(frame, std::move(line.xy)).second)
+      fail("{}:{}: frame {} appears twice", path.string(), line.number, frame);
   }
   if (track.frames.empty()) fail("{}: no landmark lines", path.string());
   return track;

@@ -8,6 +8,7 @@
 #include <cstdint>
 #include <filesystem>
 #include <string>
+#include <string_view>
 #include <unordered_map>
 #include <vector>
 
@@ -47,6 +48,17 @@ struct LandmarkTrack {
   std::unordered_map<int64_t, std::vector<float>> frames;  // frame -> 2K floats
 };
 LandmarkTrack read_landmarks(const std::filesystem::path& path);
+
+// The lines of any such file, keyed by their first field (a frame number here, an image name in
+// data/palsy): every line but blank and '#' ones, each with a key and the same number of x y pairs.
+// `key` and `key_noun` name the first field in errors ("the frame number", "frame").
+struct LandmarkLine {
+  std::string key;
+  std::vector<float> xy;  // 2K floats
+  int64_t number = 0;     // 1-based line number, for messages
+};
+std::vector<LandmarkLine> read_landmark_lines(const std::filesystem::path& path, std::string_view key,
+                                              std::string_view key_noun);
 // Writes the same format (the synthetic writers use it).
 void write_landmark_line(std::ostream& out, int64_t frame, const std::vector<float>& xy);
 

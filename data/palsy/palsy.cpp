@@ -24,13 +24,10 @@
 #include "data/palsy/palsy.h"
 
 #include <algorithm>
-#include <cerrno>
 #include <cstdlib>
 #include <filesystem>
-#include <fstream>
 #include <map>
 #include <set>
-#include <sstream>
 #include <unordered_map>
 
 namespace facet::data {
@@ -70,33 +67,14 @@ struct Options {
 // folder relative to the images directory), so they compare with labels.csv's image column.
 void read_named_landmarks(const fs::path& path, const fs::path& folder, int64_t& points,
                           std::unordered_map<std::string, std::pair<std::vector<float>, std::string>>& out) {
-  std::ifstream in(path);
-  if (!in) fail("{}: cannot open the landmark file", path.string());
-  std::string line;
-  for (int64_t number = 1; std::getline(in, line); ++number) {
-    if (!line.empty() && line.back() == '\r') line.pop_back();
-    std::istringstream tokens(line);
-    std::vector<std::string> t;
-    for (std::string s; tokens >> s;) t.push_back(s);
-    if (t.empty() || t[0][0] == '#') continue;
-    if (t.size() < 3 || (t.size() - 1) % 2 != 0)
-      fail("{}:{}: expected an image name and x y pairs, got {} numbers after the name", path.string(), number, t.size() - 1);
-    const auto k = static_cast<int64_t>((t.size() - 1) / 2);
+  for (auto& line : face::read_landmark_lines(path, "an image name", "name")) {
+    const auto k = static_cast<int64_t>(line.xy.size() / 2);
+    const std::string where = fmt::format("{}:{}", path.string(), line.number);
     if (points == 0) points = k;
-    if (k != points) fail("{}:{}: {} points, but earlier lines have {}", path.string(), number, k, points);
-    std::vector<float> xy(t.size() - 1);
-    for (size_t i = 1; i < t.size(); ++i) {
-      char* end = nullptr;
-      errno = 0;
-      const double v = std::strtod(t[i].c_str(), &end);
-      if (errno != 0 || end != t[i].c_str() + t[i].size())
-        fail("{}:{}: field {}: expected a number, got \"{}\"", path.string(), number, i + 1, t[i]);
-      xy[i - 1] = static_cast<float>(v);
-    }
-    const std::string name = (folder / t[0]).lexically_normal().generic_string();
-    const std::string where = fmt::format("{}:{}", path.string(), number);
-    auto [it, fresh] = out.emplace(name, std::make_pair(std::move(xy), where));
-    if (!fresh) fail("{}: image {} already has landmarks at {}", where, t[0], it->second.second);
+    if (k != points) fail("{}: {} points, but earlier lines have {}", where, k, points);
+    const std::string name = (folder / line.key).lexically_normal().generic_string();
+    auto [it, fresh] = out.emplace(name, std::make_pair(std::move(line.xy), where));
+    if (!fresh) fail("{}: image {} already has landmarks at {}", where, line.key, it->second.second);
   }
 }
 

@@ -92,11 +92,13 @@ TEST(QFaceTraining, EveryTaskBeatsItsTrivialBaselineOnSyntheticFaces) {
               r.at("val/attributes/accuracy/mean"), majority_accuracy(attributes, attribute_mask), r.at("val/age/mae/age"),
               age_baseline, r.at("val/pose/mae/mean"), pose_baseline, r.at("val/pose/mae/yaw"), r.at("val/pose/mae/pitch"),
               r.at("val/pose/mae/roll"));
-  EXPECT_GT(r.at("val/expression/accuracy"), majority + 0.1);
-  EXPECT_GT(r.at("val/au/f1/mean"), au_baseline + 0.05);
-  EXPECT_GT(r.at("val/attributes/f1/mean"), all_positive_f1(attributes, attribute_mask) + 0.1);
-  EXPECT_GT(r.at("val/attributes/accuracy/mean"), majority_accuracy(attributes, attribute_mask) + 0.05);
-  EXPECT_LT(r.at("val/age/mae/age"), 0.8 * age_baseline);
+  // Measured (400 steps): expression 0.625 vs 0.313, AU F1 0.592 vs 0.352, attribute F1 0.805 vs
+  // 0.544 and accuracy 0.862 vs 0.637, age MAE 5.48 vs 15.27, pose 11.82 vs 15.46 (roll 6.24).
+  EXPECT_GT(r.at("val/expression/accuracy"), majority + 0.2);
+  EXPECT_GT(r.at("val/au/f1/mean"), au_baseline + 0.15);
+  EXPECT_GT(r.at("val/attributes/f1/mean"), all_positive_f1(attributes, attribute_mask) + 0.15);
+  EXPECT_GT(r.at("val/attributes/accuracy/mean"), majority_accuracy(attributes, attribute_mask) + 0.1);
+  EXPECT_LT(r.at("val/age/mae/age"), 0.6 * age_baseline);
   // Yaw and pitch of a drawn (planar) face show only as foreshortening, their sign only through
   // weak perspective, and are learnt slowly; roll is an in-plane rotation.
   EXPECT_LT(r.at("val/pose/mae/mean"), pose_baseline);

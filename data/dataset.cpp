@@ -19,6 +19,21 @@ Batch Batch::to(const torch::Device& device, bool non_blocking) const {
   return out;
 }
 
+MaskField::MaskField(const Config& c, const std::string& key, const std::string& fallback)
+    : name_(c.get<std::string>(key, fallback)),
+      origin_(c.has(key) ? fmt::format("{}: {}", c.where(key), c.full_key(key)) : "") {}
+
+torch::Tensor MaskField::of(const Batch& batch, const torch::Tensor& like) const {
+  if (!batch.fields.contains(name_)) {
+    if (!origin_.empty()) fail("{}: the batch has no field \"{}\"", origin_, name_);
+    return torch::ones_like(like);
+  }
+  const torch::Tensor& mask = batch.fields.at(name_);
+  if (mask.numel() != like.numel())
+    fail("{}: mask \"{}\" is {}, the values it masks are {}", origin_.empty() ? "mask" : origin_, name_, mask.sizes(), like.sizes());
+  return mask.to(like.options()).view_as(like);
+}
+
 Batch collate(std::vector<Sample> samples, std::vector<int64_t> indices) {
   Batch batch;
   if (samples.empty()) fail("collate: empty batch");

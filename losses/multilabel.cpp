@@ -12,13 +12,12 @@
 namespace facet::losses {
 namespace {
 
-// The batch's target and mask (ones when the batch has no mask field), as float.
+// The batch's target and mask, as float.
 std::pair<torch::Tensor, torch::Tensor> target_and_mask(const data::Batch& batch, const std::string& target,
-                                                        const std::string& mask) {
+                                                        const data::MaskField& mask) {
   if (!batch.fields.contains(target)) fail("loss: the batch has no field \"{}\"", target);
   const torch::Tensor t = batch.fields.at(target).to(torch::kFloat);
-  const torch::Tensor m = batch.fields.contains(mask) ? batch.fields.at(mask).to(torch::kFloat) : torch::ones_like(t);
-  return {t, m};
+  return {t, mask.of(batch, t)};
 }
 
 // A per-label vector option: a list, `auto` (computed in prepare) or `none`.
@@ -62,7 +61,7 @@ class WeightedBce : public Loss {
   explicit WeightedBce(const Config& c)
       : logits_(c.get<std::string>("logits", "logits")),
         target_(c.get<std::string>("target", "labels")),
-        mask_(c.get<std::string>("mask", "label_mask")),
+        mask_(c, "mask", "label_mask"),
         weights_(LabelVector::from(c, "weights")),
         pos_weight_(LabelVector::from(c, "pos_weight")),
         normalize_(c.get<std::string>("normalize", "labels")) {
@@ -97,7 +96,8 @@ class WeightedBce : public Loss {
   }
 
  private:
-  std::string logits_, target_, mask_;
+  std::string logits_, target_;
+  data::MaskField mask_;
   LabelVector weights_, pos_weight_;
   std::string normalize_;
 };
@@ -110,7 +110,7 @@ class AuDice : public Loss {
   explicit AuDice(const Config& c)
       : logits_(c.get<std::string>("logits", "logits")),
         target_(c.get<std::string>("target", "labels")),
-        mask_(c.get<std::string>("mask", "label_mask")),
+        mask_(c, "mask", "label_mask"),
         weights_(LabelVector::from(c, "weights")),
         smooth_(c.get<double>("smooth", 1.0)),
         divide_by_batch_(c.get<bool>("divide_by_batch", false)) {}
@@ -132,7 +132,8 @@ class AuDice : public Loss {
   }
 
  private:
-  std::string logits_, target_, mask_;
+  std::string logits_, target_;
+  data::MaskField mask_;
   LabelVector weights_;
   double smooth_;
   bool divide_by_batch_;

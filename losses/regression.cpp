@@ -13,21 +13,20 @@ torch::Tensor field(const data::Batch& batch, const std::string& name) {
   return batch.fields.at(name).to(torch::kFloat);
 }
 
-torch::Tensor mask_of(const data::Batch& batch, const std::string& name, const torch::Tensor& like) {
-  return batch.fields.contains(name) ? batch.fields.at(name).to(torch::kFloat).view_as(like) : torch::ones_like(like);
-}
-
 // [B] or [B, D] -> [B, D].
 torch::Tensor columns(const torch::Tensor& t) { return t.dim() == 1 ? t.unsqueeze(1) : t; }
 
 // EMMA's batch CCC per column over the masked samples: rho = cov / (sqrt(sxx) sqrt(syy) + eps),
 // CCC = 2 rho sx sy / (sx^2 + sy^2 + (mx - my)^2 + eps), s the unbiased standard deviation,
 // eps = 1e-4. A column with fewer than two known samples contributes a CCC of 1 (no loss).
+// The sums of squares are clamped away from 0 before their square roots: sqrt's gradient at 0 is
+// infinite, and times the zero gradient of a constant or masked-out column it is NaN, which would
+// reach every weight (or, under AMP, silently skip the update as an overflow).
 torch::Tensor batch_ccc(const torch::Tensor& x, const torch::Tensor& y, const torch::Tensor& m, double eps) {
   const torch::Tensor n = m.sum(0);
   const torch::Tensor mx = (x * m).sum(0) / n.clamp_min(1), my = (y * m).sum(0) / n.clamp_min(1);
   const torch::Tensor dx = (x - mx) * m, dy = (y - my) * m;
-  const torch::Tensor sxx = (dx * dx).sum(0), syy = (dy * dy).sum(0), sxy = (dx * dy).sum(0);
+  const torch::Tensor sxx = (dx * dx).sum(0).clamp_min(1e-20), syy = (dy * dy).sum(0).clamp_min(1e-20), sxy = (dx * dy).sum(0);
   const torch::Tensor rho = sxy / (sxx.sqrt() * syy.sqrt() + eps);
   const torch::Tensor sx = (sxx / (n - 1).clamp_min(1)).sqrt(), sy = (syy / (n - 1).clamp_min(1)).sqrt();
   const torch::Tensor ccc = 2 * rho * sx * sy / (sx * sx + sy * sy + (mx - my).pow(2) + eps);
@@ -39,12 +38,12 @@ class CccLoss : public Loss {
   explicit CccLoss(const Config& c)
       : pred_(c.get<std::string>("pred", "va")),
         target_(c.get<std::string>("target", "va")),
-        mask_(c.get<std::string>("mask", "va_mask")),
+        mask_(c, "mask", "va_mask"),
         eps_(c.get<double>("eps", 1e-4)) {}
 
   LossResult operator()(const TensorDict& outputs, const data::Batch& batch) override {
     const torch::Tensor x = columns(outputs.at(pred_).to(torch::kFloat)), y = columns(field(batch, target_));
-    const torch::Tensor m = mask_of(batch, mask_, y);
+    const torch::Tensor m = mask_.of(batch, y);
     const torch::Tensor ccc = batch_ccc(x, y, m, eps_);
     LossResult r;
     r.total = (1 - ccc).sum();  // EMMA: (1 - CCC_v) + (1 - CCC_a)
@@ -53,7 +52,8 @@ class CccLoss : public Loss {
   }
 
  private:
-  std::string pred_, target_, mask_;
+  std::string pred_, target_;
+  data::MaskField mask_;
   double eps_;
 };
 
@@ -62,11 +62,11 @@ class L1Loss : public Loss {
   explicit L1Loss(const Config& c)
       : pred_(c.get<std::string>("pred")),
         target_(c.get<std::string>("target", pred_)),
-        mask_(c.get<std::string>("mask", target_ + "_mask")) {}
+        mask_(c, "mask", target_ + "_mask") {}
 
   LossResult operator()(const TensorDict& outputs, const data::Batch& batch) override {
     const torch::Tensor x = columns(outputs.at(pred_).to(torch::kFloat)), y = columns(field(batch, target_));
-    const torch::Tensor m = mask_of(batch, mask_, y);
+    const torch::Tensor m = mask_.of(batch, y);
     const torch::Tensor l = (x - y).abs() * m;
     LossResult r;
     r.total = l.sum() / m.sum().clamp_min(1);
@@ -76,7 +76,8 @@ class L1Loss : public Loss {
   }
 
  private:
-  std::string pred_, target_, mask_;
+  std::string pred_, target_;
+  data::MaskField mask_;
 };
 
 FACET_REGISTER(loss_registry(), "ccc", "Sum over columns of 1 - CCC (batch concordance, EMMA's valence-arousal loss)",

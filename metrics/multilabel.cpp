@@ -16,7 +16,7 @@ class MultilabelF1 : public Metric {
   explicit MultilabelF1(const Config& c)
       : logits_(c.get<std::string>("logits", "logits")),
         target_(c.get<std::string>("target", "labels")),
-        mask_(c.get<std::string>("mask", "label_mask")),
+        mask_(c, "mask", "label_mask"),
         threshold_(c.get<double>("threshold", 0.5)),
         logit_thresholds_(c.get<std::vector<double>>("logit_thresholds", {})),
         names_(c.get<std::vector<std::string>>("names", {})) {
@@ -32,8 +32,7 @@ class MultilabelF1 : public Metric {
   void update(const TensorDict& outputs, const data::Batch& batch) override {
     const torch::Tensor logits = outputs.at(logits_).detach().to(torch::kCPU, torch::kFloat);
     const torch::Tensor truth = batch.fields.at(target_).to(torch::kCPU, torch::kFloat) > 0.5;
-    const torch::Tensor known = batch.fields.contains(mask_) ? batch.fields.at(mask_).to(torch::kCPU, torch::kFloat) > 0.5
-                                                             : torch::ones_like(truth);
+    const torch::Tensor known = mask_.of(batch, truth.to(torch::kFloat)) > 0.5;
     torch::Tensor predicted;
     if (!logit_thresholds_.empty()) {
       if (static_cast<int64_t>(logit_thresholds_.size()) != logits.size(1))
@@ -81,7 +80,8 @@ class MultilabelF1 : public Metric {
   }
 
  private:
-  std::string logits_, target_, mask_;
+  std::string logits_, target_;
+  data::MaskField mask_;
   double threshold_;
   std::vector<double> logit_thresholds_;
   std::vector<std::string> names_;

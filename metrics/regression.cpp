@@ -16,12 +16,12 @@ struct Columns {
   torch::Tensor x, y, m;
 };
 Columns read(const TensorDict& outputs, const data::Batch& batch, const std::string& pred, const std::string& target,
-             const std::string& mask) {
+             const data::MaskField& mask) {
   Columns c;
   c.x = columns(outputs.at(pred).detach().to(torch::kCPU, torch::kDouble));
   if (!batch.fields.contains(target)) fail("metric: the batch has no field \"{}\"", target);
   c.y = columns(batch.fields.at(target).to(torch::kCPU, torch::kDouble));
-  c.m = batch.fields.contains(mask) ? batch.fields.at(mask).to(torch::kCPU, torch::kDouble).view_as(c.y) : torch::ones_like(c.y);
+  c.m = mask.of(batch, c.y);
   if (c.x.sizes() != c.y.sizes()) fail("metric: {} is {}, {} is {}", pred, c.x.sizes(), target, c.y.sizes());
   return c;
 }
@@ -35,7 +35,7 @@ class Ccc : public Metric {
   explicit Ccc(const Config& c)
       : pred_(c.get<std::string>("pred", "va")),
         target_(c.get<std::string>("target", "va")),
-        mask_(c.get<std::string>("mask", "va_mask")),
+        mask_(c, "mask", "va_mask"),
         names_(c.get<std::vector<std::string>>("names", {"valence", "arousal"})) {
     reset();
   }
@@ -63,7 +63,8 @@ class Ccc : public Metric {
   void load_state(const torch::Tensor& summed) override { moments_ = summed.view({6, -1}).clone(); }
 
  private:
-  std::string pred_, target_, mask_;
+  std::string pred_, target_;
+  data::MaskField mask_;
   std::vector<std::string> names_;
   torch::Tensor moments_;  // [6, D]: n, Σx, Σy, Σx², Σy², Σxy over known entries
 };
@@ -73,7 +74,7 @@ class Mae : public Metric {
   explicit Mae(const Config& c)
       : pred_(c.get<std::string>("pred")),
         target_(c.get<std::string>("target", pred_)),
-        mask_(c.get<std::string>("mask", target_ + "_mask")),
+        mask_(c, "mask", target_ + "_mask"),
         names_(c.get<std::vector<std::string>>("names", {pred_})) {
     reset();
   }
@@ -98,7 +99,8 @@ class Mae : public Metric {
   void load_state(const torch::Tensor& summed) override { sums_ = summed.view({2, -1}).clone(); }
 
  private:
-  std::string pred_, target_, mask_;
+  std::string pred_, target_;
+  data::MaskField mask_;
   std::vector<std::string> names_;
   torch::Tensor sums_;  // [2, D]: n, Σ|x - y|
 };

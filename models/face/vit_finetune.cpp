@@ -44,7 +44,7 @@ safetensors::LoadReport load_vit_checkpoint(ViTImpl& vit, const std::filesystem:
   safetensors::NameMap names;
   // MAE's fine-tuning drops the pre-training classifier, decoder and mask token.
   names.ignore = {R"(^(module\.)?(vit\.)?(head\.|fc_norm\.|decoder|mask_token$))"};
-  names.prefixes = {{"module.", ""}, {"vit.", ""}};
+  names.prefixes = {{"module.vit.", ""}, {"module.", ""}, {"vit.", ""}};  // the first that matches is stripped
   for (auto& [name, t] : tensors)
     if (auto mapped = names.apply(name); mapped && *mapped == "pos_embed") {
       const int64_t grid = vit.options().image_size / vit.options().patch_size;

@@ -5,6 +5,7 @@
 #include "data/face/au.h"
 #include "losses/consistency.h"
 #include "losses/loss.h"
+#include "tests/support/scratch.h"
 
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
@@ -14,6 +15,7 @@
 namespace facet::losses {
 namespace {
 
+using ::testing::AllOf;
 using ::testing::HasSubstr;
 
 std::shared_ptr<Loss> make(const std::string& yaml) { return loss_registry().create(Config::parse(yaml, "loss.yaml")); }
@@ -105,6 +107,40 @@ TEST(Losses, CccLossIsEmmasBatchConcordance) {
   };
   const double expected = (1 - ccc({0.0, 0.5, -0.2, 0.7}, {0.1, 0.4, -0.3, 0.9})) + (1 - ccc({0.4, -0.1, 0.2}, {0.5, -0.2, 0.0}));
   EXPECT_NEAR((*make("{name: ccc}"))({{"va", pred}}, b).total.item<double>(), expected, 1e-5);
+}
+
+TEST(Losses, CccGradientsStayFiniteForConstantAndAlmostUnlabelledColumns) {
+  // Arousal known on one sample only (CCC 1 by convention, no gradient); valence predicted as a
+  // constant (zero variance). Both used to give NaN gradients through sqrt at 0.
+  data::Batch b;
+  b.fields["va"] = torch::tensor({{0.1f, 0.5f}, {0.4f, -5.f}, {-0.3f, -5.f}});
+  b.fields["va_mask"] = torch::tensor({{1.f, 1.f}, {1.f, 0.f}, {1.f, 0.f}});
+  b.indices = torch::arange(3);
+  const torch::Tensor pred = torch::tensor({{0.2f, 0.3f}, {0.2f, 0.1f}, {0.2f, -0.4f}}).requires_grad_();
+  const auto r = (*make("{name: ccc}"))({{"va", pred}}, b);
+  r.total.backward();
+  EXPECT_TRUE(torch::isfinite(pred.grad()).all().item<bool>()) << pred.grad();
+  EXPECT_TRUE(torch::equal(pred.grad().select(1, 1), torch::zeros({3}))) << "arousal has one known sample";
+  // A constant prediction has CCC 0 for valence: loss 1 + 0 for arousal.
+  EXPECT_NEAR(r.total.item<double>(), 1.0, 1e-6);
+}
+
+TEST(Losses, AConfiguredMaskMustBeInTheBatch) {
+  data::Batch b;
+  b.fields["va"] = torch::zeros({2, 2});
+  b.indices = torch::arange(2);
+  const TensorDict out{{"va", torch::zeros({2, 2})}};
+  // The default name may be absent (nothing missing); a name the config sets may not.
+  EXPECT_NO_THROW((*make("{name: ccc}"))(out, b));
+  EXPECT_THAT(test_support::message_of([&] { (*make("{name: ccc, mask: va_msk}"))(out, b); }),
+              AllOf(HasSubstr("loss.yaml:1"), HasSubstr(": mask: the batch has no field \"va_msk\"")));
+  b.fields["labels"] = torch::zeros({2, 3});
+  const TensorDict logits{{"logits", torch::zeros({2, 3})}};
+  EXPECT_THAT(test_support::message_of([&] { (*make("{name: weighted_bce, mask: label_msk}"))(logits, b); }),
+              HasSubstr("mask: the batch has no field \"label_msk\""));
+  b.fields["label_mask"] = torch::ones({2, 4});
+  EXPECT_THAT(test_support::message_of([&] { (*make("{name: weighted_bce}"))(logits, b); }),
+              HasSubstr("mask \"label_mask\" is [2, 4], the values it masks are [2, 3]"));
 }
 
 TEST(Losses, CrossEntropyIgnoresMissingLabelsAndL1MasksUnknownTargets) {

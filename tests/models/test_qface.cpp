@@ -225,12 +225,12 @@ TEST(QFace, GlobalPoolCheckpointsLendTheirFcNormToTheFinalNorm) {
 TEST(QFace, LoadsMaeAndHuggingFaceBackbonesAndResizesThePositionTable) {
   torch::manual_seed(1);
   // An MAE pre-training checkpoint of a ViT on 16 px inputs (a 2 x 2 grid): encoder, mask token,
-  // decoder, plus a DDP prefix.
+  // decoder, under a DDP prefix and a wrapper's (module.vit.).
   ViTOptions v = small_options().vit;
   v.image_size = 16;
   ViT source(v);
   safetensors::TensorMap mae;
-  for (const auto& [name, t] : safetensors::state_dict(*source)) mae["module." + name] = t;
+  for (const auto& [name, t] : safetensors::state_dict(*source)) mae["module.vit." + name] = t;
   mae["module.mask_token"] = torch::zeros({1, 1, 64});
   mae["module.decoder_embed.weight"] = torch::zeros({32, 64});
   mae["module.decoder_blocks.0.norm1.weight"] = torch::ones({32});

@@ -5,6 +5,7 @@
 #include "core/safetensors.h"
 
 #include <fcntl.h>
+#include <stdio.h>  // renameat2, RENAME_EXCHANGE (glibc 2.28)
 #include <unistd.h>
 
 #include <algorithm>
@@ -41,8 +42,19 @@ fs::path CheckpointDir::save(int64_t step, const CheckpointContents& contents, t
     fsync_path(tmp / "optimizer.pt", false);
     write_file_atomic(tmp / "state.json", contents.state.dump(2) + "\n");
     fsync_path(tmp, true);
-    if (fs::exists(final_dir)) fs::remove_all(final_dir);  // a re-save of the same step after resume
-    fs::rename(tmp, final_dir);
+    if (fs::exists(final_dir)) {
+      // The same step again (the end-of-epoch save after a periodic one, a final best, a resumed
+      // finished run): `last` points at final_dir, so swap the two directories in one step rather
+      // than delete the one it points at first.
+      if (::renameat2(AT_FDCWD, tmp.c_str(), AT_FDCWD, final_dir.c_str(), RENAME_EXCHANGE) == 0) {
+        fs::remove_all(tmp);
+      } else {  // a file system without RENAME_EXCHANGE: a short window without final_dir
+        fs::remove_all(final_dir);
+        fs::rename(tmp, final_dir);
+      }
+    } else {
+      fs::rename(tmp, final_dir);
+    }
     fsync_path(dir_, true);
   } catch (...) {
     std::error_code ignored;
@@ -107,9 +119,11 @@ CheckpointContents CheckpointDir::load(const fs::path& checkpoint) {
   return c;
 }
 
-void CheckpointDir::load_optimizer(const fs::path& checkpoint, torch::optim::Optimizer& optimizer) {
+void CheckpointDir::load_optimizer(const fs::path& checkpoint, torch::optim::Optimizer& optimizer,
+                                   const torch::Device& device) {
   try {
-    torch::load(optimizer, (checkpoint / "optimizer.pt").string());
+    // Onto this rank's device: the file holds rank 0's, and the state must sit with the parameters.
+    torch::load(optimizer, (checkpoint / "optimizer.pt").string(), device);
   } catch (const c10::Error& e) {
     fail("{}: cannot restore the optimiser (different model or optimiser?): {}", (checkpoint / "optimizer.pt").string(),
          e.what_without_backtrace());

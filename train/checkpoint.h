@@ -35,8 +35,9 @@ class CheckpointDir {
   std::optional<std::filesystem::path> resolve(const std::string& link = "last") const;
   // Reads a checkpoint directory; fails naming the file that is missing or corrupt.
   static CheckpointContents load(const std::filesystem::path& checkpoint);
-  // Restores the optimiser's state (its parameters must be the ones it was saved with).
-  static void load_optimizer(const std::filesystem::path& checkpoint, torch::optim::Optimizer& optimizer);
+  // Restores the optimiser's state onto `device` (its parameters must be the ones it was saved with).
+  static void load_optimizer(const std::filesystem::path& checkpoint, torch::optim::Optimizer& optimizer,
+                             const torch::Device& device);
 
   const std::filesystem::path& dir() const { return dir_; }
 

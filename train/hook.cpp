@@ -45,6 +45,16 @@ class EarlyStopping : public Hook {
     }
   }
 
+  nlohmann::json state() const override {
+    nlohmann::json s = {{"stale", stale_}};
+    if (best_) s["best"] = *best_;
+    return s;
+  }
+  void load_state(const nlohmann::json& s) override {
+    stale_ = s.value("stale", 0);
+    if (s.contains("best")) best_ = s.at("best").get<double>();
+  }
+
  private:
   std::string metric_;
   bool maximise_;

@@ -6,6 +6,8 @@
 
 #include "core/registry.h"
 
+#include <nlohmann/json.hpp>
+
 #include <map>
 #include <memory>
 #include <string>
@@ -23,6 +25,9 @@ class Hook {
   virtual ~Hook() = default;
   virtual void after_step(int64_t step, double loss, HookRequest& request) {}
   virtual void after_eval(int64_t step, const std::map<std::string, double>& results, HookRequest& request) {}
+  // What the hook has counted so far, saved with each checkpoint so a resumed run continues it.
+  virtual nlohmann::json state() const { return nullptr; }
+  virtual void load_state(const nlohmann::json& state) {}
 };
 
 using HookRegistry = Registry<std::shared_ptr<Hook>>;

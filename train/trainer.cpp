@@ -49,6 +49,7 @@ TrainOptions TrainOptions::from(const Config& t) {
   o.eval_every = t.get<int64_t>("eval_every", 0);
   o.checkpoint_every = t.get<int64_t>("checkpoint_every", 0);
   o.keep_last = t.get<int>("keep_last", 2);
+  if (o.keep_last < 1) fail("{}: {}.keep_last: expected >= 1, got {}", t.where("keep_last"), t.prefix(), o.keep_last);
   o.best_metric = t.get<std::string>("best_metric", "");
   o.best_mode = t.get<std::string>("best_mode", "max");
   if (o.best_mode != "max" && o.best_mode != "min")
@@ -87,6 +88,23 @@ std::map<std::string, torch::Tensor> module_state(torch::nn::Module& module) {
   std::map<std::string, torch::Tensor> out;
   for (const auto& p : module.named_parameters()) out[p.key()] = p.value().detach();
   for (const auto& b : module.named_buffers()) out[b.key()] = b.value().detach();
+  return out;
+}
+
+// A checkpoint's EMA weights on `device`, which must match the model's state name for name and
+// shape (an EMA of another model would otherwise fail later, inside the update, without a file).
+std::map<std::string, torch::Tensor> checked_ema(const safetensors::TensorMap& saved, torch::nn::Module& model,
+                                                 const fs::path& file, const torch::Device& device) {
+  const auto own = module_state(model);
+  std::map<std::string, torch::Tensor> out;
+  for (const auto& [name, t] : own) {
+    auto it = saved.find(name);
+    if (it == saved.end()) fail("{}: has no EMA tensor \"{}\"", file.string(), name);
+    if (it->second.sizes() != t.sizes())
+      fail("{}: EMA tensor \"{}\" is {}, the model's is {}", file.string(), name, it->second.sizes(), t.sizes());
+    out[name] = it->second.to(device);
+  }
+  if (saved.size() != own.size()) fail("{}: {} EMA tensors for a model of {}", file.string(), saved.size(), own.size());
   return out;
 }
 
@@ -279,6 +297,12 @@ RunResult Trainer::fit() {
   Progress progress(total_steps_, options_.log_every, env_.rank == 0);
   const int64_t per_step_samples = loader_->local_batch_size() * env_.world_size * options_.grad_accum;
   RunResult result;
+  if (hook_request_.stop) {  // resumed after a hook stopped the run: it stays stopped
+    log::info("the run had stopped ({}); nothing to resume", hook_request_.reason);
+    result.step = step_;
+    result.stopped_early = hook_request_.reason;
+    return result;
+  }
   bool saved_at_step = false;
   while (step_ < total_steps_) {
     loader_->start_epoch(epoch_, batch_in_epoch_);
@@ -514,7 +538,7 @@ void Trainer::load_weights(const fs::path& checkpoint) {
   if (!fs::exists(model_file)) fail("{}: not a checkpoint directory (no model.safetensors)", checkpoint.string());
   safetensors::load_into(*model_, safetensors::load(model_file), {}, /*strict=*/true, model_file.string());
   if (options_.ema_decay > 0 && fs::exists(checkpoint / "ema.safetensors"))
-    for (auto& [name, t] : safetensors::load(checkpoint / "ema.safetensors")) ema_[name] = t.to(device_);
+    ema_ = checked_ema(safetensors::load(checkpoint / "ema.safetensors"), *model_, checkpoint / "ema.safetensors", device_);
   else
     ema_.clear();
   log::info("weights from {}{}", checkpoint.string(), ema_.empty() ? "" : " (evaluating the EMA weights)");
@@ -596,6 +620,9 @@ void Trainer::save_checkpoint(bool is_best) {
              {"model", config_.at("model").dump()},
              {"world_size", env_.world_size}};
   if (best_) c.state["best"] = *best_;
+  if (hook_request_.stop) c.state["stopped"] = hook_request_.reason;
+  c.state["hooks"] = nlohmann::json::array();
+  for (const auto& h : hooks_) c.state["hooks"].push_back(h->state());
   const fs::path where = checkpoints_->save(step_, c, *optimizer_, is_best);
   if (events_) events_->flush();
   log::info("checkpoint {}{}", where.string(), is_best ? " (best)" : "");
@@ -608,23 +635,42 @@ void Trainer::restore(const fs::path& checkpoint) {
     fail("{}: was written with a different `model` config than {}; resume with the run's own config",
          checkpoint.string(), (run_dir_ / "config.yaml").string());
   safetensors::load_into(*model_, c.model, {}, /*strict=*/true, (checkpoint / "model.safetensors").string());
-  CheckpointDir::load_optimizer(checkpoint, *optimizer_);
-  for (auto& [name, t] : c.ema) ema_[name] = t.to(device_);
-  set_generator_state(at::detail::getDefaultCPUGenerator(), c.extra.at("rng.cpu"));
+  CheckpointDir::load_optimizer(checkpoint, *optimizer_, device_);
+  if (!c.ema.empty()) ema_ = checked_ema(c.ema, *model_, checkpoint / "ema.safetensors", device_);
+  const auto extra = [&](const std::string& name) -> const torch::Tensor& {
+    auto it = c.extra.find(name);
+    if (it == c.extra.end()) fail("{}: has no tensor \"{}\"", (checkpoint / "rng.safetensors").string(), name);
+    return it->second;
+  };
+  set_generator_state(at::detail::getDefaultCPUGenerator(), extra("rng.cpu"));
   if (device_.is_cuda())
     for (int i = 0; i < static_cast<int>(torch::cuda::device_count()); ++i)
       if (auto it = c.extra.find(fmt::format("rng.cuda{}", i)); it != c.extra.end())
         set_generator_state(at::globalContext().defaultGenerator(torch::Device(torch::kCUDA, i)), it->second);
   if (scaler_ && c.extra.count("scaler.scale")) {
-    scaler_->scale_tensor().copy_(c.extra.at("scaler.scale"));
-    scaler_->growth_tracker().copy_(c.extra.at("scaler.growth"));
+    scaler_->scale_tensor().copy_(extra("scaler.scale"));
+    scaler_->growth_tracker().copy_(extra("scaler.growth"));
   }
-  step_ = c.state.at("step").get<int64_t>();
-  epoch_ = c.state.at("epoch").get<int64_t>();
-  batch_in_epoch_ = c.state.at("batch_in_epoch").get<int64_t>();
-  skipped_steps_ = c.state.value("skipped_steps", int64_t{0});
-  if (c.state.contains("best")) best_ = c.state.at("best").get<double>();
-  loader_->sampler().load_state(c.state.value("sampler", nlohmann::json::object()));
+  try {
+    step_ = c.state.at("step").get<int64_t>();
+    epoch_ = c.state.at("epoch").get<int64_t>();
+    batch_in_epoch_ = c.state.at("batch_in_epoch").get<int64_t>();
+    skipped_steps_ = c.state.value("skipped_steps", int64_t{0});
+    if (c.state.contains("best")) best_ = c.state.at("best").get<double>();
+    loader_->sampler().load_state(c.state.value("sampler", nlohmann::json::object()));
+    const nlohmann::json hooks = c.state.value("hooks", nlohmann::json::array());
+    if (hooks.size() == hooks_.size())
+      for (size_t i = 0; i < hooks_.size(); ++i) hooks_[i]->load_state(hooks.at(i));
+    else if (!hooks.empty())
+      log::warn("{}: saved the state of {} hook(s), the config has {}; they start afresh", checkpoint.string(), hooks.size(),
+                hooks_.size());
+    if (c.state.contains("stopped")) {
+      hook_request_.stop = true;
+      hook_request_.reason = c.state.at("stopped").get<std::string>();
+    }
+  } catch (const nlohmann::json::exception& e) {
+    fail("{}: corrupt: {}", (checkpoint / "state.json").string(), e.what());
+  }
   log::info("resumed from {} at step {} (epoch {}, batch {})", checkpoint.string(), step_, epoch_, batch_in_epoch_);
 }
 

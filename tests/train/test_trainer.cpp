@@ -3,6 +3,7 @@
 #include "core/config.h"
 #include "core/file_io.h"
 #include "core/safetensors.h"
+#include "train/checkpoint.h"
 #include "train/trainer.h"
 #include "tests/support/scratch.h"
 
@@ -21,6 +22,7 @@ namespace facet::train {
 namespace {
 
 namespace fs = std::filesystem;
+using ::testing::AllOf;
 using ::testing::HasSubstr;
 
 const std::string kFacet = FACET_BINARY_DIR "/tools/cli/facet";
@@ -211,6 +213,64 @@ TEST(Trainer, EarlyStoppingHookEndsTheRun) {
   EXPECT_THAT(result.stopped_early, HasSubstr("early stopping at step 15"));
 }
 
+// Early stopping counts on across a resume, and a run it stopped stays stopped.
+TEST(Trainer, EarlyStoppingStateSurvivesAResume) {
+  const fs::path run = fresh_dir("early_resume");
+  const std::vector<std::string> base = {"train.eval_every=5", "optim.lr=1e-9", "schedule.warmup_steps=0"};
+  const std::string hooks = "[{name: early_stopping, metric: val/accuracy, patience: 2, min_delta: 0.5}]";
+  auto experiment = [&](int64_t max_steps) {
+    std::vector<std::string> o = base;
+    o.push_back(fmt::format("train.max_steps={}", max_steps));
+    Config c = small_experiment(o);
+    c.set("hooks", hooks);
+    return c;
+  };
+  {
+    Trainer t(experiment(10), run, Mode::train);  // evaluations at 5 (best) and 10 (one without improvement)
+    EXPECT_EQ(t.fit().step, 10);
+  }
+  {
+    Trainer t(experiment(200), run, Mode::resume);
+    const RunResult r = t.fit();
+    EXPECT_EQ(r.step, 15) << "the second evaluation without improvement is at 15, as in an uninterrupted run";
+    EXPECT_THAT(r.stopped_early, HasSubstr("early stopping at step 15"));
+  }
+  Trainer t(experiment(200), run, Mode::resume);
+  const RunResult r = t.fit();
+  EXPECT_EQ(r.step, 15);
+  EXPECT_THAT(r.stopped_early, HasSubstr("early stopping at step 15"));
+  EXPECT_EQ(last_step(run), 15);
+}
+
+// Saving a step that is already on disk replaces it whole, and `last` never points at nothing.
+TEST(Checkpoints, SavingTheSameStepAgainReplacesItAndKeepsTheLinks) {
+  const fs::path dir = fresh_dir("resave");
+  CheckpointDir checkpoints(dir, 2);
+  auto param = torch::zeros({2}).requires_grad_();
+  torch::optim::SGD sgd({param}, torch::optim::SGDOptions(0.1));
+  CheckpointContents c;
+  c.model["w"] = torch::zeros({2});
+  c.extra["rng.cpu"] = torch::zeros({1}, torch::kUInt8);
+  c.state = {{"step", 7}, {"epoch", 0}};
+  checkpoints.save(7, c, sgd, /*is_best=*/true);
+  c.model["w"] = torch::ones({2});
+  c.state["epoch"] = 1;
+  const fs::path again = checkpoints.save(7, c, sgd, /*is_best=*/false);
+  EXPECT_EQ(checkpoints.resolve("last"), again);
+  EXPECT_EQ(checkpoints.resolve("best"), again);
+  const CheckpointContents loaded = CheckpointDir::load(again);
+  EXPECT_TRUE(torch::equal(loaded.model.at("w"), torch::ones({2})));
+  EXPECT_EQ(loaded.state.at("epoch"), 1);
+  for (const auto& entry : fs::directory_iterator(dir))
+    EXPECT_NE(entry.path().filename().string().rfind(".tmp.", 0), 0u) << "left behind: " << entry.path();
+  // keep_last prunes the oldest steps but never the ones `last` and `best` point at.
+  for (int64_t step : {8, 9, 10}) checkpoints.save(step, c, sgd, false);
+  EXPECT_TRUE(fs::exists(dir / "step_00000007")) << "best";
+  EXPECT_FALSE(fs::exists(dir / "step_00000008"));
+  EXPECT_TRUE(fs::exists(dir / "step_00000009"));
+  EXPECT_TRUE(fs::exists(dir / "step_00000010"));
+}
+
 TEST(Trainer, ConfigErrorsNameTheKey) {
   try {
     Trainer t(small_experiment({"model.name=simple_cnm"}), fresh_dir("bad_model"), Mode::train);
@@ -225,6 +285,26 @@ TEST(Trainer, ConfigErrorsNameTheKey) {
     EXPECT_THAT(e.what(), HasSubstr("train.max_step"));
     EXPECT_THAT(e.what(), HasSubstr("train.max_steps"));
   }
+  EXPECT_THAT(test_support::message_of([] { Trainer t(small_experiment({"train.keep_last=0"}), fresh_dir("keep"), Mode::train); }),
+              HasSubstr("train.keep_last: expected >= 1, got 0"));
+}
+
+TEST(Trainer, ResumeChecksTheEmaWeightsAgainstTheModel) {
+  const fs::path run = fresh_dir("ema");
+  {
+    Trainer t(small_experiment({"train.max_steps=2", "train.eval_every=0", "train.ema_decay=0.9"}), run, Mode::train);
+    t.fit();
+  }
+  const fs::path ema = fs::read_symlink(run / "checkpoints" / "last");
+  const fs::path file = run / "checkpoints" / ema / "ema.safetensors";
+  safetensors::TensorMap weights = safetensors::load(file);
+  const std::string first = weights.begin()->first;
+  weights[first] = torch::zeros({3});
+  safetensors::save(file, weights);
+  EXPECT_THAT(test_support::message_of([&] {
+                Trainer t(small_experiment({"train.max_steps=4", "train.eval_every=0", "train.ema_decay=0.9"}), run, Mode::resume);
+              }),
+              AllOf(HasSubstr(file.string()), HasSubstr("EMA tensor \"" + first + "\" is [3], the model's is")));
 }
 
 TEST(Trainer, ResumeRejectsACheckpointOfAnotherModel) {

@@ -136,7 +136,7 @@ Header parse_header(std::span<const uint8_t> bytes, std::string_view origin) {
     } catch (const Error& e) {
       fail("{}: tensor \"{}\": {}", origin, name, e.what());
     }
-    uint64_t numel = 1;
+    uint64_t numel = 1, span = 1;  // span: the product with zeros read as ones, which torch's strides must fit
     for (const auto& d : *shape) {
       const uint64_t dim = as_count(d, origin, fmt::format("tensor \"{}\" shape", name));
       // The reference allows a huge dim when another is 0; a torch size must fit int64.
@@ -144,6 +144,8 @@ Header parse_header(std::span<const uint8_t> bytes, std::string_view origin) {
         fail("{}: tensor \"{}\": dimension {} does not fit a signed 64-bit size", origin, name, dim);
       if (__builtin_mul_overflow(numel, dim, &numel))
         fail("{}: tensor \"{}\": the number of elements overflows", origin, name);
+      if (__builtin_mul_overflow(span, std::max<uint64_t>(dim, 1), &span) || span > static_cast<uint64_t>(INT64_MAX))
+        fail("{}: tensor \"{}\": shape {} has strides beyond a signed 64-bit size", origin, name, brief(*shape));
       t.shape.push_back(static_cast<int64_t>(dim));
     }
     t.begin = as_count((*offsets)[0], origin, fmt::format("tensor \"{}\" data_offsets", name));

@@ -604,10 +604,9 @@ void Trainer::save_checkpoint(bool is_best) {
   for (auto& [name, t] : module_state(*model_)) c.model[name] = t.cpu();
   for (auto& [name, t] : ema_) c.ema[name] = t.cpu();
   c.extra["rng.cpu"] = generator_state(at::detail::getDefaultCPUGenerator());
-  if (device_.is_cuda())
-    for (int i = 0; i < static_cast<int>(torch::cuda::device_count()); ++i)
-      c.extra[fmt::format("rng.cuda{}", i)] =
-          generator_state(at::globalContext().defaultGenerator(torch::Device(torch::kCUDA, i)));
+  // The generator of rank 0's own device. Every rank seeds alike and draws alike, so each rank's
+  // device generator is in this state too (the other devices' generators of rank 0 never move).
+  if (device_.is_cuda()) c.extra["rng.cuda"] = generator_state(at::globalContext().defaultGenerator(device_));
   if (scaler_) {
     c.extra["scaler.scale"] = scaler_->scale_tensor().cpu();
     c.extra["scaler.growth"] = scaler_->growth_tracker().cpu();
@@ -643,10 +642,12 @@ void Trainer::restore(const fs::path& checkpoint) {
     return it->second;
   };
   set_generator_state(at::detail::getDefaultCPUGenerator(), extra("rng.cpu"));
-  if (device_.is_cuda())
-    for (int i = 0; i < static_cast<int>(torch::cuda::device_count()); ++i)
-      if (auto it = c.extra.find(fmt::format("rng.cuda{}", i)); it != c.extra.end())
-        set_generator_state(at::globalContext().defaultGenerator(torch::Device(torch::kCUDA, i)), it->second);
+  if (device_.is_cuda()) {
+    auto it = c.extra.find("rng.cuda");
+    if (it == c.extra.end()) it = c.extra.find("rng.cuda0");  // older checkpoints kept one per device
+    if (it != c.extra.end()) set_generator_state(at::globalContext().defaultGenerator(device_), it->second);
+    else log::warn("{}: no CUDA generator state; the GPU random streams restart", checkpoint.string());
+  }
   if (scaler_ && c.extra.count("scaler.scale")) {
     scaler_->scale_tensor().copy_(extra("scaler.scale"));
     scaler_->growth_tracker().copy_(extra("scaler.growth"));

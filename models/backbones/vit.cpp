@@ -127,6 +127,7 @@ ViTTokens ViTImpl::forward_tokens(const torch::Tensor& x, double mask_ratio, tor
   if (mask_ratio > 0) {
     // MAE's random masking: keep the tokens with the smallest noise, in ascending-noise order.
     const auto keep = static_cast<int64_t>(static_cast<double>(n) * (1 - mask_ratio));
+    if (!(mask_ratio < 1) || keep < 1) fail("ViT: mask_ratio {} keeps none of the {} patch tokens", mask_ratio, n);
     if (!noise.defined()) noise = torch::rand({b, n}, tokens.options());
     if (noise.sizes() != torch::IntArrayRef{b, n}) fail("ViT: masking noise must be [{}, {}], got {}", b, n, noise.sizes());
     const auto shuffle = torch::argsort(noise.to(tokens.device()), int64_t{1});
@@ -205,6 +206,8 @@ class ViTClassifier : public Model, public LayerDepths {
  public:
   explicit ViTClassifier(const Config& c)
       : input_(c.get<std::string>("input", "image")), mask_ratio_(c.get<double>("mask_ratio", 0.0)) {
+    if (!(mask_ratio_ >= 0 && mask_ratio_ < 1))
+      fail("{}: {}: expected a share in [0, 1), got {}", c.where("mask_ratio"), c.full_key("mask_ratio"), mask_ratio_);
     vit_ = register_module("vit", ViT(ViTOptions::from(c)));
     head_ = register_module("head", torch::nn::Linear(vit_->options().embed_dim, c.get<int64_t>("num_classes")));
   }

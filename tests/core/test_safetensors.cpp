@@ -256,6 +256,7 @@ TEST(Safetensors, MalformedFilesAreErrorsNamingFileAndProblem) {
       {"leading_space", " {}", "", {}, "must start with '{'"},
       {"nul", std::string("{}\0 ", 4), "", {}, "NUL byte at offset 10"},  // nlohmann would stop there
       {"huge_dim", one("F32", "[0,9223372036854775808]", "[0,0]"), "", {}, "does not fit a signed 64-bit"},
+      {"huge_empty", one("F32", "[0,4294967296,4294967296]", "[0,0]"), "", {}, "has strides beyond a signed 64-bit size"},
   };
   // clang-format on
   for (const auto& c : cases) {

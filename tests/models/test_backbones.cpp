@@ -128,6 +128,13 @@ TEST(ViT, SinCosTableIsMaesLayoutAndLayerIdsFollowDepth) {
   // that sum does not depend on the input and its gradient is round-off.
   (masked.tokens * torch::randn_like(masked.tokens)).sum().backward();
   EXPECT_GT(x.grad().abs().sum().item<float>(), 0);
+  // A ratio that keeps no token (4 patches x (1 - 0.8) = 0) is an error, not a negative slice.
+  try {
+    vit->forward_tokens(x, 0.8);
+    ADD_FAILURE() << "no error";
+  } catch (const Error& e) {
+    EXPECT_THAT(e.what(), ::testing::HasSubstr("mask_ratio 0.8 keeps none of the 4 patch tokens"));
+  }
 }
 
 }  // namespace

@@ -128,6 +128,11 @@ void Loader::worker_loop() {
   }
 }
 
+int64_t Loader::position() const {
+  std::lock_guard lock(mutex_);
+  return next_to_deliver_;
+}
+
 std::optional<Batch> Loader::next() {
   while (true) {
     std::unique_lock lock(mutex_);

@@ -46,6 +46,9 @@ class Loader {
   std::optional<Batch> next();
 
   int64_t batches_per_epoch() const;
+  // Batches of this epoch behind us, delivered or skipped because none of their samples loaded:
+  // where start_epoch(epoch, position()) would continue.
+  int64_t position() const;
   int64_t local_batch_size() const { return options_.batch_size / options_.world_size; }
   // Samples skipped under on_error = skip in the current epoch (reported at its end).
   int64_t skipped() const { return skipped_; }
@@ -65,7 +68,7 @@ class Loader {
   int64_t epoch_ = 0;
   std::vector<std::vector<int64_t>> batches_;  // this rank's indices per batch
 
-  std::mutex mutex_;
+  mutable std::mutex mutex_;
   std::condition_variable produced_, consumed_;
   int64_t next_to_claim_ = 0;     // next batch index a worker may take
   int64_t next_to_deliver_ = 0;   // next batch index the consumer expects

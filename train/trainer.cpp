@@ -315,7 +315,7 @@ RunResult Trainer::fit() {
         break;
       }
       micro.push_back(batch->to(device_, /*non_blocking=*/device_.is_cuda()));
-      ++batch_in_epoch_;
+      batch_in_epoch_ = loader_->position();  // counts batches the loader skipped, too
       if (static_cast<int64_t>(micro.size()) < options_.grad_accum) continue;
       const StepOutcome outcome = train_step(micro);
       micro.clear();

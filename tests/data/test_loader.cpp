@@ -123,6 +123,20 @@ TEST(Loader, ABadSampleIsAnErrorNamingItsFileOrASkippedWarning) {
   const auto batches = epoch(skipping, 0);
   EXPECT_EQ(skipping.skipped(), 1);
   EXPECT_EQ(batches[1].size(), 3);
+  // A batch none of whose samples load is skipped, and still counts in the position a resume
+  // continues from: after batches 0 and 2 (batch 1 = samples 4..7, all bad) the position is 3.
+  auto all_bad = std::make_shared<Counting>(16, std::set<int64_t>{4, 5, 6, 7});
+  for (int workers : {0, 2}) {
+    o.workers = workers;
+    Loader loader(all_bad, std::make_shared<SequentialSampler>(16), o);
+    loader.start_epoch(0);
+    ASSERT_TRUE(loader.next());
+    EXPECT_EQ(loader.position(), 1);
+    const auto second = loader.next();
+    ASSERT_TRUE(second);
+    EXPECT_EQ(second->indices[0].item<int64_t>(), 8);
+    EXPECT_EQ(loader.position(), 3) << workers << " workers";
+  }
 }
 
 TEST(Loader, BatchSizeMustSplitOverRanks) {

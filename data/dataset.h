@@ -43,17 +43,15 @@ struct Batch {
 
 // The batch field a loss or metric reads to know which values are labelled (1) and which missing
 // (0), e.g. `mask: va_mask`. A name the config sets must be in every batch, so a misspelt key is an
-// error rather than a mask of ones over the readers' placeholder zeros; the default name may be
-// absent (a dataset with nothing missing).
+// error rather than a mask of ones over the zeros the readers write for missing values; the
+// default name may be absent (a dataset with nothing missing).
 class MaskField {
  public:
-  MaskField() = default;
   // `key` of `c` (e.g. "mask"), `fallback` when the config does not set it.
   MaskField(const Config& c, const std::string& key, const std::string& fallback);
 
   // The mask in `like`'s dtype and device, viewed as `like`; ones when an unset name is absent.
   torch::Tensor of(const Batch& batch, const torch::Tensor& like) const;
-  const std::string& name() const { return name_; }
 
  private:
   std::string name_, origin_;  // origin_: "file:line: key" when the config set it, else empty

@@ -643,8 +643,7 @@ void Trainer::restore(const fs::path& checkpoint) {
   };
   set_generator_state(at::detail::getDefaultCPUGenerator(), extra("rng.cpu"));
   if (device_.is_cuda()) {
-    auto it = c.extra.find("rng.cuda");
-    if (it == c.extra.end()) it = c.extra.find("rng.cuda0");  // older checkpoints kept one per device
+    const auto it = c.extra.find("rng.cuda");
     if (it != c.extra.end()) set_generator_state(at::globalContext().defaultGenerator(device_), it->second);
     else log::warn("{}: no CUDA generator state; the GPU random streams restart", checkpoint.string());
   }

@@ -98,6 +98,17 @@ std::string file_version_event(double wall_time) {
   return event;
 }
 
+std::string session_start_event(double wall_time, int64_t step) {
+  std::string log;
+  put_int(log, 1, 1);  // SessionLog.status = START
+  std::string event;
+  put_tag(event, 1, 1);
+  put_little_endian(event, wall_time);
+  put_int(event, 2, step);      // Event.step
+  put_bytes(event, 7, log);     // Event.session_log
+  return event;
+}
+
 std::string scalar_event(double wall_time, int64_t step, std::string_view tag, float value) {
   std::string v;
   put_bytes(v, 1, tag);  // Value.tag
@@ -139,6 +150,8 @@ EventWriter::~EventWriter() {
   }
   if (fd_ >= 0) ::close(fd_);
 }
+
+void EventWriter::add_session_start(int64_t step) { append(session_start_event(now_seconds(), step)); }
 
 void EventWriter::add_scalar(std::string_view tag, double value, int64_t step) {
   append(scalar_event(now_seconds(), step, tag, static_cast<float>(value)));

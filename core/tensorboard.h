@@ -20,6 +20,9 @@ std::string frame_record(std::string_view payload);
 // Serialized Event protos.
 std::string file_version_event(double wall_time);
 std::string scalar_event(double wall_time, int64_t step, std::string_view tag, float value);
+// SessionLog START at `step`: TensorBoard discards every event of earlier files with step >= `step`
+// (a resumed run's restart point), so rows written after the last checkpoint are not shown twice.
+std::string session_start_event(double wall_time, int64_t step);
 std::string image_event(double wall_time, int64_t step, std::string_view tag, std::string_view png, int height,
                         int width, int channels);
 
@@ -33,6 +36,8 @@ class EventWriter {
   EventWriter& operator=(const EventWriter&) = delete;
 
   void add_scalar(std::string_view tag, double value, int64_t step);
+  // A restart at `step` (see session_start_event).
+  void add_session_start(int64_t step);
   // `png` holds an encoded PNG of height x width x channels (1 gray, 3 RGB, 4 RGBA).
   void add_image(std::string_view tag, std::string_view png, int height, int width, int channels, int64_t step);
   // Pushes buffered records to disk (fsync): call at checkpoints and before exit.

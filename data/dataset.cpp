@@ -14,6 +14,7 @@ Batch Batch::to(const torch::Device& device, bool non_blocking) const {
     auto& moved = out.ragged[name];
     for (const auto& t : list) moved.push_back(t.to(device, non_blocking));
   }
+  out.text = text;
   out.ids = ids;
   out.indices = indices;
   return out;
@@ -52,6 +53,7 @@ Batch collate(std::vector<Sample> samples, std::vector<int64_t> indices) {
   }
   for (auto& s : samples) {
     for (const auto& [name, t] : s.ragged) batch.ragged[name].push_back(t);
+    for (auto& [name, t] : s.text) batch.text[name].push_back(std::move(t));
     batch.ids.push_back(std::move(s.id));
   }
   batch.indices = torch::tensor(indices, torch::kInt64);

@@ -28,12 +28,14 @@ namespace facet::data {
 struct Sample {
   TensorDict fields;
   TensorDict ragged;
+  std::map<std::string, std::string> text;  // questions, reference answers, prompts
   std::string id;  // file path or dataset-specific identifier, for error messages and predictions
 };
 
 struct Batch {
   TensorDict fields;                                        // [B, ...] each
   std::map<std::string, std::vector<torch::Tensor>> ragged;  // B tensors each
+  std::map<std::string, std::vector<std::string>> text;      // B strings each
   std::vector<std::string> ids;
   torch::Tensor indices;  // int64 [B]: dataset indices, for per-sample feedback (curriculum)
 

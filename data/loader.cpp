@@ -51,10 +51,14 @@ void Loader::stop_workers() {
   workers_.clear();
 }
 
-void Loader::start_epoch(int64_t epoch, int64_t skip_batches) {
+void Loader::start_epoch(int64_t epoch, int64_t skip_batches, std::vector<int64_t> order_given) {
   stop_workers();
   epoch_ = epoch;
-  const std::vector<int64_t> order = sampler_->epoch_order(epoch);
+  order_ = order_given.empty() ? sampler_->epoch_order(epoch) : std::move(order_given);
+  for (int64_t i : order_)
+    if (i < 0 || i >= dataset_->size())
+      fail("sampler: epoch {} order holds index {}, outside the dataset's 0..{}", epoch, i, dataset_->size() - 1);
+  const std::vector<int64_t>& order = order_;
   const int64_t global = options_.batch_size, local = local_batch_size();
   batches_.clear();
   for (int64_t start = 0; start < static_cast<int64_t>(order.size()); start += global) {
@@ -91,10 +95,18 @@ Batch Loader::load_batch(int64_t batch_index) {
       }
       samples.push_back(std::move(sample));
       kept.push_back(index);
-    } catch (const Error& e) {
-      if (options_.on_error == OnError::fail) throw;
+    } catch (const std::exception& e) {
+      // Any failure of one sample — Facet's own errors, LibTorch's, OpenCV's, an allocation — skips
+      // that sample under on_error: skip, and otherwise ends the run naming the sample.
+      const auto* torch_error = dynamic_cast<const c10::Error*>(&e);
+      const std::string what = torch_error ? torch_error->what_without_backtrace() : e.what();
+      if (options_.on_error == OnError::fail) {
+        if (dynamic_cast<const Error*>(&e)) throw;
+        fail("sample {} of the {} split failed to load (data.on_error: skip would skip it): {}", index,
+             options_.split.empty() ? "data" : options_.split, what);
+      }
       ++skipped_;
-      log::warn("skipping sample {} (data.on_error: skip): {}", index, e.what());
+      log::warn("skipping sample {} (data.on_error: skip): {}", index, what);
     }
   }
   if (samples.empty()) return Batch{};
@@ -147,7 +159,7 @@ std::optional<Batch> Loader::next() {
       lock.lock();
       ++next_to_deliver_;
       ++next_to_claim_;
-      if (batch.size() == 0) continue;
+      if (batch.size() == 0 && !options_.keep_empty_batches) continue;
       return batch;
     }
     produced_.wait(lock, [&] { return error_ || ready_.count(index); });
@@ -157,7 +169,7 @@ std::optional<Batch> Loader::next() {
       ++next_to_deliver_;
       lock.unlock();
       consumed_.notify_all();
-      if (batch.size() == 0) continue;
+      if (batch.size() == 0 && !options_.keep_empty_batches) continue;
       return batch;
     }
     std::rethrow_exception(error_);

@@ -29,7 +29,11 @@ struct LoaderOptions {
   int world_size = 1;
   bool pin_memory = false;  // page-locked batches for non-blocking host-to-GPU copies
   OnError on_error = OnError::fail;
+  // Return a batch none of whose samples loaded (on_error: skip) as an empty batch instead of
+  // skipping it: the trainer decides over all ranks, so that ranks never fall out of step.
+  bool keep_empty_batches = false;
   uint64_t seed = 0;
+  std::string split;  // for messages
   std::vector<std::shared_ptr<Transform>> transforms;  // applied to each sample, in order
 };
 
@@ -40,10 +44,14 @@ class Loader {
   Loader(const Loader&) = delete;
   Loader& operator=(const Loader&) = delete;
 
-  // Begins `epoch`, skipping its first `skip_batches` (exact resume mid-epoch).
-  void start_epoch(int64_t epoch, int64_t skip_batches = 0);
+  // Begins `epoch`, skipping its first `skip_batches` (exact resume mid-epoch). The epoch's order
+  // comes from the sampler, or is `order` when given (a checkpointed order of a sampler that
+  // adapts to feedback, which could not recompute it).
+  void start_epoch(int64_t epoch, int64_t skip_batches = 0, std::vector<int64_t> order = {});
   // The next batch of this rank, or nullopt at the end of the epoch. Rethrows a worker's error.
   std::optional<Batch> next();
+  // The current epoch's order over the dataset (all ranks).
+  const std::vector<int64_t>& epoch_order() const { return order_; }
 
   int64_t batches_per_epoch() const;
   // Batches of this epoch behind us, delivered or skipped because none of their samples loaded:
@@ -53,6 +61,7 @@ class Loader {
   // Samples skipped under on_error = skip in the current epoch (reported at its end).
   int64_t skipped() const { return skipped_; }
   const Dataset& dataset() const { return *dataset_; }
+  const LoaderOptions& options() const { return options_; }
   Sampler& sampler() { return *sampler_; }
 
  private:
@@ -66,6 +75,7 @@ class Loader {
 
   // Per-epoch plan, written before workers start.
   int64_t epoch_ = 0;
+  std::vector<int64_t> order_;
   std::vector<std::vector<int64_t>> batches_;  // this rank's indices per batch
 
   mutable std::mutex mutex_;

@@ -17,9 +17,17 @@ namespace facet::data {
 class Sampler {
  public:
   virtual ~Sampler() = default;
+  // The global batch (all ranks, one micro-batch) the loader cuts each epoch's order into, told
+  // before the first epoch: a sampler that composes batches (easy and hard samples mixed in each)
+  // arranges its order in runs of this size.
+  virtual void set_batch_size(int64_t global_batch) {}
   // The full epoch's order (dataset indices), identical on every rank.
   virtual std::vector<int64_t> epoch_order(int64_t epoch) = 0;
-  // Per-sample training losses of one step, gathered from every rank (curriculum feedback).
+  // Whether the sampler learns from feedback (then the trainer gathers per-sample losses every step
+  // and checkpoints the current epoch's order, which the sampler could not recompute on resume).
+  virtual bool uses_feedback() const { return false; }
+  // Per-sample training losses of one optimiser step, gathered over micro-batches and ranks: the
+  // same values, in the same order, on every rank.
   virtual void feedback(const torch::Tensor& indices, const torch::Tensor& losses) {}
   virtual nlohmann::json state() const { return nlohmann::json::object(); }
   virtual void load_state(const nlohmann::json& state) {}

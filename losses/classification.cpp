@@ -15,7 +15,7 @@ class CrossEntropy : public Loss {
       fail("{}: {}.label_smoothing: expected a value in [0, 1), got {}", c.where("label_smoothing"), c.prefix(), smoothing_);
   }
 
-  LossResult operator()(const TensorDict& outputs, const data::Batch& batch) override {
+  LossResult operator()(const Outputs& outputs, const data::Batch& batch) override {
     const auto logits = outputs.at(logits_).to(torch::kFloat);
     const auto target = batch.fields.at(target_);
     const auto per_sample = torch::nn::functional::cross_entropy(

@@ -28,7 +28,7 @@ class WeightedSum : public Loss {
     for (auto& t : terms_) t.loss->prepare(train);
   }
 
-  LossResult operator()(const TensorDict& outputs, const data::Batch& batch) override {
+  LossResult operator()(const Outputs& outputs, const data::Batch& batch) override {
     LossResult r;
     bool per_sample = true;
     for (auto& t : terms_) {

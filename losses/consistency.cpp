@@ -23,7 +23,7 @@ class MultiViewCeJs : public Loss {
         ce_weight_(c.get<double>("ce_weight", 1.0)),
         js_weight_(c.get<double>("js_weight", 100.0)) {}
 
-  LossResult operator()(const TensorDict& outputs, const data::Batch& batch) override {
+  LossResult operator()(const Outputs& outputs, const data::Batch& batch) override {
     const torch::Tensor logits = outputs.at(views_).to(torch::kFloat);  // [V, B, C]
     if (logits.dim() != 3) fail("multi_view_ce_js: {} must be [views, batch, classes], got {}", views_, logits.sizes());
     const torch::Tensor target = batch.fields.at(target_);

@@ -4,7 +4,7 @@
 #pragma once
 
 #include "core/registry.h"
-#include "core/tensor_dict.h"
+#include "core/outputs.h"
 #include "data/dataset.h"
 
 namespace facet::losses {
@@ -18,7 +18,7 @@ struct LossResult {
 class Loss {
  public:
   virtual ~Loss() = default;
-  virtual LossResult operator()(const TensorDict& outputs, const data::Batch& batch) = 0;
+  virtual LossResult operator()(const Outputs& outputs, const data::Batch& batch) = 0;
   // Called once with the training split before training, for what a loss derives from the data
   // (class-imbalance weights computed from the training labels).
   virtual void prepare(const data::Dataset& train) {}

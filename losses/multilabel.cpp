@@ -74,7 +74,7 @@ class WeightedBce : public Loss {
     pos_weight_.prepare(train, true);
   }
 
-  LossResult operator()(const TensorDict& outputs, const data::Batch& batch) override {
+  LossResult operator()(const Outputs& outputs, const data::Batch& batch) override {
     const torch::Tensor logits = outputs.at(logits_).to(torch::kFloat);
     const auto [target, mask] = target_and_mask(batch, target_, mask_);
     const int64_t labels = logits.size(1);
@@ -117,7 +117,7 @@ class AuDice : public Loss {
 
   void prepare(const data::Dataset& train) override { weights_.prepare(train, false); }
 
-  LossResult operator()(const TensorDict& outputs, const data::Batch& batch) override {
+  LossResult operator()(const Outputs& outputs, const data::Batch& batch) override {
     const torch::Tensor logits = outputs.at(logits_).to(torch::kFloat);
     const auto [target, mask] = target_and_mask(batch, target_, mask_);
     const torch::Tensor p = torch::sigmoid(logits) * mask, t = target * mask;

@@ -41,7 +41,7 @@ class CccLoss : public Loss {
         mask_(c, "mask", "va_mask"),
         eps_(c.get<double>("eps", 1e-4)) {}
 
-  LossResult operator()(const TensorDict& outputs, const data::Batch& batch) override {
+  LossResult operator()(const Outputs& outputs, const data::Batch& batch) override {
     const torch::Tensor x = columns(outputs.at(pred_).to(torch::kFloat)), y = columns(field(batch, target_));
     const torch::Tensor m = mask_.of(batch, y);
     const torch::Tensor ccc = batch_ccc(x, y, m, eps_);
@@ -64,7 +64,7 @@ class L1Loss : public Loss {
         target_(c.get<std::string>("target", pred_)),
         mask_(c, "mask", target_ + "_mask") {}
 
-  LossResult operator()(const TensorDict& outputs, const data::Batch& batch) override {
+  LossResult operator()(const Outputs& outputs, const data::Batch& batch) override {
     const torch::Tensor x = columns(outputs.at(pred_).to(torch::kFloat)), y = columns(field(batch, target_));
     const torch::Tensor m = mask_.of(batch, y);
     const torch::Tensor l = (x - y).abs() * m;

@@ -34,7 +34,7 @@ class AbawMtl : public Metric {
   void prepare(const data::Dataset& eval) override {
     for (auto* m : parts()) m->prepare(eval);
   }
-  void update(const TensorDict& outputs, const data::Batch& batch) override {
+  void update(const Outputs& outputs, const data::Batch& batch) override {
     for (auto* m : parts()) m->update(outputs, batch);
   }
 

@@ -14,7 +14,7 @@ class Classification : public Metric {
     reset();
   }
 
-  void update(const TensorDict& outputs, const data::Batch& batch) override {
+  void update(const Outputs& outputs, const data::Batch& batch) override {
     // Negative labels are unknown (ABAW's expression -1) and left out.
     const auto truth_all = batch.fields.at(target_).to(torch::kCPU);
     const auto known = truth_all >= 0;

@@ -29,7 +29,7 @@ class MultilabelF1 : public Metric {
     if (!counts_.defined() && !names_.empty()) counts_ = torch::zeros({4, static_cast<int64_t>(names_.size())}, torch::kDouble);
   }
 
-  void update(const TensorDict& outputs, const data::Batch& batch) override {
+  void update(const Outputs& outputs, const data::Batch& batch) override {
     const torch::Tensor logits = outputs.at(logits_).detach().to(torch::kCPU, torch::kFloat);
     const torch::Tensor truth = batch.fields.at(target_).to(torch::kCPU, torch::kFloat) > 0.5;
     const torch::Tensor known = mask_.of(batch, truth.to(torch::kFloat)) > 0.5;

@@ -40,7 +40,7 @@ class Ccc : public Metric {
     reset();
   }
 
-  void update(const TensorDict& outputs, const data::Batch& batch) override {
+  void update(const Outputs& outputs, const data::Batch& batch) override {
     const auto [x, y, m] = read(outputs, batch, pred_, target_, mask_);
     if (x.size(1) != static_cast<int64_t>(names_.size()))
       fail("ccc: {} has {} columns, names {}", pred_, x.size(1), names_.size());
@@ -79,7 +79,7 @@ class Mae : public Metric {
     reset();
   }
 
-  void update(const TensorDict& outputs, const data::Batch& batch) override {
+  void update(const Outputs& outputs, const data::Batch& batch) override {
     const auto [x, y, m] = read(outputs, batch, pred_, target_, mask_);
     if (x.size(1) != static_cast<int64_t>(names_.size()))
       fail("mae: {} has {} columns, names {}", pred_, x.size(1), names_.size());

@@ -2,9 +2,10 @@
 // and is built from the config's `model` node, like torch::nn modules are built from Options.
 #pragma once
 
+#include "core/outputs.h"
 #include "core/registry.h"
-#include "core/tensor_dict.h"
 #include "data/dataset.h"
+#include "losses/loss.h"
 
 #include <torch/torch.h>
 
@@ -12,7 +13,46 @@ namespace facet::models {
 
 class Model : public torch::nn::Module {
  public:
-  virtual TensorDict forward(const data::Batch& batch) = 0;
+  virtual Outputs forward(const data::Batch& batch) = 0;
+  // The picture evaluation draws when the config names no `visualizer` (train/visualize.h).
+  virtual std::string default_visualizer() const { return "image_grid"; }
+};
+
+// What a model can do beyond forward, as capabilities the training steps look for (a step that
+// needs one refuses, at build time, a model without it):
+
+// Models that compute their own training losses — two-stage detectors, whose RPN and box-head
+// losses need the anchors and proposals sampled inside the forward pass. Step `model_losses`.
+class ComputesLosses {
+ public:
+  virtual ~ComputesLosses() = default;
+  // The training forward: fills `outputs` and returns the losses, per image in `per_sample` when
+  // the model can (curriculum samplers feed on them).
+  virtual losses::LossResult forward_losses(const data::Batch& batch, Outputs& outputs) = 0;
+};
+
+// Models trained in phases, each with its own optimiser (a GAN's discriminator, then its
+// generator). Step `alternating` calls phase_loss for each configured phase in order.
+class PhasedObjective {
+ public:
+  virtual ~PhasedObjective() = default;
+  virtual std::vector<std::string> phases() const = 0;
+  virtual losses::LossResult phase_loss(const std::string& phase, const data::Batch& batch, Outputs& outputs) = 0;
+};
+
+// Denoising diffusion models (step `diffusion`): frozen encoders turn a batch into clean inputs
+// x0 (latents) and a condition; the trained network predicts the noise (or velocity) of x0 noised
+// to timestep t. The step draws t and the noise.
+struct DenoiserInputs {
+  torch::Tensor x0;         // [B, ...]
+  TensorDict condition;     // anything the network is conditioned on (text embeddings, masks)
+  torch::Tensor loss_mask;  // optional, broadcastable to x0: the loss is averaged where it is 1, per sample
+};
+class Denoiser {
+ public:
+  virtual ~Denoiser() = default;
+  virtual DenoiserInputs encode(const data::Batch& batch) = 0;
+  virtual torch::Tensor denoise(const torch::Tensor& noisy, const torch::Tensor& timesteps, const DenoiserInputs& inputs) = 0;
 };
 
 // Models whose parameters sit at depths, for layer-wise learning-rate decay (BEiT / MAE fine-tuning,
@@ -24,6 +64,25 @@ class LayerDepths {
   virtual int64_t num_layer_ids() const = 0;
   // In 0 .. num_layer_ids() - 1 for every parameter name of the model.
   virtual int64_t layer_id(const std::string& parameter_name) const = 0;
+};
+
+// Monte-Carlo dropout (uncertainty from the spread of several stochastic forward passes, as Mo-SCL
+// estimates it): while it lives, the model is in eval mode except its dropout modules, so BatchNorm
+// statistics neither move nor come from the batch. The modes it found are restored after.
+class DropoutOnlyTraining {
+ public:
+  explicit DropoutOnlyTraining(torch::nn::Module& model);
+  ~DropoutOnlyTraining();
+  DropoutOnlyTraining(const DropoutOnlyTraining&) = delete;
+  DropoutOnlyTraining& operator=(const DropoutOnlyTraining&) = delete;
+  // Number of dropout modules switched to training (0: every pass is the same).
+  int64_t dropout_modules() const { return dropout_modules_; }
+
+ private:
+  torch::nn::Module* root_ = nullptr;
+  bool root_training_ = false;
+  std::vector<std::pair<std::shared_ptr<torch::nn::Module>, bool>> modes_;
+  int64_t dropout_modules_ = 0;
 };
 
 using ModelRegistry = Registry<std::shared_ptr<Model>>;

@@ -43,11 +43,12 @@ class SimpleCnn : public Model {
     head_ = register_module("head", torch::nn::Linear(in, options_.num_classes));
   }
 
-  TensorDict forward(const data::Batch& batch) override {
+  Outputs forward(const data::Batch& batch) override {
     auto x = features_->forward(batch.fields.at(options_.input));
     x = dropout_->forward(x.mean({2, 3}));
     return {{"logits", head_->forward(x)}};
   }
+  std::string default_visualizer() const override { return "classification"; }
 
  private:
   SimpleCnnOptions options_;

@@ -4,13 +4,6 @@
 
 namespace facet::train {
 
-std::optional<torch::ScalarType> parse_amp(const std::string& amp) {
-  if (amp == "none" || amp.empty()) return std::nullopt;
-  if (amp == "bf16") return torch::kBFloat16;
-  if (amp == "fp16") return torch::kHalf;
-  fail("train.amp: expected none, bf16 or fp16, got \"{}\"", amp);
-}
-
 AutocastGuard::AutocastGuard(torch::Device device, std::optional<torch::ScalarType> dtype) : type_(device.type()) {
   if (!dtype) return;
   active_ = true;
@@ -33,18 +26,17 @@ GradScaler::GradScaler(torch::Device device, double init_scale)
       growth_(torch::zeros({1}, torch::TensorOptions().dtype(torch::kInt).device(device))),
       found_inf_(torch::zeros({1}, torch::TensorOptions().dtype(torch::kFloat).device(device))) {}
 
-bool GradScaler::unscale_and_check(const std::vector<torch::Tensor>& params) {
+torch::Tensor GradScaler::unscale_(const std::vector<torch::Tensor>& params) {
   std::vector<torch::Tensor> grads;
   for (const auto& p : params)
     if (p.grad().defined()) grads.push_back(p.grad());
   found_inf_.zero_();
   if (!grads.empty()) at::_amp_foreach_non_finite_check_and_unscale_(grads, found_inf_, scale_.reciprocal());
-  return found_inf_.item<float>() > 0;
+  return found_inf_;
 }
 
-void GradScaler::update(bool found_inf) {
-  found_inf_.fill_(found_inf ? 1.0 : 0.0);
-  at::_amp_update_scale_(scale_, growth_, found_inf_, /*growth_factor=*/2.0, /*backoff_factor=*/0.5,
+void GradScaler::update(const torch::Tensor& found_inf) {
+  at::_amp_update_scale_(scale_, growth_, found_inf, /*growth_factor=*/2.0, /*backoff_factor=*/0.5,
                          /*growth_interval=*/2000);
 }
 

@@ -9,9 +9,6 @@
 
 namespace facet::train {
 
-// "none" → nullopt, "bf16" → BFloat16, "fp16" → Half; anything else is an error naming train.amp.
-std::optional<torch::ScalarType> parse_amp(const std::string& amp);
-
 // Autocast on `device`'s type for the lifetime of the guard. Run forward and loss inside, and
 // backward after leaving it. Autocast state is thread-local.
 class AutocastGuard {
@@ -28,15 +25,18 @@ class AutocastGuard {
   at::ScalarType previous_dtype_ = at::kFloat;
 };
 
-// Dynamic loss scaling for fp16 (defaults of torch.amp.GradScaler).
+// Dynamic loss scaling for fp16 (defaults of torch.amp.GradScaler). Everything stays on the
+// device: the caller reads `found_inf` together with its other per-step values, in one sync.
 class GradScaler {
  public:
   explicit GradScaler(torch::Device device, double init_scale = 65536.0);
   torch::Tensor scale(const torch::Tensor& loss) const { return loss * scale_; }
-  // Divides the gradients by the scale in place; true if any was inf/NaN (the step must be skipped).
-  bool unscale_and_check(const std::vector<torch::Tensor>& params);
-  // Grows or backs off the scale after a step, given whether infs were found (on any rank).
-  void update(bool found_inf);
+  // Divides the gradients by the scale in place; returns found_inf, a 1-element float tensor on the
+  // device that is > 0 if any gradient was inf/NaN (the step must then be skipped).
+  torch::Tensor unscale_(const std::vector<torch::Tensor>& params);
+  // Grows or backs off the scale after a step, given whether infs were found (identical on every
+  // rank, since it is computed from the all-reduced gradients).
+  void update(const torch::Tensor& found_inf);
   torch::Tensor& scale_tensor() { return scale_; }
   torch::Tensor& growth_tracker() { return growth_; }
 

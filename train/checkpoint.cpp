@@ -2,13 +2,15 @@
 
 #include "core/error.h"
 #include "core/file_io.h"
-#include "core/safetensors.h"
 
 #include <fcntl.h>
 #include <stdio.h>  // renameat2, RENAME_EXCHANGE (glibc 2.28)
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
+#include <cstdlib>
+#include <regex>
 
 namespace facet::train {
 namespace fs = std::filesystem;
@@ -25,10 +27,55 @@ void fsync_path(const fs::path& path, bool directory) {
 
 std::string step_name(int64_t step) { return fmt::format("step_{:08d}", step); }
 
+std::string optimizer_file(const std::string& name) {
+  return name == "main" ? "optimizer.pt" : fmt::format("optimizer.{}.pt", name);
+}
+
+// FACET_CHECKPOINT_FAULT (see checkpoint.h): ends the process at `stage` of the configured save.
+void fault_point(const char* stage, int save_number) {
+  const char* spec = std::getenv("FACET_CHECKPOINT_FAULT");
+  if (!spec || !*spec) return;
+  std::string s = spec;
+  int n = 1;
+  if (const auto colon = s.find(':'); colon != std::string::npos) {
+    n = std::atoi(s.c_str() + colon + 1);
+    s.resize(colon);
+  }
+  if (s == stage && save_number == n) ::_exit(kCheckpointFaultExitCode);
+}
+
+bool exchange_allowed() {
+  const char* off = std::getenv("FACET_CHECKPOINT_NO_EXCHANGE");
+  return !(off && std::string(off) == "1");
+}
+
+// Saves by this process (a forked child counts its own).
+int next_save_number() {
+  static std::atomic<pid_t> owner{0};
+  static std::atomic<int> count{0};
+  if (owner.exchange(::getpid()) != ::getpid()) count = 0;
+  return ++count;
+}
+
+// step_00001200 → 1200, step_00001200.old → 1200; -1 for other names.
+int64_t step_of(const std::string& name, bool* old = nullptr) {
+  static const std::regex pattern(R"(step_(\d+)(\.old)?)");
+  std::smatch m;
+  if (!std::regex_match(name, m, pattern)) return -1;
+  if (old) *old = m[2].matched;
+  return std::stoll(m[1].str());
+}
+
 }  // namespace
 
-fs::path CheckpointDir::save(int64_t step, const CheckpointContents& contents, torch::optim::Optimizer& optimizer,
-                             bool is_best) {
+bool CheckpointDir::is_complete(const fs::path& checkpoint) {
+  // state.json is written last, atomically: a directory that has it has everything.
+  return fs::is_directory(checkpoint) && fs::exists(checkpoint / "state.json") &&
+         fs::exists(checkpoint / "model.safetensors");
+}
+
+fs::path CheckpointDir::save(int64_t step, const CheckpointContents& contents, bool is_best) {
+  const int save_number = next_save_number();
   fs::create_directories(dir_);
   const fs::path final_dir = dir_ / step_name(step);
   const fs::path tmp = dir_ / fmt::format(".tmp.{}.{}", step_name(step), ::getpid());
@@ -36,21 +83,33 @@ fs::path CheckpointDir::save(int64_t step, const CheckpointContents& contents, t
   fs::create_directories(tmp);
   try {
     safetensors::save(tmp / "model.safetensors", contents.model);
-    if (!contents.ema.empty()) safetensors::save(tmp / "ema.safetensors", contents.ema);
-    safetensors::save(tmp / "rng.safetensors", contents.extra);
-    torch::save(optimizer, (tmp / "optimizer.pt").string());
-    fsync_path(tmp / "optimizer.pt", false);
+    for (const auto& [file, tensors] : contents.files) safetensors::save(tmp / file, tensors);
+    for (const auto& [name, optimizer] : contents.optimizers) {
+      torch::save(*optimizer, (tmp / optimizer_file(name)).string());
+      fsync_path(tmp / optimizer_file(name), false);
+    }
+    fault_point("files", save_number);
     write_file_atomic(tmp / "state.json", contents.state.dump(2) + "\n");
     fsync_path(tmp, true);
+    fault_point("state", save_number);
     if (fs::exists(final_dir)) {
       // The same step again (the end-of-epoch save after a periodic one, a final best, a resumed
-      // finished run): `last` points at final_dir, so swap the two directories in one step rather
-      // than delete the one it points at first.
-      if (::renameat2(AT_FDCWD, tmp.c_str(), AT_FDCWD, final_dir.c_str(), RENAME_EXCHANGE) == 0) {
+      // finished run): `last` points at final_dir, so it is never deleted before its replacement
+      // is in place — swapped in one step, or else moved aside first.
+      if (exchange_allowed() &&
+          ::renameat2(AT_FDCWD, tmp.c_str(), AT_FDCWD, final_dir.c_str(), RENAME_EXCHANGE) == 0) {
+        fsync_path(dir_, true);
+        fault_point("swap", save_number);
         fs::remove_all(tmp);
-      } else {  // a file system without RENAME_EXCHANGE: a short window without final_dir
-        fs::remove_all(final_dir);
+      } else {
+        const fs::path old = dir_ / (step_name(step) + ".old");
+        fs::remove_all(old);
+        fs::rename(final_dir, old);
+        fsync_path(dir_, true);
+        fault_point("swap", save_number);  // neither in place: latest_complete() takes the .old copy
         fs::rename(tmp, final_dir);
+        fsync_path(dir_, true);
+        fs::remove_all(old);
       }
     } else {
       fs::rename(tmp, final_dir);
@@ -61,6 +120,7 @@ fs::path CheckpointDir::save(int64_t step, const CheckpointContents& contents, t
     fs::remove_all(tmp, ignored);
     throw;
   }
+  fault_point("link", save_number);
   point("last", final_dir);
   if (is_best) point("best", final_dir);
   prune();
@@ -79,22 +139,58 @@ std::optional<fs::path> CheckpointDir::resolve(const std::string& link) const {
   const fs::path p = dir_ / link;
   if (!fs::is_symlink(p)) return std::nullopt;
   const fs::path target = dir_ / fs::read_symlink(p);
-  if (!fs::is_directory(target)) fail("{}: points at {}, which does not exist", p.string(), target.string());
+  if (!is_complete(target)) return std::nullopt;
   return target;
 }
 
-void CheckpointDir::prune() const {
-  std::vector<fs::path> steps;
+std::optional<fs::path> CheckpointDir::latest_complete() const {
+  if (!fs::is_directory(dir_)) return std::nullopt;
+  std::optional<fs::path> best;
+  int64_t best_step = -1;
+  bool best_old = true;
   for (const auto& entry : fs::directory_iterator(dir_)) {
-    const std::string name = entry.path().filename().string();
-    if (entry.is_directory() && !entry.is_symlink() && name.rfind("step_", 0) == 0) steps.push_back(entry.path());
-    // Leftovers of a run killed mid-write.
-    if (name.rfind(".tmp.", 0) == 0 && name.find(std::to_string(::getpid())) == std::string::npos) {
-      std::error_code ignored;
-      fs::remove_all(entry.path(), ignored);
+    if (entry.is_symlink()) continue;
+    bool old = false;
+    const int64_t step = step_of(entry.path().filename().string(), &old);
+    if (step < 0 || !is_complete(entry.path())) continue;
+    if (step > best_step || (step == best_step && best_old && !old)) {
+      best = entry.path();
+      best_step = step;
+      best_old = old;
+    }
+  }
+  return best;
+}
+
+void CheckpointDir::prune() const {
+  std::vector<fs::path> entries;
+  for (const auto& entry : fs::directory_iterator(dir_)) entries.push_back(entry.path());
+  std::vector<fs::path> steps;
+  for (const auto& path : entries) {
+    const std::string name = path.filename().string();
+    std::error_code ignored;
+    bool old = false;
+    if (fs::is_directory(path) && !fs::is_symlink(path) && step_of(name, &old) >= 0) {
+      if (!old) {
+        steps.push_back(path);
+        continue;
+      }
+      // The previous copy of a same-step save that was interrupted: superfluous once the new copy is
+      // in place, else the only copy of its step, which goes back under its name.
+      const fs::path twin = dir_ / name.substr(0, name.size() - 4);
+      if (is_complete(twin)) {
+        fs::remove_all(path, ignored);
+      } else {
+        fs::remove_all(twin, ignored);
+        fs::rename(path, twin);
+        if (std::find(steps.begin(), steps.end(), twin) == steps.end()) steps.push_back(twin);
+      }
+    } else if (name.rfind(".tmp.", 0) == 0 && name.find(std::to_string(::getpid())) == std::string::npos) {
+      fs::remove_all(path, ignored);  // leftovers of a run killed mid-write
     }
   }
   std::sort(steps.begin(), steps.end());
+  steps.erase(std::unique(steps.begin(), steps.end()), steps.end());
   const auto last = resolve("last"), best = resolve("best");
   const int64_t excess = static_cast<int64_t>(steps.size()) - keep_last_;
   for (int64_t i = 0; i < excess; ++i) {
@@ -105,12 +201,16 @@ void CheckpointDir::prune() const {
 }
 
 CheckpointContents CheckpointDir::load(const fs::path& checkpoint) {
-  for (const char* f : {"model.safetensors", "rng.safetensors", "optimizer.pt", "state.json"})
+  for (const char* f : {"model.safetensors", "state.json"})
     if (!fs::exists(checkpoint / f)) fail("{}: checkpoint is incomplete, {} is missing", checkpoint.string(), f);
   CheckpointContents c;
+  c.source = checkpoint;
   c.model = safetensors::load(checkpoint / "model.safetensors");
-  if (fs::exists(checkpoint / "ema.safetensors")) c.ema = safetensors::load(checkpoint / "ema.safetensors");
-  c.extra = safetensors::load(checkpoint / "rng.safetensors");
+  for (const auto& entry : fs::directory_iterator(checkpoint)) {
+    const std::string name = entry.path().filename().string();
+    if (entry.path().extension() == ".safetensors" && name != "model.safetensors")
+      c.files[name] = safetensors::load(entry.path());
+  }
   try {
     c.state = nlohmann::json::parse(read_file(checkpoint / "state.json"));
   } catch (const nlohmann::json::exception& e) {
@@ -119,14 +219,15 @@ CheckpointContents CheckpointDir::load(const fs::path& checkpoint) {
   return c;
 }
 
-void CheckpointDir::load_optimizer(const fs::path& checkpoint, torch::optim::Optimizer& optimizer,
-                                   const torch::Device& device) {
+void CheckpointDir::load_optimizer(const fs::path& checkpoint, const std::string& name,
+                                   torch::optim::Optimizer& optimizer, const torch::Device& device) {
+  const fs::path file = checkpoint / optimizer_file(name);
+  if (!fs::exists(file)) fail("{}: checkpoint has no state for optimiser \"{}\"", file.string(), name);
   try {
     // Onto this rank's device: the file holds rank 0's, and the state must sit with the parameters.
-    torch::load(optimizer, (checkpoint / "optimizer.pt").string(), device);
+    torch::load(optimizer, file.string(), device);
   } catch (const c10::Error& e) {
-    fail("{}: cannot restore the optimiser (different model or optimiser?): {}", (checkpoint / "optimizer.pt").string(),
-         e.what_without_backtrace());
+    fail("{}: cannot restore the optimiser (different model or optimiser?): {}", file.string(), e.what_without_backtrace());
   }
 }
 

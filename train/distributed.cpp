@@ -376,6 +376,34 @@ torch::Tensor ProcessGroup::allgather(const torch::Tensor& tensor) {
   return torch::stack(output[0]).to(tensor.device());
 }
 
+torch::Tensor ProcessGroup::allgather_varying(const torch::Tensor& tensor) {
+  const torch::Tensor sizes = allgather(torch::tensor({tensor.size(0)}, torch::kLong)).to(torch::kCPU).reshape({-1});
+  const int64_t longest = sizes.max().item<int64_t>();
+  std::vector<int64_t> padded_shape = tensor.sizes().vec();
+  padded_shape[0] = longest;
+  torch::Tensor padded = torch::zeros(padded_shape, tensor.options());
+  padded.narrow(0, 0, tensor.size(0)).copy_(tensor);
+  const torch::Tensor all = allgather(padded);
+  std::vector<torch::Tensor> parts;
+  for (int r = 0; r < world_size_; ++r) parts.push_back(all[r].narrow(0, 0, sizes[r].item<int64_t>()));
+  return torch::cat(parts);
+}
+
+std::vector<std::string> ProcessGroup::allgather_bytes(const std::string& bytes) {
+  const torch::Tensor own = torch::from_blob(const_cast<char*>(bytes.data()), {static_cast<int64_t>(bytes.size())},
+                                             torch::kUInt8).clone();
+  const torch::Tensor sizes = allgather(torch::tensor({own.size(0)}, torch::kLong)).to(torch::kCPU).reshape({-1});
+  const torch::Tensor all = allgather_varying(own).to(torch::kCPU).contiguous();
+  std::vector<std::string> out;
+  int64_t offset = 0;
+  for (int r = 0; r < world_size_; ++r) {
+    const int64_t n = sizes[r].item<int64_t>();
+    out.emplace_back(reinterpret_cast<const char*>(all.data_ptr<uint8_t>()) + offset, static_cast<size_t>(n));
+    offset += n;
+  }
+  return out;
+}
+
 void ProcessGroup::allreduce_gradients(const std::vector<torch::Tensor>& params, int64_t bucket_bytes) {
   torch::NoGradGuard no_grad;
   for (const auto& b : plan_buckets(params, iota(params.size(), false), bucket_bytes, bucket_bytes)) {

@@ -72,6 +72,11 @@ class ProcessGroup {
   bool any_rank(bool flag);
   // [world_size, ...]: `tensor` of every rank, stacked in rank order (same shape everywhere).
   torch::Tensor allgather(const torch::Tensor& tensor);
+  // Every rank's `tensor` concatenated along dimension 0 in rank order; the first dimension may
+  // differ between ranks (per-sample values of batches of different sizes), the others may not.
+  torch::Tensor allgather_varying(const torch::Tensor& tensor);
+  // Every rank's bytes, in rank order (serialised metric records, prediction lines).
+  std::vector<std::string> allgather_bytes(const std::string& bytes);
   // Averages gradients over ranks after backward: flattened into buckets of at most `bucket_bytes`,
   // one all-reduce each. A gradient missing on some ranks counts as zeros there (so every rank issues
   // the same collectives); one missing on every rank stays undefined, as in PyTorch's DDP.

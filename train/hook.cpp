@@ -1,6 +1,8 @@
 #include "train/hook.h"
 
 #include "core/text.h"
+#include "train/checkpoint.h"
+#include "train/trainer.h"
 
 namespace facet::train {
 
@@ -24,7 +26,9 @@ class EarlyStopping : public Hook {
     if (patience_ < 1) fail("{}: {}.patience: expected >= 1, got {}", c.where("patience"), c.prefix(), patience_);
   }
 
-  void after_eval(int64_t step, const std::map<std::string, double>& results, HookRequest& request) override {
+  std::string name() const override { return "early_stopping"; }
+
+  void after_eval(Trainer& trainer, const EvalResults& results) override {
     auto it = results.find(metric_);
     if (it == results.end()) {
       std::vector<std::string> names;
@@ -38,19 +42,20 @@ class EarlyStopping : public Hook {
       stale_ = 0;
       return;
     }
-    if (++stale_ >= patience_) {
-      request.stop = true;
-      request.reason = fmt::format("early stopping at step {}: {} has not improved on {:.4f} for {} evaluations", step,
-                                   metric_, *best_, stale_);
-    }
+    if (++stale_ >= patience_)
+      trainer.request_stop(fmt::format("early stopping at step {}: {} has not improved on {:.4f} for {} evaluations",
+                                       trainer.state().step, metric_, *best_, stale_));
   }
 
-  nlohmann::json state() const override {
+  void on_save(Trainer&, CheckpointContents& contents) override {
     nlohmann::json s = {{"stale", stale_}};
     if (best_) s["best"] = *best_;
-    return s;
+    contents.state["hooks"][name()] = s;
   }
-  void load_state(const nlohmann::json& s) override {
+  void on_restore(Trainer&, const CheckpointContents& contents) override {
+    const auto hooks = contents.state.value("hooks", nlohmann::json::object());
+    if (!hooks.is_object() || !hooks.contains(name())) return;
+    const auto& s = hooks.at(name());
     stale_ = s.value("stale", 0);
     if (s.contains("best")) best_ = s.at("best").get<double>();
   }

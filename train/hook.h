@@ -1,4 +1,16 @@
-// Hooks: code that watches training and may ask it to stop, built by name from the `hooks` list.
+// Hooks: code that watches training and acts on it, with the trainer in reach (detectron2's
+// HookBase, mmengine's hooks). The trainer calls every hook at fixed points, in ascending
+// priority() (ties: the order they were added):
+//
+//   before_train
+//   per step:   before_micro_batch / after_micro_batch (each micro-batch, every phase), after_step
+//   per epoch:  after_epoch
+//   around evaluation: before_eval, after_eval
+//   at a checkpoint: on_save (add state to it); when resuming: on_restore (read it back)
+//   after_train
+//
+// Built-in hooks (train/hooks/) log, keep an EMA of the weights, evaluate, checkpoint and feed
+// per-sample losses back to curriculum samplers; configs add more by name:
 //
 //   hooks:
 //     - {name: early_stopping, metric: val/accuracy, mode: max, patience: 3}
@@ -6,30 +18,58 @@
 
 #include "core/registry.h"
 
-#include <nlohmann/json.hpp>
-
 #include <map>
 #include <memory>
 #include <string>
 
+namespace facet::data {
+struct Batch;
+}
+
 namespace facet::train {
 
-// What a hook may ask of the trainer.
-struct HookRequest {
-  bool stop = false;
-  std::string reason;
-};
+class Trainer;
+struct MicroBatch;
+struct StepResult;
+struct CheckpointContents;
+
+// Evaluation results as hooks see them: "<split>/<metric>" → value.
+using EvalResults = std::map<std::string, double>;
+
+// Priorities of the built-in hooks; configured hooks default to 50.
+namespace hook_priority {
+inline constexpr int logging = 10;      // the step's line and scalars come before any evaluation output
+inline constexpr int ema = 20;          // EMA weights updated before they are evaluated
+inline constexpr int curriculum = 25;   // the sampler learns from the step before anything else reads it
+inline constexpr int evaluation = 30;
+inline constexpr int configured = 50;   // early stopping and other hooks from the config
+inline constexpr int checkpoint = 90;   // last: saves what the others decided (best, stop)
+}  // namespace hook_priority
 
 class Hook {
  public:
   virtual ~Hook() = default;
-  virtual void after_step(int64_t step, double loss, HookRequest& request) {}
-  virtual void after_eval(int64_t step, const std::map<std::string, double>& results, HookRequest& request) {}
-  // What the hook has counted so far, saved with each checkpoint so a resumed run continues it.
-  virtual nlohmann::json state() const { return nullptr; }
-  virtual void load_state(const nlohmann::json& state) {}
+  // Unique within a run (the key of the hook's saved state).
+  virtual std::string name() const = 0;
+  virtual int priority() const { return hook_priority::configured; }
+  // Whether the hook reads StepResult::indices / per_sample (they are then gathered over ranks).
+  virtual bool wants_per_sample() const { return false; }
+
+  virtual void before_train(Trainer& trainer) {}
+  virtual void before_micro_batch(Trainer& trainer, const data::Batch& batch, int64_t index) {}
+  virtual void after_micro_batch(Trainer& trainer, const MicroBatch& micro) {}
+  virtual void after_step(Trainer& trainer, const StepResult& result) {}
+  virtual void after_epoch(Trainer& trainer) {}
+  virtual void before_eval(Trainer& trainer) {}
+  virtual void after_eval(Trainer& trainer, const EvalResults& results) {}
+  virtual void after_train(Trainer& trainer) {}
+  // Saves what the hook has counted (into contents.state["hooks"][name()], or tensors into
+  // contents.files), so that a resumed run continues it; on_restore reads it back.
+  virtual void on_save(Trainer& trainer, CheckpointContents& contents) {}
+  virtual void on_restore(Trainer& trainer, const CheckpointContents& contents) {}
 };
 
+// Configured hooks, built from the `hooks` list.
 using HookRegistry = Registry<std::shared_ptr<Hook>>;
 HookRegistry& hook_registry();
 

@@ -37,6 +37,9 @@ std::vector<GroupSpec> make_param_groups(const Config& optim, torch::nn::Module&
   const double lr = optim.get<double>("lr");
   const double weight_decay = optim.get<double>("weight_decay", 0.0);
   const auto freeze = optim.get<std::vector<std::string>>("freeze", {});
+  // With several optimisers (optimizers.<name>.params), each takes the parameters its patterns match.
+  const auto only = optim.get<std::vector<std::string>>("params", {});
+  std::vector<size_t> only_hits(only.size(), 0);
   const auto no_decay = optim.get<std::vector<std::string>>("no_decay", {});
   // Layer-wise lr decay needs the model's layer depths.
   const double layer_decay = optim.get<double>("layer_decay", 1.0);
@@ -72,6 +75,15 @@ std::vector<GroupSpec> make_param_groups(const Config& optim, torch::nn::Module&
   for (const auto& item : named) {
     const std::string& name = item.key();
     torch::Tensor p = item.value();
+    if (!only.empty()) {
+      bool selected = false;
+      for (size_t k = 0; k < only.size(); ++k)
+        if (glob_match(only[k], name)) {
+          ++only_hits[k];
+          selected = true;
+        }
+      if (!selected) continue;
+    }
     bool is_frozen = false;
     for (size_t f = 0; f < freeze.size(); ++f)
       if (glob_match(freeze[f], name)) {
@@ -116,6 +128,9 @@ std::vector<GroupSpec> make_param_groups(const Config& optim, torch::nn::Module&
     if (rule_hits[r] == 0)
       fail("{}: {}.groups[{}].match: \"{}\" matches no trainable parameter", optim.where("groups"), optim.prefix(), r,
            rules[r].match);
+  for (size_t k = 0; k < only.size(); ++k)
+    if (only_hits[k] == 0)
+      fail("{}: {}.params: \"{}\" matches no parameter", optim.where("params"), optim.prefix(), only[k]);
   for (size_t f = 0; f < freeze.size(); ++f)
     if (freeze_hits[f] == 0)
       fail("{}: {}.freeze: \"{}\" matches no parameter", optim.where("freeze"), optim.prefix(), freeze[f]);

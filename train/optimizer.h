@@ -9,6 +9,7 @@
 //     groups: [{match: "backbone.*", lr_mult: 0.1}]
 //     freeze: ["backbone.stem.*"]
 //     layer_decay: 0.65      # lr x 0.65^(L-1-k) at layer id k (models with models::LayerDepths)
+//     params: ["generator.*"]  # with several optimisers (`optimizers.<name>`): the parameters this one trains
 #pragma once
 
 #include "core/registry.h"

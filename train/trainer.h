@@ -1,19 +1,25 @@
-// The Trainer: builds everything of an experiment from its config through the registries and runs
-// it — iterations or epochs, gradient accumulation, clipping, mixed precision, EMA, evaluation with
-// best-checkpoint selection, exact resume, non-finite guards, and data-parallel training over c10d.
+// The Trainer: the training loop and nothing else. The builder (train/builder.h) makes the
+// components from the config; a TrainStep (train/step.h) turns the micro-batches of one global
+// batch into one optimiser step; hooks (train/hook.h, train/hooks/) log, keep the EMA, evaluate,
+// checkpoint, stop early and feed per-sample losses back to curriculum samplers.
+//
+//   loop:  micro-batches ← loader;  result ← step.run(micro-batches);  hooks.after_step(result)
+//
+// Steps and hooks reach the run through the public interface below (as detectron2's hooks reach
+// their trainer). Resuming restores the model, every optimiser and scaler, the sampler, the
+// current epoch's order, the hooks' state and the position in the epoch; together with random
+// streams seeded per micro-batch (runtime.h), a resumed run continues exactly.
 #pragma once
 
 #include "core/config.h"
-#include "core/tensor_dict.h"
 #include "data/loader.h"
 #include "losses/loss.h"
-#include "metrics/metric.h"
 #include "models/model.h"
-#include "train/amp.h"
-#include "train/checkpoint.h"
+#include "train/evaluator.h"
 #include "train/hook.h"
-#include "train/distributed.h"
-#include "train/schedule.h"
+#include "train/options.h"
+#include "train/runtime.h"
+#include "train/step.h"
 
 #include <filesystem>
 #include <map>
@@ -26,30 +32,9 @@ class EventWriter;
 
 namespace facet::train {
 
-// The `train` node.
-struct TrainOptions {
-  int64_t max_steps = 0;         // optimiser steps; 0: use max_epochs
-  int64_t max_epochs = 0;
-  int64_t grad_accum = 1;        // micro-batches per optimiser step
-  double clip_norm = 0;          // 0: no clipping
-  std::string amp = "none";      // none | bf16 | fp16 (fp16 uses a gradient scaler)
-  double ema_decay = 0;          // 0: no EMA
-  int64_t eval_every = 0;        // steps; 0: at the end of every epoch
-  int64_t checkpoint_every = 0;  // steps; 0: after every evaluation
-  int keep_last = 2;
-  std::string best_metric;       // e.g. "val/accuracy"; empty: no best checkpoint
-  std::string best_mode = "max";
-  int64_t log_every = 10;
-  std::string non_finite = "skip";  // skip | stop
-  std::string device = "auto";      // auto | cpu | cuda | cuda:N
-  double dist_timeout_s = 300;
-  bool overlap_grad_reduce = true;  // all-reduce gradient buckets during backward (several ranks)
-  int64_t bucket_mb = 25;           // gradient all-reduce bucket size
-  int threads = 0;                  // intra-op threads; 0: LibTorch's default
-  int64_t log_images = 0;           // eval inputs shown per evaluation (TensorBoard + visuals/); 0: none
-
-  static TrainOptions from(const Config& train);
-};
+class CheckpointDir;
+class Optimization;
+struct Png;
 
 // What a finished (or interrupted) run reports.
 struct RunResult {
@@ -59,81 +44,113 @@ struct RunResult {
   std::map<std::string, double> last_eval;
 };
 
-enum class Mode {
-  train,     // a new run in run_dir
-  resume,    // continue run_dir from checkpoints/last (the model config must match the saved one)
-  evaluate,  // no training state, no run files: load weights with load_weights(), then evaluate()
+// Where the loop stands; saved with every checkpoint.
+struct RunState {
+  int64_t step = 0;            // optimiser steps done
+  int64_t epoch = 0;
+  int64_t batch_in_epoch = 0;  // loader position within the epoch (batches consumed or skipped)
+  int64_t total_steps = 0;
+  int64_t steps_per_epoch = 0;
+  int64_t skipped_steps = 0;   // steps not applied (non-finite values)
 };
 
-struct Png;
+enum class Mode {
+  train,   // a new run in run_dir (config.yaml, log.txt, metrics.csv, events, checkpoints/)
+  resume,  // the run in run_dir, continued from its newest complete checkpoint
+  check,   // build every component and check the config, then stop: nothing is loaded or written
+};
 
 class Trainer {
  public:
-  // `run_dir` holds config.yaml, log.txt, metrics.csv, events, checkpoints/.
-  Trainer(Config config, std::filesystem::path run_dir, Mode mode);
+  // Every component is built and the config checked for unread keys before anything is written
+  // to `run_dir`, so a config that fails leaves no run directory behind.
+  Trainer(Config config, std::filesystem::path run_dir, Mode mode = Mode::train);
   ~Trainer();
+  Trainer(const Trainer&) = delete;
+  Trainer& operator=(const Trainer&) = delete;
 
   RunResult fit();
-  // Evaluates on `split` with the current (or EMA) weights, merged over ranks. With a path, rank 0
-  // also writes one CSV row per sample: its id and every output value.
-  std::map<std::string, double> evaluate(const std::string& split, const std::filesystem::path& predictions = {});
-  // Model (and EMA) weights of a checkpoint directory, for evaluation.
-  void load_weights(const std::filesystem::path& checkpoint);
+  // Adds a hook built in C++ (configs add theirs by name); call before fit().
+  void add_hook(std::shared_ptr<Hook> hook);
 
+  // --- the run, for steps and hooks -----------------------------------------------------------
+  const Config& config() const { return config_; }
+  const TrainOptions& options() const { return options_; }
+  const RunState& state() const { return state_; }
+  const Runtime& runtime() const { return runtime_; }
+  const std::filesystem::path& run_dir() const { return run_dir_; }
   models::Model& model() { return *model_; }
-  int64_t step() const { return step_; }
+  losses::Loss& loss();
+  Optimization& optimization(const std::string& name = "main");
+  const std::vector<std::unique_ptr<Optimization>>& optimizations() const { return optimizations_; }
+  data::Loader& loader() { return *loader_; }
+  data::Sampler& sampler() { return loader_->sampler(); }
+  const data::Dataset& train_set() const { return *train_set_; }
+  bool has_evaluation() const { return evaluator_ != nullptr; }
+  const std::map<std::string, double>& last_eval() const { return last_eval_; }
+  int64_t last_saved_step() const { return last_saved_step_; }
+
+  // Steps call these around every micro-batch: the first seeds its random streams from (step,
+  // its place in the global batch, phase) and runs the hooks' before_micro_batch; the second runs
+  // after_micro_batch.
+  void begin_micro_batch(const data::Batch& batch, int64_t index, uint64_t phase);
+  void end_micro_batch(const MicroBatch& micro);
+  // Whether steps must collect per-sample losses (a sampler or hook uses them).
+  bool wants_per_sample() const { return wants_per_sample_; }
+
+  // Hooks call these.
+  EvalResults evaluate();                    // the eval split, current weights; before_eval / after_eval around it
+  void save_checkpoint(bool is_best);        // rank 0 writes; every rank may call
+  void request_stop(std::string reason);     // ends the run after this step (same on every rank)
+  bool stop_requested() const { return !stop_reason_.empty(); }
+  void log_scalars(const std::string& prefix, const std::map<std::string, double>& values);
+  void log_picture(const std::string& tag, const Png& png);
 
  private:
-  struct StepOutcome {
-    bool applied = false;
-    double loss = 0;
-    std::map<std::string, double> parts;
-  };
-  StepOutcome train_step(std::vector<data::Batch>& micro_batches);
-  void save_checkpoint(bool is_best);
+  void build(Mode mode);
   void restore(const std::filesystem::path& checkpoint);
-  void log_scalars(const std::string& prefix, const std::map<std::string, double>& values);
-  // A picture to TensorBoard and visuals/<tag>_step<N>.png (facet eval: eval/<tag>.png).
-  void log_png(const std::string& tag, const Png& png);
-  // Records `results` against train.best_metric; true when they are the best so far.
-  bool improves_with(const std::map<std::string, double>& results);
-  void ema_update();
-  void swap_ema();
+  void check_resumable(const nlohmann::json& saved) const;
+  void open_run_files(bool resume);
+  // Puts modules whose parameters are all frozen in eval mode (their BatchNorm statistics and
+  // dropout do not move); called whenever the model is set to training.
+  void train_mode();
+  // Gathers the step's per-sample values over ranks, for the sampler and hooks.
+  void gather_per_sample(StepResult& result);
+  // Whether any rank holds an empty micro-batch (every sample failed to load): the step is then
+  // skipped on every rank, so collectives stay in step.
+  bool any_rank_empty(const std::vector<data::Batch>& micro_batches);
+  template <class F>
+  void for_hooks(F&& f) {
+    for (auto& h : hooks_) f(*h);
+  }
 
   Config config_;
+  std::string experiment_;
   std::filesystem::path run_dir_;
   TrainOptions options_;
-  DistributedEnv env_;
-  std::unique_ptr<ProcessGroup> group_;
-  std::unique_ptr<OverlappedGradientReducer> reducer_;  // when options_.overlap_grad_reduce
-  torch::Device device_{torch::kCPU};
-  uint64_t seed_ = 0;
+  Runtime runtime_;
+  RunState state_;
 
   std::shared_ptr<data::Dataset> train_set_;
   std::unique_ptr<data::Loader> loader_;
   std::shared_ptr<models::Model> model_;
   std::shared_ptr<losses::Loss> loss_;
-  std::vector<std::shared_ptr<metrics::Metric>> metrics_;
-  std::unique_ptr<torch::optim::Optimizer> optimizer_;
-  std::vector<double> base_lrs_;
-  std::shared_ptr<Schedule> schedule_;
-  std::vector<torch::Tensor> params_;  // trainable, in optimiser order
-  std::map<std::string, torch::Tensor> ema_;
-  std::unique_ptr<GradScaler> scaler_;  // fp16 only
-  std::shared_ptr<data::Dataset> eval_set_;
-  std::string eval_split_;
-  std::vector<std::shared_ptr<data::Transform>> eval_transforms_;
+  std::shared_ptr<TrainStep> step_;
+  std::vector<std::unique_ptr<Optimization>> optimizations_;
+  std::vector<torch::nn::Module*> frozen_modules_;
+  std::unique_ptr<Evaluator> evaluator_;
   std::vector<std::shared_ptr<Hook>> hooks_;
-  HookRequest hook_request_;
-  Mode mode_;
-  int eval_workers_ = 2;
+  bool wants_per_sample_ = false;
+  bool adaptive_sampler_ = false;   // its order depends on feedback: the epoch's order is checkpointed
+  nlohmann::json init_weights_record_ = nlohmann::json::array();
+  std::vector<int64_t> resumed_order_;
+  int64_t image_channels_ = 0;          // of the training images, for `facet predict`  // the interrupted epoch's order, for an adaptive sampler
 
   std::unique_ptr<CheckpointDir> checkpoints_;
   std::unique_ptr<tensorboard::EventWriter> events_;
   std::FILE* metrics_csv_ = nullptr;
-
-  int64_t step_ = 0, epoch_ = 0, batch_in_epoch_ = 0, total_steps_ = 0, skipped_steps_ = 0;
-  std::optional<double> best_;
+  std::string stop_reason_;
+  int64_t last_saved_step_ = -1;
   std::map<std::string, double> last_eval_;
 };
 

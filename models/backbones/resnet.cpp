@@ -134,7 +134,7 @@ class ResNetClassifier : public Model {
   explicit ResNetClassifier(const Config& c) : input_(c.get<std::string>("input", "image")) {
     net_ = register_module("net", ResNet(ResNetOptions::from(c)));
   }
-  TensorDict forward(const data::Batch& batch) override { return {{"logits", net_->forward(batch.fields.at(input_))}}; }
+  Outputs forward(const data::Batch& batch) override { return {{"logits", net_->forward(batch.fields.at(input_))}}; }
 
  private:
   std::string input_;

@@ -211,7 +211,7 @@ class ViTClassifier : public Model, public LayerDepths {
     vit_ = register_module("vit", ViT(ViTOptions::from(c)));
     head_ = register_module("head", torch::nn::Linear(vit_->options().embed_dim, c.get<int64_t>("num_classes")));
   }
-  TensorDict forward(const data::Batch& batch) override {
+  Outputs forward(const data::Batch& batch) override {
     const auto tokens = vit_->forward_tokens(batch.fields.at(input_), is_training() ? mask_ratio_ : 0.0).tokens;
     return {{"logits", head_->forward(tokens.select(1, 0))}};
   }

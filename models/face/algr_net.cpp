@@ -140,7 +140,7 @@ std::pair<torch::Tensor, torch::Tensor> ALGRNet::adapt(const torch::Tensor& regi
   return {shift, scale};
 }
 
-TensorDict ALGRNet::forward(const data::Batch& batch) {
+Outputs ALGRNet::forward(const data::Batch& batch) {
   const torch::Tensor& image = batch.fields.at("image");
   if (!batch.fields.contains("landmarks"))
     fail("algr_net needs facial landmarks in the batch (data.landmarks_dir for BP4D/DISFA, landmarks.txt for palsy, "

@@ -74,7 +74,8 @@ class ALGRNet : public Model {
  public:
   explicit ALGRNet(ALGRNetOptions options);
   // batch: image [B, 3, H, W], landmarks [B, K, 2] (K = 68, 66 or 49, input pixels).
-  TensorDict forward(const data::Batch& batch) override;
+  Outputs forward(const data::Batch& batch) override;
+  std::string default_visualizer() const override { return "multilabel"; }
   const ALGRNetOptions& options() const { return options_; }
 
  private:

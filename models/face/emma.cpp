@@ -78,7 +78,7 @@ Emma::Emma(EmmaOptions options) : options_(std::move(options)) {
   }
 }
 
-TensorDict Emma::forward(const data::Batch& batch) {
+Outputs Emma::forward(const data::Batch& batch) {
   if (!batch.fields.contains(options_.input)) fail("emma: the batch has no field \"{}\" (model.input)", options_.input);
   const torch::Tensor& image = batch.fields.at(options_.input);
   const torch::Tensor vit_logits = head_->forward(vit_->forward(image));  // [B, expressions + AUs]

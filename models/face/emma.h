@@ -52,7 +52,7 @@ struct EmmaOptions {
 class Emma : public Model, public LayerDepths {
  public:
   explicit Emma(EmmaOptions options);
-  TensorDict forward(const data::Batch& batch) override;
+  Outputs forward(const data::Batch& batch) override;
 
   // The ViT's ids (0 embeddings, 1..depth blocks, depth + 1 final norm); its head, the VA head and
   // the DAN share the top id, so they train at the full learning rate under optim.layer_decay.

@@ -64,7 +64,7 @@ MaskedCotex::MaskedCotex(MaskedCotexOptions options) : options_(std::move(option
   }
 }
 
-TensorDict MaskedCotex::forward(const data::Batch& batch) {
+Outputs MaskedCotex::forward(const data::Batch& batch) {
   if (!batch.fields.contains(options_.input))
     fail("masked_cotex: the batch has no field \"{}\" (model.input)", options_.input);
   const torch::Tensor& image = batch.fields.at(options_.input);

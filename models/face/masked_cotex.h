@@ -47,7 +47,7 @@ struct MaskedCotexOptions {
 class MaskedCotex : public Model, public LayerDepths {
  public:
   explicit MaskedCotex(MaskedCotexOptions options);
-  TensorDict forward(const data::Batch& batch) override;
+  Outputs forward(const data::Batch& batch) override;
 
   int64_t num_layer_ids() const override { return vits_.front()->num_layer_ids(); }
   int64_t layer_id(const std::string& parameter_name) const override;

@@ -107,7 +107,7 @@ MGRRNet::MGRRNet(MGRRNetOptions options) : options_(std::move(options)) {
   classifier_bias_ = register_parameter("classifier_bias", torch::zeros({n}));
 }
 
-TensorDict MGRRNet::forward(const data::Batch& batch) {
+Outputs MGRRNet::forward(const data::Batch& batch) {
   const torch::Tensor& image = batch.fields.at("image");
   if (!batch.fields.contains("landmarks"))
     fail("mgrr_net needs facial landmarks in the batch (data.landmarks_dir for BP4D/DISFA, or facet data align)");

@@ -73,7 +73,8 @@ class MGRRNet : public Model {
  public:
   explicit MGRRNet(MGRRNetOptions options);
   // batch: image [B, 3, H, W], landmarks [B, K, 2] (K = 68, 66 or 49). Outputs: logits [B, N].
-  TensorDict forward(const data::Batch& batch) override;
+  Outputs forward(const data::Batch& batch) override;
+  std::string default_visualizer() const override { return "multilabel"; }
   const MGRRNetOptions& options() const { return options_; }
 
  private:

@@ -204,7 +204,7 @@ QFace::QFace(QFaceOptions options) : options_(std::move(options)) {
   if (!o.pretrained.empty()) load_backbone(o.pretrained);
 }
 
-TensorDict QFace::forward(const data::Batch& batch) {
+Outputs QFace::forward(const data::Batch& batch) {
   const auto& o = options_;
   if (!batch.fields.contains("image")) fail("qface: the batch has no \"image\" field");
   const torch::Tensor& image = batch.fields.at("image");

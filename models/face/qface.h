@@ -125,7 +125,7 @@ class QFace : public Model, public LayerDepths {
  public:
   explicit QFace(QFaceOptions options);
   // batch: image [B, 3, S, S] with S = vit.image_size.
-  TensorDict forward(const data::Batch& batch) override;
+  Outputs forward(const data::Batch& batch) override;
 
   int64_t num_layer_ids() const override { return vit_->num_layer_ids(); }
   int64_t layer_id(const std::string& parameter_name) const override;

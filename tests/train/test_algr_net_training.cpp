@@ -125,7 +125,7 @@ TEST(ALGRNetConfigs, EveryConfigBuildsATrainerAndTheSweepsExpand) {
                                      std::pair{fmt::format("algr_net/disfa_fold{}.yaml", fold), disfa}}) {
       const Config c = Config::load(kExperiments + file, {"data.root=" + root.string(), "data.workers=0"});
       EXPECT_EQ(c.get<int>("data.fold"), fold) << file;
-      EXPECT_NO_THROW(Trainer(c, fresh_dir("config"), Mode::evaluate)) << file;
+      EXPECT_NO_THROW(Trainer(c, fresh_dir("config"), Mode::check)) << file;
     }
   }
   // DISFA's pipeline (its 8 AUs, class weights, transforms) runs end to end, reduced, for two steps.
@@ -138,7 +138,7 @@ TEST(ALGRNetConfigs, EveryConfigBuildsATrainerAndTheSweepsExpand) {
   }
   const Config p = Config::load(kExperiments + "algr_net/palsy.yaml", {"data.root=" + palsy.string(), "data.workers=0"});
   EXPECT_EQ(p.get<int>("model.palsy_grades"), 6);
-  EXPECT_NO_THROW(Trainer(p, fresh_dir("config"), Mode::evaluate));
+  EXPECT_NO_THROW(Trainer(p, fresh_dir("config"), Mode::check));
 
   const SweepPlan folds = plan_sweep(kExperiments + "algr_net/bp4d_3fold.yaml", fresh_dir("sweep"));
   ASSERT_EQ(folds.runs.size(), 3u);

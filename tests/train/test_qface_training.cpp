@@ -176,7 +176,7 @@ TEST(QFaceTraining, CollidingMetricNamesNeedALabel) {
                                {"data.root=" + data.string(), "metrics[4].label=~", "metrics[3].label=~"}),
                   fresh_dir("collide_run"), Mode::train);
   try {
-    trainer.evaluate("val");
+    trainer.evaluate();
     FAIL() << "expected a collision";
   } catch (const Error& e) {
     EXPECT_THAT(e.what(), HasSubstr("two metrics report \"mae/mean\"; give one of them a `label:`"));

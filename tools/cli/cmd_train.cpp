@@ -2,6 +2,7 @@
 #include "core/config.h"
 #include "core/log.h"
 #include "tools/cli/commands.h"
+#include "train/metric_table.h"
 #include "train/sweep.h"
 #include "train/trainer.h"
 
@@ -50,12 +51,16 @@ int run_train(const TrainArgs& args) {
   train::Trainer trainer(std::move(config), run_dir, resume ? train::Mode::resume : train::Mode::train);
   const train::RunResult result = trainer.fit();
   if (result.interrupted) return 128 + train::stop_signal();
-  if (train::DistributedEnv::from_environment().rank == 0) train::write_final_metrics(run_dir, result.step, result.last_eval);
+  if (!trainer.runtime().leader()) return 0;
+  train::write_final_metrics(run_dir, result.step, result.last_eval);
   if (!result.last_eval.empty()) {
+    const std::string split = trainer.config().get<std::string>("data.eval_split", "val");
+    const auto table = train::arrange_metrics(result.last_eval, split);
     log::info("final evaluation at step {}:", result.step);
-    for (const auto& [name, value] : result.last_eval) log::info("  {:<24} {:.4f}", name, value);
+    if (!table.text.empty()) fmt::print(stderr, "\n{}\n", table.text);
+    for (const auto& [name, value] : table.headline) log::info("  {:<28} {:.4f}", name, value);
   }
-  log::info("run directory: {}  (log.txt, metrics.csv, config.yaml, checkpoints/)", run_dir.string());
+  log::info("run directory: {}  (log.txt, metrics.csv, config.yaml, checkpoints/, visuals/)", run_dir.string());
   const fs::path logdir = run_dir.has_parent_path() ? run_dir.parent_path() : run_dir;
   log::info("view the curves: tensorboard --logdir {}", logdir.string());
   return 0;
@@ -68,7 +73,7 @@ void add_train_command(CLI::App& app) {
   auto* cmd = app.add_subcommand("train", "Train a model from a YAML experiment config");
   cmd->add_option("config", args->config, "Experiment config (YAML)");
   cmd->add_option("overrides", args->overrides, "Dotted overrides, e.g. train.lr=1e-4 data.folds=[1,2]");
-  cmd->add_option("--resume", args->resume, "Continue the run in RUN_DIR from its last checkpoint");
+  cmd->add_option("--resume", args->resume, "Continue the run in RUN_DIR from its last complete checkpoint");
   cmd->add_option("--run-dir", args->run_dir, "Where to write the run (default runs/<experiment>/<time>)");
   cmd->callback([args] {
     const int code = run_train(*args);

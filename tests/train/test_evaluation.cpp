@@ -1,0 +1,203 @@
+// Evaluation and prediction apart from training: evaluation opens only its split and builds no
+// optimiser; ragged outputs and text reach the predictions file and the pictures; metrics kept as
+// per-sample records merge across ranks; each visualiser draws its task; `facet predict` runs a
+// trained model on image files; evaluation results print their headline on one line.
+#include "core/file_io.h"
+#include "tests/support/ranks.h"
+#include "tests/support/scratch.h"
+#include "tests/train/toys.h"
+#include "train/builder.h"
+#include "train/distributed.h"
+#include "train/evaluator.h"
+#include "train/metric_table.h"
+#include "train/predictor.h"
+#include "train/trainer.h"
+
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+#include <nlohmann/json.hpp>
+#include <opencv2/imgcodecs.hpp>
+#include <opencv2/imgproc.hpp>
+
+namespace facet::train {
+namespace {
+
+namespace fs = std::filesystem;
+using ::testing::HasSubstr;
+using ::testing::Not;
+using toys::recording;
+
+fs::path fresh_dir(const std::string& name) { return test_support::scratch_path("facet_eval", name); }
+
+Config detector_config() {
+  return Config::parse(R"(
+experiment: toy_detector
+data: {name: toy_squares, size: 24, batch_size: 8, workers: 1}
+model: {name: toy_detector}
+step: {name: model_losses}
+metrics: [{name: toy_record_mean, key: box}]
+optim: {name: adam, lr: 3.0e-3}
+train: {max_steps: 3, eval_every: 0, log_images: 4, threads: 1}
+)");
+}
+
+cv::Mat decode(const std::string& png) {
+  return cv::imdecode(std::vector<uchar>(png.begin(), png.end()), cv::IMREAD_UNCHANGED);
+}
+
+// Evaluates `run`'s last checkpoint as `facet eval` does, on `split`.
+EvalOutput evaluate_run(const fs::path& run, const std::string& split, const fs::path& predictions = {}) {
+  const CheckpointTarget target = resolve_checkpoint(run, "last");
+  Config config = Config::load(run / "config.yaml");
+  const TrainOptions options = TrainOptions::from(config.at("train"));
+  Runtime runtime = make_runtime(config, options, true);
+  auto model = build_model(config, runtime.device);
+  load_checkpoint_weights(*model, target.checkpoint, false, runtime.device);
+  model->eval();
+  Evaluator evaluator(config, split, runtime, options, *model);
+  return evaluator.run(*model, predictions);
+}
+
+TEST(Evaluation, OpensOnlyItsSplit) {
+  const fs::path run = fresh_dir("probe");
+  {
+    Trainer t(toys::shapes_experiment({"data.name=split_probe", "train.max_steps=2", "train.eval_every=0"}), run);
+    t.fit();
+  }
+  recording().clear();
+  const EvalOutput out = evaluate_run(run, "val");
+  EXPECT_EQ(recording().opened_splits, (std::set<std::string>{"val"}));
+  EXPECT_GT(out.metrics.at("val/accuracy"), 0.0);
+}
+
+TEST(Evaluation, RaggedOutputsAndTextReachThePredictionsAndPictures) {
+  const fs::path run = fresh_dir("ragged");
+  {
+    Trainer t(detector_config(), run);
+    t.fit();
+  }
+  const EvalOutput out = evaluate_run(run, "val", run / "eval" / "val_predictions");
+  EXPECT_EQ(out.metrics.at("val/records"), 24);
+  ASSERT_FALSE(fs::exists(run / "eval/val_predictions.csv")) << "ragged outputs do not fit a CSV";
+  const std::string jsonl = read_file(run / "eval/val_predictions.jsonl");
+  std::vector<nlohmann::json> lines;
+  size_t at = 0;
+  while (at < jsonl.size()) {
+    const size_t end = jsonl.find('\n', at);
+    lines.push_back(nlohmann::json::parse(jsonl.substr(at, end - at)));
+    at = end + 1;
+  }
+  ASSERT_EQ(lines.size(), 24u);
+  EXPECT_EQ(lines[3].at("index"), 3);
+  EXPECT_EQ(lines[3].at("id"), "squares/3");
+  EXPECT_EQ(lines[3].at("boxes").size(), 1u);
+  EXPECT_EQ(lines[3].at("boxes")[0].size(), 4u);
+  EXPECT_EQ(lines[3].at("scores").size(), 1u);
+  EXPECT_THAT(lines[3].at("answer").get<std::string>(), HasSubstr("square at"));
+  std::set<std::string> tags;
+  for (const auto& [tag, png] : out.pictures) {
+    tags.insert(tag);
+    EXPECT_FALSE(decode(png.bytes).empty()) << tag;
+  }
+  EXPECT_EQ(tags, (std::set<std::string>{"val/inputs", "val/boxes"}));
+}
+
+// Two ranks evaluate halves of the split; the record metric sees all 24 records on both, the same
+// value as one rank; the predictions file holds every sample once, in order.
+TEST(Evaluation, RecordMetricsAndPredictionsAreGatheredAcrossRanks) {
+  const fs::path run = fresh_dir("gathered");
+  {
+    Trainer t(detector_config(), run);
+    t.fit();
+  }
+  const double one = evaluate_run(run, "val").metrics.at("val/record_mean");
+  const fs::path dir = test_support::scratch_dir("facet_eval", "gathered_ranks");
+  const auto codes = test_support::fork_ranks(2, pick_free_port(), dir, [&](int rank) {
+    const EvalOutput out = evaluate_run(run, "val", dir / "predictions");
+    write_file_atomic(dir / fmt::format("rank{}.txt", rank),
+                      fmt::format("{:.9f} {}", out.metrics.at("val/record_mean"), out.metrics.at("val/records")));
+  });
+  ASSERT_EQ(codes, (std::vector<int>{0, 0})) << test_support::rank_errors(dir, 2);
+  EXPECT_EQ(read_file(dir / "rank0.txt"), fmt::format("{:.9f} 24", one));
+  EXPECT_EQ(read_file(dir / "rank1.txt"), fmt::format("{:.9f} 24", one));
+  const std::string jsonl = read_file(dir / "predictions.jsonl");
+  EXPECT_EQ(std::count(jsonl.begin(), jsonl.end(), '\n'), 24);
+  EXPECT_LT(jsonl.find("\"index\": 7,"), jsonl.find("\"index\": 8,"));
+}
+
+TEST(Evaluation, EachVisualiserDrawsItsTask) {
+  data::Batch batch;
+  batch.fields["image"] = torch::rand({3, 3, 40, 48});
+  batch.fields["labels"] = torch::tensor({{1.f, 0.f, 1.f}, {0.f, 0.f, 1.f}, {1.f, 1.f, 0.f}});
+  batch.fields["label"] = torch::tensor({0, 2, 1});
+  batch.ragged["boxes"] = {torch::tensor({{2.f, 2.f, 20.f, 20.f}}), torch::zeros({0, 4}), torch::tensor({{5.f, 5.f, 9.f, 9.f}})};
+  batch.text["answer"] = {"a circle", "nothing", "a long answer that must wrap onto more than one line of the caption"};
+  batch.indices = torch::arange(3);
+  batch.ids = {"a", "b", "c"};
+  Outputs out;
+  out["logits"] = torch::randn({3, 3});
+  out["samples"] = torch::rand({3, 1, 32, 32});
+  out.ragged["boxes"] = {torch::tensor({{3.f, 3.f, 19.f, 21.f}}), torch::tensor({{1.f, 1.f, 4.f, 4.f}}), torch::zeros({0, 4})};
+  out.ragged["scores"] = {torch::tensor({0.9f}), torch::tensor({0.2f}), torch::zeros({0})};
+  out.text["answer"] = {"a circle", "a square", "a long generated answer that also wraps"};
+  const std::vector<std::string> names = {"AU1", "AU2", "AU4"};
+  for (const std::string name : {"image_grid", "multilabel", "classification", "boxes", "image_text", "samples"}) {
+    const auto v = visualizer_registry().create(Config::parse("name: " + name));
+    const auto png = v->draw(VisualInput{batch, out, names}, 2);
+    ASSERT_TRUE(png.has_value()) << name;
+    const cv::Mat image = decode(png->bytes);
+    ASSERT_FALSE(image.empty()) << name;
+    EXPECT_EQ(image.rows, png->height) << name;
+    EXPECT_GT(image.cols, 40) << name;
+  }
+  // Nothing to draw is nothing drawn, not an error.
+  const Outputs empty;
+  EXPECT_FALSE(visualizer_registry().create(Config::parse("name: boxes"))->draw(VisualInput{batch, empty, names}, 2));
+}
+
+TEST(Evaluation, HeadlineHoldsMeansAndSingleValuesTheTableTheRest) {
+  const std::map<std::string, double> results = {{"val/f1/AU1", 0.5},     {"val/f1/AU2", 0.6}, {"val/f1/AU10", 0.7},
+                                                 {"val/f1/mean", 0.6},    {"val/accuracy", 0.9},
+                                                 {"val/pose/yaw", 3.0},   {"val/pose/mean", 3.0}};
+  const MetricTable t = arrange_metrics(results, "val");
+  EXPECT_EQ(headline_line(t, "val"), "accuracy 0.9000  f1/mean 0.6000  pose/mean 3.0000  pose/yaw 3.0000");
+  EXPECT_LT(t.text.find("AU2"), t.text.find("AU10")) << t.text;
+  EXPECT_THAT(t.csv, HasSubstr("AU10,0.700000"));
+}
+
+TEST(Evaluation, PredictRunsATrainedModelOnImageFiles) {
+  const fs::path run = fresh_dir("predict_shapes");
+  {
+    Trainer t(toys::shapes_experiment({"train.max_steps=30", "train.eval_every=30"}), run);
+    t.fit();
+  }
+  // Images on disk as a user has them: 8-bit PNG, colour, another size than the training data.
+  const fs::path images = fresh_dir("predict_images");
+  fs::create_directories(images / "sub");
+  for (int i = 0; i < 3; ++i) {
+    cv::Mat m(48, 48, CV_8UC3, cv::Scalar(20, 20, 20));
+    cv::circle(m, {24, 24}, 10 + i, cv::Scalar(255, 255, 255), -1);
+    cv::imwrite((images / (i == 2 ? "sub" : "") / fmt::format("img{}.png", i)).string(), m);
+  }
+  PredictOptions o;
+  o.target = run;
+  o.inputs = {images};
+  o.overrides = {"data.eval_transforms=[{name: resize, size: [32, 32]}, {name: scale, factor: 0.00392156862745098}]"};
+  const PredictSummary s = predict(o);
+  EXPECT_EQ(s.images, 3);
+  ASSERT_EQ(s.files.size(), 2u);
+  const std::string jsonl = read_file(s.files[0]);
+  EXPECT_EQ(std::count(jsonl.begin(), jsonl.end(), '\n'), 3);
+  EXPECT_THAT(jsonl, HasSubstr("\"logits\": ["));
+  EXPECT_THAT(read_file(s.files[1]), HasSubstr("id,logits[0],logits[1],logits[2],logits[3]"));
+  int pictures = 0;
+  for (const auto& e : fs::directory_iterator(s.pictures)) pictures += !decode(read_file(e.path())).empty();
+  EXPECT_EQ(pictures, 3);
+  // A folder without images is a clear error.
+  fs::create_directories(images / "empty");
+  o.inputs = {images / "empty"};
+  EXPECT_THAT(test_support::message_of([&] { predict(o); }), HasSubstr("no PNG, JPEG or DICOM image in this folder"));
+}
+
+}  // namespace
+}  // namespace facet::train

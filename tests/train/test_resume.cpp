@@ -1,0 +1,269 @@
+// Data is precious: a kill at every step of the checkpoint protocol leaves a complete checkpoint to
+// resume from, and the resumed run ends bit-identical; a resume with another setup is refused with
+// the differing keys; metrics.csv and TensorBoard rows are not doubled by a crash and resume; bad
+// options, bad samples and bad configs fail early and clearly; ranks stay in step when one of them
+// loses a whole micro-batch.
+#include "core/file_io.h"
+#include "core/safetensors.h"
+#include "tests/support/ranks.h"
+#include "tests/support/scratch.h"
+#include "tests/train/toys.h"
+#include "train/checkpoint.h"
+#include "train/distributed.h"
+#include "train/trainer.h"
+
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <set>
+
+namespace facet::train {
+namespace {
+
+namespace fs = std::filesystem;
+using ::testing::AllOf;
+using ::testing::HasSubstr;
+using ::testing::Not;
+
+const std::string kFacet = FACET_BINARY_DIR "/tools/cli/facet";
+
+fs::path fresh_dir(const std::string& name) { return test_support::scratch_path("facet_resume", name); }
+
+// Runs `facet` with `args` and extra environment; returns its exit code. stderr goes to `log`.
+int run_facet(const std::vector<std::string>& args, const std::map<std::string, std::string>& env, const fs::path& log) {
+  std::fflush(nullptr);
+  const pid_t pid = ::fork();
+  if (pid == 0) {
+    if (!std::freopen(log.c_str(), "w", stderr)) ::_exit(126);
+    for (const auto& [k, v] : env) ::setenv(k.c_str(), v.c_str(), 1);
+    std::vector<std::string> all = {kFacet};
+    all.insert(all.end(), args.begin(), args.end());
+    std::vector<char*> argv;
+    for (auto& s : all) argv.push_back(s.data());
+    argv.push_back(nullptr);
+    ::execv(kFacet.c_str(), argv.data());
+    ::_exit(127);
+  }
+  int status = 0;
+  ::waitpid(pid, &status, 0);
+  return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+}
+
+// A kill inside the n-th checkpoint save, at each stage of the protocol, then a resume: the run ends
+// with the weights of a run that was never interrupted. The run accumulates gradients over an epoch
+// boundary, with random flips and fp16 autocast with its scaler.
+TEST(Resume, KillDuringACheckpointWriteAtEveryStageResumesExactly) {
+  const std::vector<std::string> train = {"train", FACET_SOURCE_DIR "/experiments/demo/shapes.yaml", "train.max_steps=12",
+                                          "train.checkpoint_every=2", "train.eval_every=0", "data.train_size=96", "data.eval_size=32",
+                                          "data.batch_size=16", "train.grad_accum=2", "train.amp=fp16",
+                                          "model.dropout=0.2", "train.log_every=1", "train.threads=1"};
+  auto with = [&](const fs::path& run) {
+    auto a = train;
+    a.insert(a.end(), {"--run-dir", run.string()});
+    return a;
+  };
+  const fs::path straight = fresh_dir("straight");
+  ASSERT_EQ(run_facet(with(straight), {}, straight.string() + ".log"), 0) << read_file(straight.string() + ".log");
+  const std::string expected = read_file(straight / "checkpoints/last/model.safetensors");
+  struct Case {
+    std::string stage;
+    bool exchange;
+  };
+  // Killed in the 4th save. (`swap` needs a step saved twice, which a run no longer does;
+  // Resume.CheckpointSaveKilledAtEveryStageLeavesACompleteCheckpoint covers it.)
+  for (const Case& c : {Case{"files", true}, Case{"state", true}, Case{"link", true}, Case{"link", false}}) {
+    const std::string name = c.stage + (c.exchange ? "" : "_no_exchange");
+    const fs::path run = fresh_dir("fault_" + name);
+    std::map<std::string, std::string> env = {{"FACET_CHECKPOINT_FAULT", c.stage + ":4"}};
+    if (!c.exchange) env["FACET_CHECKPOINT_NO_EXCHANGE"] = "1";
+    EXPECT_EQ(run_facet(with(run), env, run.string() + ".1.log"), kCheckpointFaultExitCode) << name;
+    const auto latest = CheckpointDir(run / "checkpoints").latest_complete();
+    ASSERT_TRUE(latest.has_value()) << name << ": no complete checkpoint left";
+    ASSERT_EQ(run_facet({"train", "--resume", run.string()}, {}, run.string() + ".2.log"), 0)
+        << name << ": " << read_file(run.string() + ".2.log");
+    EXPECT_EQ(read_file(run / "checkpoints/last/model.safetensors"), expected) << name << ": weights differ after the resume";
+    // metrics.csv holds each (step, name) once, whatever was written before the kill.
+    std::set<std::string> rows;
+    const std::string csv = read_file(run / "metrics.csv");
+    size_t at = 0, duplicates = 0;
+    while (at < csv.size()) {
+      const size_t end = csv.find('\n', at);
+      const std::string line = csv.substr(at, end - at);
+      const size_t second = line.find(',', line.find(',') + 1), third = line.find(',', second + 1);
+      if (!rows.insert(line.substr(0, line.find(',')) + line.substr(second, third - second)).second) ++duplicates;
+      at = end + 1;
+    }
+    EXPECT_EQ(duplicates, 0u) << name;
+  }
+}
+
+// The protocol itself, killed at each stage by a forked child: the newest complete checkpoint is
+// always the old or the new one, never missing, and the next save cleans up what the kill left.
+TEST(Resume, CheckpointSaveKilledAtEveryStageLeavesACompleteCheckpoint) {
+  for (const bool exchange : {true, false})
+    for (const std::string stage : {"files", "state", "swap", "link"}) {
+      const fs::path dir = fresh_dir("protocol_" + stage + (exchange ? "" : "_nx"));
+      auto param = torch::zeros({2}).requires_grad_();
+      torch::optim::SGD sgd({param}, torch::optim::SGDOptions(0.1));
+      auto contents = [&](float v) {
+        CheckpointContents c;
+        c.model["w"] = torch::full({2}, v);
+        c.optimizers["main"] = &sgd;
+        c.state = {{"step", 6}, {"value", v}};
+        return c;
+      };
+      CheckpointDir checkpoints(dir, 2);
+      checkpoints.save(5, contents(5), false);
+      checkpoints.save(6, contents(6), false);
+      std::fflush(nullptr);
+      const pid_t pid = ::fork();
+      if (pid == 0) {
+        ::setenv("FACET_CHECKPOINT_FAULT", stage.c_str(), 1);
+        if (!exchange) ::setenv("FACET_CHECKPOINT_NO_EXCHANGE", "1", 1);
+        try {
+          CheckpointDir(dir, 2).save(6, contents(7), false);  // the same step again: `swap` applies
+        } catch (...) {
+        }
+        ::_exit(0);
+      }
+      int status = 0;
+      ::waitpid(pid, &status, 0);
+      ASSERT_TRUE(WIFEXITED(status));
+      EXPECT_EQ(WEXITSTATUS(status), kCheckpointFaultExitCode) << stage;
+      const auto latest = checkpoints.latest_complete();
+      ASSERT_TRUE(latest.has_value()) << stage;
+      const float value = CheckpointDir::load(*latest).model.at("w")[0].item<float>();
+      EXPECT_TRUE(value == 6 || value == 7) << stage << ": " << value;
+      EXPECT_EQ(latest->filename().string().substr(0, 13), "step_00000006") << stage;
+      checkpoints.save(8, contents(8), false);
+      for (const auto& e : fs::directory_iterator(dir)) {
+        const std::string name = e.path().filename().string();
+        EXPECT_EQ(name.find(".tmp."), std::string::npos) << stage << ": left behind " << name;
+        EXPECT_EQ(name.find(".old"), std::string::npos) << stage << ": left behind " << name;
+      }
+    }
+}
+
+TEST(Resume, AnotherSetupIsRefusedWithTheDifferingKeys) {
+  const fs::path run = fresh_dir("setup");
+  {
+    Trainer t(toys::shapes_experiment({"train.max_steps=2", "train.eval_every=0"}), run);
+    t.fit();
+  }
+  EXPECT_THAT(test_support::message_of([&] {
+                Trainer t(toys::shapes_experiment({"train.max_steps=4", "data.batch_size=16", "data.noise=0.1",
+                                                   "train.eval_every=0"}),
+                          run, Mode::resume);
+              }),
+              AllOf(HasSubstr("cannot resume exactly with a different setup"), HasSubstr("data.batch_size: 32 -> 16"),
+                    HasSubstr("data.noise: 0.35 -> 0.1"), Not(HasSubstr("train.max_steps"))));
+  EXPECT_THAT(test_support::message_of([&] {
+                Trainer t(toys::shapes_experiment({"train.max_steps=4", "model.widths=[8,16]", "train.eval_every=0"}), run,
+                          Mode::resume);
+              }),
+              HasSubstr("model.widths[0]: 16 -> 8"));
+  // Another world size: the checkpoint records 1 rank; pretend it recorded 2.
+  const fs::path state = fs::canonical(run / "checkpoints/last") / "state.json";
+  auto j = nlohmann::json::parse(read_file(state));
+  j["world_size"] = 2;
+  write_file_atomic(state, j.dump());
+  EXPECT_THAT(test_support::message_of([&] {
+                Trainer t(toys::shapes_experiment({"train.max_steps=4", "train.eval_every=0"}), run, Mode::resume);
+              }),
+              HasSubstr("world size: 2 -> 1"));
+  j["world_size"] = 1;
+  write_file_atomic(state, j.dump());
+  // A longer run is allowed.
+  Trainer t(toys::shapes_experiment({"train.max_steps=4", "train.eval_every=0"}), run, Mode::resume);
+  EXPECT_EQ(t.fit().step, 4);
+}
+
+// TensorBoard shows each step once after a crash and resume: the resumed run writes a SessionLog
+// START at its restart step, which TensorBoard's reader uses to drop the older files' later events.
+TEST(Resume, TensorBoardDropsTheEventsOfTheCrashedStretch) {
+  const fs::path run = fresh_dir("events");
+  const auto config = [] {
+    Config c = toys::shapes_experiment({"train.max_steps=10", "train.eval_every=0", "train.checkpoint_every=5",
+                                        "train.log_every=1"});
+    c.set("hooks", "[{name: recording, label: crash, priority: 95, crash_at_step: 7}]");
+    return c;
+  };
+  {
+    Trainer t(config(), run);
+    EXPECT_THAT(test_support::message_of([&] { t.fit(); }), HasSubstr("toy crash at step 7"));
+  }
+  {
+    Trainer t(config(), run, Mode::resume);
+    t.fit();
+  }
+  const fs::path script = run / "read_events.py";
+  write_file_atomic(script,
+                    "import sys\n"
+                    "from tensorboard.backend.event_processing.event_accumulator import EventAccumulator\n"
+                    "acc = EventAccumulator(sys.argv[1]); acc.Reload()\n"
+                    "steps = [e.step for e in acc.Scalars('train/loss')]\n"
+                    "print('steps', steps)\n"
+                    "sys.exit(0 if steps == sorted(set(steps)) and steps[-1] == 10 else 1)\n");
+  const std::string command = fmt::format("{} {} {} > {} 2>&1", FACET_PYTHON, script.string(), run.string(),
+                                          (run / "events.txt").string());
+  EXPECT_EQ(std::system(command.c_str()), 0) << read_file(run / "events.txt");
+}
+
+TEST(Resume, OptionsOutOfRangeAreErrorsNamingTheKey) {
+  const auto message = [](const std::string& o) {
+    return test_support::message_of([&] { Trainer t(toys::shapes_experiment({o}), fresh_dir("options"), Mode::check); });
+  };
+  EXPECT_THAT(message("train.log_every=0"), HasSubstr("train.log_every: expected a number of steps >= 1, got 0"));
+  EXPECT_THAT(message("train.ema_decay=1.5"), HasSubstr("train.ema_decay: expected 0 (off) or a decay in (0, 1), got 1.5"));
+  EXPECT_THAT(message("train.dist_timeout_s=.nan"), HasSubstr("train.dist_timeout_s: expected a timeout in seconds > 0"));
+  EXPECT_THAT(message("train.clip_norm=-1"), HasSubstr("train.clip_norm: expected a finite norm >= 0"));
+  EXPECT_THAT(message("train.amp=fp8"), HasSubstr("train.amp: expected none, bf16 or fp16, got \"fp8\""));
+}
+
+TEST(Resume, AFailingConfigLeavesNoRunDirectory) {
+  const fs::path run = fresh_dir("no_run_dir");
+  EXPECT_THAT(test_support::message_of([&] { Trainer t(toys::shapes_experiment({"train.max_step=3"}), run); }),
+              HasSubstr("did you mean train.max_steps?"));
+  EXPECT_FALSE(fs::exists(run));
+}
+
+// on_error: skip skips a sample whatever fails in it: Facet, LibTorch, OpenCV, the allocator.
+TEST(Resume, OnErrorSkipSkipsEveryKindOfSampleFailure) {
+  for (const std::string kind : {"facet", "torch", "opencv", "alloc"}) {
+    Trainer t(toys::shapes_experiment({"data.name=flaky_shapes", "data.fail=[0,1,2,3,4,5,6,7,8,9]", "data.throw=" + kind,
+                                       "data.on_error=skip", "train.max_steps=3", "train.eval_every=0",
+                                       "data.train_size=64", "data.batch_size=16"}),
+              fresh_dir("skip_" + kind));
+    EXPECT_EQ(t.fit().step, 3) << kind;
+  }
+  Trainer t(toys::shapes_experiment({"data.name=flaky_shapes", "data.fail=[0,1,2,3,4,5,6,7,8,9]", "data.throw=torch",
+                                     "train.max_steps=3", "train.eval_every=0", "data.train_size=64",
+                                     "data.batch_size=16"}),
+            fresh_dir("fail_torch"));
+  EXPECT_THAT(test_support::message_of([&] { t.fit(); }),
+              AllOf(HasSubstr("of the train split failed to load (data.on_error: skip would skip it): toy LibTorch failure"),
+                    Not(HasSubstr("frame #0"))));
+}
+
+// Rank 1 loses every sample of its share of one batch: both ranks skip that batch and stay in step.
+TEST(Resume, AMicroBatchLostOnOneRankIsSkippedByEveryRank) {
+  const fs::path dir = test_support::scratch_dir("facet_resume", "empty_share");
+  const auto codes = test_support::fork_ranks(2, pick_free_port(), dir, [&](int rank) {
+    Trainer t(toys::shapes_experiment({"data.name=flaky_shapes", "data.fail=[12,13,14,15]", "data.on_error=skip",
+                                       "data.sampler={name: sequential}", "data.train_size=64", "data.batch_size=8",
+                                       "train.max_steps=5", "train.eval_every=0", "train.dist_timeout_s=30",
+                                       "data.workers=1"}),
+              dir / "run");
+    const RunResult r = t.fit();
+    write_file_atomic(dir / fmt::format("rank{}.steps", rank), std::to_string(r.step));
+  }, 120);
+  ASSERT_EQ(codes, (std::vector<int>{0, 0})) << test_support::rank_errors(dir, 2);
+  EXPECT_EQ(read_file(dir / "rank0.steps"), "5");
+  EXPECT_EQ(read_file(dir / "rank1.steps"), "5");
+}
+
+}  // namespace
+}  // namespace facet::train

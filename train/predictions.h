@@ -1,0 +1,40 @@
+// Per-sample predictions as JSON lines, one per sample in dataset order over every rank:
+//
+//   {"index": 17, "id": "M003/T8/0412", "logits": [0.12, -1.3, ...], "boxes": [[x1, y1, x2, y2], ...],
+//    "scores": [0.93, ...], "answer": "..."}
+//
+// Batch outputs become numbers or nested lists, ragged outputs lists per sample, text outputs
+// strings. When every output is one fixed-size tensor per sample, the same rows are also written
+// as CSV (id, then every value of every output, headed name[index]).
+#pragma once
+
+#include "core/outputs.h"
+#include "data/dataset.h"
+#include "train/distributed.h"
+
+#include <filesystem>
+#include <string>
+#include <utility>
+#include <vector>
+
+namespace facet::train {
+
+class PredictionWriter {
+ public:
+  void add(const data::Batch& batch, const Outputs& outputs);
+  // Gathers every rank's rows (a collective: every rank calls it); rank 0 writes <stem>.jsonl and,
+  // when the outputs are tabular, <stem>.csv, each atomically. Returns the files written.
+  std::vector<std::filesystem::path> write(const std::filesystem::path& stem, ProcessGroup* group, bool leader);
+  int64_t size() const { return static_cast<int64_t>(rows_.size()); }
+
+ private:
+  struct Row {
+    int64_t index;
+    std::string json, csv;
+  };
+  std::vector<Row> rows_;
+  std::string csv_header_;
+  bool tabular_ = true;
+};
+
+}  // namespace facet::train

@@ -1,0 +1,275 @@
+// The registered visualisers (train/visualize.h).
+#include "core/text.h"
+#include "train/visualize.h"
+
+#include <opencv2/core.hpp>
+#include <opencv2/imgcodecs.hpp>
+#include <opencv2/imgproc.hpp>
+
+#include <algorithm>
+
+namespace facet::train {
+
+VisualizerRegistry& visualizer_registry() {
+  static VisualizerRegistry registry("visualizer", "visualizers");
+  return registry;
+}
+
+namespace {
+
+const cv::Scalar kGreen(80, 200, 80), kOrange(0, 150, 255), kRed(60, 60, 230), kGrey(200, 200, 200);
+
+// Tiles of `side` pixels, each with `lines` lines of caption below, `columns` per row.
+class TileSheet {
+ public:
+  TileSheet(int64_t n, int side, int lines, int64_t columns)
+      : side_(side), caption_(6 + 15 * lines), cols_(std::min<int64_t>(columns, n)) {
+    const int64_t rows = (n + cols_ - 1) / cols_;
+    canvas_ = cv::Mat(static_cast<int>(rows) * (side + caption_ + pad_) + pad_,
+                      static_cast<int>(cols_) * (side + pad_) + pad_, CV_8UC3, cv::Scalar(24, 24, 24));
+  }
+
+  // Draws `image` [C, H, W] (scaled to its own range; not three channels: the middle one in grey)
+  // into tile i; returns the factor from image pixels to tile pixels.
+  double put(int64_t i, const torch::Tensor& image) {
+    torch::Tensor x = image.detach().to(torch::kCPU, torch::kFloat);
+    x = x.size(0) == 3 ? x : x.narrow(0, x.size(0) / 2, 1).expand({3, -1, -1});
+    const float lo = x.min().item<float>(), hi = x.max().item<float>();
+    x = hi > lo ? (x - lo) / (hi - lo) * 255.0 : torch::full_like(x, 128.0);
+    const torch::Tensor hwc = x.round().clamp(0, 255).to(torch::kUInt8).flip({0}).permute({1, 2, 0}).contiguous();
+    const cv::Mat bgr(static_cast<int>(hwc.size(0)), static_cast<int>(hwc.size(1)), CV_8UC3, hwc.data_ptr<uint8_t>());
+    const double scale = static_cast<double>(side_) / std::max(bgr.cols, bgr.rows);
+    cv::Mat resized;
+    cv::resize(bgr, resized, cv::Size(std::max(1, static_cast<int>(bgr.cols * scale)), std::max(1, static_cast<int>(bgr.rows * scale))),
+               0, 0, cv::INTER_LINEAR);
+    resized.copyTo(canvas_(cv::Rect(x0(i), y0(i), resized.cols, resized.rows)));
+    return scale;
+  }
+
+  // Caption line `line` of tile i: a head, then coloured items.
+  void caption(int64_t i, int line, const std::string& head, const std::vector<std::pair<std::string, cv::Scalar>>& items) {
+    int x = x0(i) + 2;
+    const int y = y0(i) + side_ + 13 + 15 * line;
+    if (!head.empty()) {
+      cv::putText(canvas_, head, {x, y}, cv::FONT_HERSHEY_SIMPLEX, 0.38, kGrey, 1, cv::LINE_AA);
+      x += 7 * static_cast<int>(head.size()) + 4;
+    }
+    for (const auto& [text, colour] : items) {
+      cv::putText(canvas_, text, {x, y}, cv::FONT_HERSHEY_SIMPLEX, 0.38, colour, 1, cv::LINE_AA);
+      x += 7 * static_cast<int>(text.size()) + 6;
+    }
+  }
+
+  // A box (x1, y1, x2, y2 in image pixels) on tile i, with an optional label above it.
+  void box(int64_t i, double scale, const float* b, const cv::Scalar& colour, const std::string& label) {
+    const cv::Point p1(x0(i) + static_cast<int>(b[0] * scale), y0(i) + static_cast<int>(b[1] * scale));
+    const cv::Point p2(x0(i) + static_cast<int>(b[2] * scale), y0(i) + static_cast<int>(b[3] * scale));
+    cv::rectangle(canvas_, p1, p2, colour, 1, cv::LINE_AA);
+    if (!label.empty())
+      cv::putText(canvas_, label, {p1.x, std::max(p1.y - 2, y0(i) + 8)}, cv::FONT_HERSHEY_SIMPLEX, 0.33, colour, 1,
+                  cv::LINE_AA);
+  }
+
+  Png encode() const {
+    std::vector<uchar> encoded;
+    if (!cv::imencode(".png", canvas_, encoded)) fail("visualizer: PNG encoding failed");
+    return {std::string(encoded.begin(), encoded.end()), canvas_.rows, canvas_.cols, 3};
+  }
+
+ private:
+  int x0(int64_t i) const { return pad_ + static_cast<int>(i % cols_) * (side_ + pad_); }
+  int y0(int64_t i) const { return pad_ + static_cast<int>(i / cols_) * (side_ + caption_ + pad_); }
+
+  int side_, caption_, pad_ = 4;
+  int64_t cols_;
+  cv::Mat canvas_;
+};
+
+const torch::Tensor* find_field(const data::Batch& batch, const std::string& name) {
+  return batch.fields.contains(name) ? &batch.fields.at(name) : nullptr;
+}
+
+std::string label_name(const std::vector<std::string>& names, int64_t i) {
+  return i >= 0 && i < static_cast<int64_t>(names.size()) ? names[static_cast<size_t>(i)] : std::to_string(i);
+}
+
+int64_t shown(const data::Batch& batch, int64_t max_images) {
+  const torch::Tensor* image = find_field(batch, "image");
+  return image ? std::min(image->size(0), max_images) : 0;
+}
+
+// The batch's images as they are.
+class ImageGrid : public Visualizer {
+ public:
+  std::string tag() const override { return "inputs"; }
+  std::optional<Png> draw(const VisualInput& in, int64_t max_images) const override {
+    const torch::Tensor* image = find_field(in.batch, "image");
+    if (!image || image->dim() != 4 || shown(in.batch, max_images) == 0) return std::nullopt;
+    return image_grid_png(*image, max_images);
+  }
+};
+
+// Multi-label tasks (AUs, findings): true labels green where predicted and orange where missed,
+// then the false positives in red.
+class MultiLabel : public Visualizer {
+ public:
+  explicit MultiLabel(const Config& c)
+      : logits_(c.get<std::string>("logits", "logits")), target_(c.get<std::string>("target", "labels")),
+        mask_(c.get<std::string>("mask", "label_mask")), threshold_(c.get<double>("threshold", 0.5)) {}
+  std::string tag() const override { return "labels"; }
+  std::optional<Png> draw(const VisualInput& in, int64_t max_images) const override {
+    const torch::Tensor* image = find_field(in.batch, "image");
+    const torch::Tensor* truth = find_field(in.batch, target_);
+    if (!image || !truth || !in.outputs.contains(logits_) || in.outputs.at(logits_).sizes() != truth->sizes()) return std::nullopt;
+    torch::Tensor t = truth->to(torch::kCPU, torch::kFloat).clone();
+    if (const torch::Tensor* mask = find_field(in.batch, mask_)) t.masked_fill_(mask->to(torch::kCPU) < 0.5, -1);
+    const torch::Tensor p = (torch::sigmoid(in.outputs.at(logits_).to(torch::kCPU, torch::kFloat)) >= threshold_).to(torch::kFloat);
+    return labelled_grid_png(*image, t, p, in.label_names, max_images);
+  }
+
+ private:
+  std::string logits_, target_, mask_;
+  double threshold_;
+};
+
+// Single-label classification: the true and the predicted class with its probability.
+class Classification : public Visualizer {
+ public:
+  explicit Classification(const Config& c)
+      : logits_(c.get<std::string>("logits", "logits")), target_(c.get<std::string>("target", "label")) {}
+  std::string tag() const override { return "classes"; }
+  std::optional<Png> draw(const VisualInput& in, int64_t max_images) const override {
+    const int64_t n = shown(in.batch, max_images);
+    if (n == 0 || !in.outputs.contains(logits_)) return std::nullopt;
+    const torch::Tensor prob = torch::softmax(in.outputs.at(logits_).to(torch::kCPU, torch::kFloat), 1);
+    const auto [p, cls] = prob.max(1);
+    const torch::Tensor* truth = find_field(in.batch, target_);
+    TileSheet sheet(n, std::max<int>(96, static_cast<int>(in.batch.fields.at("image").size(3))), 2, 8);
+    for (int64_t i = 0; i < n; ++i) {
+      sheet.put(i, in.batch.fields.at("image")[i]);
+      const int64_t predicted = cls[i].item<int64_t>();
+      const bool right = truth && truth->to(torch::kCPU)[i].item<int64_t>() == predicted;
+      if (truth) sheet.caption(i, 0, "T:", {{label_name(in.label_names, truth->to(torch::kCPU)[i].item<int64_t>()), kGrey}});
+      sheet.caption(i, 1, "P:", {{fmt::format("{} {:.2f}", label_name(in.label_names, predicted), p[i].item<float>()),
+                                  truth ? (right ? kGreen : kRed) : kGrey}});
+    }
+    return sheet.encode();
+  }
+
+ private:
+  std::string logits_, target_;
+};
+
+// Detection: true boxes in green, predicted ones above `score_threshold` in orange with their
+// scores (and class names when the outputs carry labels).
+class Boxes : public Visualizer {
+ public:
+  explicit Boxes(const Config& c) : threshold_(c.get<double>("score_threshold", 0.3)), side_(c.get<int>("side", 256)) {}
+  std::string tag() const override { return "boxes"; }
+  std::optional<Png> draw(const VisualInput& in, int64_t max_images) const override {
+    const int64_t n = shown(in.batch, max_images);
+    const auto predicted = in.outputs.ragged.find("boxes");
+    if (n == 0 || predicted == in.outputs.ragged.end()) return std::nullopt;
+    const auto scores = in.outputs.ragged.find("scores");
+    const auto labels = in.outputs.ragged.find("labels");
+    const auto truth = in.batch.ragged.find("boxes");
+    TileSheet sheet(n, side_, 1, 4);
+    for (int64_t i = 0; i < n; ++i) {
+      const double scale = sheet.put(i, in.batch.fields.at("image")[i]);
+      int64_t found = 0, truths = 0;
+      if (truth != in.batch.ragged.end()) {
+        const torch::Tensor t = truth->second[static_cast<size_t>(i)].to(torch::kCPU, torch::kFloat).contiguous();
+        truths = t.size(0);
+        for (int64_t k = 0; k < truths; ++k) sheet.box(i, scale, t[k].data_ptr<float>(), kGreen, "");
+      }
+      const torch::Tensor b = predicted->second[static_cast<size_t>(i)].to(torch::kCPU, torch::kFloat).contiguous();
+      const torch::Tensor s = scores != in.outputs.ragged.end()
+                                  ? scores->second[static_cast<size_t>(i)].to(torch::kCPU, torch::kFloat)
+                                  : torch::ones({b.size(0)});
+      for (int64_t k = 0; k < b.size(0); ++k) {
+        const float score = s[k].item<float>();
+        if (score < threshold_) continue;
+        ++found;
+        std::string label = fmt::format("{:.2f}", score);
+        if (labels != in.outputs.ragged.end())
+          label = label_name(in.label_names, labels->second[static_cast<size_t>(i)][k].item<int64_t>()) + " " + label;
+        sheet.box(i, scale, b[k].data_ptr<float>(), kOrange, label);
+      }
+      sheet.caption(i, 0, "", {{fmt::format("{} true", truths), kGreen}, {fmt::format("{} >= {:.2f}", found, threshold_), kOrange}});
+    }
+    return sheet.encode();
+  }
+
+ private:
+  double threshold_;
+  int side_;
+};
+
+// Vision-language: the image with the generated text (and the reference, when the batch has it),
+// wrapped under the tile.
+class ImageText : public Visualizer {
+ public:
+  explicit ImageText(const Config& c)
+      : text_(c.get<std::string>("text", "answer")), reference_(c.get<std::string>("reference", "answer")),
+        side_(c.get<int>("side", 224)), lines_(c.get<int>("lines", 6)) {}
+  std::string tag() const override { return "answers"; }
+  std::optional<Png> draw(const VisualInput& in, int64_t max_images) const override {
+    const int64_t n = shown(in.batch, max_images);
+    const auto generated = in.outputs.text.find(text_);
+    if (n == 0 || generated == in.outputs.text.end()) return std::nullopt;
+    const auto reference = in.batch.text.find(reference_);
+    TileSheet sheet(n, side_, lines_, 4);
+    const size_t width = static_cast<size_t>(side_ / 7);
+    for (int64_t i = 0; i < n; ++i) {
+      sheet.put(i, in.batch.fields.at("image")[i]);
+      int line = 0;
+      auto write = [&](const std::string& head, const std::string& text, const cv::Scalar& colour, int budget) {
+        std::string rest = text;
+        for (int k = 0; k < budget && !rest.empty() && line < lines_; ++k, ++line) {
+          size_t cut = std::min(rest.size(), width - (k == 0 ? head.size() + 1 : 0));
+          if (cut < rest.size())
+            if (const size_t space = rest.rfind(' ', cut); space != std::string::npos && space > 0) cut = space;
+          sheet.caption(i, line, k == 0 ? head : "", {{rest.substr(0, cut), colour}});
+          rest = rest.substr(std::min(rest.size(), cut + 1));
+        }
+      };
+      write("A:", generated->second[static_cast<size_t>(i)], kOrange, reference != in.batch.text.end() ? lines_ / 2 : lines_);
+      if (reference != in.batch.text.end()) write("R:", reference->second[static_cast<size_t>(i)], kGreen, lines_ - line);
+    }
+    return sheet.encode();
+  }
+
+ private:
+  std::string text_, reference_;
+  int side_, lines_;
+};
+
+// Generative models: a grid of the samples they produced (outputs[`samples`], [B, C, H, W]).
+class Samples : public Visualizer {
+ public:
+  explicit Samples(const Config& c) : key_(c.get<std::string>("samples", "samples")) {}
+  std::string tag() const override { return "samples"; }
+  std::optional<Png> draw(const VisualInput& in, int64_t max_images) const override {
+    if (!in.outputs.contains(key_) || in.outputs.at(key_).dim() != 4) return std::nullopt;
+    return image_grid_png(in.outputs.at(key_), max_images);
+  }
+
+ private:
+  std::string key_;
+};
+
+FACET_REGISTER(visualizer_registry(), "image_grid", "The batch's input images",
+               [](const Config&) { return std::make_shared<ImageGrid>(); });
+FACET_REGISTER(visualizer_registry(), "multilabel", "Faces with true / predicted labels (logits, target, mask, threshold)",
+               [](const Config& c) { return std::make_shared<MultiLabel>(c); });
+FACET_REGISTER(visualizer_registry(), "classification", "Images with the true and predicted class (logits, target)",
+               [](const Config& c) { return std::make_shared<Classification>(c); });
+FACET_REGISTER(visualizer_registry(), "boxes", "True and predicted boxes with scores (score_threshold, side)",
+               [](const Config& c) { return std::make_shared<Boxes>(c); });
+FACET_REGISTER(visualizer_registry(), "image_text", "Images with the generated text and the reference (text, reference)",
+               [](const Config& c) { return std::make_shared<ImageText>(c); });
+FACET_REGISTER(visualizer_registry(), "samples", "A grid of generated samples (samples)",
+               [](const Config& c) { return std::make_shared<Samples>(c); });
+
+}  // namespace
+}  // namespace facet::train

@@ -110,18 +110,22 @@ std::string summarize_names(const std::vector<std::string>& names, size_t exampl
   }
   std::string out = fmt::format("{} tensor{}: {}", names.size(), names.size() == 1 ? "" : "s", join(parts));
   if (all_shown) return out;
-  // Examples: the first name of each top-level module, then more from the start.
+  // Examples from the groups that show only a count: the first name of each top-level module, then
+  // more from the start.
+  std::set<std::string> singletons;
+  for (const auto& [key, g] : groups)
+    if (g.count == 1) singletons.insert(g.first);
   std::vector<std::string> shown;
   std::set<std::string> seen_groups;
   for (const auto& n : names) {
     if (shown.size() >= examples) break;
-    if (seen_groups.insert(group_of(n, 1)).second) shown.push_back(n);
+    if (!singletons.count(n) && seen_groups.insert(group_of(n, 1)).second) shown.push_back(n);
   }
   for (const auto& n : names) {
     if (shown.size() >= examples) break;
-    if (std::find(shown.begin(), shown.end(), n) == shown.end()) shown.push_back(n);
+    if (!singletons.count(n) && std::find(shown.begin(), shown.end(), n) == shown.end()) shown.push_back(n);
   }
-  return out + fmt::format("; e.g. {}{}", join(shown), names.size() > shown.size() ? ", ..." : "");
+  return out + fmt::format("; e.g. {}{}", join(shown), names.size() > shown.size() + singletons.size() ? ", ..." : "");
 }
 
 std::optional<std::string> suggest_prefix(const std::vector<std::string>& missing, const std::vector<std::string>& unexpected) {
@@ -136,6 +140,8 @@ std::optional<std::string> suggest_prefix(const std::vector<std::string>& missin
     auto it = by_suffix.find(r);
     if (it == by_suffix.end()) continue;
     const std::string strip = first.substr(0, first.size() - r.size());
+    // A shared leaf alone ("weight") says nothing: the tail must be the whole name or two components.
+    if (!strip.empty() && r.find('.') == std::string::npos) continue;
     for (const auto& add : it->second) {
       if (add == strip) continue;
       const bool fits = std::all_of(unexpected.begin(), unexpected.end(), [&](const std::string& u) {

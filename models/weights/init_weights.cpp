@@ -290,8 +290,15 @@ LoadedWeights load_entry(torch::nn::Module& model, const Config& e, const std::s
   if (!missing.empty()) details += fmt::format("; not in the file (kept as they are): {}", summarize_names(missing, 3));
   if (!unexpected.empty()) details += fmt::format("; not used: {}", summarize_names(unexpected, 3));
   for (const auto& note : notes) details += "; " + note;
+  // Where they went: add_prefix, or the part the converter found (backbone., cnn.features.).
+  std::string into = entry.add;
+  if (into.empty() && !record.tensors.empty()) {
+    into = record.tensors.front().substr(0, record.tensors.front().rfind('.') + 1);
+    for (const auto& name : record.tensors)
+      while (!into.empty() && !name.starts_with(into)) into = into.substr(0, into.rfind('.', into.size() - 2) + 1);
+  }
   log::info("init_weights: {} tensors from {} into {} (convert: {}) in {:.1f} s{}", jobs.size(), entry.path,
-            entry.add.empty() ? "the model" : entry.add, entry.convert, seconds_since(start), details);
+            into.empty() ? "the model" : into, entry.convert, seconds_since(start), details);
   return record;
 }
 

@@ -3,6 +3,7 @@
 // option errors, and overfitting one batch of drawn faces.
 #include "core/config.h"
 #include "core/safetensors.h"
+#include "models/backbones/resnet.h"
 #include "models/face/algr_net.h"
 #include "models/face/au_regions.h"
 #include "models/weights/init_weights.h"
@@ -180,7 +181,7 @@ TEST(ALGRNet, AdaptiveRegionsStartAtJaaNetsAndMoveWithinTheirBounds) {
 TEST(ALGRNet, LoadsTorchvisionTrunksAndCheckpointsOfOtherTasks) {
   const fs::path dir = fs::temp_directory_path() / ("facet_algr_weights_" + std::to_string(::getpid()));
   fs::create_directories(dir);
-  auto load = [](torch::nn::Module& model, const std::string& entries) { init_weights(model, Config::parse(entries, "algr.yaml")); };
+  auto load = [](torch::nn::Module& model, const std::string& entries) { init_weights(model, Config::parse("init_weights: " + entries, "algr.yaml").at("init_weights")); };
   // A whole torchvision ResNet-18 (layer4 and fc included): the converter finds the trunk under
   // backbone. and leaves out layer4 and fc, which the stride-16 trunk does not have.
   torch::manual_seed(1);
@@ -211,7 +212,7 @@ TEST(ALGRNet, LoadsTorchvisionTrunksAndCheckpointsOfOtherTasks) {
   wide.dim = 32;
   ALGRNet narrow(wide);
   const std::string error = message_of([&] { load(narrow, fmt::format("[{{path: {}, strict: false}}]", (dir / "au.safetensors").string())); });
-  EXPECT_THAT(error, HasSubstr("algr.yaml:1: [0]: " + (dir / "au.safetensors").string()));
+  EXPECT_THAT(error, HasSubstr("algr.yaml:1: init_weights[0]: " + (dir / "au.safetensors").string()));
   EXPECT_THAT(error, HasSubstr("of another shape"));
   EXPECT_THAT(error, HasSubstr("adapt_hidden.weight: the model expects [16, 64], the file's adapt_hidden.weight is [32, 128]"));
   fs::remove_all(dir);

@@ -235,9 +235,9 @@ TEST(Emma, LoadsMaeDanAndWholeModelCheckpointsThroughInitWeights) {
 
   const std::string vit = "vit: {image_size: 64, patch_size: 16, embed_dim: 64, depth: 2, num_heads: 2}";
   Emma emma(EmmaOptions::from(Config::parse("{" + vit + "}")));
-  init_weights(emma, Config::parse(fmt::format("[{{path: {}, convert: timm_vit, add_prefix: vit.}}, {{path: {}, add_prefix: cnn.}}]",
+  init_weights(emma, Config::parse(fmt::format("w: [{{path: {}, convert: timm_vit, add_prefix: vit.}}, {{path: {}, add_prefix: cnn.}}]",
                                                (dir / "mae.safetensors").string(), (dir / "dan.safetensors").string()),
-                                   "emma.yaml"));
+                                   "emma.yaml").at("w"));
   auto p = emma.named_parameters();
   EXPECT_TRUE(torch::equal(p["vit.blocks.1.attn.qkv.weight"], mae_file["blocks.1.attn.qkv.weight"]));
   EXPECT_TRUE(torch::equal(p["vit.cls_token"], mae_file["cls_token"]));
@@ -250,7 +250,7 @@ TEST(Emma, LoadsMaeDanAndWholeModelCheckpointsThroughInitWeights) {
   // A whole EMMA state dict (the release's names) loads strictly by name.
   safetensors::save(dir / "emma.safetensors", safetensors::state_dict(emma));
   Emma again(EmmaOptions::from(Config::parse("{" + vit + "}")));
-  init_weights(again, Config::parse(fmt::format("[{{path: {}}}]", (dir / "emma.safetensors").string())));
+  init_weights(again, Config::parse(fmt::format("w: [{{path: {}}}]", (dir / "emma.safetensors").string())).at("w"));
   for (const auto& [name, t] : safetensors::state_dict(emma))
     EXPECT_TRUE(torch::equal(safetensors::state_dict(again).at(name), t)) << name;
 
@@ -259,10 +259,10 @@ TEST(Emma, LoadsMaeDanAndWholeModelCheckpointsThroughInitWeights) {
   wide.embed_dim = 32;
   safetensors::save(dir / "wide.safetensors", safetensors::state_dict(*ViT(wide)));
   const std::string error = test_support::message_of([&] {
-    init_weights(again, Config::parse(fmt::format("[{{path: {}, convert: timm_vit, add_prefix: vit.}}]", (dir / "wide.safetensors").string()),
-                                      "emma.yaml"));
+    init_weights(again, Config::parse(fmt::format("w: [{{path: {}, convert: timm_vit, add_prefix: vit.}}]", (dir / "wide.safetensors").string()),
+                                      "emma.yaml").at("w"));
   });
-  EXPECT_THAT(error, HasSubstr("emma.yaml:1: [0]: " + (dir / "wide.safetensors").string()));
+  EXPECT_THAT(error, HasSubstr("emma.yaml:1: w[0]: " + (dir / "wide.safetensors").string()));
   EXPECT_THAT(error, HasSubstr("vit.blocks.0.attn.qkv.weight: the model expects [192, 64], the file's blocks.0.attn.qkv.weight is [96, 32]"));
 }
 

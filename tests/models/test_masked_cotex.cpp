@@ -157,7 +157,7 @@ TEST(MaskedCotex, CheckpointsAreSharedOutAmongViews) {
   std::string entries;
   for (int i = 0; i < 4; ++i)
     entries += fmt::format("{}{{path: {}, convert: timm_vit, add_prefix: vits.{}.}}", i ? ", " : "", (dir / (i < 2 ? "a.safetensors" : "b.safetensors")).string(), i);
-  init_weights(four, Config::parse("[" + entries + "]"));
+  init_weights(four, Config::parse("w: [" + entries + "]").at("w"));
   auto p = four.named_parameters();
   const auto wa = a->named_parameters()["blocks.0.mlp.fc1.weight"], wb = b->named_parameters()["blocks.0.mlp.fc1.weight"];
   EXPECT_TRUE(torch::equal(p["vits.0.blocks.0.mlp.fc1.weight"], wa));

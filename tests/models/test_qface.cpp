@@ -203,7 +203,7 @@ fs::path temp_file(const std::string& name) {
 
 // The backbone from a checkpoint, as train.init_weights does it (the constructor reads no file).
 void load_backbone(QFace& net, const fs::path& path, const std::string& convert = "timm_vit") {
-  init_weights(net, Config::parse(fmt::format("[{{path: {}, convert: {}, add_prefix: vit.}}]", path.string(), convert)));
+  init_weights(net, Config::parse(fmt::format("w: [{{path: {}, convert: {}, add_prefix: vit.}}]", path.string(), convert)).at("w"));
 }
 
 // A checkpoint of MAE fine-tuning with global pooling: its final norm is fc_norm, beside a classifier.

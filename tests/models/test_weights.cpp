@@ -41,7 +41,7 @@ const fs::path kGoldens = fs::path(FACET_SOURCE_DIR) / "tests/fixtures/backbones
 fs::path fresh_dir(const std::string& name) { return test_support::scratch_dir("facet_test_weights", name); }
 
 std::vector<LoadedWeights> load(torch::nn::Module& model, const std::string& entries) {
-  return init_weights(model, Config::parse(entries, "w.yaml"));
+  return init_weights(model, Config::parse("init_weights: " + entries, "w.yaml").at("init_weights"));
 }
 
 // --- converters on the reference libraries' names ---------------------------------------------------
@@ -68,7 +68,7 @@ TEST(Converters, TorchvisionResnetFindsTheResnetInAnyModel) {
   // Without the converter the names are off by the model's prefix: the error says which.
   auto fresh = model_registry().create(Config::parse("{name: resnet, depth: 18, num_classes: 1000}"));
   const std::string error = message_of([&] { load(*fresh, fmt::format("[{{path: {}}}]", file)); });
-  EXPECT_THAT(error, HasSubstr("w.yaml:1: [0]: " + file + ": does not fit the model (0 of its tensors would load)"));
+  EXPECT_THAT(error, HasSubstr("w.yaml:1: init_weights[0]: " + file + ": does not fit the model (0 of its tensors would load)"));
   EXPECT_THAT(error, HasSubstr("model tensors the file lacks: 122 tensors: net.bn1.* (5), net.conv1.weight, net.fc.* (2), net.layer1.* ("));
   EXPECT_THAT(error, HasSubstr("they match with `add_prefix: net.`"));
   EXPECT_LT(error.size(), 1000u);  // counts and a few names, not 244 names
@@ -101,7 +101,7 @@ TEST(Converters, TorchvisionResnetFindsTheResnetInAnyModel) {
   EXPECT_THAT(message_of([&] { load(cotex, fmt::format("[{{path: {}, convert: timm_vit}}]", file)); }),
               HasSubstr("convert: timm_vit: the model holds 2 ViTs (vits.0., vits.1.); choose one with add_prefix"));
   EXPECT_THAT(message_of([&] { load(cotex, fmt::format("[{{path: {}, convert: hf-vit}}]", file)); }),
-              HasSubstr("w.yaml:1: [0].convert: unknown converter \"hf-vit\" (did you mean \"hf_vit\"?); registered: facet, hf_vit, "
+              HasSubstr("w.yaml:1: init_weights[0].convert: unknown converter \"hf-vit\" (did you mean \"hf_vit\"?); registered: facet, hf_vit, "
                         "timm_vit, torchvision_resnet"));
 }
 
@@ -187,7 +187,7 @@ TEST(InitWeightsMessages, ShapesFitAndEntriesAreCheckedBeforeAnythingLoads) {
   const auto before = safetensors::state_dict(*model).at("vit.blocks.0.norm1.weight").clone();
   const std::string path = (dir / "other.safetensors").string();
   EXPECT_THAT(message_of([&] { load(*model, fmt::format("[{{path: {}}}]", path)); }),
-              HasSubstr("w.yaml:1: [0]: " + path + ": 1 tensor of another shape: head.weight: the model expects [4, 32], the file's head.weight is [7, 32]"));
+              HasSubstr("w.yaml:1: init_weights[0]: " + path + ": 1 tensor of another shape: head.weight: the model expects [4, 32], the file's head.weight is [7, 32]"));
   // Nothing was copied: the shapes are checked first.
   EXPECT_TRUE(torch::equal(safetensors::state_dict(*model).at("vit.blocks.0.norm1.weight"), before));
   // Ignoring the head leaves it as it is; the rest loads.
@@ -204,11 +204,11 @@ TEST(InitWeightsMessages, ShapesFitAndEntriesAreCheckedBeforeAnythingLoads) {
 
   // Entry keys and values.
   EXPECT_THAT(message_of([&] { load(*model, fmt::format("[{{path: {}, add_prefx: vit.}}]", path)); }),
-              HasSubstr("w.yaml:1: [0].add_prefx: unknown key (did you mean add_prefix?)"));
+              HasSubstr("w.yaml:1: init_weights[0].add_prefx: unknown key (did you mean add_prefix?)"));
   EXPECT_THAT(message_of([&] { load(*model, fmt::format("[{{path: {}, ignore: ['(']}}]", path)); }),
-              HasSubstr("[0].ignore: \"(\" is not a valid regular expression"));
+              HasSubstr("init_weights[0].ignore: \"(\" is not a valid regular expression"));
   EXPECT_THAT(message_of([&] { load(*model, "[{path: /nonexistent/weights.safetensors}]"); }),
-              HasSubstr("w.yaml:1: [0].path: /nonexistent/weights.safetensors: no such file"));
+              HasSubstr("w.yaml:1: init_weights[0].path: /nonexistent/weights.safetensors: no such file"));
   EXPECT_THAT(message_of([&] { load(*model, fmt::format("[{{path: {}, add_prefix: vits.}}]", path)); }),
               HasSubstr("the model has no tensor under add_prefix \"vits.\""));
 }
@@ -245,7 +245,9 @@ TEST(InitWeightsRecords, ShardedCheckpointsStreamAndTheirHashIsRecorded) {
   const auto records = load(*model, fmt::format("[{{path: {}, ignore: ['^head\\.']}}]", (dir / "ckpt").string()));
   ASSERT_EQ(records.size(), 1u);
   for (const auto& [name, t] : safetensors::state_dict(*model))
-    if (!name.starts_with("head.")) EXPECT_TRUE(torch::equal(t, bf16.at(name).to(torch::kFloat))) << name;
+    if (!name.starts_with("head.")) {
+      EXPECT_TRUE(torch::equal(t, bf16.at(name).to(torch::kFloat))) << name;
+    }
   // The hash is XXH64 over the index and then the shards in name order, as `cat ... | xxhsum` gives it.
   Hash64 h;
   std::vector<fs::path> shards;

@@ -54,7 +54,7 @@ ALGRNetOptions ALGRNetOptions::from(const Config& c) {
 ALGRNet::ALGRNet(ALGRNetOptions options) : options_(std::move(options)) {
   // torchvision names under backbone.: ImageNet weights load with convert: torchvision_resnet.
   backbone_ = register_module("backbone", backbone_registry().create(
-      options_.backbone ? *options_.backbone : Config::parse(fmt::format("{{name: resnet{}, stages: 3}}", options_.backbone_depth))));
+      options_.backbone.size() > 0 ? options_.backbone : Config::parse(fmt::format("{{name: resnet{}, stages: 3}}", options_.backbone_depth))));
   const int64_t d = options_.dim, h = d / 2;
   const int64_t n = num_aus_ = static_cast<int64_t>(options_.aus.size());
   reduce_ = register_module("reduce", nn::Sequential(nn::Conv2d(nn::Conv2dOptions(backbone_->feature_info().back().channels, d, 1).bias(false)),

@@ -46,7 +46,6 @@
 #include "models/model.h"
 
 #include <string>
-#include <optional>
 #include <vector>
 
 namespace facet::models::face {
@@ -54,9 +53,9 @@ namespace facet::models::face {
 struct ALGRNetOptions {
   std::vector<int> aus = {1, 2, 4, 6, 7, 10, 12, 14, 15, 17, 23, 24};  // BP4D's 12
   int backbone_depth = 50;
-  // A registered backbone instead (`backbone: {name: resnet50, stages: 3}`, backbone.h); unset: the
+  // A registered backbone instead (`backbone: {name: resnet50, stages: 3}`, backbone.h); empty: the
   // torchvision ResNet-{backbone_depth} through layer3. Its last feature map is the one used.
-  std::optional<Config> backbone;
+  Config backbone;
   int64_t dim = 256;
   double region_size = 0.25;   // base region side, fraction of the image width
   int64_t region_points = 3;   // k: the k x k bilinear samples averaged per region

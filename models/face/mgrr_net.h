@@ -25,7 +25,6 @@
 #include "models/backbones/backbone.h"
 #include "models/model.h"
 
-#include <optional>
 #include <vector>
 
 namespace facet::models::face {
@@ -33,9 +32,9 @@ namespace facet::models::face {
 struct MGRRNetOptions {
   std::vector<int> aus = {1, 2, 4, 6, 7, 10, 12, 14, 15, 17, 23, 24};  // BP4D's 12
   int backbone_depth = 50;
-  // A registered backbone instead (`backbone: {name: resnet50, stages: 3}`, backbone.h); unset: the
+  // A registered backbone instead (`backbone: {name: resnet50, stages: 3}`, backbone.h); empty: the
   // torchvision ResNet-{backbone_depth} through layer3. Its last feature map is the one used.
-  std::optional<Config> backbone;
+  Config backbone;
   int64_t dim = 256;
   int64_t num_layers = 2;
   double region_size = 0.25;  // region side as a fraction of the image side

@@ -36,6 +36,14 @@ class MappedFile {
   std::span<const uint8_t> bytes() const { return {data_, size_}; }
   const std::filesystem::path& path() const { return path_; }
 
+  // Read-ahead for a front-to-back pass (madvise MADV_SEQUENTIAL); a hint, failures are ignored.
+  void advise_sequential() const;
+  // Drops this process's resident pages of [offset, offset + length) (madvise MADV_DONTNEED, the
+  // range widened to whole pages): they leave the resident set and are read again from the file
+  // (or the page cache) if touched later. Lets a loader stream a file larger than memory through
+  // the map with only the bytes in use resident.
+  void release(size_t offset, size_t length) const;
+
  private:
   std::filesystem::path path_;
   const uint8_t* data_ = nullptr;

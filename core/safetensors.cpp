@@ -75,6 +75,21 @@ torch::Tensor File::tensor(std::string_view name) const {
   return t;
 }
 
+torch::Tensor File::view(const TensorEntry& e) const {
+  torch::ScalarType type;
+  try {
+    type = to_torch(e.dtype);
+  } catch (const Error& err) {
+    fail("{}: tensor \"{}\": {}", path().string(), e.name, err.what());
+  }
+  const uint8_t* data = map_.bytes().data() + header_.data_start + e.begin;
+  if (e.end == e.begin || reinterpret_cast<uintptr_t>(data) % c10::elementSize(type) != 0) return tensor(e.name);
+  // from_blob wants a mutable pointer; nothing writes through it (the pages are mapped read-only).
+  return torch::from_blob(const_cast<uint8_t*>(data), e.shape, torch::TensorOptions().dtype(type));
+}
+
+void File::release(const TensorEntry& e) const { map_.release(header_.data_start + e.begin, e.end - e.begin); }
+
 TensorMap File::load_all() const {
   TensorMap out;
   for (const auto& e : header_.tensors) out.emplace(e.name, tensor(e.name));
@@ -126,6 +141,9 @@ std::map<fs::path, std::set<std::string>> read_index(const fs::path& index_path)
 }
 
 }  // namespace
+
+fs::path checkpoint_file(const fs::path& path) { return resolve_target(path); }
+bool is_sharded_index(const fs::path& path) { return is_index(path); }
 
 std::vector<File> open_checkpoint(const fs::path& path) {
   const fs::path target = resolve_target(path);

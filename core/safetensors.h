@@ -38,6 +38,18 @@ class File {
   TensorMap load_all() const;
   const std::filesystem::path& path() const { return map_.path(); }
 
+  // Streaming (large checkpoints): `view` is a tensor over the mapped bytes themselves, no copy —
+  // valid while this File lives, never to be written (the map is read-only). Its pages become
+  // resident as they are read; `release` drops them again once the tensor has been copied where it
+  // belongs, so a whole pass over a file larger than memory keeps about one tensor resident. A
+  // tensor whose bytes are not aligned to its element size is copied instead.
+  torch::Tensor view(const TensorEntry& entry) const;
+  void release(const TensorEntry& entry) const;
+  void advise_sequential() const { map_.advise_sequential(); }
+  // The whole file (header + data), e.g. for hashing; data_start() is where the tensors' bytes begin.
+  std::span<const uint8_t> bytes() const { return map_.bytes(); }
+  uint64_t data_start() const { return header_.data_start; }
+
  private:
   MappedFile map_;
   Header header_;
@@ -46,6 +58,11 @@ class File {
 // A `.safetensors` file, a `*.safetensors.index.json` sharded index, or a directory holding
 // model.safetensors[.index.json] (or diffusers' diffusion_pytorch_model.*).
 TensorMap load(const std::filesystem::path& path);
+
+// The file `path` names: itself, or the checkpoint file inside a directory (model.safetensors,
+// model.safetensors.index.json, diffusers' diffusion_pytorch_model.*); an error when there is none.
+std::filesystem::path checkpoint_file(const std::filesystem::path& path);
+bool is_sharded_index(const std::filesystem::path& path);  // *.index.json
 
 // The file(s) `load` reads for `path`, opened (headers validated, no tensor data read): one file, or
 // the index's shards, each checked to hold exactly the tensors the index assigns it.

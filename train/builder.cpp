@@ -3,8 +3,12 @@
 #include "core/file_io.h"
 #include "core/log.h"
 #include "core/safetensors.h"
+#include "models/layers/construction.h"
+
+#include <set>
 #include "train/checkpoint.h"
-#include "train/init_weights.h"
+#include "models/build.h"
+#include "models/weights/init_weights.h"
 
 namespace facet::train {
 namespace fs = std::filesystem;
@@ -36,18 +40,35 @@ class LabelledMetric : public metrics::Metric {
 
 }  // namespace
 
-std::shared_ptr<models::Model> build_model(const Config& config, const torch::Device& device) {
-  auto model = models::model_registry().create(config.at("model"));
-  model->to(device);
-  return model;
+std::shared_ptr<models::Model> build_model(const Config& config, const TrainOptions& options, const torch::Device& device) {
+  return models::build_model(config.at("model"), {options.weights_dtype, options.defer_init, device});
 }
 
+namespace {
+
+nlohmann::json to_json(const models::LoadedWeights& w) {
+  return {{"path", w.path}, {"content_hash", w.content_hash}, {"entry", w.entry_yaml}, {"tensors", w.tensors}};
+}
+
+models::LoadedWeights from_json(const nlohmann::json& j) {
+  models::LoadedWeights w;
+  w.path = j.at("path").get<std::string>();
+  w.content_hash = j.at("content_hash").get<std::string>();
+  w.entry_yaml = j.at("entry").get<std::string>();
+  w.tensors = j.at("tensors").get<std::vector<std::string>>();
+  return w;
+}
+
+}  // namespace
+
 nlohmann::json load_init_weights(const Config& config, models::Model& model) {
-  nlohmann::json record = nlohmann::json::array();
+  nlohmann::json records = nlohmann::json::array();
   const Config train = config.at("train");
-  if (!train.has("init_weights")) return record;
-  init_weights(model, train.at("init_weights"));
-  return record;
+  if (!train.has("init_weights")) return records;
+  const auto loaded = models::init_weights(model, train.at("init_weights"));
+  for (const auto& w : loaded) records.push_back(to_json(w));
+  if (const std::string unloaded = models::describe_unloaded(model, loaded); !unloaded.empty()) log::info("{}", unloaded);
+  return records;
 }
 
 std::vector<std::shared_ptr<metrics::Metric>> build_metrics(const Config& config) {
@@ -128,11 +149,45 @@ CheckpointTarget resolve_checkpoint(const fs::path& target, const std::string& w
   return t;
 }
 
+void load_checkpoint_model(models::Model& model, const safetensors::TensorMap& tensors, const nlohmann::json& state,
+                           const fs::path& checkpoint) {
+  // The frozen tensors the checkpoint does not hold come from the files it references.
+  std::set<std::string> referenced;
+  for (const auto& j : state.value("frozen_weights", nlohmann::json::array())) {
+    const auto record = models::reapply_weights(model, from_json(j));
+    referenced.insert(record.tensors.begin(), record.tensors.end());
+  }
+  const fs::path model_file = checkpoint / "model.safetensors";
+  const auto report = safetensors::load_into(model, tensors, {}, /*strict=*/false, model_file.string());
+  const std::set<std::string> loaded(report.loaded.begin(), report.loaded.end());
+  for (const auto& p : model.named_parameters())
+    if (loaded.count(p.key())) models::mark_initialized(p.value());
+  for (const auto& b : model.named_buffers())
+    if (loaded.count(b.key())) models::mark_initialized(b.value());
+  std::vector<std::string> missing;
+  for (const auto& name : report.missing)
+    if (!referenced.count(name)) missing.push_back(name);
+  if (!missing.empty() || !report.unexpected.empty() || !report.mismatched.empty()) {
+    safetensors::LoadReport shown = report;
+    shown.missing = missing;
+    fail("{}: does not fit the model: {}", model_file.string(), shown.summary());
+  }
+  models::check_initialized(model, model_file.string());
+}
+
 void load_checkpoint_weights(models::Model& model, const fs::path& checkpoint, bool prefer_ema, const torch::Device& device) {
   const fs::path model_file = checkpoint / "model.safetensors", ema_file = checkpoint / "ema.safetensors";
   if (!fs::exists(model_file)) fail("{}: not a checkpoint directory (no model.safetensors)", checkpoint.string());
   const bool ema = prefer_ema && fs::exists(ema_file);
-  safetensors::load_into(model, safetensors::load(model_file), {}, /*strict=*/true, model_file.string());
+  nlohmann::json state = nlohmann::json::object();
+  if (fs::exists(checkpoint / "state.json")) {
+    try {
+      state = nlohmann::json::parse(read_file(checkpoint / "state.json"));
+    } catch (const nlohmann::json::exception& e) {
+      fail("{}: corrupt: {}", (checkpoint / "state.json").string(), e.what());
+    }
+  }
+  load_checkpoint_model(model, safetensors::load(model_file), state, checkpoint);
   if (ema) {
     // EMA files hold the averaged trainable tensors and buffers; the rest stays as in model.safetensors.
     const auto report = safetensors::load_into(model, safetensors::load(ema_file), {}, /*strict=*/false, ema_file.string());

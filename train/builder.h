@@ -13,7 +13,9 @@
 #include "data/sampler.h"
 #include "metrics/metric.h"
 #include "models/model.h"
+#include "core/safetensors.h"
 #include "train/hook.h"
+#include "train/options.h"
 #include "train/runtime.h"
 #include "train/visualize.h"
 
@@ -27,11 +29,13 @@
 
 namespace facet::train {
 
-// The model of `config` on `device`, with random (or deferred) initialisation: the caller then
-// loads train.init_weights (a new run) or a checkpoint.
-std::shared_ptr<models::Model> build_model(const Config& config, const torch::Device& device);
+// The model of `config` on `device` in train.weights_dtype, with `model.adapters` applied; randomly
+// initialised, or with train.defer_init not at all: the caller then loads train.init_weights (a new
+// run) or a checkpoint.
+std::shared_ptr<models::Model> build_model(const Config& config, const TrainOptions& options, const torch::Device& device);
 
-// Loads the new run's `train.init_weights` (if any) and returns what it loaded, for the checkpoint.
+// Loads the new run's `train.init_weights` (if any) and returns what each entry loaded (path,
+// content hash, entry, tensors): checkpoints reference the frozen tensors by these records.
 nlohmann::json load_init_weights(const Config& config, models::Model& model);
 
 // The `metrics` list; an entry's `label: NAME` reports its values as NAME/<value>.
@@ -60,10 +64,15 @@ struct CheckpointTarget {
 // checkpoint directory (model.safetensors + state.json).
 CheckpointTarget resolve_checkpoint(const std::filesystem::path& target, const std::string& which = "best");
 
-// Loads a checkpoint's weights into `model`: the model tensors it holds and, with `prefer_ema`
-// and an ema.safetensors beside them, the EMA weights instead. Every model tensor must be covered.
+// Loads a checkpoint's weights into `model`: first the frozen weights files it references
+// (state.json "frozen_weights", each checked against its content hash), then the tensors it holds
+// and, with `prefer_ema` and an ema.safetensors beside them, the EMA weights over those. Every model
+// tensor must be covered by one or the other.
 void load_checkpoint_weights(models::Model& model, const std::filesystem::path& checkpoint, bool prefer_ema,
                              const torch::Device& device);
+// The same from contents already read (a resume), without EMA.
+void load_checkpoint_model(models::Model& model, const safetensors::TensorMap& tensors, const nlohmann::json& state,
+                           const std::filesystem::path& checkpoint);
 
 // The label names a checkpoint's run trained with (state.json), for prediction without a dataset.
 std::vector<std::string> checkpoint_label_names(const std::filesystem::path& checkpoint);

@@ -1,5 +1,7 @@
 #include "train/options.h"
 
+#include "models/build.h"
+
 #include <cmath>
 #include <limits>
 
@@ -62,6 +64,12 @@ TrainOptions TrainOptions::from(const Config& t) {
   o.bucket_mb = bounded<int64_t>(t, "bucket_mb", 25, 1, 1 << 20, ">= 1");
   o.threads = bounded<int>(t, "threads", 0, 0, 1 << 16, ">= 0 (0: LibTorch's default)");
   o.log_images = bounded<int64_t>(t, "log_images", 0, 0, 1 << 16, ">= 0");
+  o.weights_dtype = models::parse_dtype(t.get<std::string>("weights_dtype", "float32"),
+                                        t.where("weights_dtype") + ": " + t.full_key("weights_dtype"));
+  o.defer_init = t.get<bool>("defer_init", false);
+  if (o.defer_init && !t.has("init_weights"))
+    fail("{}: {}: a model built without initialisation needs train.init_weights to cover it", t.where("defer_init"),
+         t.full_key("defer_init"));
   return o;
 }
 

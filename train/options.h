@@ -35,6 +35,8 @@ struct TrainOptions {
   int64_t bucket_mb = 25;           // gradient all-reduce bucket size
   int threads = 0;                  // intra-op threads; 0: LibTorch's default
   int64_t log_images = 0;           // eval inputs shown per evaluation (TensorBoard + visuals/); 0: none
+  torch::Dtype weights_dtype = torch::kFloat32;  // the model's floating tensors (bfloat16 for frozen giants)
+  bool defer_init = false;          // build without random initialisation: init_weights must cover the model
 
   static TrainOptions from(const Config& train);
 };

@@ -23,7 +23,7 @@ PredictSummary predict(const PredictOptions& o) {
   Config config = Config::load(config_file, o.overrides);
   const TrainOptions options = TrainOptions::from(config.at("train"));
   Runtime runtime = make_runtime(config, options, /*connect=*/false);
-  auto model = build_model(config, runtime.device);
+  auto model = build_model(config, options, runtime.device);
   load_checkpoint_weights(*model, target.checkpoint, options.ema_decay > 0, runtime.device);
   model->eval();
   const Config data = config.at("data");

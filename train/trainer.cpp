@@ -98,7 +98,7 @@ void Trainer::build(Mode mode) {
   }
 
   // Model, step, loss.
-  model_ = build_model(config_, runtime_.device);
+  model_ = build_model(config_, options_, runtime_.device);
   if (mode == Mode::train) init_weights_record_ = load_init_weights(config_, *model_);
   else if (config_.at("train").has("init_weights")) config_.at("train").consume("init_weights");  // the checkpoint has them
   step_ = step_registry().create(config_.has("step") ? config_.at("step") : Config::parse("name: supervised"), *model_);
@@ -131,11 +131,17 @@ void Trainer::build(Mode mode) {
              node.where(), it->second, name);
     }
   }
-  // Modules with parameters, all frozen, run in eval mode (BatchNorm statistics stay put).
+  // Modules with parameters, all frozen, run in eval mode (BatchNorm statistics stay put). Their
+  // buffers and every frozen parameter are "frozen tensors": a checkpoint does not re-save those that
+  // came from an init_weights file, it references the file.
+  for (const auto& p : model_->named_parameters())
+    if (!p.value().requires_grad()) frozen_tensors_.insert(p.key());
   for (const auto& item : model_->named_modules("", /*include_self=*/false)) {
     const auto params = item.value()->parameters();
-    if (!params.empty() && std::none_of(params.begin(), params.end(), [](const torch::Tensor& p) { return p.requires_grad(); }))
-      frozen_modules_.push_back(item.value().get());
+    if (params.empty() || std::any_of(params.begin(), params.end(), [](const torch::Tensor& p) { return p.requires_grad(); }))
+      continue;
+    frozen_modules_.push_back(item.value().get());
+    for (const auto& b : item.value()->named_buffers()) frozen_tensors_.insert(item.key() + "." + b.key());
   }
 
   // Evaluation, hooks.
@@ -376,8 +382,21 @@ void Trainer::save_checkpoint(bool is_best) {
   last_saved_step_ = state_.step;
   if (!runtime_.leader()) return;
   CheckpointContents c;
-  for (const auto& p : model_->named_parameters()) c.model[p.key()] = p.value().detach().cpu();
-  for (const auto& b : model_->named_buffers()) c.model[b.key()] = b.value().detach().cpu();
+  // What trains is saved; frozen tensors that came from an init_weights file are referenced instead.
+  nlohmann::json frozen_weights = nlohmann::json::array();
+  std::set<std::string> referenced;
+  for (const auto& record : init_weights_record_) {
+    std::vector<std::string> tensors = record.at("tensors").get<std::vector<std::string>>();
+    if (std::none_of(tensors.begin(), tensors.end(), [&](const std::string& t) { return frozen_tensors_.count(t) > 0; }))
+      continue;
+    frozen_weights.push_back(record);
+    for (const auto& t : tensors)
+      if (frozen_tensors_.count(t)) referenced.insert(t);
+  }
+  for (const auto& p : model_->named_parameters())
+    if (!referenced.count(p.key())) c.model[p.key()] = p.value().detach().cpu();
+  for (const auto& b : model_->named_buffers())
+    if (!referenced.count(b.key())) c.model[b.key()] = b.value().detach().cpu();
   auto& trainer_file = c.files["trainer.safetensors"];
   trainer_file["format"] = torch::tensor({1}, torch::kInt32);
   for (auto& o : optimizations_) {
@@ -398,6 +417,7 @@ void Trainer::save_checkpoint(bool is_best) {
              {"label_names", train_set_->label_names()},
              {"image_channels", image_channels_},
              {"init_weights", init_weights_record_},
+             {"frozen_weights", frozen_weights},
              {"hooks", nlohmann::json::object()}};
   if (!stop_reason_.empty()) c.state["stopped"] = stop_reason_;
   for_hooks([&](Hook& h) { h.on_save(*this, c); });
@@ -442,8 +462,7 @@ void Trainer::check_resumable(const nlohmann::json& saved) const {
 void Trainer::restore(const fs::path& checkpoint) {
   CheckpointContents c = CheckpointDir::load(checkpoint);
   check_resumable(c.state);
-  const fs::path model_file = checkpoint / "model.safetensors";
-  safetensors::load_into(*model_, c.model, {}, /*strict=*/true, model_file.string());
+  load_checkpoint_model(*model_, c.model, c.state, checkpoint);
   for (auto& o : optimizations_) CheckpointDir::load_optimizer(checkpoint, o->name(), o->optimizer(), runtime_.device);
   const auto& trainer_file = c.files["trainer.safetensors"];
   const auto tensor = [&](const std::string& name) -> const torch::Tensor& {

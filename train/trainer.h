@@ -24,6 +24,7 @@
 #include <filesystem>
 #include <map>
 #include <memory>
+#include <set>
 #include <string>
 
 namespace facet::tensorboard {
@@ -138,6 +139,7 @@ class Trainer {
   std::shared_ptr<TrainStep> step_;
   std::vector<std::unique_ptr<Optimization>> optimizations_;
   std::vector<torch::nn::Module*> frozen_modules_;
+  std::set<std::string> frozen_tensors_;  // frozen parameters, and the buffers of frozen modules
   std::unique_ptr<Evaluator> evaluator_;
   std::vector<std::shared_ptr<Hook>> hooks_;
   bool wants_per_sample_ = false;

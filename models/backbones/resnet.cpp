@@ -1,6 +1,9 @@
 #include "models/backbones/resnet.h"
 
 #include "models/model.h"
+#include "models/weights/converter.h"
+
+#include <regex>
 
 namespace facet::models {
 namespace nn = torch::nn;
@@ -121,6 +124,21 @@ std::vector<torch::Tensor> ResNetImpl::features(const torch::Tensor& x) {
   return out;
 }
 
+std::vector<FeatureInfo> ResNetImpl::feature_info() const {
+  const int64_t expansion = options_.depth >= 50 ? BottleneckImpl::expansion : BasicBlockImpl::expansion;
+  std::vector<FeatureInfo> out;
+  for (int i = 0; i < options_.stages; ++i)
+    out.push_back({fmt::format("layer{}", i + 1), int64_t{4} << i, (int64_t{64} << i) * expansion});
+  return out;
+}
+
+TensorDict ResNetImpl::forward_features(const torch::Tensor& images) {
+  const auto maps = features(images);
+  TensorDict out;
+  for (size_t i = 0; i < maps.size(); ++i) out[fmt::format("layer{}", i + 1)] = maps[i];
+  return out;
+}
+
 torch::Tensor ResNetImpl::forward(const torch::Tensor& x) {
   auto pooled = torch::flatten(torch::adaptive_avg_pool2d(features(x).back(), {1, 1}), 1);
   return fc ? fc(pooled) : pooled;
@@ -143,6 +161,81 @@ class ResNetClassifier : public Model {
 
 FACET_REGISTER(model_registry(), "resnet", "ResNet-18/34/50/101 classifier, torchvision layout (depth, num_classes)",
                [](const Config& c) { return std::make_shared<ResNetClassifier>(c); });
+
+// Backbones: a trunk without classifier; `stages: 3` stops at layer3 (stride 16).
+std::shared_ptr<Backbone> resnet_backbone(const Config& c, int depth) {
+  if (c.has("depth"))
+    fail("{}: {}: the backbone's name fixes the depth ({})", c.where("depth"), c.full_key("depth"), depth);
+  ResNetOptions o;
+  o.depth = depth;
+  o.num_classes = 0;
+  o.in_channels = c.get<int64_t>("in_channels", o.in_channels);
+  o.zero_init_residual = c.get<bool>("zero_init_residual", o.zero_init_residual);
+  o.stages = c.get<int>("stages", o.stages);
+  if (o.stages < 1 || o.stages > 4) fail("{}: {}: expected 1..4, got {}", c.where("stages"), c.full_key("stages"), o.stages);
+  return ResNet(o).ptr();
+}
+
+FACET_REGISTER(backbone_registry(), "resnet18", "ResNet-18 trunk, torchvision names: layer1..4 at strides 4/8/16/32 (stages, in_channels)",
+               [](const Config& c) { return resnet_backbone(c, 18); });
+FACET_REGISTER(backbone_registry(), "resnet34", "ResNet-34 trunk, torchvision names: layer1..4 at strides 4/8/16/32 (stages, in_channels)",
+               [](const Config& c) { return resnet_backbone(c, 34); });
+FACET_REGISTER(backbone_registry(), "resnet50", "ResNet-50 trunk, torchvision names: layer1..4 at strides 4/8/16/32 (stages, in_channels)",
+               [](const Config& c) { return resnet_backbone(c, 50); });
+FACET_REGISTER(backbone_registry(), "resnet101", "ResNet-101 trunk, torchvision names: layer1..4 at strides 4/8/16/32 (stages, in_channels)",
+               [](const Config& c) { return resnet_backbone(c, 101); });
+
+// torchvision ResNet state dicts (conv1, bn1, layer1..4, fc; a DDP `module.` prefix stripped) into
+// the ResNet found in the model: this layout, or the Sequential trunk layout features.0 (conv1),
+// features.1 (bn1), features.4..7 (layer1..4). Layers the model's ResNet lacks — layer4 of a stride-16
+// trunk, fc of a feature extractor — are left out, not errors.
+ConversionPlan torchvision_resnet(const SourceTensors& file, const TargetShapes& model) {
+  const auto facet_layout = prefixes_of(model, "layer1.0.conv1.weight");
+  const auto sequential = prefixes_of(model, "features.4.0.conv1.weight");
+  if (facet_layout.size() + sequential.size() != 1) {
+    std::vector<std::string> all;
+    for (const auto& p : facet_layout) all.push_back(p.empty() ? "(top level)" : p);
+    for (const auto& p : sequential) all.push_back(p + "features.");
+    if (all.empty()) fail("the model (in this entry's scope) has no ResNet (no tensor named ...layer1.0.conv1.weight); is add_prefix right?");
+    fail("the model holds {} ResNets ({}); choose one with add_prefix", all.size(), join(all));
+  }
+  const bool seq = facet_layout.empty();
+  const std::string at = seq ? sequential.front() + "features." : facet_layout.front();
+  static const std::regex layer(R"(^layer(\d)\.(.*)$)");
+  ConversionPlan plan;
+  for (const auto& t : file) {
+    const std::string name = t.name.starts_with("module.") ? t.name.substr(7) : t.name;
+    std::string target = name;
+    std::smatch m;
+    if (seq) {
+      if (name.starts_with("conv1.")) target = "0." + name.substr(6);
+      else if (name.starts_with("bn1.")) target = "1." + name.substr(4);
+      else if (std::regex_match(name, m, layer)) target = std::to_string(3 + std::stoi(m[1].str())) + "." + m[2].str();
+    }
+    if (!model.count(at + target)) {
+      if (name.starts_with("fc.")) {
+        plan.drop(t.name, "classifier (the model's ResNet has none)");
+        continue;
+      }
+      const bool stage = std::regex_match(name, m, layer);
+      if (stage && !model.count(at + (seq ? std::to_string(3 + std::stoi(m[1].str())) : "layer" + m[1].str()) + ".0.conv1.weight")) {
+        plan.drop(t.name, fmt::format("layer{} (the model's trunk stops before it)", m[1].str()));
+        continue;
+      }
+    }
+    plan.copy(t.name, at + target);
+  }
+  std::vector<std::string> covers;
+  for (const auto& [name, shape] : model)
+    if (name.starts_with(at)) covers.push_back(name);
+  plan.covers = std::move(covers);
+  return plan;
+}
+
+FACET_REGISTER(converter_registry(), "torchvision_resnet",
+               "torchvision ResNet-18/34/50/101 -> the ResNet found in the model (Facet layout under any prefix, or "
+               "the features.N trunk of DAN); a truncated trunk's layers and a missing classifier left out",
+               make_converter(torchvision_resnet));
 
 }  // namespace
 }  // namespace facet::models

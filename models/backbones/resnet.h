@@ -1,8 +1,13 @@
 // ResNet-18/34/50/101 (He et al. 2016) with torchvision's layout and parameter names, so
 // torchvision checkpoints load by name (conv1, bn1, layer1.0.conv1, ..., fc) and the outputs match.
+// A Backbone (backbone.h): registered as resnet18/34/50/101 with layer1..layer4 at strides 4..32.
+// The weight converter `torchvision_resnet` (resnet.cpp) finds a ResNet anywhere in a model — this
+// layout under a prefix (net., backbone.) or torchvision's `nn.Sequential(*children()[:-2])` trunk
+// (features.0/1/4..7, as DAN keeps it) — and leaves out the layers a truncated trunk does not have.
 #pragma once
 
 #include "core/config.h"
+#include "models/backbones/backbone.h"
 
 #include <torch/torch.h>
 
@@ -46,13 +51,18 @@ class BottleneckImpl : public torch::nn::Module {
 };
 TORCH_MODULE(Bottleneck);
 
-class ResNetImpl : public torch::nn::Module {
+class ResNetImpl : public Backbone {
  public:
   explicit ResNetImpl(ResNetOptions options);
   torch::Tensor forward(const torch::Tensor& x);  // logits, or pooled features when num_classes = 0
   // The outputs of layer1..layer{stages} (strides 4, 8, 16, 32), for detectors and face models.
   std::vector<torch::Tensor> features(const torch::Tensor& x);
   int64_t feature_channels() const { return feature_channels_; }
+
+  // Backbone: "layer1".."layer{stages}".
+  std::vector<FeatureInfo> feature_info() const override;
+  TensorDict forward_features(const torch::Tensor& images) override;
+  const ResNetOptions& options() const { return options_; }
 
   torch::nn::Conv2d conv1{nullptr};
   torch::nn::BatchNorm2d bn1{nullptr};

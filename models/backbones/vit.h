@@ -1,13 +1,23 @@
 // Vision Transformer (Dosovitskiy et al. 2021) in the layout of MAE (He et al. 2022) and timm:
 // patch_embed.proj, cls_token, pos_embed, blocks.N.{norm1, attn.qkv, attn.proj, norm2, mlp.fc1,
-// mlp.fc2}, norm — so MAE / timm checkpoints load by name, and Hugging Face ViT / ViT-MAE ones
-// through convert_hf_vit. Pre-norm blocks, exact GELU, stochastic depth; MAE's random token
-// dropping for masked views (Masked CoTEX); intermediate block outputs for multi-layer fusion
-// (Q-Face); layer ids for layer-wise learning-rate decay (MAE fine-tuning, EMMA).
+// mlp.fc2}, norm — so MAE / timm checkpoints load by name. Pre-norm blocks, exact GELU, stochastic
+// depth; MAE's random token dropping for masked views (Masked CoTEX); intermediate block outputs for
+// multi-layer fusion (Q-Face); layer ids for layer-wise learning-rate decay (MAE fine-tuning, EMMA).
+// Its Linear layers are models::Linear: built in bf16 without initialisation under a
+// ConstructionScope (a 7B ViT loads within 13 GB), LoRA-adaptable after construction.
+//
+// Registered here: the `vit` model (a classifier), the `vit` backbone (patch tokens as a stride-
+// patch_size map), and the weight converters `timm_vit` (MAE / timm checkpoints: `module.` / `vit.`
+// prefixes, MAE decoder and mask token left out, fc_norm for the final norm of global-pool
+// checkpoints, pos_embed resized to the model's grid) and `hf_vit` (Hugging Face ViT / ViT-MAE names,
+// the hub's legacy encoder.layer.N.attention.attention.query... and transformers 5's
+// layers.N.attention.q_proj..., q/k/v concatenated into qkv; then as timm_vit).
 #pragma once
 
 #include "core/config.h"
 #include "core/safetensors.h"
+#include "models/backbones/backbone.h"
+#include "models/layers/linear.h"
 #include "models/model.h"
 
 #include <torch/torch.h>
@@ -24,6 +34,9 @@ struct ViTOptions {
   double norm_eps = 1e-6;   // MAE / timm; Hugging Face ViT uses 1e-12
   double drop_path = 0.0;   // stochastic depth, rising linearly to this over the blocks
   bool sincos_pos_embed = false;  // MAE's fixed 2-D sin-cos table (not trained) instead of a learned one
+  // As a backbone: the 1-based blocks whose outputs forward_features returns ("block<k>"); empty =
+  // the last block (after the final norm).
+  std::vector<int64_t> feature_blocks;
 
   static ViTOptions from(const Config& c);
   int64_t num_patches() const { return (image_size / patch_size) * (image_size / patch_size); }
@@ -34,7 +47,7 @@ class ViTAttentionImpl : public torch::nn::Module {
   ViTAttentionImpl(int64_t dim, int64_t heads, bool qkv_bias);
   torch::Tensor forward(const torch::Tensor& x);  // [B, L, D]
 
-  torch::nn::Linear qkv{nullptr}, proj{nullptr};
+  Linear qkv{nullptr}, proj{nullptr};
 
  private:
   int64_t heads_;
@@ -46,7 +59,7 @@ class ViTMlpImpl : public torch::nn::Module {
   ViTMlpImpl(int64_t dim, int64_t hidden);
   torch::Tensor forward(const torch::Tensor& x) { return fc2(torch::gelu(fc1(x))); }
 
-  torch::nn::Linear fc1{nullptr}, fc2{nullptr};
+  Linear fc1{nullptr}, fc2{nullptr};
 };
 TORCH_MODULE(ViTMlp);
 
@@ -72,9 +85,14 @@ struct ViTTokens {
   torch::Tensor ids_restore;           // [B, N] int64; undefined without masking
 };
 
-class ViTImpl : public torch::nn::Module {
+class ViTImpl : public Backbone {
  public:
   explicit ViTImpl(ViTOptions options);
+
+  // Backbone: the patch tokens of options().feature_blocks as [B, D, H / patch, W / patch] maps,
+  // "block<k>"; the last block's after the final norm, earlier ones as the blocks leave them.
+  std::vector<FeatureInfo> feature_info() const override;
+  TensorDict forward_features(const torch::Tensor& images) override;
 
   // x [B, C, H, W] with H = W = image_size. `mask_ratio` > 0 drops that share of the patch tokens
   // per sample as MAE does (position embeddings added first; the kept tokens are those with the
@@ -106,10 +124,16 @@ TORCH_MODULE(ViT);
 // the MAE code, omega = 1 / 10000^(2i/(dim/2))).
 torch::Tensor sincos_position_table(int64_t dim, int64_t grid);
 
-// Hugging Face ViT / ViT-MAE weights (transformers' in-memory names `layers.N.attention.q_proj...`
-// or the hub files' `encoder.layer.N.attention.attention.query...`, with or without the `vit.`
-// prefix of the *ForImageClassification / *ForPreTraining checkpoints) to this layout: q, k and v
-// are concatenated into qkv. Pooler, classifier and MAE decoder tensors are left out.
+// pos_embed [1, extra + g0*g0, D] -> [1, extra + grid*grid, D]: the `extra` leading (CLS) rows are
+// kept, the patch rows are resized as a g0 x g0 image (bicubic, align_corners false, as DeiT / MAE's
+// interpolate_pos_embed). Unchanged when the grids agree.
+torch::Tensor resize_position_embedding(const torch::Tensor& pos_embed, int64_t grid, int64_t extra = 1);
+
+// The hf_vit converter's name table on tensors in memory (the loader streams files through the same
+// table): Hugging Face ViT / ViT-MAE names (transformers' in-memory `layers.N.attention.q_proj...` or
+// the hub files' `encoder.layer.N.attention.attention.query...`, with or without the `vit.` prefix of
+// the *ForImageClassification / *ForPreTraining checkpoints) to this layout, q, k and v concatenated
+// into qkv. Pooler, classifier and MAE decoder tensors are left out.
 safetensors::TensorMap convert_hf_vit(const safetensors::TensorMap& hf);
 
 }  // namespace facet::models

@@ -1,7 +1,5 @@
 #include "models/face/algr_net.h"
 
-#include "core/log.h"
-#include "core/safetensors.h"
 #include "models/face/au_regions.h"
 
 #include <cmath>
@@ -13,6 +11,11 @@ ALGRNetOptions ALGRNetOptions::from(const Config& c) {
   ALGRNetOptions o;
   o.aus = c.get<std::vector<int>>("aus", o.aus);
   o.backbone_depth = c.get<int>("backbone_depth", o.backbone_depth);
+  if (c.has("backbone")) {
+    if (c.has("backbone_depth"))
+      fail("{}: {}: give either backbone or backbone_depth", c.where("backbone_depth"), c.full_key("backbone_depth"));
+    o.backbone = c.at("backbone");
+  }
   o.dim = c.get<int64_t>("dim", o.dim);
   o.region_size = c.get<double>("region_size", o.region_size);
   o.region_points = c.get<int64_t>("region_points", o.region_points);
@@ -24,8 +27,6 @@ ALGRNetOptions ALGRNetOptions::from(const Config& c) {
   o.fusion = c.get<bool>("fusion", o.fusion);
   o.palsy_grades = c.get<int64_t>("palsy_grades", o.palsy_grades);
   o.dropout = c.get<double>("dropout", o.dropout);
-  o.backbone_weights = c.get<std::string>("backbone_weights", o.backbone_weights);
-  o.init_weights = c.get<std::string>("init_weights", o.init_weights);
   if (o.aus.empty()) fail("{}: {}: expected at least one AU", c.where("aus"), c.full_key("aus"));
   if (o.backbone_depth != 18 && o.backbone_depth != 34 && o.backbone_depth != 50 && o.backbone_depth != 101)
     fail("{}: {}: expected 18, 34, 50 or 101, got {}", c.where("backbone_depth"), c.full_key("backbone_depth"), o.backbone_depth);
@@ -51,14 +52,12 @@ ALGRNetOptions ALGRNetOptions::from(const Config& c) {
 }
 
 ALGRNet::ALGRNet(ALGRNetOptions options) : options_(std::move(options)) {
-  ResNetOptions trunk;
-  trunk.depth = options_.backbone_depth;
-  trunk.num_classes = 0;
-  trunk.stages = 3;
-  backbone_ = register_module("backbone", ResNet(trunk));
+  // torchvision names under backbone.: ImageNet weights load with convert: torchvision_resnet.
+  backbone_ = register_module("backbone", backbone_registry().create(
+      options_.backbone.size() > 0 ? options_.backbone : Config::parse(fmt::format("{{name: resnet{}, stages: 3}}", options_.backbone_depth))));
   const int64_t d = options_.dim, h = d / 2;
   const int64_t n = num_aus_ = static_cast<int64_t>(options_.aus.size());
-  reduce_ = register_module("reduce", nn::Sequential(nn::Conv2d(nn::Conv2dOptions(backbone_->feature_channels(), d, 1).bias(false)),
+  reduce_ = register_module("reduce", nn::Sequential(nn::Conv2d(nn::Conv2dOptions(backbone_->feature_info().back().channels, d, 1).bias(false)),
                                                      nn::BatchNorm2d(d), nn::ReLU(true)));
   if (options_.adaptive_regions) {
     adapt_hidden_ = register_module("adapt_hidden", nn::Linear(2 * d, h));
@@ -97,35 +96,6 @@ ALGRNet::ALGRNet(ALGRNetOptions options) : options_(std::move(options)) {
     palsy2_ = register_module("palsy2", nn::Linear(d, options_.palsy_grades));
   }
   dropout_ = register_module("dropout", nn::Dropout(options_.dropout));
-  load_initial_weights();
-}
-
-void ALGRNet::load_initial_weights() {
-  if (!options_.backbone_weights.empty()) {
-    // A torchvision ResNet state dict: the trunk stops after layer3, so layer4 and fc are not used.
-    safetensors::NameMap names;
-    names.ignore = {R"(^layer4\.)", R"(^fc\.)"};
-    safetensors::load_into(*backbone_, safetensors::load(options_.backbone_weights), names, /*strict=*/true,
-                           options_.backbone_weights);
-    log::info("algr_net: backbone weights from {}", options_.backbone_weights);
-  }
-  if (!options_.init_weights.empty()) {
-    // An ALGRNet trained on another task (BP4D for DISFA, AUs for palsy): the heads may differ in
-    // shape or be absent, the trunk may not (else the file is not an ALGRNet of this depth and dim).
-    const auto report = safetensors::load_into(*this, safetensors::load(options_.init_weights), {}, /*strict=*/false,
-                                               options_.init_weights);
-    std::vector<std::string> trunk;
-    for (const auto& name : report.missing)
-      if (name.starts_with("backbone.") || name.starts_with("reduce.")) trunk.push_back(name);
-    for (const auto& entry : report.mismatched)
-      if (entry.starts_with("backbone.") || entry.starts_with("reduce.")) trunk.push_back(entry);
-    if (!trunk.empty())
-      fail("{}: init_weights: not an ALGRNet trunk of depth {} and dim {}: {} trunk tensors missing or mismatched (first: {})",
-           options_.init_weights, options_.backbone_depth, options_.dim, trunk.size(), trunk.front());
-    log::info("algr_net: {} tensors from {}; kept initial: {} missing, {} of another shape, {} in the file unused",
-              report.loaded.size(), options_.init_weights, report.missing.size(), report.mismatched.size(),
-              report.unexpected.size());
-  }
 }
 
 std::pair<torch::Tensor, torch::Tensor> ALGRNet::adapt(const torch::Tensor& regions, const torch::Tensor& global,
@@ -147,7 +117,7 @@ Outputs ALGRNet::forward(const data::Batch& batch) {
          "or facet data align)");
   const std::pair<int64_t, int64_t> size{image.size(2), image.size(3)};
   const int64_t b = image.size(0), n = num_aus_, d = options_.dim, k = options_.region_points;
-  const torch::Tensor map = reduce_->forward(backbone_->features(image).back());  // [B, d, h, w]
+  const torch::Tensor map = reduce_->forward(backbone_->forward_features(image).at(backbone_->feature_info().back().name));  // [B, d, h, w]
   const torch::Tensor global = map.mean({2, 3});                                   // [B, d]
 
   // Regions: JAA-Net's landmark centres, then (adaptive) shifted and rescaled per face.

@@ -12,9 +12,9 @@
 // and the palsy migration, whose T-BIOM abstract says severity is assessed by combining the muscle
 // regions symmetrically. Reconstructed (method section and code are not public), the way JAA-Net /
 // ME-GraphAU-era models do it and consistent with mgrr_net.h, each an option:
-//   - trunk: torchvision ResNet-50 through layer3 (stride 16, ImageNet-loadable by name through
-//     `backbone_weights`), 1x1 conv + BN + ReLU to `dim` = 256; the global face vector is the mean
-//     of that map;
+//   - trunk: torchvision ResNet-50 through layer3 (stride 16; ImageNet weights through train.init_weights
+//     {path: resnet50.safetensors, convert: torchvision_resnet}, which leaves layer4 and fc out), 1x1
+//     conv + BN + ReLU to `dim` = 256; the global face vector is the mean of that map;
 //   - regions: JAA-Net's two landmark centres per AU (face.md §C.3, models/face/au_regions.h), a
 //     square of `region_size` = 0.25 x the image side, bilinear k x k sampling (k = 3);
 //   - adaptive region learning: from each region's features at its JAA-Net placement and the global
@@ -42,7 +42,7 @@
 #pragma once
 
 #include "core/config.h"
-#include "models/backbones/resnet.h"
+#include "models/backbones/backbone.h"
 #include "models/model.h"
 
 #include <string>
@@ -53,6 +53,9 @@ namespace facet::models::face {
 struct ALGRNetOptions {
   std::vector<int> aus = {1, 2, 4, 6, 7, 10, 12, 14, 15, 17, 23, 24};  // BP4D's 12
   int backbone_depth = 50;
+  // A registered backbone instead (`backbone: {name: resnet50, stages: 3}`, backbone.h); empty: the
+  // torchvision ResNet-{backbone_depth} through layer3. Its last feature map is the one used.
+  Config backbone;
   int64_t dim = 256;
   double region_size = 0.25;   // base region side, fraction of the image width
   int64_t region_points = 3;   // k: the k x k bilinear samples averaged per region
@@ -64,8 +67,6 @@ struct ALGRNetOptions {
   bool fusion = true;
   int64_t palsy_grades = 0;    // 0: no palsy head
   double dropout = 0.1;
-  std::string backbone_weights;  // torchvision ResNet safetensors (layers past layer3 and fc ignored)
-  std::string init_weights;      // an ALGRNet checkpoint: every tensor whose name and shape match
 
   static ALGRNetOptions from(const Config& c);
 };
@@ -82,11 +83,10 @@ class ALGRNet : public Model {
   // Region shifts [B, 2N, 2] (pixels) and side factors [B, 2N] from the regions at their JAA-Net places.
   std::pair<torch::Tensor, torch::Tensor> adapt(const torch::Tensor& regions, const torch::Tensor& global,
                                                 std::pair<int64_t, int64_t> image_size);
-  void load_initial_weights();
 
   ALGRNetOptions options_;
   int64_t num_aus_ = 0;
-  ResNet backbone_{nullptr};
+  std::shared_ptr<Backbone> backbone_;
   torch::nn::Sequential reduce_{nullptr};  // 1x1 conv + BN + ReLU to dim
   // adaptive region learning
   torch::nn::Linear adapt_hidden_{nullptr}, adapt_out_{nullptr};

@@ -1,10 +1,5 @@
 #include "models/face/emma.h"
 
-#include "core/log.h"
-#include "core/safetensors.h"
-#include "models/face/vit_finetune.h"
-
-#include <filesystem>
 
 namespace facet::models::face {
 namespace nn = torch::nn;
@@ -16,13 +11,6 @@ ViTOptions EmmaOptions::default_vit() {
 }
 
 namespace {
-
-std::string existing_file(const Config& c, const std::string& key) {
-  const std::string path = c.get<std::string>(key, "");
-  if (!path.empty() && !std::filesystem::is_regular_file(path))
-    fail("{}: {}: no such file \"{}\"", c.where(key), c.full_key(key), path);
-  return path;
-}
 
 int64_t positive(const Config& c, const std::string& key, int64_t fallback) {
   const int64_t v = c.get<int64_t>(key, fallback);
@@ -48,11 +36,6 @@ EmmaOptions EmmaOptions::from(const Config& c) {
   o.freeze_dan = c.get<bool>("freeze_dan", o.freeze_dan);
   o.dan_classes = positive(c, "dan_classes", o.dan_classes);
   o.dan_heads = positive(c, "dan_heads", o.dan_heads);
-  o.vit_checkpoint = existing_file(c, "vit_checkpoint");
-  o.dan_checkpoint = existing_file(c, "dan_checkpoint");
-  o.checkpoint = existing_file(c, "checkpoint");
-  if (!o.dan && !o.dan_checkpoint.empty())
-    fail("{}: {}: given, but dan: false removes the DAN branch", c.where("dan_checkpoint"), c.full_key("dan_checkpoint"));
   return o;
 }
 
@@ -66,16 +49,8 @@ Emma::Emma(EmmaOptions options) : options_(std::move(options)) {
   if (o.dan) cnn_ = register_module("cnn", Dan(DanOptions{o.dan_classes, o.dan_heads}));
   va_head_ = register_module("va_head", nn::Sequential(nn::Linear((o.dan ? o.dan_classes : 0) + vit_outputs, o.va_hidden),
                                                        nn::ReLU(), nn::Linear(o.va_hidden, 2)));
-
-  if (!o.vit_checkpoint.empty()) load_vit_checkpoint(*vit_, o.vit_checkpoint);
-  if (cnn_ && !o.dan_checkpoint.empty())
-    safetensors::load_into(*cnn_, safetensors::load(o.dan_checkpoint), {}, /*strict=*/true, o.dan_checkpoint);
-  if (!o.checkpoint.empty()) safetensors::load_into(*this, safetensors::load(o.checkpoint), {}, /*strict=*/true, o.checkpoint);
-  if (cnn_ && o.freeze_dan) {
+  if (cnn_ && o.freeze_dan)
     for (auto& p : cnn_->parameters()) p.set_requires_grad(false);
-    if (o.dan_checkpoint.empty() && o.checkpoint.empty())
-      log::warn("emma: the frozen DAN has no dan_checkpoint and keeps its random initialisation");
-  }
 }
 
 Outputs Emma::forward(const data::Batch& batch) {

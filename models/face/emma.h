@@ -12,18 +12,21 @@
 //     parameters and calls model.train() / model.eval() on the whole model);
 //   - VA head on concat(DAN's 8 logits, the ViT's 20 logits) = 28 -> 256 -> ReLU -> 2, no squashing;
 //     the VA loss back-propagates into the ViT (nothing is detached).
-// Parameter names follow the release's module, so its checkpoints load by name (`checkpoint`):
+// Parameter names follow the release's module, so its checkpoints load by name (train.init_weights):
 // vit.* (timm / MAE names, head at vit.head.0 / vit.head.2), cnn.* (DAN names, dan.h), va_head.0 / .2.
 // Choices here (not in the release): `dan: false` drops the CNN branch (VA head on the 20 ViT logits),
-// `freeze_dan: false` trains it — both for ablations; without `dan_checkpoint` the frozen DAN keeps
-// its random initialisation (a warning says so).
+// `freeze_dan: false` trains it — both for ablations. The constructor reads no file: the MAE ViT, the
+// DAN and whole EMMA checkpoints come through train.init_weights (a frozen DAN that no entry loads
+// keeps its random initialisation, and init_weights' report lists it among the tensors left as built):
 //
 //   model:
 //     name: emma
 //     vit: {embed_dim: 768, depth: 12, num_heads: 12, drop_path: 0.1}   # ViTOptions; B/16 by default
-//     vit_checkpoint: mae_norm.safetensors   # MAE / timm (or Hugging Face) names; optional
-//     dan_checkpoint: affecnet8.safetensors  # the DAN's model_state_dict; optional
-//     checkpoint: emma.safetensors           # a whole EMMA state dict (release names); optional
+//   train:
+//     init_weights:
+//       - {path: mae_norm.safetensors, convert: timm_vit, add_prefix: vit.}   # MAE / timm names (hf_vit: Hugging Face)
+//       - {path: affecnet8.safetensors, add_prefix: cnn.}                      # the DAN's model_state_dict
+//       # or a whole EMMA state dict (release names): - {path: emma.safetensors}
 // Outputs: va [B, 2], expression_logits [B, 8], au_logits [B, 12], dan_logits [B, 8] (with the DAN).
 #pragma once
 
@@ -42,7 +45,6 @@ struct EmmaOptions {
   int64_t head_hidden = 512, num_expressions = 8, num_aus = 12, va_hidden = 256;
   bool dan = true, freeze_dan = true;
   int64_t dan_classes = 8, dan_heads = 4;
-  std::string vit_checkpoint, dan_checkpoint, checkpoint;
 
   // ViT-B/16 at 224 with EMMA's stochastic depth 0.1.
   static ViTOptions default_vit();

@@ -1,9 +1,5 @@
 #include "models/face/masked_cotex.h"
 
-#include "models/face/vit_finetune.h"
-
-#include <filesystem>
-
 namespace facet::models::face {
 namespace nn = torch::nn;
 
@@ -24,7 +20,6 @@ MaskedCotexOptions MaskedCotexOptions::from(const Config& c) {
   o.views = c.get<int64_t>("views", o.views);
   o.num_classes = c.get<int64_t>("num_classes", o.num_classes);
   o.mask_ratio = c.get<double>("mask_ratio", o.mask_ratio);
-  o.vit_checkpoints = c.get<std::vector<std::string>>("vit_checkpoints", o.vit_checkpoints);
   if (o.views < 1) fail("{}: {}: expected at least 1 view, got {}", c.where("views"), c.full_key("views"), o.views);
   if (o.num_classes < 2)
     fail("{}: {}: expected at least 2 classes, got {}", c.where("num_classes"), c.full_key("num_classes"), o.num_classes);
@@ -33,20 +28,12 @@ MaskedCotexOptions MaskedCotexOptions::from(const Config& c) {
   if (!(o.mask_ratio >= 0 && o.mask_ratio < 1) || kept < 1)
     fail("{}: {}: expected a ratio in [0, 1) that keeps at least one of the {} patches, got {}", c.where("mask_ratio"),
          c.full_key("mask_ratio"), o.vit.num_patches(), o.mask_ratio);
-  const auto n = static_cast<int64_t>(o.vit_checkpoints.size());
-  if (n > 0 && o.views % n != 0)
-    fail("{}: {}: {} checkpoints cannot be shared equally by {} views", c.where("vit_checkpoints"),
-         c.full_key("vit_checkpoints"), n, o.views);
-  for (const auto& path : o.vit_checkpoints)
-    if (!std::filesystem::is_regular_file(path))
-      fail("{}: {}: no such file \"{}\"", c.where("vit_checkpoints"), c.full_key("vit_checkpoints"), path);
   return o;
 }
 
 MaskedCotex::MaskedCotex(MaskedCotexOptions options) : options_(std::move(options)) {
   const auto& o = options_;
   auto list = register_module("vits", nn::ModuleList());
-  const auto n = static_cast<int64_t>(o.vit_checkpoints.size());
   for (int64_t i = 0; i < o.views; ++i) {
     ViT vit(o.vit);
     list->push_back(vit);
@@ -58,7 +45,6 @@ MaskedCotex::MaskedCotex(MaskedCotexOptions options) : options_(std::move(option
       nn::init::zeros_(head->bias);
     }
     vit->register_module("head", head);
-    if (n > 0) load_vit_checkpoint(*vit, o.vit_checkpoints[static_cast<size_t>(i / (o.views / n))]);
     vits_.push_back(vit);
     heads_.push_back(head);
   }

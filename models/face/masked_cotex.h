@@ -9,17 +9,20 @@
 // uniform noise kept, CLS prepended); evaluation uses every token; the prediction is the sum of
 // the views' logits. Loss (losses/consistency.cpp, multi_view_ce_js): mean CE over views + 100 JS.
 // Each ViT may start from its own checkpoint (the release's pretrained_model_paths: n paths for
-// views % n == 0, view i from path i / (views / n)); the head's weight starts at N(0, 2e-5) as in
-// MAE fine-tuning, its bias at 0.
+// views % n == 0, view i from path i / (views / n)): one train.init_weights entry per view, the
+// constructor reads no file. The head's weight starts at N(0, 2e-5) as in MAE fine-tuning, its bias at 0.
 // Reconstructed: the mask ratio. The release's default is 0 and its script passes none; the paper
 // says most patches are masked. Default 0.75 here: MAE's ratio, and the release's batch rule
 // (64 x ⌊1 / (1 - mask_ratio)⌋) then gives an integer factor of 4 (face.md §4.5). Configurable.
 //
 // Parameter names: vits.<i>.* (MAE / timm names, head at vits.<i>.head), so view i of the release
-// (its `vit.*` state dict) loads with the prefix vit. -> vits.<i>. .
+// (its `vit.*` state dict) loads with {strip_prefix: vit., add_prefix: vits.<i>.}.
 //
-//   model: {name: masked_cotex, views: 2, num_classes: 6, mask_ratio: 0.75, vit: {...},
-//           vit_checkpoints: [mae_norm.safetensors]}
+//   model: {name: masked_cotex, views: 2, num_classes: 6, mask_ratio: 0.75, vit: {...}}
+//   train:
+//     init_weights:   # both views from the CelebA MAE checkpoint (MAE / timm names)
+//       - {path: mae_norm.safetensors, convert: timm_vit, add_prefix: vits.0.}
+//       - {path: mae_norm.safetensors, convert: timm_vit, add_prefix: vits.1.}
 // Outputs: view_logits [V, B, C], logits [B, C] (their sum); while masking, view_masks [V, B, N]
 // (1 = dropped patch, MAE's convention).
 #pragma once
@@ -38,7 +41,6 @@ struct MaskedCotexOptions {
   std::string input = "image";
   int64_t views = 2, num_classes = 6;
   double mask_ratio = 0.75;
-  std::vector<std::string> vit_checkpoints;
 
   static ViTOptions default_vit();  // B/16 at 224, stochastic depth 0.1
   static MaskedCotexOptions from(const Config& c);

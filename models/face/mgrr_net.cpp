@@ -12,6 +12,11 @@ MGRRNetOptions MGRRNetOptions::from(const Config& c) {
   MGRRNetOptions o;
   o.aus = c.get<std::vector<int>>("aus", o.aus);
   o.backbone_depth = c.get<int>("backbone_depth", o.backbone_depth);
+  if (c.has("backbone")) {
+    if (c.has("backbone_depth"))
+      fail("{}: {}: give either backbone or backbone_depth", c.where("backbone_depth"), c.full_key("backbone_depth"));
+    o.backbone = c.at("backbone");
+  }
   o.dim = c.get<int64_t>("dim", o.dim);
   o.num_layers = c.get<int64_t>("num_layers", o.num_layers);
   o.region_size = c.get<double>("region_size", o.region_size);
@@ -93,13 +98,11 @@ std::pair<torch::Tensor, torch::Tensor> MGRRLayerImpl::forward(const torch::Tens
 }
 
 MGRRNet::MGRRNet(MGRRNetOptions options) : options_(std::move(options)) {
-  ResNetOptions trunk;
-  trunk.depth = options_.backbone_depth;
-  trunk.num_classes = 0;
-  trunk.stages = 3;
-  backbone_ = register_module("backbone", ResNet(trunk));
+  // torchvision names under backbone.: ImageNet weights load with convert: torchvision_resnet.
+  backbone_ = register_module("backbone", backbone_registry().create(
+      options_.backbone.size() > 0 ? options_.backbone : Config::parse(fmt::format("{{name: resnet{}, stages: 3}}", options_.backbone_depth))));
   const int64_t d = options_.dim, n = static_cast<int64_t>(options_.aus.size());
-  reduce_ = register_module("reduce", nn::Sequential(nn::Conv2d(nn::Conv2dOptions(backbone_->feature_channels(), d, 1).bias(false)),
+  reduce_ = register_module("reduce", nn::Sequential(nn::Conv2d(nn::Conv2dOptions(backbone_->feature_info().back().channels, d, 1).bias(false)),
                                                      nn::BatchNorm2d(d), nn::ReLU(true)));
   layers_ = register_module("layers", nn::ModuleList());
   for (int64_t i = 0; i < options_.num_layers; ++i) layers_->push_back(MGRRLayer(options_, n));
@@ -112,7 +115,7 @@ Outputs MGRRNet::forward(const data::Batch& batch) {
   if (!batch.fields.contains("landmarks"))
     fail("mgrr_net needs facial landmarks in the batch (data.landmarks_dir for BP4D/DISFA, or facet data align)");
   const std::pair<int64_t, int64_t> size{image.size(2), image.size(3)};
-  const torch::Tensor map = reduce_->forward(backbone_->features(image).back());
+  const torch::Tensor map = reduce_->forward(backbone_->forward_features(image).at(backbone_->feature_info().back().name));
   const int64_t b = image.size(0), n = static_cast<int64_t>(options_.aus.size()), d = options_.dim;
   const torch::Tensor centres = au_centres(batch.fields.at("landmarks"), options_.aus).view({b, 2 * n, 2});
   const double side = options_.region_size * static_cast<double>(size.second);

@@ -22,7 +22,7 @@
 #pragma once
 
 #include "core/config.h"
-#include "models/backbones/resnet.h"
+#include "models/backbones/backbone.h"
 #include "models/model.h"
 
 #include <vector>
@@ -32,6 +32,9 @@ namespace facet::models::face {
 struct MGRRNetOptions {
   std::vector<int> aus = {1, 2, 4, 6, 7, 10, 12, 14, 15, 17, 23, 24};  // BP4D's 12
   int backbone_depth = 50;
+  // A registered backbone instead (`backbone: {name: resnet50, stages: 3}`, backbone.h); empty: the
+  // torchvision ResNet-{backbone_depth} through layer3. Its last feature map is the one used.
+  Config backbone;
   int64_t dim = 256;
   int64_t num_layers = 2;
   double region_size = 0.25;  // region side as a fraction of the image side
@@ -79,7 +82,7 @@ class MGRRNet : public Model {
 
  private:
   MGRRNetOptions options_;
-  ResNet backbone_{nullptr};
+  std::shared_ptr<Backbone> backbone_;
   torch::nn::Sequential reduce_{nullptr};  // 1x1 conv + BN + ReLU to dim
   torch::nn::ModuleList layers_{nullptr};
   torch::Tensor classifier_weight_, classifier_bias_;  // one linear classifier per AU: [N, d], [N]

@@ -1,7 +1,5 @@
 #include "models/face/qface.h"
 
-#include "core/safetensors.h"
-#include "models/face/vit_finetune.h"
 
 #include <algorithm>
 #include <cmath>
@@ -12,10 +10,12 @@ namespace nn = torch::nn;
 
 namespace {
 
-nn::Linear xavier_linear(int64_t in, int64_t out) {
-  nn::Linear l(in, out);
-  nn::init::xavier_uniform_(l->weight);
-  nn::init::zeros_(l->bias);
+Linear xavier_linear(int64_t in, int64_t out) {
+  Linear l(in, out);
+  if (!deferring_init()) {
+    nn::init::xavier_uniform_(l->weight);
+    nn::init::zeros_(l->bias);
+  }
   return l;
 }
 
@@ -31,7 +31,6 @@ torch::Tensor expectation(const torch::Tensor& logits, const torch::Tensor& cent
 QFaceOptions QFaceOptions::from(const Config& c) {
   QFaceOptions o;
   if (c.has("vit")) o.vit = ViTOptions::from(c.at("vit"));
-  o.pretrained = c.get<std::string>("pretrained", o.pretrained);
   o.tasks = c.get<std::vector<std::string>>("tasks", o.tasks);
   o.mff_blocks = c.get<std::vector<int64_t>>("mff_blocks", o.mff_blocks);
   o.mff_fusion = c.get<std::string>("mff_fusion", o.mff_fusion);
@@ -194,14 +193,13 @@ QFace::QFace(QFaceOptions options) : options_(std::move(options)) {
   if (o.has("au")) au_head_ = register_module("au_head", QueryClassifier(static_cast<int64_t>(o.aus.size()), d));
   if (o.has("attributes")) attribute_head_ = register_module("attribute_head", QueryClassifier(o.num_attributes, d));
   if (o.has("age")) {
-    age_head_ = register_module("age_head", nn::Linear(d, o.age_bins));
+    age_head_ = register_module("age_head", Linear(d, o.age_bins));
     age_centres_ = register_buffer("age_centres", torch::linspace(o.age_min, o.age_max, o.age_bins));
   }
   if (o.has("pose")) {
-    pose_head_ = register_module("pose_head", nn::Linear(d, 3 * o.pose_bins));
+    pose_head_ = register_module("pose_head", Linear(d, 3 * o.pose_bins));
     pose_centres_ = register_buffer("pose_centres", torch::linspace(o.pose_min, o.pose_max, o.pose_bins));
   }
-  if (!o.pretrained.empty()) load_backbone(o.pretrained);
 }
 
 Outputs QFace::forward(const data::Batch& batch) {
@@ -216,11 +214,11 @@ Outputs QFace::forward(const data::Batch& batch) {
   if (o.mff_fusion == "weighted") {
     mff_weights = torch::softmax(mff_logits_, 0);
     for (size_t i = 0; i < stages.size(); ++i) {
-      const torch::Tensor s = mff_proj_[i]->as<nn::Linear>()->forward(stages[i]) * mff_weights[static_cast<int64_t>(i)];
+      const torch::Tensor s = mff_proj_[i]->as<Linear>()->forward(stages[i]) * mff_weights[static_cast<int64_t>(i)];
       memory = memory.defined() ? memory + s : s;
     }
   } else {
-    memory = mff_proj_[0]->as<nn::Linear>()->forward(torch::cat(stages, -1));
+    memory = mff_proj_[0]->as<Linear>()->forward(torch::cat(stages, -1));
   }
   memory = memory_norm_(memory);  // [B, 1 + N, d]
 
@@ -267,10 +265,6 @@ Outputs QFace::forward(const data::Batch& batch) {
 int64_t QFace::layer_id(const std::string& name) const {
   if (name.rfind("vit.", 0) == 0) return vit_->layer_id(name.substr(4));
   return num_layer_ids() - 1;
-}
-
-std::vector<std::string> QFace::load_backbone(const std::string& path) {
-  return load_vit_checkpoint(*vit_, path).loaded;
 }
 
 namespace {

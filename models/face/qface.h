@@ -10,8 +10,10 @@
 // Reconstructed (the method section is not public; face.md §3.3), each choice an option:
 //   - backbone: ViT-B/16 at 224 px in the MAE layout (models/backbones/vit.h), as the same group's
 //     EMMA uses an MAE ViT-B/16 pre-trained on CelebA (face.md §4.1); MAE/timm or Hugging Face
-//     weights load through `pretrained` (position table resized bicubically as MAE's
-//     interpolate_pos_embed does);
+//     weights load through train.init_weights ({path: ..., convert: timm_vit | hf_vit, add_prefix:
+//     vit.}: MAE's decoder, mask token and classifier left out, a DDP `module.` prefix stripped, the
+//     position table resized bicubically as MAE's interpolate_pos_embed does); the constructor reads
+//     no file;
 //   - MFF: the outputs of blocks 3, 6, 9 and 12 (four evenly spaced, face.md §3.3), every token
 //     (CLS + patches) kept; each block's tokens pass a LayerNorm (the last block's is the ViT's own
 //     final norm, so pre-trained weights are all used) and a Linear to the decoder width, and are
@@ -60,7 +62,6 @@ inline const std::vector<std::string>& qface_task_names() {
 
 struct QFaceOptions {
   ViTOptions vit;  // ViT-B/16 at 224 px (vit.h defaults); drop_path is set by the configs (0.1)
-  std::string pretrained;  // safetensors with MAE/timm or Hugging Face ViT weights; "" = random init
   std::vector<std::string> tasks = qface_task_names();
   std::vector<int64_t> mff_blocks = {3, 6, 9, 12};  // 1-based; must end with the last block
   std::string mff_fusion = "weighted";              // weighted | concat
@@ -89,7 +90,7 @@ class QFaceAttentionImpl : public torch::nn::Module {
   // query [B, Q, d], memory [B, L, d] -> [B, Q, d]; *weights = [B, Q, L] when given.
   torch::Tensor forward(const torch::Tensor& query, const torch::Tensor& memory, torch::Tensor* weights = nullptr);
 
-  torch::nn::Linear q_proj{nullptr}, k_proj{nullptr}, v_proj{nullptr}, out_proj{nullptr};
+  Linear q_proj{nullptr}, k_proj{nullptr}, v_proj{nullptr}, out_proj{nullptr};
 
  private:
   int64_t heads_;
@@ -105,7 +106,7 @@ class QFaceDecoderLayerImpl : public torch::nn::Module {
 
   torch::nn::LayerNorm norm1{nullptr}, norm2{nullptr}, norm3{nullptr};
   QFaceAttention self_attn{nullptr}, cross_attn{nullptr};
-  torch::nn::Linear fc1{nullptr}, fc2{nullptr};
+  Linear fc1{nullptr}, fc2{nullptr};
   torch::nn::Dropout dropout{nullptr};
 };
 TORCH_MODULE(QFaceDecoderLayer);
@@ -130,11 +131,6 @@ class QFace : public Model, public LayerDepths {
   int64_t num_layer_ids() const override { return vit_->num_layer_ids(); }
   int64_t layer_id(const std::string& parameter_name) const override;
   const QFaceOptions& options() const { return options_; }
-  // Loads MAE/timm or Hugging Face ViT weights into the backbone (the rest keeps its init), as
-  // load_vit_checkpoint (vit_finetune.h) does for EMMA and Masked CoTEX: MAE's decoder, mask token
-  // and classifier dropped, a DDP `module.` prefix stripped, a position table of another grid
-  // resized bicubically. Returns what was loaded.
-  std::vector<std::string> load_backbone(const std::string& path);
 
  private:
   QFaceOptions options_;
@@ -148,7 +144,7 @@ class QFace : public Model, public LayerDepths {
   torch::nn::ModuleList layers_{nullptr};
   torch::nn::LayerNorm decoder_norm_{nullptr};
   QueryClassifier expression_head_{nullptr}, au_head_{nullptr}, attribute_head_{nullptr};
-  torch::nn::Linear age_head_{nullptr}, pose_head_{nullptr};
+  Linear age_head_{nullptr}, pose_head_{nullptr};
   torch::Tensor age_centres_, pose_centres_;  // buffers: bin centres
 };
 

@@ -3,8 +3,10 @@
 // option errors, and overfitting one batch of drawn faces.
 #include "core/config.h"
 #include "core/safetensors.h"
+#include "models/backbones/resnet.h"
 #include "models/face/algr_net.h"
 #include "models/face/au_regions.h"
+#include "models/weights/init_weights.h"
 #include "tests/models/face_batch.h"
 #include "tests/support/scratch.h"
 
@@ -174,37 +176,45 @@ TEST(ALGRNet, AdaptiveRegionsStartAtJaaNetsAndMoveWithinTheirBounds) {
   EXPECT_TRUE(torch::allclose(fixed.forward(b).at("region_centres"), jaa));
 }
 
+// Through train.init_weights (the constructor reads no file): an ImageNet trunk, then the palsy
+// migration from an AU model.
 TEST(ALGRNet, LoadsTorchvisionTrunksAndCheckpointsOfOtherTasks) {
   const fs::path dir = fs::temp_directory_path() / ("facet_algr_weights_" + std::to_string(::getpid()));
   fs::create_directories(dir);
-  // A whole torchvision ResNet-18 (layer4 and fc included): the stride-16 trunk takes layer1..3.
+  auto load = [](torch::nn::Module& model, const std::string& entries) { init_weights(model, Config::parse("init_weights: " + entries, "algr.yaml").at("init_weights")); };
+  // A whole torchvision ResNet-18 (layer4 and fc included): the converter finds the trunk under
+  // backbone. and leaves out layer4 and fc, which the stride-16 trunk does not have.
   torch::manual_seed(1);
   ResNetOptions r18;
   r18.depth = 18;
   ResNet tv(r18);
   safetensors::save(dir / "resnet18.safetensors", safetensors::state_dict(*tv));
-  ALGRNetOptions o = small_options();
-  o.backbone_weights = (dir / "resnet18.safetensors").string();
-  ALGRNet loaded(o);
+  ALGRNet loaded(small_options());
+  load(loaded, fmt::format("[{{path: {}, convert: torchvision_resnet}}]", (dir / "resnet18.safetensors").string()));
   const auto state = safetensors::state_dict(loaded);
   EXPECT_TRUE(torch::equal(state.at("backbone.conv1.weight"), tv->conv1->weight));
   EXPECT_TRUE(torch::equal(state.at("backbone.layer3.1.conv2.weight"), safetensors::state_dict(*tv).at("layer3.1.conv2.weight")));
 
-  // An AU model's checkpoint initialises a palsy model: everything but the new head.
+  // An AU model's checkpoint initialises a palsy model: everything but the new head (strict: false).
   safetensors::save(dir / "au.safetensors", state);
   ALGRNetOptions palsy = small_options();
   palsy.palsy_grades = 4;
-  palsy.init_weights = (dir / "au.safetensors").string();
   ALGRNet transferred(palsy);
+  load(transferred, fmt::format("[{{path: {}, strict: false}}]", (dir / "au.safetensors").string()));
   const auto moved = safetensors::state_dict(transferred);
   for (const auto& [name, t] : state) EXPECT_TRUE(torch::equal(moved.at(name), t)) << name;
   EXPECT_TRUE(moved.contains("palsy2.weight"));
-  // A checkpoint of another width is refused, naming the file.
+  // Strict, the palsy head the file lacks is named.
+  EXPECT_THAT(message_of([&] { load(transferred, fmt::format("[{{path: {}}}]", (dir / "au.safetensors").string())); }),
+              HasSubstr("model tensors the file lacks: 10 tensors: asym_proj.* (2), attn1.* (2)"));
+  // A checkpoint of another width is refused, naming the file and a tensor with both shapes.
   ALGRNetOptions wide = small_options();
   wide.dim = 32;
-  wide.init_weights = (dir / "au.safetensors").string();
-  const std::string error = message_of([&] { ALGRNet x(wide); });
-  EXPECT_THAT(error, HasSubstr("au.safetensors: init_weights: not an ALGRNet trunk of depth 18 and dim 32"));
+  ALGRNet narrow(wide);
+  const std::string error = message_of([&] { load(narrow, fmt::format("[{{path: {}, strict: false}}]", (dir / "au.safetensors").string())); });
+  EXPECT_THAT(error, HasSubstr("algr.yaml:1: init_weights[0]: " + (dir / "au.safetensors").string()));
+  EXPECT_THAT(error, HasSubstr("of another shape"));
+  EXPECT_THAT(error, HasSubstr("adapt_hidden.weight: the model expects [16, 64], the file's adapt_hidden.weight is [32, 128]"));
   fs::remove_all(dir);
 }
 

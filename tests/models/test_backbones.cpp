@@ -4,6 +4,7 @@
 #include "core/safetensors.h"
 #include "models/backbones/resnet.h"
 #include "models/backbones/vit.h"
+#include "models/face/mgrr_net.h"
 #include "tests/support/golden_init.h"
 
 #include <nlohmann/json.hpp>
@@ -135,6 +136,64 @@ TEST(ViT, SinCosTableIsMaesLayoutAndLayerIdsFollowDepth) {
   } catch (const Error& e) {
     EXPECT_THAT(e.what(), ::testing::HasSubstr("mask_ratio 0.8 keeps none of the 4 patch tokens"));
   }
+}
+
+// Backbones by name (backbone.h): feature maps with the strides and channels feature_info() lists,
+// under the reference libraries' parameter names.
+TEST(Backbones, RegisteredByNameWithTheirFeatureMaps) {
+  struct Case {
+    std::string yaml;
+    std::vector<FeatureInfo> info;
+  };
+  const std::vector<Case> cases = {
+      {"{name: resnet18}", {{"layer1", 4, 64}, {"layer2", 8, 128}, {"layer3", 16, 256}, {"layer4", 32, 512}}},
+      {"{name: resnet50, stages: 3}", {{"layer1", 4, 256}, {"layer2", 8, 512}, {"layer3", 16, 1024}}},
+      {"{name: vit, image_size: 64, patch_size: 16, embed_dim: 32, depth: 3, num_heads: 2, feature_blocks: [1, 3]}",
+       {{"block1", 16, 32}, {"block3", 16, 32}}},
+  };
+  const auto x = torch::randn({2, 3, 64, 64});
+  for (const auto& c : cases) {
+    SCOPED_TRACE(c.yaml);
+    auto backbone = backbone_registry().create(Config::parse(c.yaml));
+    const auto info = backbone->feature_info();
+    ASSERT_EQ(info.size(), c.info.size());
+    backbone->eval();
+    torch::NoGradGuard no_grad;
+    const TensorDict maps = backbone->forward_features(x);
+    EXPECT_EQ(maps.size(), info.size());
+    for (size_t i = 0; i < info.size(); ++i) {
+      EXPECT_EQ(info[i].name, c.info[i].name);
+      EXPECT_EQ(info[i].stride, c.info[i].stride);
+      EXPECT_EQ(info[i].channels, c.info[i].channels);
+      EXPECT_EQ(maps.at(info[i].name).sizes(), (std::vector<int64_t>{2, info[i].channels, 64 / info[i].stride, 64 / info[i].stride}));
+    }
+  }
+  // torchvision's names, and the 50's published count without fc (25,557,032 - 2,049,000).
+  auto r50 = backbone_registry().create(Config::parse("{name: resnet50}"));
+  EXPECT_EQ(count(*r50), 23508032);
+  EXPECT_TRUE(r50->named_parameters().contains("layer4.2.bn3.weight"));
+  EXPECT_THROW(backbone_registry().create(Config::parse("{name: resnet50, depth: 18}")), Error);  // the name fixes it
+  EXPECT_THROW(backbone_registry().create(Config::parse("{name: resnet51}")), Error);
+}
+
+// A face model picks its trunk by name; the default and the explicit choice have the same names.
+TEST(Backbones, FaceModelsTakeThemFromConfigUnderTheSameNames) {
+  auto by_depth = model_registry().create(Config::parse("{name: mgrr_net, backbone_depth: 18, dim: 64}"));
+  auto by_name = model_registry().create(Config::parse("{name: mgrr_net, backbone: {name: resnet18, stages: 3}, dim: 64}"));
+  std::vector<std::string> a, b;
+  for (const auto& p : by_depth->named_parameters()) a.push_back(p.key());
+  for (const auto& p : by_name->named_parameters()) b.push_back(p.key());
+  EXPECT_EQ(a, b);
+  EXPECT_NE(std::find(a.begin(), a.end(), "backbone.layer3.1.conv2.weight"), a.end());
+  // Any registered backbone: a ViT's stride-16 patch map feeds the AU regions as well.
+  auto on_vit = model_registry().create(Config::parse(
+      "{name: mgrr_net, backbone: {name: vit, image_size: 64, patch_size: 16, embed_dim: 32, depth: 1, num_heads: 2}, dim: 64}"));
+  data::Batch batch;
+  batch.fields["image"] = torch::randn({2, 3, 64, 64});
+  batch.fields["landmarks"] = torch::rand({2, 68, 2}) * 64;
+  on_vit->eval();
+  torch::NoGradGuard no_grad;
+  EXPECT_EQ(on_vit->forward(batch).at("logits").sizes(), (std::vector<int64_t>{2, 12}));
 }
 
 }  // namespace

@@ -1,10 +1,10 @@
 // EMMA and its DAN: parameter counts and names at the released configuration, output shapes, the
 // frozen-but-training DAN (no gradients, moving BatchNorm statistics, following train()/eval()),
-// layer ids, checkpoint loading by name, and overfitting one batch with a reduced ViT.
+// layer ids, checkpoints loading by name through init_weights, and overfitting one batch with a reduced ViT.
 #include "core/safetensors.h"
 #include "models/face/dan.h"
 #include "models/face/emma.h"
-#include "models/face/vit_finetune.h"
+#include "models/weights/init_weights.h"
 #include "tests/models/face_batch.h"
 #include "tests/support/scratch.h"
 
@@ -217,7 +217,8 @@ TEST(Emma, LayerIdsPutEmbeddingsFirstAndEveryHeadOnTop) {
   }
 }
 
-TEST(Emma, LoadsMaeDanAndWholeModelCheckpointsByName) {
+// The release's checkpoints load through train.init_weights (the constructor reads no file).
+TEST(Emma, LoadsMaeDanAndWholeModelCheckpointsThroughInitWeights) {
   const fs::path dir = fresh_dir("checkpoints");
   torch::manual_seed(1);
   // An MAE pre-training checkpoint of a 32-px model (grid 2x2): its decoder and mask token are
@@ -232,10 +233,11 @@ TEST(Emma, LoadsMaeDanAndWholeModelCheckpointsByName) {
   Dan dan_source;
   safetensors::save(dir / "dan.safetensors", safetensors::state_dict(*dan_source));
 
-  const Config c = Config::parse(fmt::format("{{vit: {{image_size: 64, patch_size: 16, embed_dim: 64, depth: 2, num_heads: 2}}, "
-                                             "vit_checkpoint: {}, dan_checkpoint: {}}}",
-                                             (dir / "mae.safetensors").string(), (dir / "dan.safetensors").string()));
-  Emma emma(EmmaOptions::from(c));
+  const std::string vit = "vit: {image_size: 64, patch_size: 16, embed_dim: 64, depth: 2, num_heads: 2}";
+  Emma emma(EmmaOptions::from(Config::parse("{" + vit + "}")));
+  init_weights(emma, Config::parse(fmt::format("w: [{{path: {}, convert: timm_vit, add_prefix: vit.}}, {{path: {}, add_prefix: cnn.}}]",
+                                               (dir / "mae.safetensors").string(), (dir / "dan.safetensors").string()),
+                                   "emma.yaml").at("w"));
   auto p = emma.named_parameters();
   EXPECT_TRUE(torch::equal(p["vit.blocks.1.attn.qkv.weight"], mae_file["blocks.1.attn.qkv.weight"]));
   EXPECT_TRUE(torch::equal(p["vit.cls_token"], mae_file["cls_token"]));
@@ -245,28 +247,23 @@ TEST(Emma, LoadsMaeDanAndWholeModelCheckpointsByName) {
   EXPECT_TRUE(torch::equal(emma.named_buffers()["cnn.features.1.running_var"], dan_source->named_buffers()["features.1.running_var"]));
   EXPECT_FALSE(p["cnn.fc.weight"].requires_grad());
 
-  // A whole EMMA state dict (the release's names) loads strictly.
+  // A whole EMMA state dict (the release's names) loads strictly by name.
   safetensors::save(dir / "emma.safetensors", safetensors::state_dict(emma));
-  Emma again(EmmaOptions::from(Config::parse(fmt::format(
-      "{{vit: {{image_size: 64, patch_size: 16, embed_dim: 64, depth: 2, num_heads: 2}}, checkpoint: {}}}",
-      (dir / "emma.safetensors").string()))));
+  Emma again(EmmaOptions::from(Config::parse("{" + vit + "}")));
+  init_weights(again, Config::parse(fmt::format("w: [{{path: {}}}]", (dir / "emma.safetensors").string())).at("w"));
   for (const auto& [name, t] : safetensors::state_dict(emma))
     EXPECT_TRUE(torch::equal(safetensors::state_dict(again).at(name), t)) << name;
 
-  // A checkpoint of another width is an error naming the file and the tensors.
+  // A checkpoint of another width is an error naming the file, the tensor and both shapes.
   ViTOptions wide = tiny_vit();
   wide.embed_dim = 32;
   safetensors::save(dir / "wide.safetensors", safetensors::state_dict(*ViT(wide)));
-  const auto wide_config = Config::parse(fmt::format(
-      "{{vit: {{image_size: 64, patch_size: 16, embed_dim: 64, depth: 2, num_heads: 2}}, vit_checkpoint: {}}}",
-      (dir / "wide.safetensors").string()));
-  try {
-    Emma bad(EmmaOptions::from(wide_config));
-    FAIL() << "expected a shape error";
-  } catch (const Error& e) {
-    EXPECT_THAT(e.what(), HasSubstr("wide.safetensors: not a ViT checkpoint of this configuration"));
-    EXPECT_THAT(e.what(), HasSubstr("blocks.0.attn.qkv.weight"));
-  }
+  const std::string error = test_support::message_of([&] {
+    init_weights(again, Config::parse(fmt::format("w: [{{path: {}, convert: timm_vit, add_prefix: vit.}}]", (dir / "wide.safetensors").string()),
+                                      "emma.yaml").at("w"));
+  });
+  EXPECT_THAT(error, HasSubstr("emma.yaml:1: w[0]: " + (dir / "wide.safetensors").string()));
+  EXPECT_THAT(error, HasSubstr("vit.blocks.0.attn.qkv.weight: the model expects [192, 64], the file's blocks.0.attn.qkv.weight is [96, 32]"));
 }
 
 TEST(Emma, OptionErrorsNameTheKey) {
@@ -279,7 +276,6 @@ TEST(Emma, OptionErrorsNameTheKey) {
     return std::string("(no error)");
   };
   EXPECT_THAT(message("{head_hidden: 0}"), HasSubstr("head_hidden: expected a positive integer, got 0"));
-  EXPECT_THAT(message("{dan_checkpoint: /nonexistent/dan.safetensors}"), HasSubstr("dan_checkpoint: no such file"));
   EXPECT_THAT(message("{vit: {image_size: 100, patch_size: 16}}"), HasSubstr("is not a multiple of patch_size"));
   EXPECT_THAT(message("{vit: {drop_path: 1.5}}"), HasSubstr("drop_path: expected [0, 1)"));
   EXPECT_EQ(EmmaOptions::from(Config::parse("{vit: {depth: 3}}")).vit.drop_path, 0.1);  // EMMA's default stays

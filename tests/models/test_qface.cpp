@@ -3,6 +3,7 @@
 // backbone weights, and overfitting one batch of drawn faces with every task at once.
 #include "core/safetensors.h"
 #include "models/face/qface.h"
+#include "models/weights/init_weights.h"
 #include "tests/models/face_batch.h"
 #include "tests/support/scratch.h"
 
@@ -200,6 +201,11 @@ fs::path temp_file(const std::string& name) {
   return fs::temp_directory_path() / ("facet_qface_" + name + "_" + std::to_string(::getpid()) + ".safetensors");
 }
 
+// The backbone from a checkpoint, as train.init_weights does it (the constructor reads no file).
+void load_backbone(QFace& net, const fs::path& path, const std::string& convert = "timm_vit") {
+  init_weights(net, Config::parse(fmt::format("w: [{{path: {}, convert: {}, add_prefix: vit.}}]", path.string(), convert)).at("w"));
+}
+
 // A checkpoint of MAE fine-tuning with global pooling: its final norm is fc_norm, beside a classifier.
 TEST(QFace, GlobalPoolCheckpointsLendTheirFcNormToTheFinalNorm) {
   torch::manual_seed(2);
@@ -215,8 +221,8 @@ TEST(QFace, GlobalPoolCheckpointsLendTheirFcNormToTheFinalNorm) {
   file["head.weight"] = torch::zeros({7, o.vit.embed_dim});
   const fs::path path = temp_file("global_pool");
   safetensors::save(path, file);
-  o.pretrained = path.string();
   QFace net(o);
+  load_backbone(net, path);
   const auto loaded = safetensors::state_dict(net);
   EXPECT_TRUE(torch::equal(loaded.at("vit.norm.weight"), source->norm->weight));
   EXPECT_TRUE(torch::equal(loaded.at("vit.blocks.0.attn.qkv.weight"), safetensors::state_dict(*source).at("blocks.0.attn.qkv.weight")));
@@ -238,8 +244,8 @@ TEST(QFace, LoadsMaeAndHuggingFaceBackbonesAndResizesThePositionTable) {
   safetensors::save(file, mae);
 
   QFaceOptions o = small_options({"au"});
-  o.pretrained = file.string();
   QFace net(o);
+  load_backbone(net, file);
   const auto loaded = safetensors::state_dict(net);
   for (const auto& [name, t] : safetensors::state_dict(*source)) {
     if (name == "pos_embed") continue;
@@ -256,6 +262,7 @@ TEST(QFace, LoadsMaeAndHuggingFaceBackbonesAndResizesThePositionTable) {
   safetensors::TensorMap flat = safetensors::state_dict(*source);
   safetensors::save(file, flat);
   QFace flat_net(o);
+  load_backbone(flat_net, file);
   EXPECT_TRUE(torch::allclose(safetensors::state_dict(flat_net).at("vit.pos_embed").narrow(1, 1, 16), torch::full({1, 16, 64}, 0.25)));
 
   // The same encoder under Hugging Face ViT names (q, k, v apart).
@@ -284,6 +291,7 @@ TEST(QFace, LoadsMaeAndHuggingFaceBackbonesAndResizesThePositionTable) {
   hf["classifier.weight"] = torch::zeros({10, 64});
   safetensors::save(file, hf);
   QFace hf_net(o);
+  load_backbone(hf_net, file, "hf_vit");
   const auto hf_loaded = safetensors::state_dict(hf_net);
   for (const auto& [name, t] : sd) {
     if (name != "pos_embed") {
@@ -295,7 +303,7 @@ TEST(QFace, LoadsMaeAndHuggingFaceBackbonesAndResizesThePositionTable) {
   ViTOptions wide = v;
   wide.embed_dim = 96;
   safetensors::save(file, safetensors::state_dict(*ViT(wide)));
-  EXPECT_THAT(message_of([&] { QFace bad(o); }), HasSubstr(file.string()));
+  EXPECT_THAT(message_of([&] { load_backbone(net, file); }), HasSubstr(file.string()));
   fs::remove(file);
 }
 

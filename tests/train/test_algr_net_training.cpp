@@ -61,7 +61,9 @@ double seconds_since(std::chrono::steady_clock::time_point start) {
 
 TEST(ALGRNetTraining, SyntheticBp4dFoldBeatsTheAllPositiveBaseline) {
   const Config config = Config::load(kExperiments + "algr_net/bp4d_fold1.yaml",
-                                     reduced(bp4d_root(), {"train.max_epochs=6", "schedule.step_epochs=4"}));
+                                     reduced(bp4d_root(), {"train.max_epochs=8", "schedule.step_epochs=6"}));
+  // 8 epochs: measured mean F1 0.478 / 0.590 / 0.601 for seeds 0 / 1 / 2 (6 epochs gave 0.368 to 0.496,
+  // too close to the bar for a test that must not depend on the seed's luck).
   // The all-positive predictor's F1 per AU is 2p / (1 + p) at positive rate p of the eval labels.
   const auto eval = data::open_dataset(config.at("data"), "test");
   const auto& labels = dynamic_cast<const data::face::AuLabelSource&>(*eval);

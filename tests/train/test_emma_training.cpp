@@ -239,7 +239,7 @@ std::vector<std::string> cpu_overrides(const fs::path& root, int64_t resize, int
 TEST(EmmaTraining, LearnsSyntheticAbawFarAboveTheConstantPredictor) {
   auto overrides = cpu_overrides(abaw_root(), 66, 10);
   overrides.push_back("optim.lr=2e-3");
-  overrides.push_back("model.vit_checkpoint=" + kPretrainedVit);
+  overrides.push_back("train.init_weights=[{path: " + kPretrainedVit + ", convert: timm_vit, add_prefix: vit.}]");
   overrides.push_back("model.dan=false");
   const Config config = Config::load(kEmmaConfig, overrides);
 
@@ -290,7 +290,8 @@ TEST(EmmaTraining, LearnsSyntheticAbawFarAboveTheConstantPredictor) {
 TEST(CotexTraining, LearnsSyntheticLsdAboveTheMajorityClass) {
   auto overrides = cpu_overrides(lsd_root(), 65, 20);
   overrides.push_back("optim.lr=2e-3");
-  overrides.push_back("model.vit_checkpoints=[" + kPretrainedVit + "]");
+  overrides.push_back("train.init_weights=[{path: " + kPretrainedVit + ", convert: timm_vit, add_prefix: vits.0.}, {path: " +
+                      kPretrainedVit + ", convert: timm_vit, add_prefix: vits.1.}]");
   const Config config = Config::load(kCotexConfig, overrides);
   EXPECT_EQ(config.get<double>("model.mask_ratio"), 0.75);  // the documented default is what trains here
 

@@ -51,7 +51,7 @@ EvalOutput evaluate_run(const fs::path& run, const std::string& split, const fs:
   Config config = Config::load(run / "config.yaml");
   const TrainOptions options = TrainOptions::from(config.at("train"));
   Runtime runtime = make_runtime(config, options, true);
-  auto model = build_model(config, runtime.device);
+  auto model = build_model(config, options, runtime.device);
   load_checkpoint_weights(*model, target.checkpoint, false, runtime.device);
   model->eval();
   Evaluator evaluator(config, split, runtime, options, *model);

@@ -4,12 +4,13 @@
 #include "core/safetensors.h"
 #include "models/backbones/resnet.h"
 #include "models/model.h"
-#include "train/init_weights.h"
+#include "models/weights/init_weights.h"
 
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
 namespace facet::train {
+using models::init_weights;
 namespace {
 
 namespace fs = std::filesystem;

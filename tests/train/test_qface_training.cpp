@@ -68,7 +68,8 @@ TEST(QFaceTraining, EveryTaskBeatsItsTrivialBaselineOnSyntheticFaces) {
   data::synth_registry().create(Config::parse("{name: face_tasks, train: 1200, val: 300, size: 64, seed: 3}"), data);
   Trainer trainer(Config::load(FACET_SOURCE_DIR "/experiments/qface/synthetic.yaml",
                                {"data.root=" + data.string(), "train.log_every=100",
-                                "model.pretrained=" FACET_SOURCE_DIR "/tests/fixtures/pretrained/vit_small_faces.safetensors"}),
+                                "train.init_weights=[{path: " FACET_SOURCE_DIR
+                                "/tests/fixtures/pretrained/vit_small_faces.safetensors, convert: timm_vit, add_prefix: vit.}]"}),
                   run, Mode::train);
   const RunResult result = trainer.fit();
   const auto& r = result.last_eval;

@@ -6,6 +6,7 @@
 #include "models/generative/noise_schedule.h"
 #include "tests/support/scratch.h"
 #include "tests/train/toys.h"
+#include "train/builder.h"
 #include "train/optimization.h"
 #include "train/trainer.h"
 
@@ -160,6 +161,26 @@ TEST(Steps, DiffusionLearnsToDenoiseWithAFrozenEncoderInEvalMode) {
   const auto saved = safetensors::load(weights);
   const auto now = safetensors::state_dict(t.model());
   for (const auto& [name, tensor] : saved) EXPECT_TRUE(torch::equal(now.at("encoder." + name).cpu(), tensor)) << name;
+  // The checkpoint holds what trains and references the frozen encoder by its file and hash.
+  const fs::path saved_at = fs::canonical(run / "checkpoints/last");
+  const auto checkpoint = safetensors::load(saved_at / "model.safetensors");
+  EXPECT_EQ(checkpoint.count("encoder.0.weight"), 0u);
+  EXPECT_EQ(checkpoint.count("encoder.1.running_mean"), 0u);
+  EXPECT_EQ(checkpoint.count("conv_in.weight"), 1u);
+  const auto state = nlohmann::json::parse(read_file(saved_at / "state.json"));
+  ASSERT_EQ(state.at("frozen_weights").size(), 1u);
+  EXPECT_EQ(state.at("frozen_weights")[0].at("path"), weights.string());
+  EXPECT_EQ(state.at("frozen_weights")[0].at("content_hash").get<std::string>().rfind("xxh64:", 0), 0u);
+  // Evaluation rebuilds the whole model from the two; a changed encoder file is refused, naming it.
+  auto model = build_model(t.config(), t.options(), torch::kCPU);
+  load_checkpoint_weights(*model, saved_at, false, torch::kCPU);
+  const auto rebuilt = safetensors::state_dict(*model);
+  for (const auto& [name, tensor] : now) EXPECT_TRUE(torch::equal(rebuilt.at(name), tensor.cpu())) << name;
+  auto changed = saved;
+  changed["0.bias"] = changed["0.bias"] + 1;
+  safetensors::save(weights, changed);
+  EXPECT_THAT(test_support::message_of([&] { load_checkpoint_weights(*build_model(t.config(), t.options(), torch::kCPU), saved_at, false, torch::kCPU); }),
+              HasSubstr(weights.string()));
 }
 
 TEST(Steps, NoiseScheduleMatchesTheDdpmFormulas) {

@@ -34,7 +34,7 @@ void run_eval(const EvalArgs& args) {
   if (args.images >= 0) options.log_images = args.images;
   else if (options.log_images == 0) options.log_images = 8;
   train::Runtime runtime = train::make_runtime(config, options, /*connect=*/true);
-  auto model = train::build_model(config, runtime.device);
+  auto model = train::build_model(config, options, runtime.device);
   train::load_checkpoint_weights(*model, target.checkpoint, options.ema_decay > 0, runtime.device);
   model->eval();
   const std::string split = args.split.empty() ? config.get<std::string>("data.eval_split", "val") : args.split;

@@ -40,7 +40,9 @@ class LoggingHook : public Hook {
     trainer.log_scalars("train", scalars);
   }
 
-  void before_eval(Trainer&) override { progress_->break_line(); }
+  void before_eval(Trainer&) override {
+    if (progress_) progress_->break_line();  // none when evaluate() is called outside fit()
+  }
 
   void after_train(Trainer& trainer) override {
     progress_->break_line();

@@ -77,82 +77,14 @@ void Trainer::build(Mode mode) {
   options_ = TrainOptions::from(config_.at("train"));
   runtime_ = make_runtime(config_, options_, /*connect=*/!check);
   torch::manual_seed(runtime_.seed);  // the model's initialisation
-
-  // Data.
-  const Config data = config_.at("data");
-  train_set_ = data::open_dataset(data, data.get<std::string>("train_split", "train"));
-  auto sampler = build_sampler(data, train_set_->size(), runtime_.seed);
-  const data::LoaderOptions lo = train_loader_options(data, runtime_);
-  sampler->set_batch_size(lo.batch_size);
-  adaptive_sampler_ = sampler->uses_feedback();
-  loader_ = std::make_unique<data::Loader>(train_set_, sampler, lo);
-  state_.steps_per_epoch = loader_->batches_per_epoch() / options_.grad_accum;
-  if (state_.steps_per_epoch < 1)
-    fail("{}: data.batch_size: the train split has {} samples, fewer than one optimiser step needs ({} x {})",
-         data.where("batch_size"), train_set_->size(), lo.batch_size, options_.grad_accum);
-  state_.total_steps = options_.max_steps > 0 ? options_.max_steps : options_.max_epochs * state_.steps_per_epoch;
-  try {  // what `facet predict` converts images to; a sample that fails to load is reported by the loader
-    const data::Sample first = train_set_->get(0, 0);
-    if (first.fields.contains("image")) image_channels_ = first.fields.at("image").size(0);
-  } catch (const std::exception&) {
-  }
-
-  // Model, step, loss.
-  model_ = build_model(config_, options_, runtime_.device);
-  if (mode == Mode::train) init_weights_record_ = load_init_weights(config_, *model_);
-  else if (config_.at("train").has("init_weights")) config_.at("train").consume("init_weights");  // the checkpoint has them
-  step_ = step_registry().create(config_.has("step") ? config_.at("step") : Config::parse("name: supervised"), *model_);
-  if (step_->uses_loss()) {
-    loss_ = losses::loss_registry().create(config_.at("loss"));
-    loss_->prepare(*train_set_);
-  } else if (config_.has("loss")) {
-    fail("{}: loss: the {} step computes its losses itself; remove `loss`", config_.where("loss"),
-         config_.get<std::string>("step.name"));
-  }
-
-  // Optimisers: `optim` for steps with one, else `optimizers.<name>` (+ `schedules.<name>`).
-  const ScheduleSpan span{state_.total_steps, state_.steps_per_epoch};
-  const OptimizationSettings settings{options_.amp, options_.grad_accum, options_.clip_norm, options_.overlap_grad_reduce,
-                                      options_.bucket_mb << 20};
-  const auto names = step_->optimizers();
-  std::map<const void*, std::string> owner;
-  for (const auto& name : names) {
-    const bool single = names.size() == 1 && name == "main";
-    const Config node = single ? config_.at("optim") : config_.at("optimizers").at(name);
-    std::optional<Config> schedule;
-    if (single && config_.has("schedule")) schedule = config_.at("schedule");
-    if (!single && config_.has("schedules") && config_.at("schedules").has(name)) schedule = config_.at("schedules").at(name);
-    optimizations_.push_back(std::make_unique<Optimization>(name, node, schedule ? &*schedule : nullptr, *model_, span,
-                                                            settings, runtime_.device, runtime_.group.get()));
-    for (const auto& p : optimizations_.back()->params()) {
-      auto [it, fresh] = owner.emplace(p.unsafeGetTensorImpl(), name);
-      if (!fresh)
-        fail("{}: optimisers \"{}\" and \"{}\" both train the same parameter; give each its own `params` patterns",
-             node.where(), it->second, name);
-    }
-  }
-  // Modules with parameters, all frozen, run in eval mode (BatchNorm statistics stay put). Their
-  // buffers and every frozen parameter are "frozen tensors": a checkpoint does not re-save those that
-  // came from an init_weights file, it references the file.
-  for (const auto& p : model_->named_parameters())
-    if (!p.value().requires_grad()) frozen_tensors_.insert(p.key());
-  for (const auto& item : model_->named_modules("", /*include_self=*/false)) {
-    const auto params = item.value()->parameters();
-    if (params.empty() || std::any_of(params.begin(), params.end(), [](const torch::Tensor& p) { return p.requires_grad(); }))
-      continue;
-    frozen_modules_.push_back(item.value().get());
-    for (const auto& b : item.value()->named_buffers()) frozen_tensors_.insert(item.key() + "." + b.key());
-  }
-
-  // Evaluation, hooks.
+  build_data();
+  build_model_and_step(mode);
+  build_optimizations();
+  find_frozen();
   if (config_.has("metrics"))
-    evaluator_ = std::make_unique<Evaluator>(config_, data.get<std::string>("eval_split", "val"), runtime_, options_, *model_);
-  add_hook(make_logging_hook(options_));
-  if (options_.ema_decay > 0) add_hook(make_ema_hook(options_.ema_decay));
-  if (adaptive_sampler_) add_hook(make_curriculum_hook());
-  if (evaluator_) add_hook(make_evaluation_hook(options_));
-  add_hook(make_checkpoint_hook(options_));
-  for (auto& h : build_configured_hooks(config_)) add_hook(std::move(h));
+    evaluator_ = std::make_unique<Evaluator>(config_, config_.get<std::string>("data.eval_split", "val"), runtime_, options_,
+                                             *model_);
+  build_hooks();
   config_.check_unused();
   if (check) return;
 
@@ -177,7 +109,89 @@ void Trainer::build(Mode mode) {
   }
   log::info("model {}: {} parameters ({} trainable); {} train samples, {} steps of global batch {}",
             config_.get<std::string>("model.name"), n_params, n_trainable, train_set_->size(), state_.total_steps,
-            lo.batch_size * options_.grad_accum);
+            loader_->options().batch_size * options_.grad_accum);
+}
+
+void Trainer::build_data() {
+  const Config data = config_.at("data");
+  train_set_ = data::open_dataset(data, data.get<std::string>("train_split", "train"));
+  auto sampler = build_sampler(data, train_set_->size(), runtime_.seed);
+  const data::LoaderOptions lo = train_loader_options(data, runtime_);
+  sampler->set_batch_size(lo.batch_size);
+  adaptive_sampler_ = sampler->uses_feedback();
+  loader_ = std::make_unique<data::Loader>(train_set_, sampler, lo);
+  state_.steps_per_epoch = loader_->batches_per_epoch() / options_.grad_accum;
+  if (state_.steps_per_epoch < 1)
+    fail("{}: data.batch_size: the train split has {} samples, fewer than one optimiser step needs ({} x {})",
+         data.where("batch_size"), train_set_->size(), lo.batch_size, options_.grad_accum);
+  state_.total_steps = options_.max_steps > 0 ? options_.max_steps : options_.max_epochs * state_.steps_per_epoch;
+  try {  // what `facet predict` converts images to; a sample that fails to load is reported by the loader
+    const data::Sample first = train_set_->get(0, 0);
+    if (first.fields.contains("image")) image_channels_ = first.fields.at("image").size(0);
+  } catch (const std::exception&) {
+  }
+}
+
+void Trainer::build_model_and_step(Mode mode) {
+  model_ = build_model(config_, options_, runtime_.device);
+  if (mode == Mode::train) init_weights_record_ = load_init_weights(config_, *model_);
+  else if (config_.at("train").has("init_weights")) config_.at("train").consume("init_weights");  // the checkpoint has them
+  step_ = step_registry().create(config_.has("step") ? config_.at("step") : Config::parse("name: supervised"), *model_);
+  if (step_->uses_loss()) {
+    loss_ = losses::loss_registry().create(config_.at("loss"));
+    loss_->prepare(*train_set_);
+  } else if (config_.has("loss")) {
+    fail("{}: loss: the {} step computes its losses itself; remove `loss`", config_.where("loss"),
+         config_.get<std::string>("step.name"));
+  }
+}
+
+// `optim` (+ `schedule`) for steps with one optimiser, else `optimizers.<name>` (+ `schedules.<name>`).
+void Trainer::build_optimizations() {
+  const ScheduleSpan span{state_.total_steps, state_.steps_per_epoch};
+  const OptimizationSettings settings{options_.amp, options_.grad_accum, options_.clip_norm, options_.overlap_grad_reduce,
+                                      options_.bucket_mb << 20};
+  const auto names = step_->optimizers();
+  std::map<const void*, std::string> owner;
+  for (const auto& name : names) {
+    const bool single = names.size() == 1 && name == "main";
+    const Config node = single ? config_.at("optim") : config_.at("optimizers").at(name);
+    std::optional<Config> schedule;
+    if (single && config_.has("schedule")) schedule = config_.at("schedule");
+    if (!single && config_.has("schedules") && config_.at("schedules").has(name)) schedule = config_.at("schedules").at(name);
+    optimizations_.push_back(std::make_unique<Optimization>(name, node, schedule ? &*schedule : nullptr, *model_, span,
+                                                            settings, runtime_.device, runtime_.group.get()));
+    for (const auto& p : optimizations_.back()->params()) {
+      auto [it, fresh] = owner.emplace(p.unsafeGetTensorImpl(), name);
+      if (!fresh)
+        fail("{}: optimisers \"{}\" and \"{}\" both train the same parameter; give each its own `params` patterns",
+             node.where(), it->second, name);
+    }
+  }
+}
+
+// Modules with parameters, all frozen, run in eval mode (BatchNorm statistics stay put). Their
+// buffers and every frozen parameter are "frozen tensors": a checkpoint does not re-save those that
+// came from an init_weights file, it references the file.
+void Trainer::find_frozen() {
+  for (const auto& p : model_->named_parameters())
+    if (!p.value().requires_grad()) frozen_tensors_.insert(p.key());
+  for (const auto& item : model_->named_modules("", /*include_self=*/false)) {
+    const auto params = item.value()->parameters();
+    if (params.empty() || std::any_of(params.begin(), params.end(), [](const torch::Tensor& p) { return p.requires_grad(); }))
+      continue;
+    frozen_modules_.push_back(item.value().get());
+    for (const auto& b : item.value()->named_buffers()) frozen_tensors_.insert(item.key() + "." + b.key());
+  }
+}
+
+void Trainer::build_hooks() {
+  add_hook(make_logging_hook(options_));
+  if (options_.ema_decay > 0) add_hook(make_ema_hook(options_.ema_decay));
+  if (adaptive_sampler_) add_hook(make_curriculum_hook());
+  if (evaluator_) add_hook(make_evaluation_hook(options_));
+  add_hook(make_checkpoint_hook(options_));
+  for (auto& h : build_configured_hooks(config_)) add_hook(std::move(h));
 }
 
 void Trainer::open_run_files(bool resume) {

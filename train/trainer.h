@@ -109,6 +109,11 @@ class Trainer {
 
  private:
   void build(Mode mode);
+  void build_data();
+  void build_model_and_step(Mode mode);
+  void build_optimizations();
+  void find_frozen();
+  void build_hooks();
   void restore(const std::filesystem::path& checkpoint);
   void check_resumable(const nlohmann::json& saved) const;
   void open_run_files(bool resume);

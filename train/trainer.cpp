@@ -81,9 +81,14 @@ void Trainer::build(Mode mode) {
   build_model_and_step(mode);
   build_optimizations();
   find_frozen();
-  if (config_.has("metrics"))
+  if (config_.has("metrics")) {
     evaluator_ = std::make_unique<Evaluator>(config_, config_.get<std::string>("data.eval_split", "val"), runtime_, options_,
                                              *model_);
+  } else {  // no evaluation during training; `facet eval` and `facet predict` read these
+    for (const char* key : {"eval_split", "eval_transforms", "eval_batch_size", "visualizer"})
+      if (config_.at("data").has(key)) config_.at("data").consume(key);
+    if (config_.has("visualizer")) config_.consume("visualizer");
+  }
   build_hooks();
   config_.check_unused();
   if (check) return;

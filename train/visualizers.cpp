@@ -120,7 +120,9 @@ class MultiLabel : public Visualizer {
   std::optional<Png> draw(const VisualInput& in, int64_t max_images) const override {
     const torch::Tensor* image = find_field(in.batch, "image");
     const torch::Tensor* truth = find_field(in.batch, target_);
-    if (!image || !truth || !in.outputs.contains(logits_) || in.outputs.at(logits_).sizes() != truth->sizes()) return std::nullopt;
+    if (!image || !in.outputs.contains(logits_) || in.outputs.at(logits_).dim() != 2) return std::nullopt;
+    if (!truth) return predicted_only(in, max_images);  // prediction: no truth to compare with
+    if (in.outputs.at(logits_).sizes() != truth->sizes()) return std::nullopt;
     torch::Tensor t = truth->to(torch::kCPU, torch::kFloat).clone();
     if (const torch::Tensor* mask = find_field(in.batch, mask_)) t.masked_fill_(mask->to(torch::kCPU) < 0.5, -1);
     const torch::Tensor p = (torch::sigmoid(in.outputs.at(logits_).to(torch::kCPU, torch::kFloat)) >= threshold_).to(torch::kFloat);
@@ -128,6 +130,22 @@ class MultiLabel : public Visualizer {
   }
 
  private:
+  // Each image with the labels predicted above the threshold and their probabilities.
+  Png predicted_only(const VisualInput& in, int64_t max_images) const {
+    const torch::Tensor& image = in.batch.fields.at("image");
+    const int64_t n = std::min(image.size(0), max_images);
+    const torch::Tensor prob = torch::sigmoid(in.outputs.at(logits_).to(torch::kCPU, torch::kFloat));
+    TileSheet sheet(n, std::max<int>(160, static_cast<int>(image.size(3))), 2, 6);
+    for (int64_t i = 0; i < n; ++i) {
+      sheet.put(i, image[i]);
+      std::vector<std::pair<std::string, cv::Scalar>> items;
+      for (int64_t l = 0; l < prob.size(1); ++l)
+        if (prob[i][l].item<double>() >= threshold_) items.emplace_back(label_name(in.label_names, l), kOrange);
+      sheet.caption(i, 0, "P:", items);
+    }
+    return sheet.encode();
+  }
+
   std::string logits_, target_, mask_;
   double threshold_;
 };

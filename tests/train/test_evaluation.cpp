@@ -6,6 +6,8 @@
 #include "tests/support/ranks.h"
 #include "tests/support/scratch.h"
 #include "tests/train/toys.h"
+#include "data/pack.h"
+#include "data/synth.h"
 #include "train/builder.h"
 #include "train/distributed.h"
 #include "train/evaluator.h"
@@ -150,6 +152,10 @@ TEST(Evaluation, EachVisualiserDrawsItsTask) {
     EXPECT_EQ(image.rows, png->height) << name;
     EXPECT_GT(image.cols, 40) << name;
   }
+  // Prediction has no truth: the predicted labels are drawn alone.
+  data::Batch unlabelled = batch;
+  unlabelled.fields.erase("labels");
+  EXPECT_TRUE(visualizer_registry().create(Config::parse("name: multilabel"))->draw(VisualInput{unlabelled, out, names}, 2));
   // Nothing to draw is nothing drawn, not an error.
   const Outputs empty;
   EXPECT_FALSE(visualizer_registry().create(Config::parse("name: boxes"))->draw(VisualInput{batch, empty, names}, 2));
@@ -198,6 +204,104 @@ TEST(Evaluation, PredictRunsATrainedModelOnImageFiles) {
   o.inputs = {images / "empty"};
   EXPECT_THAT(test_support::message_of([&] { predict(o); }), HasSubstr("no PNG, JPEG or DICOM image in this folder"));
 }
+
+// `facet predict` for every registered model kind: each is trained for one step on its synthetic
+// data in the published layout, then run on images exported from that data as a user would have
+// them (8-bit PNG files, and the landmarks.txt `facet data align` writes for the AU models).
+struct ModelKind {
+  std::string name, synth, config;
+  std::vector<std::string> overrides;
+};
+
+void PrintTo(const ModelKind& k, std::ostream* os) { *os << k.name; }
+
+class PredictEveryModelKind : public ::testing::TestWithParam<ModelKind> {};
+
+TEST_P(PredictEveryModelKind, OnExportedImages) {
+  const ModelKind& kind = GetParam();
+  const fs::path data = fresh_dir("kind_data_" + kind.name), run = fresh_dir("kind_run_" + kind.name);
+  data::synth_registry().create(Config::parse(kind.synth), data);
+  std::vector<std::string> overrides = {"data.root=" + data.string(), "train.max_steps=1", "train.log_every=1000",
+                                        "data.workers=1", "train.threads=1", "train.eval_every=0"};
+  overrides.insert(overrides.end(), kind.overrides.begin(), kind.overrides.end());
+  const Config config = kind.config.front() == '{' ? Config::parse(kind.config) : Config::load(kind.config, overrides);
+  if (kind.config.front() == '{')
+    for (const auto& o : overrides) const_cast<Config&>(config).set(o.substr(0, o.find('=')), o.substr(o.find('=') + 1));
+  {
+    Config c = config;
+    c.set("metrics", "~");  // no evaluation: the checkpoint is what this test needs
+    Trainer t(c, run);
+    t.fit();
+  }
+  // Three evaluation images, exported as files.
+  const auto eval = data::open_dataset(config.at("data"), config.get<std::string>("data.eval_split", "val"));
+  const fs::path images = run / "exported";
+  fs::create_directories(images);
+  std::string landmarks;
+  for (int64_t i = 0; i < 3; ++i) {
+    const data::Sample s = eval->get(i, 0);
+    const torch::Tensor hwc = s.fields.at("image").round().clamp(0, 255).to(torch::kUInt8).permute({1, 2, 0}).contiguous();
+    cv::Mat m(static_cast<int>(hwc.size(0)), static_cast<int>(hwc.size(1)), hwc.size(2) == 3 ? CV_8UC3 : CV_8UC1, hwc.data_ptr<uint8_t>());
+    if (hwc.size(2) == 3) cv::cvtColor(m, m, cv::COLOR_RGB2BGR);
+    const std::string file = fmt::format("face{}.png", i);
+    ASSERT_TRUE(cv::imwrite((images / file).string(), m));
+    if (s.fields.contains("landmarks")) {
+      landmarks += file;
+      const torch::Tensor xy = s.fields.at("landmarks").reshape({-1});
+      for (int64_t k = 0; k < xy.numel(); ++k) landmarks += fmt::format(" {:.2f}", xy[k].item<float>());
+      landmarks += "\n";
+    }
+  }
+  if (!landmarks.empty()) write_file_atomic(images / "landmarks.txt", landmarks);
+  PredictOptions o;
+  o.target = run;
+  o.checkpoint = "last";
+  o.inputs = {images};
+  const PredictSummary summary = predict(o);
+  EXPECT_EQ(summary.images, 3);
+  const std::string jsonl = read_file(summary.files.at(0));
+  EXPECT_EQ(std::count(jsonl.begin(), jsonl.end(), '\n'), 3) << jsonl.substr(0, 300);
+  int pictures = 0;
+  for (const auto& e : fs::directory_iterator(summary.pictures)) pictures += !decode(read_file(e.path())).empty();
+  EXPECT_EQ(pictures, 3);
+}
+
+const std::string kSmallVit = "{image_size: 64, patch_size: 8, embed_dim: 96, depth: 2, num_heads: 4, drop_path: 0.0}";
+const std::string kFaceEval = "[{name: resize, size: 64}, {name: scale, factor: 0.00392156862745098}]";
+
+INSTANTIATE_TEST_SUITE_P(
+    Models, PredictEveryModelKind,
+    ::testing::Values(
+        ModelKind{"resnet", "{name: lsd, train_images: 12, val_images: 6, size: 64}",
+                  "{data: {name: image_folder, batch_size: 4, eval_transforms: " + kFaceEval + "}, "
+                  "model: {name: resnet, depth: 18, num_classes: 6}, loss: {name: cross_entropy}, "
+                  "optim: {name: sgd, lr: 0.01}, train: {}}",
+                  {"data.transforms=" + kFaceEval}},
+        ModelKind{"vit", "{name: lsd, train_images: 12, val_images: 6, size: 64}",
+                  "{data: {name: image_folder, batch_size: 4, eval_transforms: " + kFaceEval + "}, "
+                  "model: {name: vit, image_size: 64, patch_size: 8, embed_dim: 96, depth: 2, num_heads: 4, num_classes: 6}, "
+                  "loss: {name: cross_entropy}, optim: {name: adamw, lr: 1.0e-3}, train: {}}",
+                  {"data.transforms=" + kFaceEval}},
+        ModelKind{"masked_cotex", "{name: lsd, train_images: 12, val_images: 6, size: 64}",
+                  FACET_SOURCE_DIR "/experiments/masked_cotex/lsd.yaml",
+                  {"data.batch_size=4", "model.vit=" + kSmallVit, "data.transforms=" + kFaceEval,
+                   "data.eval_transforms=" + kFaceEval, "train.amp=none", "train.grad_accum=1"}},
+        ModelKind{"mgrr_net", "{name: bp4d, frames_per_sequence: 4, size: 96}",
+                  FACET_SOURCE_DIR "/experiments/demo/mgrr_net_bp4d.yaml",
+                  {"data.batch_size=4", "data.transforms[0].size=80", "data.eval_transforms[0].size=80", "model.dim=32"}},
+        ModelKind{"algr_net", "{name: bp4d, frames_per_sequence: 4, size: 96}",
+                  FACET_SOURCE_DIR "/experiments/algr_net/bp4d_fold1.yaml",
+                  {"data.batch_size=4", "model.backbone_depth=18", "model.dim=32", "data.transforms[0].size=80",
+                   "data.transforms[1].size=72", "data.eval_transforms[0].size=80", "data.eval_transforms[1].size=72",
+                   "train.max_epochs=~"}},
+        ModelKind{"qface", "{name: face_tasks, train: 64, val: 6, size: 64}",
+                  FACET_SOURCE_DIR "/experiments/qface/synthetic.yaml", {"data.batch_size=4"}},
+        ModelKind{"emma", "{name: abaw, train_videos: 3, val_videos: 2, frames_per_video: 3, size: 64}",
+                  FACET_SOURCE_DIR "/experiments/emma/abaw4_mtl.yaml",
+                  {"data.batch_size=4", "model.vit=" + kSmallVit, "data.transforms=" + kFaceEval,
+                   "data.eval_transforms=" + kFaceEval, "train.amp=none", "train.grad_accum=1", "model.dan=false",
+                   "train.max_epochs=~", "schedule.warmup_epochs=~"}}),
+    [](const ::testing::TestParamInfo<ModelKind>& info) { return info.param.name; });
 
 }  // namespace
 }  // namespace facet::train

@@ -99,6 +99,7 @@ void run_eval(const EvalArgs& args) {
   if (!fs::exists(config_file)) fail("{}: no config; pass --config FILE", config_file.string());
   Config config = Config::load(config_file, args.overrides);
   const std::string split = args.split.empty() ? config.get<std::string>("data.eval_split", "val") : args.split;
+  config.consume("reference");  // the paper's figures, for sweep reports (train/sweep.h)
   train::Trainer evaluator(std::move(config), run_dir, train::Mode::evaluate);
   evaluator.load_weights(checkpoint);
   const fs::path out = run_dir / "eval";

@@ -72,7 +72,7 @@ void add_summary_command(CLI::App& app) {
       samples.push_back(dataset->get(i, 0));
       indices.push_back(i);
     }
-    const auto batch = data::collate(std::move(samples), std::move(indices));
+    const auto batch = data::collate(std::move(samples), std::move(indices), dataset->padding());
     fmt::print("\ninput (batch of {}):\n", batch.size());
     for (const auto& [name, t] : batch.fields) fmt::print("  {:<20} {} {}\n", name, c10::str(t.sizes()), c10::toString(t.scalar_type()));
     torch::NoGradGuard no_grad;

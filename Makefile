@@ -12,7 +12,7 @@ ENV_FILE   := $(BUILD)/bootstrap.env
 # Read the bootstrap's results (venv, torch prefix) inside recipes.
 LOAD_ENV   := set -a && . ./$(ENV_FILE) && set +a
 
-.PHONY: all deps configure build test demo asan fuzz goldens bench clean help
+.PHONY: all deps configure build build-cli test demo asan fuzz goldens bench clean help
 
 all: build
 
@@ -40,6 +40,10 @@ configure: deps
 build: configure
 	cmake --build $(BUILD) -j $(JOBS)
 
+# Only the `facet` executable: what the demo runs (the test executables build under `make test`).
+build-cli: configure
+	cmake --build $(BUILD) -j $(JOBS) --target facet
+
 test: build
 	cd $(BUILD) && ctest --output-on-failure -j $(JOBS) $(CTEST_ARGS)
 
@@ -47,7 +51,7 @@ test: build
 # per-AU F1 table against the all-positive baseline, TensorBoard logs and a picture of predictions.
 DEMO_DATA := $(BUILD)/demo/bp4d_synth
 DEMO_RUN  := runs/demo_mgrr_net_bp4d
-demo: build
+demo: build-cli
 	$(BUILD)/tools/cli/facet info
 	@if [ ! -f $(DEMO_DATA)/AUCoding/AU_OCC/M003_T8.csv ]; then \
 	  $(BUILD)/tools/cli/facet data synth bp4d --out $(DEMO_DATA) frames_per_sequence=20; fi

@@ -35,6 +35,11 @@ struct Node {
   std::vector<std::pair<std::string, std::shared_ptr<Node>>> fields;  // file order
   Origin origin;
 
+  std::vector<std::string> keys() const {
+    std::vector<std::string> out;
+    for (const auto& [k, v] : fields) out.push_back(k);
+    return out;
+  }
   std::shared_ptr<Node> field(std::string_view name) const {
     for (const auto& [k, v] : fields)
       if (k == name) return v;
@@ -560,9 +565,29 @@ std::shared_ptr<Node> Config::find(std::string_view key, bool strict) const {
 
 std::shared_ptr<Node> Config::require(std::string_view key) const {
   auto n = find(key, /*strict=*/true);
-  // Name the file of the nearest existing ancestor: that is where the key belongs.
-  if (!n) fail("{}: {}: required key is missing", deepest(node_, key)->origin.source, full_key(key));
-  return n;
+  if (n) return n;
+  // Name the file of the nearest existing ancestor: that is where the key belongs. A sibling spelt
+  // nearly like the missing step (`trian:` where `train` is required) is the likely cause.
+  const auto parent = deepest(node_, key);
+  std::string hint;
+  if (parent->kind == Kind::map) {
+    std::string missing;
+    std::shared_ptr<Node> walk = node_;
+    for (const auto& step : parse_key(key)) {
+      std::shared_ptr<Node> next;
+      if (step.index && walk->kind == Kind::list && *step.index < walk->items.size()) next = walk->items[*step.index];
+      if (!step.index && walk->kind == Kind::map) next = walk->field(step.name);
+      if (!next) {
+        missing = step.name;
+        break;
+      }
+      walk = std::move(next);
+    }
+    if (!missing.empty())
+      if (auto near = closest_match(missing, parent->keys())) hint = fmt::format("; did you mean {} ({})?", *near,
+                                                                                 parent->field(*near)->origin.str());
+  }
+  fail("{}: {}: required key is missing{}", parent->origin.source, full_key(key), hint);
 }
 
 bool Config::has(std::string_view key) const {
@@ -630,6 +655,57 @@ T Config::get(std::string_view key, const T& fallback) const {
   if (!n || n->kind == Kind::null) return fallback;
   return Converter<T>::get(*n, full_key(key));
 }
+
+bool Range::contains(double value) const {
+  if (!std::isfinite(value)) return false;
+  return (lo_open ? value > lo : value >= lo) && (hi_open ? value < hi : value <= hi);
+}
+
+std::string Range::str() const {
+  const bool has_lo = std::isfinite(lo), has_hi = std::isfinite(hi);
+  if (has_lo && has_hi) return fmt::format("{}{}, {}{}", lo_open ? '(' : '[', lo, hi, hi_open ? ')' : ']');
+  if (has_lo) return fmt::format("{} {}", lo_open ? ">" : ">=", lo);
+  if (has_hi) return fmt::format("{} {}", hi_open ? "<" : "<=", hi);
+  return "";
+}
+
+namespace {
+
+template <ConfigNumber T>
+T number_in_range(const Node& n, const std::string& key, const Range& range) {
+  const T value = Converter<T>::get(n, key);
+  if (!range.contains(static_cast<double>(value))) {
+    const std::string bounds = range.str();
+    const char* what = std::is_integral_v<T> ? "an integer" : "a finite number";
+    type_error(n, key, bounds.empty() ? std::string(what)
+                       : fmt::format("{} {}{}", what, bounds.front() == '[' || bounds.front() == '(' ? "in " : "", bounds));
+  }
+  return value;
+}
+
+}  // namespace
+
+template <ConfigNumber T>
+T Config::get_in_range(std::string_view key, const Range& range) const {
+  return number_in_range<T>(*require(key), full_key(key), range);
+}
+
+template <ConfigNumber T>
+T Config::get_in_range(std::string_view key, const T& fallback, const Range& range) const {
+  auto n = find(key, /*strict=*/true);
+  if (!n || n->kind == Kind::null) return fallback;
+  return number_in_range<T>(*n, full_key(key), range);
+}
+
+#define FACET_CONFIG_INSTANTIATE_NUMBER(T)                                    \
+  template T Config::get_in_range<T>(std::string_view, const Range&) const; \
+  template T Config::get_in_range<T>(std::string_view, const T&, const Range&) const;
+FACET_CONFIG_INSTANTIATE_NUMBER(int)
+FACET_CONFIG_INSTANTIATE_NUMBER(int64_t)
+FACET_CONFIG_INSTANTIATE_NUMBER(uint64_t)
+FACET_CONFIG_INSTANTIATE_NUMBER(double)
+FACET_CONFIG_INSTANTIATE_NUMBER(float)
+#undef FACET_CONFIG_INSTANTIATE_NUMBER
 
 #define FACET_CONFIG_INSTANTIATE(T)                                                      \
   template T Config::get<T>(std::string_view) const;                                     \
@@ -713,7 +789,7 @@ void Config::consume(std::string_view key) const {
   state_->consumed.insert(full);
 }
 
-void Config::check_unused() const {
+std::vector<std::string> Config::unused_keys(bool only_likely_typos) const {
   std::vector<std::pair<std::string, const Node*>> leaves;
   collect_leaves(*node_, prefix_, leaves);
   std::set<std::string> queried, consumed;
@@ -734,7 +810,50 @@ void Config::check_unused() const {
     }
     read.emplace_back(q, n && n->kind != Kind::null ? n->origin.source : "");
   }
+  auto read_within = [&](const std::string& prefix) {
+    for (const auto& q : queried)
+      if (is_within(q, prefix)) return true;
+    for (const auto& c : consumed)
+      if (is_within(c, prefix)) return true;
+    return false;
+  };
+  // A misspelt section (`trian:`) leaves every key below it unread, and its own name is the typo:
+  // the topmost unread map above `key` and the nearest sibling name something asked for, if close.
+  auto misspelt_section = [&](const std::string& key, const std::string& source)
+      -> std::optional<std::pair<std::string, std::string>> {
+    std::vector<Step> steps;
+    try {
+      steps = parse_key(key);
+    } catch (const Error&) {
+      return std::nullopt;
+    }
+    std::string parent;
+    for (size_t i = 0; i + 1 < steps.size(); parent = append_step(parent, steps[i]), ++i) {
+      const std::string section = append_step(parent, steps[i]);
+      if (!is_within(section, prefix_) || section == prefix_ || read_within(section)) continue;
+      if (steps[i].index) return std::nullopt;  // an unread list element is no misspelling
+      std::vector<std::string> names;
+      for (const auto& [q, q_source] : read) {
+        if (q == parent || !is_within(q, parent)) continue;
+        std::vector<Step> q_steps;
+        try {
+          q_steps = parse_key(q);
+        } catch (const Error&) {
+          continue;
+        }
+        if (q_steps.size() <= i || q_steps[i].index || q_steps[i].name == steps[i].name) continue;
+        const auto sibling = lookup(state_->root, append_step(parent, q_steps[i]));
+        if (sibling && sibling->kind != Kind::null && sibling->origin.source == source) continue;
+        names.push_back(q_steps[i].name);
+      }
+      if (auto near = closest_match(steps[i].name, names))
+        return std::make_pair(section, append_step(parent, Step{*near, std::nullopt}));
+      return std::nullopt;
+    }
+    return std::nullopt;
+  };
   std::vector<std::string> problems;
+  std::set<std::string> sections_reported;
   for (const auto& [key, node] : leaves) {
     bool used = queried.count(key) > 0;
     for (const auto& c : consumed) used = used || is_within(key, c);
@@ -743,15 +862,31 @@ void Config::check_unused() const {
     if (node->kind != Kind::scalar)
       for (const auto& q : queried) used = used || (q != key && is_within(q, key));
     if (used) continue;
+    if (const auto section = misspelt_section(key, node->origin.source)) {
+      // One line for the section, not one per key below it.
+      if (sections_reported.insert(section->first).second)
+        problems.push_back(fmt::format("{}: {}: unknown key (nothing reads it); did you mean {}?",
+                                       lookup(state_->root, section->first)->origin.str(), section->first,
+                                       section->second));
+      continue;
+    }
     std::string line = fmt::format("{}: {}: unknown key (nothing reads it)", node->origin.str(), key);
     std::vector<std::string> candidates;
     for (const auto& [q, source] : read)
       if (source != node->origin.source) candidates.push_back(q);
     if (auto near = closest_match(key, candidates)) line += fmt::format("; did you mean {}?", *near);
+    else if (only_likely_typos) continue;
     problems.push_back(line);
   }
+  return problems;
+}
+
+void Config::check_unused() const {
+  const auto problems = unused_keys(/*only_likely_typos=*/false);
   if (!problems.empty()) fail("{}", join(problems, "\n"));
 }
+
+std::vector<std::string> Config::likely_typos() const { return unused_keys(/*only_likely_typos=*/true); }
 
 std::string Config::dump() const {
   YAML::Emitter out;

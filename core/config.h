@@ -15,6 +15,7 @@
 
 #include <cstdint>
 #include <filesystem>
+#include <limits>
 #include <memory>
 #include <string>
 #include <string_view>
@@ -41,6 +42,27 @@ struct is_value<std::vector<T>> : std::bool_constant<is_scalar_v<T>> {};
 // std::vector of any of them.
 template <class T>
 concept ConfigValue = config_detail::is_value<T>::value;
+// The numbers get_in_range reads.
+template <class T>
+concept ConfigNumber = std::is_same_v<T, int> || std::is_same_v<T, int64_t> || std::is_same_v<T, uint64_t> ||
+                       std::is_same_v<T, double> || std::is_same_v<T, float>;
+
+// The values a number read with get_in_range may take: closed bounds unless marked open. NaN and
+// ±inf are in no range (`lr: .nan` is an error, not a run that trains on NaN).
+struct Range {
+  double lo = -std::numeric_limits<double>::infinity();
+  double hi = std::numeric_limits<double>::infinity();
+  bool lo_open = false, hi_open = false;
+
+  static Range finite() { return {}; }
+  static Range at_least(double lo) { return {.lo = lo}; }                   // [lo, inf)
+  static Range above(double lo) { return {.lo = lo, .lo_open = true}; }     // (lo, inf)
+  static Range closed(double lo, double hi) { return {.lo = lo, .hi = hi}; }  // [lo, hi]
+  static Range closed_open(double lo, double hi) { return {.lo = lo, .hi = hi, .hi_open = true}; }  // [lo, hi)
+
+  bool contains(double value) const;
+  std::string str() const;  // "[0, 1)", ">= 1", "> 0", "" (any finite value)
+};
 
 class Config {
  public:
@@ -82,6 +104,18 @@ class Config {
   T get(std::string_view key) const;
   template <ConfigValue T>
   T get(std::string_view key, const T& fallback) const;
+  // A number within `range` (NaN and ±inf never are), else an error naming file:line, key, range and
+  // value: `get_in_range<double>("ema_decay", 0.0, Range::closed_open(0, 1))`. The fallback is the
+  // caller's and is not checked.
+  template <ConfigNumber T>
+  T get_in_range(std::string_view key, const Range& range) const;
+  template <ConfigNumber T>
+  T get_in_range(std::string_view key, const T& fallback, const Range& range) const;
+  // Any finite number: get_in_range with Range::finite().
+  template <ConfigNumber T>
+  T get_finite(std::string_view key) const { return get_in_range<T>(key, Range::finite()); }
+  template <ConfigNumber T>
+  T get_finite(std::string_view key, const T& fallback) const { return get_in_range<T>(key, fallback, Range::finite()); }
 
   // --- changes -------------------------------------------------------------------------------
   // Sets `key` (created as needed; list indices must exist) to the YAML value `yaml_value`.
@@ -91,8 +125,12 @@ class Config {
   // to something that does not read it through Config.
   void consume(std::string_view key = {}) const;
   // Throws one facet::Error listing every key below this view that nobody read, each with its
-  // origin and the nearest key that was read, if one is close. Call it after everything is built.
+  // origin and the nearest key that was read, if one is close; a section nothing below which was
+  // read (`trian:`) is listed once, with the nearest section name. Call it after everything is built.
   void check_unused() const;
+  // The lines of check_unused() that carry a suggestion, at any time: for an error raised before
+  // everything was read (`train: set max_steps` when the file says `trian:`), the likely cause.
+  std::vector<std::string> likely_typos() const;
 
   // --- output --------------------------------------------------------------------------------
   std::string dump() const;         // block YAML of this view, no `_base_`; reloads to the same values
@@ -105,6 +143,7 @@ class Config {
   // stepping into a scalar or a list by name (or a map by index) is a type error.
   std::shared_ptr<config_detail::Node> find(std::string_view key, bool strict) const;
   std::shared_ptr<config_detail::Node> require(std::string_view key) const;
+  std::vector<std::string> unused_keys(bool only_likely_typos) const;
 
   std::shared_ptr<config_detail::State> state_;
   std::shared_ptr<config_detail::Node> node_;

@@ -35,18 +35,99 @@ torch::Tensor MaskField::of(const Batch& batch, const torch::Tensor& like) const
   return mask.to(like.options()).view_as(like);
 }
 
-Batch collate(std::vector<Sample> samples, std::vector<int64_t> indices) {
+bool is_per_box(std::string_view name) { return name.starts_with("box_"); }
+
+void check_per_box_fields(const Sample& s, std::string_view where) {
+  const torch::Tensor* boxes = s.ragged.contains("boxes") ? &s.ragged.at("boxes") : nullptr;
+  if (boxes && boxes->dim() == 0) fail("{}: {}: \"boxes\" is a scalar; expected [N, 4]", s.id, where);
+  for (const auto& [name, t] : s.ragged) {
+    if (!is_per_box(name)) continue;
+    if (!boxes) fail("{}: {}: per-box field \"{}\" but no \"boxes\"", s.id, where, name);
+    if (t.dim() == 0 || t.size(0) != boxes->size(0))
+      fail("{}: {}: per-box field \"{}\" has shape {} for {} boxes; its first dimension must be the number of boxes",
+           s.id, where, name, c10::str(t.sizes()), boxes->size(0));
+  }
+}
+
+namespace {
+
+// Fails unless every sample has the same keys in `member` (fields or ragged) as the first one.
+void check_same_keys(const std::vector<Sample>& samples, TensorDict Sample::*member, std::string_view what) {
+  const Sample& first = samples.front();
+  const auto expected = (first.*member).keys();
+  for (const auto& s : samples) {
+    if ((s.*member).keys() == expected) continue;
+    for (const auto& k : expected)
+      if (!(s.*member).contains(k)) fail("{}: sample has no {} \"{}\" that {} has", s.id, what, k, first.id);
+    for (const auto& k : (s.*member).keys())
+      if (!(first.*member).contains(k)) fail("{}: sample has no {} \"{}\" that {} has", first.id, what, k, s.id);
+  }
+}
+
+// Field `name` of every sample, padded along the first dimension to the longest; `mask` (when
+// defined on return) marks the samples' own positions.
+torch::Tensor pad_field(const std::vector<Sample>& samples, const std::string& name, const Padding& p,
+                        torch::Tensor& mask) {
+  const torch::Tensor& ref = samples.front().fields.at(name);
+  const std::string& ref_id = samples.front().id;
+  if (ref.dim() == 0) fail("{}: field \"{}\" is padded along its first dimension but is a scalar", ref_id, name);
+  int64_t longest = 0;
+  for (const auto& s : samples) {
+    const torch::Tensor& t = s.fields.at(name);
+    if (t.dim() != ref.dim() || t.sizes().slice(1) != ref.sizes().slice(1))
+      fail("{}: field \"{}\" has shape {} but {} has {}; a padded field may differ only in its first dimension", s.id,
+           name, c10::str(t.sizes()), ref_id, c10::str(ref.sizes()));
+    if (t.scalar_type() != ref.scalar_type())
+      fail("{}: field \"{}\" is {} but {} has {}", s.id, name, c10::toString(t.scalar_type()), ref_id,
+           c10::toString(ref.scalar_type()));
+    longest = std::max(longest, t.size(0));
+  }
+  std::vector<int64_t> shape = ref.sizes().vec();
+  shape[0] = longest;
+  shape.insert(shape.begin(), static_cast<int64_t>(samples.size()));
+  torch::Tensor out = torch::full(shape, p.value, ref.options());
+  mask = torch::zeros({static_cast<int64_t>(samples.size()), longest}, torch::kInt64);
+  for (size_t i = 0; i < samples.size(); ++i) {
+    const torch::Tensor& t = samples[i].fields.at(name);
+    const int64_t n = t.size(0), offset = p.left ? longest - n : 0;
+    const auto row = static_cast<int64_t>(i);
+    out[row].narrow(0, offset, n).copy_(t);
+    mask[row].narrow(0, offset, n).fill_(1);
+  }
+  return out;
+}
+
+}  // namespace
+
+Batch collate(std::vector<Sample> samples, std::vector<int64_t> indices, const PaddingSpec& padding) {
   Batch batch;
   if (samples.empty()) fail("collate: empty batch");
-  for (const auto& name : samples.front().fields.keys()) {
+  if (indices.size() != samples.size()) fail("collate: {} samples but {} indices", samples.size(), indices.size());
+  check_same_keys(samples, &Sample::fields, "field");
+  check_same_keys(samples, &Sample::ragged, "ragged key");
+  for (const auto& s : samples) check_per_box_fields(s, "collate");
+  const Sample& first = samples.front();
+  for (const auto& name : first.fields.keys()) {
+    if (auto it = padding.find(name); it != padding.end()) {
+      const Padding& p = it->second;
+      torch::Tensor mask;
+      batch.fields[name] = pad_field(samples, name, p, mask);
+      if (p.mask.empty()) continue;
+      // A mask that would overwrite a field, or disagree with another field's mask, is a dataset bug.
+      if (first.fields.contains(p.mask))
+        fail("{}: the padding mask of field \"{}\" is named \"{}\", which is a field of the sample", first.id, name, p.mask);
+      if (batch.fields.contains(p.mask) && !torch::equal(batch.fields.at(p.mask), mask))
+        fail("{}: fields padded with the same mask \"{}\" differ in length", first.id, p.mask);
+      batch.fields[p.mask] = mask;
+      continue;
+    }
     std::vector<torch::Tensor> parts;
     parts.reserve(samples.size());
     for (auto& s : samples) {
-      if (!s.fields.contains(name)) fail("{}: sample has no field \"{}\" that {} has", s.id, name, samples[0].id);
       const auto& t = s.fields.at(name);
       if (!parts.empty() && t.sizes() != parts.front().sizes())
-        fail("{}: field \"{}\" has shape {} but {} has {}; make it ragged or resize it", s.id, name,
-             c10::str(t.sizes()), samples[0].id, c10::str(parts.front().sizes()));
+        fail("{}: field \"{}\" has shape {} but {} has {}; make it ragged, pad it (Dataset::padding) or resize it",
+             s.id, name, c10::str(t.sizes()), first.id, c10::str(parts.front().sizes()));
       parts.push_back(t);
     }
     batch.fields[name] = torch::stack(parts);

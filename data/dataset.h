@@ -6,14 +6,18 @@
 #include "core/tensor_dict.h"
 
 #include <cstdint>
+#include <map>
 #include <memory>
 #include <string>
+#include <string_view>
 #include <vector>
 
 namespace facet::data {
 
-// One example. `fields` of equal shape across samples are stacked by `collate`; `ragged` fields
-// (boxes, landmarks of varying count) stay one tensor per sample.
+// One example. `fields` of equal shape across samples are stacked by `collate` (the fields a dataset
+// pads, see Padding, may differ in their first dimension); `ragged` fields (boxes, landmarks of
+// varying count) stay one tensor per sample. Every sample of a batch has the same field and ragged
+// keys: a missing one is an error naming the sample, never a shorter list that shifts the others.
 //
 // Names every reader and transform agrees on (coordinates in pixels of the current image, x right,
 // y down, pixel centres at integer + 0.5 as in OpenCV's and torchvision's resize):
@@ -24,7 +28,16 @@ namespace facet::data {
 //   fields["labels"]      float32 [L] multi-label targets (AUs, findings); fields["label_mask"]
 //                         float32 [L]: 1 where the label is known, 0 where it is not (BP4D's 9)
 //   fields["label"]       int64 [] single-label class
-//   ragged["boxes"]       float32 [N, 4] (x1, y1, x2, y2); ragged["box_labels"] int64 [N]
+//   ragged["boxes"]       float32 [N, 4] (x1, y1, x2, y2)
+//   ragged["box_*"]       per-box fields, first dimension N, row i belonging to box i:
+//                         box_labels int64 [N] (class), box_types int64 [N] (DeepLesion's coarse
+//                         lesion type), box_noisy bool [N], box_readers int64 [N] (VinDr-CXR's
+//                         radiologist), box_masks [N, H, W], ... A transform that drops a box drops
+//                         the same row of every per-box field; a per-box field without `boxes`, or
+//                         whose first dimension is not N, is an error naming the sample and the key.
+//   text datasets: fields["input_ids"] int64 [T] tokens, fields["attention_mask"] int64 [T] and
+//                         fields["labels"] int64 [T] target tokens, kIgnoreIndex (-100) where no
+//                         loss is taken; T varies, and the dataset says how to pad (Dataset::padding)
 struct Sample {
   TensorDict fields;
   TensorDict ragged;
@@ -59,8 +72,30 @@ class MaskField {
   std::string name_, origin_;  // origin_: "file:line: key" when the config set it, else empty
 };
 
-// Stacks fields; fails naming the sample ids when a field's shapes disagree.
-Batch collate(std::vector<Sample> samples, std::vector<int64_t> indices);
+// The target value losses skip (torch's cross_entropy default and Hugging Face's label padding).
+inline constexpr int64_t kIgnoreIndex = -100;
+
+// How `collate` pads one variable-length field to the longest in the batch along its first
+// dimension (sequences: [T] or [T, D]). Its other dimensions must agree across the batch.
+struct Padding {
+  double value = 0;  // input_ids: the tokenizer's pad id; attention_mask: 0; labels: kIgnoreIndex
+  bool left = false;  // pad before the sequence (batched generation with a decoder) instead of after
+  // When set, collate adds fields[mask] int64 [B, T_max]: 1 on the sample's own positions, 0 on the
+  // padding (for datasets that do not write an attention mask themselves).
+  std::string mask;
+};
+using PaddingSpec = std::map<std::string, Padding>;  // field -> how it is padded
+
+// Whether ragged key `name` is a per-box field (`box_` prefix; see Sample).
+bool is_per_box(std::string_view name);
+// Fails naming the sample and the key when a per-box field has no `boxes` beside it or a first
+// dimension other than the number of boxes. `where` says who checks (a transform, collate).
+void check_per_box_fields(const Sample& s, std::string_view where);
+
+// Stacks fields, padding those in `padding` (with their masks); keeps ragged fields as per-sample
+// lists. Fails naming the sample ids when a field's shapes disagree and naming the sample and key
+// when a sample lacks a field or ragged key another sample has.
+Batch collate(std::vector<Sample> samples, std::vector<int64_t> indices, const PaddingSpec& padding = {});
 
 class Dataset {
  public:
@@ -71,6 +106,9 @@ class Dataset {
   virtual Sample get(int64_t index, uint64_t augment_seed) const = 0;
   // Class or field names, for logs and metric tables.
   virtual std::vector<std::string> label_names() const { return {}; }
+  // The fields of varying length that `collate` pads, and how (none by default: every field stacks);
+  // whoever collates this dataset's samples passes it on.
+  virtual PaddingSpec padding() const { return {}; }
 };
 
 // Built from the `data` node of a config and the split name ("train", "val", "test").

@@ -23,7 +23,7 @@ void keep_sample_buffers_in_the_heap() {
 }  // namespace
 
 Loader::Loader(std::shared_ptr<Dataset> dataset, std::shared_ptr<Sampler> sampler, LoaderOptions options)
-    : dataset_(std::move(dataset)), sampler_(std::move(sampler)), options_(options) {
+    : dataset_(std::move(dataset)), sampler_(std::move(sampler)), options_(options), padding_(dataset_->padding()) {
   keep_sample_buffers_in_the_heap();
   if (options_.batch_size <= 0) fail("data.batch_size must be positive, got {}", options_.batch_size);
   if (options_.world_size <= 0 || options_.batch_size % options_.world_size != 0)
@@ -110,7 +110,7 @@ Batch Loader::load_batch(int64_t batch_index) {
     }
   }
   if (samples.empty()) return Batch{};
-  Batch batch = collate(std::move(samples), std::move(kept));
+  Batch batch = collate(std::move(samples), std::move(kept), padding_);
   if (options_.pin_memory && torch::cuda::is_available())
     for (auto& [name, t] : batch.fields) t = t.pin_memory();
   return batch;

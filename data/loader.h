@@ -72,6 +72,7 @@ class Loader {
   std::shared_ptr<Dataset> dataset_;
   std::shared_ptr<Sampler> sampler_;
   LoaderOptions options_;
+  PaddingSpec padding_;  // the dataset's, asked once
 
   // Per-epoch plan, written before workers start.
   int64_t epoch_ = 0;

@@ -56,13 +56,15 @@ class AbawMtl : public Metric {
     return torch::cat(states);
   }
   void load_state(const torch::Tensor& summed) override {
-    // Each part's slice is as long as its own state (same shape on every rank).
-    int64_t offset = 0;
-    for (auto* m : parts()) {
-      const int64_t n = m->state().numel();
-      m->load_state(summed.slice(0, offset, offset + n));
-      offset += n;
-    }
+    // VA and expression states have a fixed size; the AU counts take the rest, since an object that
+    // has not counted yet (no batch, no `names`) does not know their size.
+    const int64_t va = va_->state().numel(), expression = expression_->state().numel();
+    if (summed.numel() < va + expression)
+      fail("abaw_mtl: a merged state of {} values is shorter than its VA and expression parts ({})", summed.numel(),
+           va + expression);
+    va_->load_state(summed.slice(0, 0, va));
+    expression_->load_state(summed.slice(0, va, va + expression));
+    au_->load_state(summed.slice(0, va + expression));
   }
 
  private:

@@ -47,7 +47,53 @@ std::vector<std::vector<std::pair<std::string, std::string>>> expand_grid(const 
   return members;
 }
 
+// `reference` of `owner` (the sweep file or the base config), checked against the plan's metrics
+// and variant labels.
+SweepReference read_reference(const Config& owner, const SweepPlan& plan) {
+  SweepReference r;
+  r.origin = owner.where("reference");
+  const Config node = owner.at("reference");
+  r.source = node.get<std::string>("source");
+  const Config values = node.at("values");
+  if (!values.is_map() || values.size() == 0)
+    fail("{}: {}: expected a map of metric: figure, or variant: {{metric: figure}}", values.where(), values.prefix());
+  std::vector<std::string> variants;
+  for (const auto& run : plan.runs)
+    if (std::find(variants.begin(), variants.end(), run.variant) == variants.end()) variants.push_back(run.variant);
+  // A figure for a metric the sweep does not report would silently never be shown.
+  auto figure = [&](const Config& map, const std::string& metric) {
+    const Config value = map.child(metric);
+    if (std::find(plan.metrics.begin(), plan.metrics.end(), metric) == plan.metrics.end()) {
+      const auto near = closest_match(metric, plan.metrics);
+      fail("{}: {}: not one of the sweep's metrics ({}){}", value.where(), value.prefix(), join(plan.metrics),
+           near ? fmt::format("; did you mean {}?", *near) : "");
+    }
+    return std::make_pair(metric, value.get_finite<double>(""));
+  };
+  for (const auto& key : values.keys()) {
+    const Config entry = values.child(key);
+    if (!entry.is_map()) {  // metric: figure, for every variant
+      r.all.insert(figure(values, key));
+      continue;
+    }
+    if (std::find(variants.begin(), variants.end(), key) == variants.end()) {
+      const auto near = closest_match(key, variants);
+      fail("{}: {}: no variant of the sweep has this label (variants: {}){}", entry.where(), entry.prefix(),
+           join(variants), near ? fmt::format("; did you mean {}?", *near) : "");
+    }
+    for (const auto& metric : entry.keys()) r.per_variant[key].insert(figure(entry, metric));
+  }
+  return r;
+}
+
 }  // namespace
+
+std::optional<double> SweepReference::value(const std::string& variant, const std::string& metric) const {
+  if (auto v = per_variant.find(variant); v != per_variant.end())
+    if (auto m = v->second.find(metric); m != v->second.end()) return m->second;
+  if (auto m = all.find(metric); m != all.end()) return m->second;
+  return std::nullopt;
+}
 
 SweepPlan plan_sweep(const fs::path& sweep_file, const fs::path& out_dir) {
   const Config sweep = Config::load(sweep_file, {}, /*dotted_keys=*/true);
@@ -103,6 +149,12 @@ SweepPlan plan_sweep(const fs::path& sweep_file, const fs::path& out_dir) {
       run.run_dir = plan.out_dir / dir_label(run.variant) / dir_label(run.replicate);
       plan.runs.push_back(std::move(run));
     }
+  }
+  if (sweep.has("reference")) {
+    plan.reference = read_reference(sweep, plan);
+  } else {
+    const Config base = Config::load(plan.base_config);
+    if (base.has("reference")) plan.reference = read_reference(base, plan);
   }
   sweep.check_unused();
   return plan;
@@ -195,7 +247,7 @@ int run_sweep(const SweepPlan& plan, const std::string& facet_binary) {
   return failures;
 }
 
-void write_sweep_report(const SweepPlan& plan) {
+std::string write_sweep_report(const SweepPlan& plan) {
   // Variants in plan order.
   std::vector<std::string> order;
   std::map<std::string, std::vector<const SweepRun*>> by_variant;
@@ -203,16 +255,29 @@ void write_sweep_report(const SweepPlan& plan) {
     if (!by_variant.count(run.variant)) order.push_back(run.variant);
     by_variant[run.variant].push_back(&run);
   }
-  std::string md = fmt::format("# Sweep {}\n\nBase config: `{}`. Mean ± std (sample) over replicates.\n\n| variant | n |",
+  // The metrics the paper gives a figure for (for any variant) get two more columns.
+  const SweepReference& ref = plan.reference;
+  std::set<std::string> referenced;
+  for (const auto& m : plan.metrics)
+    for (const auto& variant : order)
+      if (ref.value(variant, m)) referenced.insert(m);
+  std::string md = fmt::format("# Sweep {}\n\nBase config: `{}`. Mean ± std (sample) over replicates.\n",
                                plan.name, plan.base_config.string());
-  std::string csv = "variant,n";
+  if (!referenced.empty())
+    md += fmt::format("Paper: {} ({}); Δ = measured mean − paper.\n", ref.source, ref.origin);
+  md += "\n| variant | n |";
+  std::string csv = "variant,n", rule = "|---|---|";
   for (const auto& m : plan.metrics) {
     md += fmt::format(" {} |", m);
     csv += fmt::format(",{0}_mean,{0}_std", m);
+    rule += "---|";
+    if (referenced.count(m)) {
+      md += " paper | Δ |";
+      csv += fmt::format(",{0}_reference,{0}_diff", m);
+      rule += "---|---|";
+    }
   }
-  md += " runs |\n|---|---|";
-  for (size_t i = 0; i < plan.metrics.size(); ++i) md += "---|";
-  md += "---|\n";
+  md += " runs |\n" + rule + "---|\n";
   csv += ",runs\n";
   for (const auto& variant : order) {
     std::vector<std::map<std::string, double>> finished;
@@ -228,24 +293,36 @@ void write_sweep_report(const SweepPlan& plan) {
       std::vector<double> values;
       for (const auto& f : finished)
         if (auto it = f.find(m); it != f.end()) values.push_back(it->second);
+      double mean = 0, sd = 0;
       if (values.empty()) {
         md += " – |";
         csv += ",,";
-        continue;
+      } else {
+        for (double v : values) mean += v / static_cast<double>(values.size());
+        double var = 0;
+        for (double v : values) var += (v - mean) * (v - mean);
+        sd = values.size() > 1 ? std::sqrt(var / static_cast<double>(values.size() - 1)) : 0.0;
+        md += fmt::format(" {:.4f} ± {:.4f} |", mean, sd);
+        csv += fmt::format(",{:.6f},{:.6f}", mean, sd);
       }
-      double mean = 0;
-      for (double v : values) mean += v / static_cast<double>(values.size());
-      double var = 0;
-      for (double v : values) var += (v - mean) * (v - mean);
-      const double std = values.size() > 1 ? std::sqrt(var / static_cast<double>(values.size() - 1)) : 0.0;
-      md += fmt::format(" {:.4f} ± {:.4f} |", mean, std);
-      csv += fmt::format(",{:.6f},{:.6f}", mean, std);
+      if (!referenced.count(m)) continue;
+      const auto paper = ref.value(variant, m);
+      md += paper ? fmt::format(" {:.4f} |", *paper) : std::string(" – |");
+      csv += paper ? fmt::format(",{:.6f}", *paper) : std::string(",");
+      if (paper && !values.empty()) {
+        md += fmt::format(" {:+.4f} |", mean - *paper);
+        csv += fmt::format(",{:.6f}", mean - *paper);
+      } else {
+        md += " – |";
+        csv += ",";
+      }
     }
     md += fmt::format(" {} |\n", join(dirs, "<br>"));
     csv += fmt::format(",\"{}\"\n", join(dirs, ";"));
   }
   write_file_atomic(plan.out_dir / "results.md", md);
   write_file_atomic(plan.out_dir / "results.csv", csv);
+  return md;
 }
 
 }  // namespace facet::train

@@ -12,12 +12,23 @@
 //   master_port: 0                      # 0: each multi-rank run picks a free port; else the i-th
 //                                       # concurrent run uses master_port + i
 //   overrides: [train.max_steps=100]    # applied to every run
+//   reference:                          # optional: the paper's figures, printed beside the measured ones
+//     source: "Ge et al., TIST 2024, Table 3"   # required: where the figures come from
+//     values:
+//       test/f1/mean: 0.652             # a metric of `metrics`: the figure for every variant
+//       small: {test/f1/mean: 0.640}    # a variant label: its own figures, over the ones above
+//
+// `reference:` may also sit in the base experiment config (training ignores it); the sweep file's,
+// when present, replaces it. Figures are in the metric's own units (an F1 of 65.2 % is 0.652);
+// per-variant figures belong in the sweep file, whose keys may contain dots. A metric that is not in
+// `metrics`, a variant label that no run has, or a figure that is not a finite number is an error.
 #pragma once
 
 #include "core/config.h"
 
 #include <filesystem>
 #include <map>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -30,6 +41,18 @@ struct SweepRun {
   std::filesystem::path run_dir;
 };
 
+// The paper's reported figures (see the header).
+struct SweepReference {
+  std::string source;                                                // "" when the sweep states none
+  std::string origin;                                                // "file:line" of `reference`
+  std::map<std::string, double> all;                                 // metric -> figure, every variant
+  std::map<std::string, std::map<std::string, double>> per_variant;  // variant -> metric -> figure
+
+  bool empty() const { return all.empty() && per_variant.empty(); }
+  // The figure for `metric` of `variant`, if the paper gives one.
+  std::optional<double> value(const std::string& variant, const std::string& metric) const;
+};
+
 struct SweepPlan {
   std::string name;
   std::filesystem::path base_config;
@@ -39,6 +62,7 @@ struct SweepPlan {
   int nproc_per_node = 1;
   int master_port = 0;  // 0: each launcher picks a free port; else concurrent runs use master_port + slot
   std::vector<SweepRun> runs;
+  SweepReference reference;
 };
 
 // Expands the sweep file; `out_dir` defaults to runs/sweeps/<name>.
@@ -57,7 +81,9 @@ std::vector<std::string> sweep_command(const SweepPlan& plan, const SweepRun& ru
 int run_sweep(const SweepPlan& plan, const std::string& facet_binary);
 
 // results.md and results.csv in plan.out_dir: one row per variant, mean ± std (sample std over
-// replicates) of each metric, the replicate count, and the run directories.
-void write_sweep_report(const SweepPlan& plan);
+// replicates) of each metric, the replicate count, and the run directories; for the metrics the
+// reference gives, the paper's figure and the difference (measured mean - paper) beside them
+// (CSV columns <metric>_reference and <metric>_diff). Returns the Markdown, for the terminal.
+std::string write_sweep_report(const SweepPlan& plan);
 
 }  // namespace facet::train

@@ -131,8 +131,8 @@ class DeepLesion : public Dataset {
     }
     s.ragged["boxes"] = boxes;
     s.ragged["box_labels"] = torch::ones({n}, torch::kInt64);  // universal lesion detection: one class
-    s.ragged["lesion_types"] = types;
-    s.ragged["noisy"] = noisy;
+    s.ragged["box_types"] = types;  // Coarse_lesion_type, -1 untyped
+    s.ragged["box_noisy"] = noisy;  // Possibly_noisy
     s.fields["spacing"] = torch::tensor({k.spacing[0] / scale, k.spacing[1] / scale, k.spacing[2]}, torch::kFloat);
     return s;
   }

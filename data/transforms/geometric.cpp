@@ -108,6 +108,8 @@ class HorizontalFlip : public Transform {
     for (const auto* list : {&fields_.images, &fields_.masks})
       for (const auto& name : *list)
         if (s.fields.contains(name)) s.fields[name] = s.fields[name].flip({-1});
+    for (const auto& name : fields_.masks)
+      if (s.ragged.contains(name)) s.ragged[name] = s.ragged[name].flip({-1});
     if (s.fields.contains("landmarks")) {
       torch::Tensor& landmarks = s.fields["landmarks"];
       const int64_t k = landmarks.size(0);

@@ -19,8 +19,10 @@ template <class Fn>
 void for_each_field(Sample& s, const SpatialFields& fields, Fn&& fn) {
   for (const auto& name : fields.images)
     if (s.fields.contains(name)) fn(s.fields[name], false);
-  for (const auto& name : fields.masks)
+  for (const auto& name : fields.masks) {
     if (s.fields.contains(name)) fn(s.fields[name], true);
+    if (s.ragged.contains(name)) fn(s.ragged[name], true);  // per-box masks [N, H, W]
+  }
 }
 
 // Applies `op(src_plane, dst_plane)` to each [H, W] plane of a [C, H, W] (or [H, W]) tensor, as
@@ -59,8 +61,9 @@ cv::Size spatial_size(const Sample& s, const SpatialFields& fields, std::string_
   std::optional<cv::Size> size;
   std::string first;
   auto check = [&](const std::string& name) {
-    if (!s.fields.contains(name)) return;
-    const auto& t = s.fields.at(name);
+    const bool ragged = !s.fields.contains(name) && s.ragged.contains(name);
+    if (!s.fields.contains(name) && !ragged) return;
+    const auto& t = ragged ? s.ragged.at(name) : s.fields.at(name);
     if (t.dim() < 2) fail("{}: {}: field \"{}\" is not an image ([C, H, W])", s.id, transform, name);
     const cv::Size here(static_cast<int>(t.size(-1)), static_cast<int>(t.size(-2)));
     if (!size) {
@@ -84,6 +87,7 @@ void map_geometry(Sample& s, const cv::Matx23d& A, cv::Size out, double min_box_
     return torch::matmul(points.to(torch::kFloat), affine.t()) + shift;
   };
   if (s.fields.contains("landmarks")) s.fields["landmarks"] = map_points(s.fields["landmarks"]);
+  check_per_box_fields(s, "geometric transform");  // before rows are dropped by position
   if (!s.ragged.contains("boxes") || s.ragged.at("boxes").numel() == 0) return;
   const torch::Tensor b = s.ragged.at("boxes").to(torch::kFloat);
   // The four corners of each box, mapped; the new box is their bounding box.
@@ -101,7 +105,8 @@ void map_geometry(Sample& s, const cv::Matx23d& A, cv::Size out, double min_box_
   const auto keep = ((hi - lo) >= min_box_size).all(1);
   if (!keep.all().item<bool>()) {
     boxes = boxes.index({keep});
-    if (s.ragged.contains("box_labels")) s.ragged["box_labels"] = s.ragged["box_labels"].index({keep});
+    for (auto& [name, t] : s.ragged)
+      if (is_per_box(name)) t = t.index({keep});
   }
   s.ragged["boxes"] = boxes;
 }

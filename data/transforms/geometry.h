@@ -13,10 +13,11 @@
 
 namespace facet::data {
 
-// Which fields are images (bilinear / area resampling) and which are label maps (nearest).
+// Which fields are images (bilinear / area resampling) and which are label maps (nearest). A mask
+// name may also be a ragged per-box field ([N, H, W] instance masks), resampled plane by plane.
 struct SpatialFields {
   std::vector<std::string> images = {"image"};
-  std::vector<std::string> masks = {"mask"};
+  std::vector<std::string> masks = {"mask", "box_masks"};
 
   static SpatialFields from(const Config& transform);
 };
@@ -27,7 +28,8 @@ cv::Size spatial_size(const Sample& s, const SpatialFields& fields, std::string_
 
 // p' = A p for every landmark and box corner (A maps continuous input to output coordinates). Boxes
 // become the bounding box of their mapped corners, clipped to `out`; boxes narrower or lower than
-// `min_box_size` pixels afterwards are dropped with their box_labels.
+// `min_box_size` pixels afterwards are dropped with the same rows of every per-box field (box_*,
+// see data/dataset.h), which must have one row per box.
 void map_geometry(Sample& s, const cv::Matx23d& A, cv::Size out, double min_box_size = 1.0);
 
 // Resamples the spatial fields with the affine map A (input -> output, continuous coordinates) to

@@ -189,6 +189,47 @@ TEST(Config, TypedGetterErrorsNameFileLineKeyExpectedAndFound) {
       << "a present bad value is not replaced by the fallback";
 }
 
+// NaN and infinities where a finite number is required, and values outside a stated range, are
+// errors naming file:line, the key, the range and the value as written.
+TEST(Config, NumbersInRangeRefuseNanInfinityAndOutliers) {
+  const auto c = Config::parse(
+      "train:\n  lr: .nan\n  ema_decay: 1.0\n  dist_timeout_s: -.inf\n  log_every: 0\n  clip: .inf\n"
+      "  good: 0.999\n  steps: 10\n  hex: 0x10\n  name: fast\n",
+      "exp.yaml");
+  const Config t = c.at("train");
+  EXPECT_EQ(error_of([&] { t.get_finite<double>("lr"); }), "exp.yaml:2: train.lr: expected a finite number, got \".nan\"");
+  EXPECT_EQ(error_of([&] { t.get_finite<float>("clip", 1.0f); }),
+            "exp.yaml:6: train.clip: expected a finite number, got \".inf\"");
+  EXPECT_EQ(error_of([&] { t.get_in_range<double>("ema_decay", 0.0, Range::closed_open(0, 1)); }),
+            "exp.yaml:3: train.ema_decay: expected a finite number in [0, 1), got \"1.0\"");
+  EXPECT_EQ(error_of([&] { t.get_in_range<double>("dist_timeout_s", 300.0, Range::above(0)); }),
+            "exp.yaml:4: train.dist_timeout_s: expected a finite number > 0, got \"-.inf\"");
+  EXPECT_EQ(error_of([&] { t.get_in_range<int64_t>("log_every", 10, Range::at_least(1)); }),
+            "exp.yaml:5: train.log_every: expected an integer >= 1, got \"0\"");
+  EXPECT_EQ(error_of([&] { t.get_in_range<double>("good", Range::closed(0, 0.99)); }),
+            "exp.yaml:7: train.good: expected a finite number in [0, 0.99], got \"0.999\"");
+  EXPECT_EQ(error_of([&] { t.get_in_range<double>("missing", Range::finite()); }),
+            "exp.yaml: train.missing: required key is missing");
+  EXPECT_EQ(error_of([&] { t.get_finite<double>("name"); }), "exp.yaml:10: train.name: expected a number, got \"fast\"");
+  // Values inside, and fallbacks for absent keys (the caller's own, not checked).
+  EXPECT_DOUBLE_EQ(t.get_in_range<double>("good", Range::closed_open(0, 1)), 0.999);
+  EXPECT_EQ(t.get_in_range<int64_t>("steps", Range::at_least(1)), 10);
+  EXPECT_EQ(t.get_in_range<int>("hex", Range::closed(0, 16)), 16);
+  EXPECT_EQ(t.get_in_range<uint64_t>("steps", 3u, Range::above(0)), 10u);
+  EXPECT_EQ(t.get_in_range<int64_t>("absent", -5, Range::at_least(1)), -5);
+  EXPECT_DOUBLE_EQ(t.get_finite<double>("absent", 2.5), 2.5);
+  EXPECT_EQ(error_of([&] { t.get_in_range<int>("hex", Range::closed_open(0, 16)); }),
+            "exp.yaml:9: train.hex: expected an integer in [0, 16), got \"0x10\"");
+  // An override on the command line is named as such.
+  Config o = Config::parse("optim: {lr: 0.1}\n", "exp.yaml");
+  o.set("optim.lr", ".nan", "command line (optim.lr=.nan)");
+  EXPECT_EQ(error_of([&] { o.get_finite<double>("optim.lr"); }),
+            "command line (optim.lr=.nan): optim.lr: expected a finite number, got \".nan\"");
+  EXPECT_FALSE(Range::finite().contains(std::nan("")));
+  EXPECT_TRUE(Range::closed(0, 1).contains(1.0));
+  EXPECT_FALSE(Range::above(0).contains(0.0));
+}
+
 TEST(Config, ScalarsFollowTheYaml12CoreSchema) {
   const auto c = Config::parse(
       "t: true\nT: True\nf: FALSE\nyes_: yes\non: on\n"
@@ -346,6 +387,42 @@ TEST(Config, ATypoOverridingAnInheritedKeySuggestsIt) {
   c.get<double>("train.wd");
   EXPECT_EQ(error_of([&] { c.check_unused(); }),
             (dir / "exp.yaml").string() + ":3: train.lrr: unknown key (nothing reads it); did you mean train.lr?");
+  std::filesystem::remove_all(dir);
+}
+
+// A misspelt section gets the same suggestion a misspelt nested key does: once, for the section,
+// whether what belongs below it comes from a base, is required, or was never read.
+TEST(Config, AMisspeltSectionSuggestsTheSectionOnce) {
+  const auto dir = temp_dir("section");
+  write_file_atomic(dir / "base.yaml", "train:\n  log_every: 10\nmodel: {name: cnn}\n");
+  write_file_atomic(dir / "exp.yaml", "_base_: base.yaml\ntrian:\n  max_steps: 5\n  amp: bf16\nmetric:\n  - {name: f1}\n");
+  const auto c = Config::load(dir / "exp.yaml");
+  c.get<int>("train.log_every");
+  c.get<int>("train.max_steps", 0);
+  c.get<std::string>("model.name");
+  c.has("metrics");
+  const std::string exp = (dir / "exp.yaml").string();
+  EXPECT_EQ(error_of([&] { c.check_unused(); }),
+            exp + ":2: trian: unknown key (nothing reads it); did you mean train?\n" +
+            exp + ":5: metric: unknown key (nothing reads it); did you mean metrics?");
+  // The same lines are available before everything is read, for an error raised on the way.
+  EXPECT_EQ(c.likely_typos().size(), 2u);
+
+  // Without a base, reading the required section names the misspelt one beside it.
+  const auto d = Config::parse("model: {name: cnn}\ntrian:\n  max_steps: 5\n", "d.yaml");
+  EXPECT_EQ(error_of([&] { d.at("train"); }), "d.yaml: train: required key is missing; did you mean trian (d.yaml:2)?");
+  EXPECT_EQ(error_of([&] { d.get<std::string>("model.nmae"); }),
+            "d.yaml: model.nmae: required key is missing; did you mean name (d.yaml:1)?");
+  // A section written beside its near namesake in the same file is two keys, as for nested keys.
+  const auto e = Config::parse("train: {lr: 1}\ntrian: {lr: 2}\n", "e.yaml");
+  e.get<int>("train.lr");
+  EXPECT_EQ(error_of([&] { e.check_unused(); }), "e.yaml:2: trian.lr: unknown key (nothing reads it)");
+  // Nothing close: the keys below are listed as before, and likely_typos() has none of them.
+  const auto f = Config::parse("train: {lr: 1}\nzzz: {a: 1, b: 2}\n", "f.yaml");
+  f.get<int>("train.lr");
+  EXPECT_EQ(error_of([&] { f.check_unused(); }),
+            "f.yaml:2: zzz.a: unknown key (nothing reads it)\nf.yaml:2: zzz.b: unknown key (nothing reads it)");
+  EXPECT_TRUE(f.likely_typos().empty());
   std::filesystem::remove_all(dir);
 }
 

@@ -47,7 +47,7 @@ TEST(Pack, ReadsBackWhatTheReaderGivesAndRefusesOtherPreprocessing) {
     ASSERT_EQ(b.fields.at("image").sizes(), (std::vector<int64_t>{3, 32, 32}));
     EXPECT_TRUE(torch::equal(a.fields.at("image"), b.fields.at("image"))) << i;
     EXPECT_TRUE(torch::equal(a.ragged.at("boxes"), b.ragged.at("boxes"))) << i;
-    EXPECT_TRUE(torch::equal(a.ragged.at("noisy"), b.ragged.at("noisy"))) << i;
+    EXPECT_TRUE(torch::equal(a.ragged.at("box_noisy"), b.ragged.at("box_noisy"))) << i;
   }
   // Batching options do not matter; preprocessing does.
   std::string bigger_batches = node;

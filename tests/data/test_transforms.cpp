@@ -77,6 +77,37 @@ TEST(Transforms, CropsMoveAndClipBoxesAndDropThoseOutside) {
               HasSubstr("case.png: center_crop: the crop 6x6 is larger than the image 4x8"));
 }
 
+// Every per-box field (box_*) loses the rows of the boxes a transform drops, whatever its name,
+// and per-box masks are cropped with the image.
+TEST(Transforms, DroppedBoxesTakeTheirRowsOfEveryPerBoxField) {
+  Sample s = make_sample(4, 8);
+  s.ragged["boxes"] = torch::tensor({{6.0f, 0.0f, 8.0f, 1.0f}, {2.0f, 1.0f, 4.0f, 3.0f}, {0.0f, 3.0f, 1.0f, 4.0f}});
+  s.ragged["box_labels"] = torch::tensor({7, 9, 11}, torch::kInt64);
+  s.ragged["box_types"] = torch::tensor({-1, 3, 5}, torch::kInt64);
+  s.ragged["box_noisy"] = torch::tensor({true, false, true});
+  s.ragged["box_masks"] = torch::zeros({3, 4, 8});
+  s.ragged["box_masks"][1].slice(0, 1, 3).slice(1, 2, 4).fill_(1);  // box 1's own pixels
+  run("{name: center_crop, size: [2, 4]}", s);  // window x 2..6, y 1..3: boxes 0 and 2 fall outside
+  EXPECT_TRUE(torch::allclose(s.ragged.at("boxes"), torch::tensor({{0.0f, 0.0f, 2.0f, 2.0f}})));
+  EXPECT_TRUE(torch::equal(s.ragged.at("box_labels"), torch::tensor({9}, torch::kInt64)));
+  EXPECT_TRUE(torch::equal(s.ragged.at("box_types"), torch::tensor({3}, torch::kInt64)));
+  EXPECT_TRUE(torch::equal(s.ragged.at("box_noisy"), torch::tensor({false})));
+  EXPECT_TRUE(torch::equal(s.ragged.at("box_masks"), torch::tensor({{{1.f, 1.f, 0.f, 0.f}, {1.f, 1.f, 0.f, 0.f}}})));
+
+  // An affine map that moves every box out of the image leaves every per-box field empty.
+  Sample gone = make_sample(4, 8);
+  gone.ragged["box_types"] = torch::tensor({1, 2}, torch::kInt64);
+  gone.ragged["box_noisy"] = torch::tensor({false, true});
+  map_geometry(gone, cv::Matx23d(1, 0, 100, 0, 1, 0), cv::Size(8, 4));
+  for (const auto* key : {"boxes", "box_labels", "box_types", "box_noisy"}) EXPECT_EQ(gone.ragged.at(key).size(0), 0) << key;
+
+  // A per-box field that does not have one row per box is an error naming the sample and the key.
+  Sample bad = make_sample(4, 8);
+  bad.ragged["box_types"] = torch::tensor({1, 2, 3}, torch::kInt64);
+  EXPECT_THAT(message_of([&] { run("{name: random_hflip, p: 1.0, landmark_mirror: [0]}", bad); }),
+              HasSubstr("case.png: geometric transform: per-box field \"box_types\" has shape [3] for 2 boxes"));
+}
+
 TEST(Transforms, HorizontalFlipMirrorsBoxesAndSwapsFaceLandmarks) {
   Sample s = make_sample(4, 8);
   run("{name: random_hflip, p: 1.0, landmark_mirror: [0]}", s);

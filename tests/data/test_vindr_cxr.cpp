@@ -108,6 +108,8 @@ TEST(VinDrCxr, ReaderPoliciesVotesAndFusion) {
   EXPECT_EQ(e->get(0, 0).ragged["boxes"].size(0), 1);
   EXPECT_EQ(e->get(2, 0).ragged["boxes"].size(0), 3);
   EXPECT_EQ(e->get(2, 0).ragged["box_readers"][0].item<int64_t>(), 3);
+  EXPECT_EQ(e->get(2, 0).ragged.keys(), (std::vector<std::string>{"box_labels", "box_readers", "boxes"}));
+  EXPECT_NO_THROW(check_per_box_fields(e->get(2, 0), "test"));
   // fused: the three overlapping nodules become their mean; the far nodule and the heart stay.
   auto f = open(root, "train", "readers: fused");
   Sample fa = f->get(0, 0);

@@ -1,6 +1,7 @@
 // Metrics against hand-computed cases: per-AU F1 with unknown labels left out and its all-positive
 // baseline, accuracy and macro-F1 ignoring missing labels, CCC and MAE from summed moments, the
-// ABAW4 multi-task score, and merging states the way ranks do (sum, then load).
+// ABAW4 multi-task score, and merging states the way ranks do (sum, then load) on data split between
+// two metric objects.
 #include "core/config.h"
 #include "metrics/metric.h"
 
@@ -39,14 +40,6 @@ TEST(Metrics, MultilabelF1PerLabelWithUnknownsLeftOut) {
   // All positive: AU1 has 2 positives of 4 -> 2*2/(2*2+2) = 2/3; AU2 2 of 3 -> 4/5.
   EXPECT_NEAR(r.at("f1_all_positive/AU1"), 2.0 / 3, 1e-12);
   EXPECT_NEAR(r.at("f1_all_positive/AU2"), 0.8, 1e-12);
-  // Merging as ranks do: the sum of two halves' states equals one pass over everything.
-  auto a = make("{name: multilabel_f1, names: [AU1, AU2]}"), c = make("{name: multilabel_f1, names: [AU1, AU2]}");
-  a->update({{"logits", logits}}, b);
-  c->update({{"logits", logits}}, b);
-  auto merged = make("{name: multilabel_f1, names: [AU1, AU2]}");
-  merged->update({{"logits", logits}}, b);
-  merged->load_state(a->state() + c->state());
-  EXPECT_NEAR(merged->compute().at("f1/AU2"), 2.0 / 3, 1e-12);  // F1 is invariant to doubling every count
   // EMMA's per-AU thresholds on raw logits.
   auto t = make("{name: multilabel_f1, names: [AU1, AU2], logit_thresholds: [2.5, 0.0]}");
   t->update({{"logits", logits}}, b);
@@ -101,11 +94,103 @@ TEST(Metrics, AbawMtlIsMeanCccPlusExpressionMacroF1PlusAuMeanF1) {
   EXPECT_NEAR(r.at("mtl_score"), r.at("va/ccc/mean") + r.at("expression/macro_f1") + r.at("au/f1/mean"), 1e-12);
   EXPECT_NEAR(r.at("au/f1/AU1"), 1.0, 1e-12);
   EXPECT_NEAR(r.at("au/f1/AU2"), 2.0 / 3, 1e-12);
-  // The summed state splits back into its parts.
-  auto merged = make("{name: abaw_mtl, au: {names: [AU1, AU2]}, expression: {num_classes: 3}}");
-  merged->update(out, b);
-  merged->load_state(m->state() * 2);
-  EXPECT_NEAR(merged->compute().at("mtl_score"), r.at("mtl_score"), 1e-9);
+}
+
+// --- merging as ranks do ---------------------------------------------------------------------
+// Data split unevenly between two metric objects whose halves differ (other label rates, other
+// errors), their states summed and loaded into a third, fresh object and into one of the two (as a
+// rank does), must compute what one object fed everything computes. A merge that drops, reorders
+// or mis-slices a state changes the result, since neither half alone gives the whole's figures.
+
+data::Batch slice(const data::Batch& b, int64_t lo, int64_t hi) {
+  data::Batch out;
+  for (const auto& [k, v] : b.fields) out.fields[k] = v.slice(0, lo, hi);
+  out.indices = b.indices.slice(0, lo, hi);
+  return out;
+}
+
+TensorDict slice(const TensorDict& d, int64_t lo, int64_t hi) {
+  TensorDict out;
+  for (const auto& [k, v] : d) out[k] = v.slice(0, lo, hi);
+  return out;
+}
+
+// `headline`: a value that must differ between the first half alone and the whole.
+void expect_merge_equals_one_pass(const std::string& yaml, const TensorDict& outputs, const data::Batch& all,
+                                  int64_t cut, const std::string& headline) {
+  const int64_t n = all.size();
+  auto whole = make(yaml), first = make(yaml), second = make(yaml), fresh = make(yaml);
+  whole->update(outputs, all);
+  first->update(slice(outputs, 0, cut), slice(all, 0, cut));
+  second->update(slice(outputs, cut, n), slice(all, cut, n));
+  const auto expected = whole->compute();
+  ASSERT_TRUE(expected.count(headline)) << yaml;
+  ASSERT_GT(std::abs(first->compute().at(headline) - expected.at(headline)), 1e-3) << yaml << ": the halves must differ";
+  ASSERT_GT(std::abs(second->compute().at(headline) - expected.at(headline)), 1e-3) << yaml << ": the halves must differ";
+  const torch::Tensor summed = first->state() + second->state();
+  fresh->load_state(summed);
+  first->load_state(summed);
+  for (const auto* merged : {fresh.get(), first.get()}) {
+    const auto got = merged->compute();
+    EXPECT_EQ(got.size(), expected.size()) << yaml;
+    for (const auto& [key, value] : expected) {
+      ASSERT_TRUE(got.count(key)) << yaml << ": " << key;
+      EXPECT_NEAR(got.at(key), value, 1e-9) << yaml << ": " << key;
+    }
+  }
+}
+
+TEST(MetricMerge, ClassificationSumsConfusionMatrices) {
+  torch::manual_seed(1);
+  const int64_t n = 60, cut = 36;
+  // First part: classes 0 and 1, well separated; second: classes 2 and 3, noisy, some unknown (-1).
+  torch::Tensor label = torch::cat({torch::randint(0, 2, {cut}), torch::randint(2, 4, {n - cut})}).to(torch::kInt64);
+  const torch::Tensor noise = torch::cat({torch::randn({cut, 4}) * 0.5, torch::randn({n - cut, 4}) * 3.0});
+  const torch::Tensor logits = torch::one_hot(label, 4).to(torch::kFloat) * 2 + noise;
+  label.slice(0, cut, n).index_put_({torch::randint(0, 2, {n - cut}).to(torch::kBool)}, -1);
+  expect_merge_equals_one_pass("{name: classification, num_classes: 4}", {{"logits", logits}},
+                               batch({{"label", label}}), cut, "accuracy");
+}
+
+TEST(MetricMerge, MultilabelF1SumsCountsPerLabel) {
+  torch::manual_seed(2);
+  const int64_t n = 50, cut = 20;
+  // First part: rare AUs, confident logits; second: frequent AUs, weak logits, a third unknown.
+  const torch::Tensor labels =
+      torch::cat({(torch::rand({cut, 3}) < 0.2), (torch::rand({n - cut, 3}) < 0.7)}).to(torch::kFloat);
+  const torch::Tensor logits =
+      (labels * 2 - 1) * torch::cat({torch::full({cut, 1}, 3.0), torch::full({n - cut, 1}, 0.3)}) + torch::randn({n, 3});
+  const torch::Tensor mask =
+      torch::cat({torch::ones({cut, 3}), (torch::rand({n - cut, 3}) > 0.33).to(torch::kFloat)});
+  expect_merge_equals_one_pass("{name: multilabel_f1, names: [AU1, AU2, AU4]}", {{"logits", logits}},
+                               batch({{"labels", labels}, {"label_mask", mask}}), cut, "f1/mean");
+}
+
+TEST(MetricMerge, CccAndMaeSumMoments) {
+  torch::manual_seed(3);
+  const int64_t n = 40, cut = 15;
+  // The halves have different means and spreads, so per-half moments do not describe the whole.
+  const torch::Tensor truth = torch::cat({torch::randn({cut, 2}) * 0.2 + 0.5, torch::randn({n - cut, 2}) * 0.4 - 0.3});
+  const torch::Tensor pred = truth * torch::cat({torch::full({cut, 1}, 0.9), torch::full({n - cut, 1}, 0.4)}) +
+                             torch::randn({n, 2}) * 0.2;
+  const torch::Tensor mask = (torch::rand({n, 2}) > 0.2).to(torch::kFloat);
+  expect_merge_equals_one_pass("{name: ccc, names: [valence, arousal]}", {{"va", pred}},
+                               batch({{"va", truth}, {"va_mask", mask}}), cut, "ccc/mean");
+  expect_merge_equals_one_pass("{name: mae, pred: pose, names: [yaw, pitch]}", {{"pose", pred * 30}},
+                               batch({{"pose", truth * 30}, {"pose_mask", mask}}), cut, "mae/mean");
+}
+
+TEST(MetricMerge, AbawMtlSplitsTheSummedStateIntoItsParts) {
+  torch::manual_seed(4);
+  const int64_t n = 48, cut = 30;
+  const torch::Tensor va = torch::cat({torch::rand({cut, 2}) * 0.5, torch::rand({n - cut, 2}) - 1});
+  const torch::Tensor expression = torch::cat({torch::randint(0, 2, {cut}), torch::randint(0, 3, {n - cut})}).to(torch::kInt64);
+  const torch::Tensor aus = torch::cat({(torch::rand({cut, 2}) < 0.3), (torch::rand({n - cut, 2}) < 0.8)}).to(torch::kFloat);
+  const TensorDict out = {{"va", va + torch::randn({n, 2}) * torch::cat({torch::full({cut, 1}, 0.1), torch::full({n - cut, 1}, 0.5)})},
+                          {"expression_logits", torch::one_hot(expression, 3).to(torch::kFloat) + torch::randn({n, 3})},
+                          {"au_logits", (aus * 2 - 1) + torch::randn({n, 2}) * 1.5}};
+  expect_merge_equals_one_pass("{name: abaw_mtl, au: {names: [AU1, AU2]}, expression: {num_classes: 3}}", out,
+                               batch({{"va", va}, {"expression", expression}, {"labels", aus}}), cut, "mtl_score");
 }
 
 }  // namespace

@@ -1,6 +1,7 @@
 #include "core/error.h"
 #include "core/file_io.h"
 #include "core/text.h"
+#include "tests/support/scratch.h"
 #include "train/sweep.h"
 
 #include <gmock/gmock.h>
@@ -14,6 +15,8 @@ namespace {
 
 namespace fs = std::filesystem;
 using ::testing::HasSubstr;
+using ::testing::Not;
+using test_support::message_of;
 
 fs::path temp(const std::string& name) {
   const fs::path p = fs::temp_directory_path() / ("facet_sweep_" + name + "_" + std::to_string(::getpid()));
@@ -61,6 +64,85 @@ TEST(Sweep, ReportIsMeanAndSampleStdOverReplicates) {
   EXPECT_THAT(read_file(dir / "out" / "results.csv"), HasSubstr("\"base\",3,0.700000,0.200000,0.250000,0.000000,"));
 }
 
+// The paper's figures beside the measured mean ± std: one figure for every variant, overridden per
+// variant, in the Markdown, the CSV and what `facet sweep` prints.
+TEST(Sweep, ReportShowsThePapersFiguresAndTheDifference) {
+  const fs::path dir = temp("reference");
+  const auto plan = plan_sweep(write_sweep(dir, R"(
+grid: {model.dropout: [0.0, 0.3], seed: [0, 1]}
+metrics: [val/accuracy, val/macro_f1]
+reference:
+  source: "Someone et al., Table 3"
+  values:
+    val/accuracy: 0.85
+    model.dropout=0.3: {val/accuracy: 0.65}
+)"),
+                               dir / "out");
+  EXPECT_EQ(plan.reference.source, "Someone et al., Table 3");
+  EXPECT_EQ(plan.reference.value("model.dropout=0.0", "val/accuracy").value_or(-1), 0.85);
+  EXPECT_EQ(plan.reference.value("model.dropout=0.3", "val/accuracy").value_or(-1), 0.65);
+  EXPECT_FALSE(plan.reference.value("model.dropout=0.3", "val/macro_f1").has_value());
+  const double acc[] = {0.7, 0.9, 0.6, 0.8};
+  for (size_t i = 0; i < 4; ++i)
+    write_final_metrics(plan.runs[i].run_dir, 10, {{"val/accuracy", acc[i]}, {"val/macro_f1", 0.5}});
+  const std::string printed = write_sweep_report(plan);
+  const std::string md = read_file(dir / "out" / "results.md");
+  EXPECT_EQ(printed, md);
+  EXPECT_THAT(md, HasSubstr("Paper: Someone et al., Table 3 (" + (dir / "sweep.yaml").string() + ":5); Δ = measured mean − paper."));
+  EXPECT_THAT(md, HasSubstr("| variant | n | val/accuracy | paper | Δ | val/macro_f1 | runs |\n|---|---|---|---|---|---|---|\n"));
+  EXPECT_THAT(md, HasSubstr("| model.dropout=0.0 | 2 | 0.8000 ± 0.1414 | 0.8500 | -0.0500 | 0.5000 ± 0.0000 |"));
+  EXPECT_THAT(md, HasSubstr("| model.dropout=0.3 | 2 | 0.7000 ± 0.1414 | 0.6500 | +0.0500 | 0.5000 ± 0.0000 |"));
+  const std::string csv = read_file(dir / "out" / "results.csv");
+  EXPECT_THAT(csv, HasSubstr("variant,n,val/accuracy_mean,val/accuracy_std,val/accuracy_reference,val/accuracy_diff,"
+                             "val/macro_f1_mean,val/macro_f1_std,runs\n"));
+  EXPECT_THAT(csv, HasSubstr("\"model.dropout=0.3\",2,0.700000,0.141421,0.650000,0.050000,0.500000,0.000000,"));
+
+  // A variant without finished runs still shows the paper's figure, without a difference.
+  fs::remove(plan.runs[0].run_dir / "final_metrics.json");
+  fs::remove(plan.runs[1].run_dir / "final_metrics.json");
+  EXPECT_THAT(write_sweep_report(plan), HasSubstr("| model.dropout=0.0 | 0 | – | 0.8500 | – | – |"));
+}
+
+// The base experiment may state the figures (training ignores the key); the sweep file's replace them.
+TEST(Sweep, ReferenceFromTheBaseConfigAndItsErrors) {
+  const fs::path dir = temp("reference_base");
+  write_file_atomic(dir / "base.yaml", "_base_: " FACET_SOURCE_DIR "/experiments/demo/shapes.yaml\n"
+                                       "reference: {source: base paper, values: {val/accuracy: 0.9}}\n");
+  auto plan_with = [&](const std::string& body) {
+    write_file_atomic(dir / "sweep.yaml", "base: base.yaml\ngrid: {seed: [0, 1]}\nmetrics: [val/accuracy]\n" + body);
+    return plan_sweep(dir / "sweep.yaml", dir / "out");
+  };
+  auto plan = plan_with("");
+  EXPECT_EQ(plan.reference.source, "base paper");
+  EXPECT_EQ(plan.reference.value("base", "val/accuracy").value_or(-1), 0.9);
+  plan = plan_with("reference: {source: sweep paper, values: {base: {val/accuracy: 0.7}}}\n");
+  EXPECT_EQ(plan.reference.source, "sweep paper");
+  EXPECT_EQ(plan.reference.value("base", "val/accuracy").value_or(-1), 0.7);
+
+  const std::string sweep = (dir / "sweep.yaml").string();
+  EXPECT_THAT(message_of([&] { plan_with("reference: {source: p, values: {val/acuracy: 0.7}}\n"); }),
+              HasSubstr(sweep + ":4: reference.values.val/acuracy: not one of the sweep's metrics (val/accuracy); "
+                                "did you mean val/accuracy?"));
+  EXPECT_THAT(message_of([&] { plan_with("reference: {source: p, values: {bsae: {val/accuracy: 0.7}}}\n"); }),
+              HasSubstr(sweep + ":4: reference.values.bsae: no variant of the sweep has this label (variants: base); "
+                                "did you mean base?"));
+  EXPECT_THAT(message_of([&] { plan_with("reference: {source: p, values: {val/accuracy: .nan}}\n"); }),
+              HasSubstr(sweep + ":4: reference.values.val/accuracy: expected a finite number, got \".nan\""));
+  EXPECT_THAT(message_of([&] { plan_with("reference: {values: {val/accuracy: 0.5}}\n"); }),
+              HasSubstr("reference.source: required key is missing"));
+  EXPECT_THAT(message_of([&] { plan_with("reference: {source: p, values: {}}\n"); }),
+              HasSubstr(sweep + ":4: reference.values: expected a map of metric: figure"));
+  EXPECT_THAT(message_of([&] { plan_with("reference: {source: p, values: {val/accuracy: 0.5}, extra: 1}\n"); }),
+              HasSubstr("reference.extra: unknown key"));
+}
+
+// The repository's sweeps with a paper figure plan, and their figures are metrics they report.
+TEST(Sweep, RepositorySweepsStateTheirReferences) {
+  const auto plan = plan_sweep(FACET_SOURCE_DIR "/experiments/mgrr_net/disfa_3fold.yaml", temp("repo") / "out");
+  EXPECT_THAT(plan.reference.source, HasSubstr("TIST 2024"));
+  EXPECT_EQ(plan.reference.value("base", "test/f1/mean").value_or(-1), 0.682);
+}
+
 TEST(Sweep, ErrorsNameTheSweepFile) {
   const fs::path dir = temp("errors");
   write_file_atomic(dir / "bad.yaml", "base: missing.yaml\nmetrics: [a]\n");
@@ -102,20 +184,23 @@ nproc_per_node: 2
 // The whole launcher: runs, tabulates, and skips finished runs when started again.
 TEST(Sweep, RunsSkipsFinishedAndTabulates) {
   const fs::path dir = temp("run");
-  const fs::path file = write_sweep(dir, R"(
+  write_file_atomic(dir / "base.yaml", "_base_: " FACET_SOURCE_DIR "/experiments/demo/shapes.yaml\n"
+                                       "reference:\n  source: \"a paper, Table 1\"\n  values: {val/accuracy: 0.5}\n");
+  write_file_atomic(dir / "sweep.yaml", "base: base.yaml\n" R"(
 name: tiny
 grid: {model.dropout: [0.0, 0.5], seed: [0, 1]}
 metrics: [val/accuracy]
 overrides: [train.max_steps=4, train.eval_every=4, data.train_size=64, data.eval_size=32, train.threads=1]
 parallel: 2
 )");
-  auto run = [&](const std::string& log) {
+  const fs::path file = dir / "sweep.yaml";
+  auto run = [&](const std::string& log, const char* flag = nullptr) {
     const pid_t pid = ::fork();
     if (pid == 0) {
-      if (!std::freopen(log.c_str(), "w", stderr)) ::_exit(126);
+      if (!std::freopen(log.c_str(), "w", stderr) || ::dup2(::fileno(stderr), ::fileno(stdout)) < 0) ::_exit(126);
       const std::string facet = FACET_BINARY_DIR "/tools/cli/facet";
       const std::string out = (dir / "out").string();
-      ::execl(facet.c_str(), facet.c_str(), "sweep", file.c_str(), "--out", out.c_str(), nullptr);
+      ::execl(facet.c_str(), facet.c_str(), "sweep", file.c_str(), "--out", out.c_str(), flag, nullptr);
       ::_exit(127);
     }
     int status = 0;
@@ -128,6 +213,13 @@ parallel: 2
   EXPECT_THAT(md, HasSubstr("| model.dropout=0.5 | 2 |"));
   ASSERT_EQ(run((dir / "second.log").string()), 0);
   EXPECT_THAT(read_file(dir / "second.log"), HasSubstr("4 runs, 4 already finished, 0 to run"));
+  // The base's `reference:` trained without an unused-key error, and the report prints it.
+  EXPECT_THAT(md, HasSubstr("| val/accuracy | paper | Δ | runs |"));
+  ASSERT_EQ(run((dir / "report.log").string(), "--report-only"), 0);
+  const std::string printed = read_file(dir / "report.log");
+  EXPECT_THAT(printed, HasSubstr("Paper: a paper, Table 1 ("));
+  EXPECT_THAT(printed, HasSubstr("| model.dropout=0.5 | 2 |"));
+  EXPECT_THAT(printed, Not(HasSubstr("already finished")));
 }
 
 }  // namespace

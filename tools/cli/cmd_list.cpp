@@ -1,5 +1,6 @@
 // `facet list [KIND]`: every registered component, by kind, with its one-line description.
 #include "core/registry.h"
+#include "core/text.h"
 #include "tools/cli/commands.h"
 
 #include <fmt/format.h>
@@ -16,8 +17,10 @@ void add_list_command(CLI::App& app) {
     const auto all = RegistryIndex::instance().all();
     std::vector<std::string> kinds;
     for (const auto& [name, components] : all) kinds.push_back(name);
-    if (!kind->empty() && std::find(kinds.begin(), kinds.end(), *kind) == kinds.end())
-      fail("unknown kind \"{}\"; kinds: {}", *kind, join(kinds));
+    if (!kind->empty() && std::find(kinds.begin(), kinds.end(), *kind) == kinds.end()) {
+      const auto near = closest_match(*kind, kinds);  // `list model` for `list models`
+      fail("unknown kind \"{}\"{} (kinds: {})", *kind, near ? fmt::format("; did you mean {}?", *near) : "", join(kinds));
+    }
     for (const auto& [name, components] : all) {
       if (!kind->empty() && name != *kind) continue;
       fmt::print("{} ({})\n", name, components.size());

@@ -108,7 +108,7 @@ void add_summary_command(CLI::App& app) {
       samples.push_back(dataset->get(i, 0));
       indices.push_back(i);
     }
-    auto batch = data::collate(std::move(samples), std::move(indices));
+    auto batch = data::collate(std::move(samples), std::move(indices), dataset->padding());
     const auto dtype = models::parse_dtype(args->dtype, "--dtype");
     for (auto& [name, t] : batch.fields)
       if (t.is_floating_point()) t = t.to(dtype);  // a model built in bf16 takes bf16 inputs

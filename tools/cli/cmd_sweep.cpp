@@ -32,7 +32,7 @@ void add_sweep_command(CLI::App& app) {
       if (n <= 0) fail("sweep: cannot find the facet executable (/proc/self/exe)");
       failures = train::run_sweep(plan, std::string(self, static_cast<size_t>(n)));
     }
-    train::write_sweep_report(plan);
+    fmt::print("{}", train::write_sweep_report(plan));  // the table, with the paper's figures if given
     log::info("results: {} and {}", (plan.out_dir / "results.md").string(), (plan.out_dir / "results.csv").string());
     if (failures) fail("{} of {} runs failed; rerun `facet sweep {}` to retry them (finished runs are skipped)",
                        failures, plan.runs.size(), args->file);

@@ -1,6 +1,7 @@
 // `facet train CONFIG [key=value ...]` and `facet train --resume RUN_DIR [key=value ...]`.
 #include "core/config.h"
 #include "core/log.h"
+#include "core/text.h"
 #include "tools/cli/commands.h"
 #include "train/metric_table.h"
 #include "train/sweep.h"
@@ -10,6 +11,7 @@
 
 #include <chrono>
 #include <cstdlib>
+#include <memory>
 
 namespace facet::cli {
 namespace fs = std::filesystem;
@@ -48,7 +50,22 @@ int run_train(const TrainArgs& args) {
     config = Config::load(args.config, args.overrides);
     run_dir = args.run_dir.empty() ? default_run_dir(config, args.config) : fs::path(args.run_dir);
   }
-  train::Trainer trainer(std::move(config), run_dir, resume ? train::Mode::resume : train::Mode::train);
+  // The paper's figures are for `facet sweep` reports (train/sweep.h); training does not read them.
+  config.consume("reference");
+  const Config read = config;  // a handle on the same record of read keys
+  std::unique_ptr<train::Trainer> built;
+  try {
+    built = std::make_unique<train::Trainer>(std::move(config), run_dir, resume ? train::Mode::resume : train::Mode::train);
+  } catch (const Error& e) {
+    // A check that stops the build before the unused-key check (`train: set max_steps` when the
+    // file says `trian:`) is more often than not caused by a misspelt key: name those too.
+    std::vector<std::string> typos;
+    for (auto& line : read.likely_typos())
+      if (std::string_view(e.what()).find(line) == std::string_view::npos) typos.push_back(std::move(line));
+    if (typos.empty()) throw;
+    fail("{}\n{}", e.what(), join(typos, "\n"));
+  }
+  train::Trainer& trainer = *built;
   const train::RunResult result = trainer.fit();
   if (result.interrupted) return 128 + train::stop_signal();
   if (!trainer.runtime().leader()) return 0;

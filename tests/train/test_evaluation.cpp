@@ -21,6 +21,9 @@
 #include <opencv2/imgcodecs.hpp>
 #include <opencv2/imgproc.hpp>
 
+#include <cmath>
+#include <sstream>
+
 namespace facet::train {
 namespace {
 
@@ -120,8 +123,15 @@ TEST(Evaluation, RecordMetricsAndPredictionsAreGatheredAcrossRanks) {
                       fmt::format("{:.9f} {}", out.metrics.at("val/record_mean"), out.metrics.at("val/records")));
   });
   ASSERT_EQ(codes, (std::vector<int>{0, 0})) << test_support::rank_errors(dir, 2);
-  EXPECT_EQ(read_file(dir / "rank0.txt"), fmt::format("{:.9f} 24", one));
-  EXPECT_EQ(read_file(dir / "rank1.txt"), fmt::format("{:.9f} 24", one));
+  // Each rank runs the model on other batches than one rank does, and a float32 convolution's
+  // rounding depends on the batch (oneDNN's blocking, thread count): equal to float precision.
+  for (int rank = 0; rank < 2; ++rank) {
+    double mean = 0;
+    int records = 0;
+    std::istringstream(read_file(dir / fmt::format("rank{}.txt", rank))) >> mean >> records;
+    EXPECT_NEAR(mean, one, 1e-6 * std::abs(one)) << "rank " << rank;
+    EXPECT_EQ(records, 24) << "rank " << rank;
+  }
   const std::string jsonl = read_file(dir / "predictions.jsonl");
   EXPECT_EQ(std::count(jsonl.begin(), jsonl.end(), '\n'), 24);
   EXPECT_LT(jsonl.find("\"index\": 7,"), jsonl.find("\"index\": 8,"));

@@ -34,8 +34,9 @@ bool glob_match(std::string_view pattern, std::string_view name) {
 }
 
 std::vector<GroupSpec> make_param_groups(const Config& optim, torch::nn::Module& model) {
-  const double lr = optim.get<double>("lr");
-  const double weight_decay = optim.get<double>("weight_decay", 0.0);
+  // A NaN or negative rate would reach LibTorch and surface as an internal error mid-run.
+  const double lr = optim.get_in_range<double>("lr", Range::at_least(0));
+  const double weight_decay = optim.get_in_range<double>("weight_decay", 0.0, Range::at_least(0));
   const auto freeze = optim.get<std::vector<std::string>>("freeze", {});
   // With several optimisers (optimizers.<name>.params), each takes the parameters its patterns match.
   const auto only = optim.get<std::vector<std::string>>("params", {});
@@ -173,30 +174,33 @@ std::unique_ptr<torch::optim::Optimizer> make(const std::vector<GroupSpec>& spec
 std::tuple<double, double> betas(const Config& c) {
   const auto b = c.get<std::vector<double>>("betas", {0.9, 0.999});
   if (b.size() != 2) fail("{}: {}: expected two numbers, got {}", c.where("betas"), c.full_key("betas"), b.size());
+  for (const double beta : b)
+    if (!Range::closed_open(0, 1).contains(beta))
+      fail("{}: {}: expected two numbers in [0, 1), got {}", c.where("betas"), c.full_key("betas"), beta);
   return {b[0], b[1]};
 }
 
 FACET_REGISTER(optimizer_registry(), "sgd", "SGD with momentum and optional Nesterov (momentum, nesterov, dampening)",
                [](const Config& c, const std::vector<GroupSpec>& groups) {
-                 auto o = torch::optim::SGDOptions(c.get<double>("lr"))
-                              .momentum(c.get<double>("momentum", 0.0))
+                 auto o = torch::optim::SGDOptions(c.get_in_range<double>("lr", Range::at_least(0)))
+                              .momentum(c.get_in_range<double>("momentum", 0.0, Range::closed_open(0, 1)))
                               .nesterov(c.get<bool>("nesterov", false))
-                              .dampening(c.get<double>("dampening", 0.0));
+                              .dampening(c.get_in_range<double>("dampening", 0.0, Range::closed(0, 1)));
                  return make<torch::optim::SGDOptions, torch::optim::SGD>(groups, o);
                });
 FACET_REGISTER(optimizer_registry(), "adam", "Adam with L2 weight decay (betas, eps, amsgrad)",
                [](const Config& c, const std::vector<GroupSpec>& groups) {
-                 auto o = torch::optim::AdamOptions(c.get<double>("lr"))
+                 auto o = torch::optim::AdamOptions(c.get_in_range<double>("lr", Range::at_least(0)))
                               .betas(betas(c))
-                              .eps(c.get<double>("eps", 1e-8))
+                              .eps(c.get_in_range<double>("eps", 1e-8, Range::above(0)))
                               .amsgrad(c.get<bool>("amsgrad", false));
                  return make<torch::optim::AdamOptions, torch::optim::Adam>(groups, o);
                });
 FACET_REGISTER(optimizer_registry(), "adamw", "AdamW, decoupled weight decay (betas, eps, amsgrad)",
                [](const Config& c, const std::vector<GroupSpec>& groups) {
-                 auto o = torch::optim::AdamWOptions(c.get<double>("lr"))
+                 auto o = torch::optim::AdamWOptions(c.get_in_range<double>("lr", Range::at_least(0)))
                               .betas(betas(c))
-                              .eps(c.get<double>("eps", 1e-8))
+                              .eps(c.get_in_range<double>("eps", 1e-8, Range::above(0)))
                               .amsgrad(c.get<bool>("amsgrad", false));
                  return make<torch::optim::AdamWOptions, torch::optim::AdamW>(groups, o);
                });

@@ -221,6 +221,9 @@ TEST(Resume, OptionsOutOfRangeAreErrorsNamingTheKey) {
   EXPECT_THAT(message("train.dist_timeout_s=.nan"), HasSubstr("train.dist_timeout_s: expected a timeout in seconds > 0"));
   EXPECT_THAT(message("train.clip_norm=-1"), HasSubstr("train.clip_norm: expected a finite norm >= 0"));
   EXPECT_THAT(message("train.amp=fp8"), HasSubstr("train.amp: expected none, bf16 or fp16, got \"fp8\""));
+  // Optimiser numbers too: a NaN learning rate is named, never handed to LibTorch.
+  EXPECT_THAT(message("optim.lr=.nan"), HasSubstr("optim.lr: expected a finite number >= 0"));
+  EXPECT_THAT(message("optim.weight_decay=-0.1"), HasSubstr("optim.weight_decay: expected a finite number >= 0"));
 }
 
 TEST(Resume, AFailingConfigLeavesNoRunDirectory) {

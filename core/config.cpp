@@ -155,9 +155,34 @@ std::shared_ptr<Node> deepest(std::shared_ptr<Node> n, std::string_view key) {
 }
 
 // --- reading YAML --------------------------------------------------------------------------------
-std::shared_ptr<Node> from_yaml(const YAML::Node& y, const std::string& source, bool dotted_keys) {
+
+// Facet's tree copies what a YAML alias shares, so nine aliases of nine aliases (a "billion laughs"
+// file) would expand to 10^9 values: the copy has a budget of values and of nesting depth, far
+// above any config, and a file past it is an error rather than an out-of-memory.
+struct YamlBudget {
+  static constexpr size_t kMaxValues = 1'000'000;
+  static constexpr int kMaxDepth = 128;
+  std::string source;
+  bool dotted_keys = false;
+  size_t values = 0;
+  int depth = 0;
+};
+
+std::shared_ptr<Node> from_yaml(const YAML::Node& y, YamlBudget& budget) {
+  const std::string& source = budget.source;
+  const bool dotted_keys = budget.dotted_keys;
   auto n = std::make_shared<Node>();
   n->origin = origin_of(y.Mark(), source);
+  if (++budget.values > YamlBudget::kMaxValues)
+    fail("{}: the YAML expands to more than {} values (aliases of aliases?); a config is far smaller", n->origin.str(),
+         YamlBudget::kMaxValues);
+  if (budget.depth >= YamlBudget::kMaxDepth)
+    fail("{}: the YAML nests deeper than {} levels", n->origin.str(), YamlBudget::kMaxDepth);
+  struct Deeper {
+    int& depth;
+    explicit Deeper(int& d) : depth(++d) {}
+    ~Deeper() { --depth; }
+  } deeper(budget.depth);
   const std::string& tag = y.Tag();
   if (!tag.empty() && tag != "?" && tag != "!" && !tag.starts_with("tag:yaml.org,2002:"))
     fail("{}: YAML tag {} is not supported", n->origin.str(), tag);
@@ -172,7 +197,7 @@ std::shared_ptr<Node> from_yaml(const YAML::Node& y, const std::string& source, 
       break;
     case YAML::NodeType::Sequence:
       n->kind = Kind::list;
-      for (const auto& item : y) n->items.push_back(from_yaml(item, source, dotted_keys));
+      for (const auto& item : y) n->items.push_back(from_yaml(item, budget));
       break;
     case YAML::NodeType::Map: {
       n->kind = Kind::map;
@@ -182,7 +207,7 @@ std::shared_ptr<Node> from_yaml(const YAML::Node& y, const std::string& source, 
         if (!kv.first.IsScalar()) fail("{}:{}: a key must be a plain string", source, line);
         const std::string key = kv.first.Scalar();
         if (key == "<<" && kv.first.Tag() == "?") {
-          auto value = from_yaml(kv.second, source, dotted_keys);
+          auto value = from_yaml(kv.second, budget);
           if (value->kind == Kind::map) merged.push_back(value);
           for (const auto& item : value->items) merged.push_back(item);
           if (value->kind != Kind::map &&
@@ -195,7 +220,7 @@ std::shared_ptr<Node> from_yaml(const YAML::Node& y, const std::string& source, 
         if (!dotted_keys && key.find_first_of(".[]") != std::string::npos)
           fail("{}:{}: key \"{}\" contains '.', '[' or ']', which dotted keys cannot reach; nest it instead", source,
                line, key);
-        auto child = from_yaml(kv.second, source, dotted_keys);
+        auto child = from_yaml(kv.second, budget);
         // A value's line is its key's line: a block map or list otherwise starts on the next line.
         child->origin.line = line;
         n->fields.emplace_back(key, std::move(child));
@@ -219,7 +244,8 @@ std::shared_ptr<Node> parse_yaml(std::string_view text, const std::string& sourc
     fail("{}:{}:{}: invalid YAML: {}", source, e.mark.line + 1, e.mark.column + 1, e.msg);
   }
   if (documents.size() > 1) fail("{}: {} YAML documents; a config is one document", source, documents.size());
-  auto n = from_yaml(documents.empty() ? YAML::Node() : documents[0], source, dotted_keys);
+  YamlBudget budget{.source = source, .dotted_keys = dotted_keys};
+  auto n = from_yaml(documents.empty() ? YAML::Node() : documents[0], budget);
   if (n->kind == Kind::null) n->kind = Kind::map;  // an empty document
   if (n->kind != Kind::map) fail("{}: a config must be a map of keys, got {}", source, n->kind == Kind::list ? "a list" : "a scalar");
   n->origin.line = 0;  // the document as a whole
@@ -735,7 +761,8 @@ void Config::set(std::string_view key, std::string_view yaml_value, std::string 
 
   std::shared_ptr<Node> value;
   try {
-    value = from_yaml(YAML::Load(std::string(yaml_value)), origin, false);
+    YamlBudget budget{.source = origin};
+    value = from_yaml(YAML::Load(std::string(yaml_value)), budget);
   } catch (const YAML::Exception& e) {
     fail("{}: value \"{}\" is not valid YAML: {}", origin, yaml_value, e.msg);
   }

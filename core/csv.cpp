@@ -38,13 +38,12 @@ CsvTable CsvTable::parse(std::string_view text, std::string origin) {
     field.clear();
     field_started = after_quote = false;
   };
+  std::vector<bool> blank;  // a line with nothing on it (not even "")
   auto end_record = [&] {
+    blank.push_back(record.empty() && !field_started);
     end_field();
-    // A blank line is no record (common at the end of files).
-    if (!(record.size() == 1 && record[0].empty())) {
-      records.push_back(std::move(record));
-      starts.push_back(record_line);
-    }
+    records.push_back(std::move(record));
+    starts.push_back(record_line);
     record.clear();
   };
   for (size_t i = 0; i < text.size(); ++i) {
@@ -84,7 +83,12 @@ CsvTable CsvTable::parse(std::string_view text, std::string origin) {
   if (records.empty()) fail("{}: empty CSV file (no header row)", t.origin_);
   t.header_ = std::move(records[0]);
   for (auto& h : t.header_) h = std::string(trim(h));
-  for (size_t r = 1; r < records.size(); ++r) {
+  // Blank lines are no records (common at the end of files), except inside a one-column table,
+  // where a blank line is a row whose only cell is empty.
+  size_t end = records.size();
+  while (end > 1 && blank[end - 1]) --end;
+  for (size_t r = 1; r < end; ++r) {
+    if (blank[r] && t.header_.size() > 1) continue;
     if (records[r].size() != t.header_.size())
       fail("{}:{}: {} fields, but the header has {} columns", t.origin_, starts[r], records[r].size(), t.header_.size());
     t.rows_.push_back(std::move(records[r]));

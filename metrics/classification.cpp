@@ -18,7 +18,11 @@ class Classification : public Metric {
     // Negative labels are unknown (ABAW's expression -1) and left out.
     const auto truth_all = batch.fields.at(target_).to(torch::kCPU);
     const auto known = truth_all >= 0;
-    const auto predicted = outputs.at(logits_).argmax(1).to(torch::kCPU).masked_select(known);
+    const auto& logits = outputs.at(logits_);
+    // argmax over a wider or narrower output would count nonsense silently.
+    if (logits.dim() != 2 || logits.size(1) != classes_)
+      fail("classification: outputs \"{}\" are {}, expected [batch, num_classes = {}]", logits_, logits.sizes(), classes_);
+    const auto predicted = logits.argmax(1).to(torch::kCPU).masked_select(known);
     const auto truth = truth_all.masked_select(known);
     if (truth.numel() && truth.max().item<int64_t>() >= classes_)
       fail("classification: label {} for {} classes", truth.max().item<int64_t>(), classes_);

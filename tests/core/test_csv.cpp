@@ -27,6 +27,19 @@ TEST(Csv, QuotedFieldsCrlfBomAndColumnsByName) {
   EXPECT_THAT(message_of([&] { t.column("Box"); }), HasSubstr("t.csv:1: no column \"Box\" (the header has: name, box, note)"));
 }
 
+// Blank lines are skipped, except in a one-column table where they are rows with an empty cell
+// ("" is such a row in any table); blank lines at the end are never rows.
+TEST(Csv, BlankLinesAreRowsOnlyInAOneColumnTable) {
+  const auto one = CsvTable::parse("name\nx\n\ny\n\"\"\n\n\n", "one.csv");
+  ASSERT_EQ(one.rows(), 4u);
+  EXPECT_EQ(one.cell(1, 0), "");
+  EXPECT_EQ(one.where(1), "one.csv:3");
+  EXPECT_EQ(one.cell(3, 0), "");
+  const auto two = CsvTable::parse("a,b\n1,2\n\n3,4\n\n", "two.csv");
+  ASSERT_EQ(two.rows(), 2u);
+  EXPECT_EQ(two.where(1), "two.csv:4");
+}
+
 TEST(Csv, ErrorsNameFileLineAndColumn) {
   EXPECT_THAT(message_of([] { CsvTable::parse("a,b\n1,2\n3\n", "x.csv"); }),
               HasSubstr("x.csv:3: 1 fields, but the header has 2 columns"));

@@ -57,6 +57,17 @@ TEST(Metrics, ClassificationIgnoresMissingLabels) {
   EXPECT_NEAR(r.at("macro_f1"), (1 + 2.0 / 3 + 2.0 / 3) / 3, 1e-12);
 }
 
+TEST(Metrics, ClassificationRefusesOutputsOfAnotherWidth) {
+  auto m = make("{name: classification, num_classes: 3}");
+  const auto b = batch({{"label", torch::tensor({0, 1}, torch::kInt64)}});
+  try {
+    m->update({{"logits", torch::zeros({2, 4})}}, b);
+    ADD_FAILURE() << "four logits for three classes were accepted";
+  } catch (const Error& e) {
+    EXPECT_THAT(e.what(), ::testing::HasSubstr("classification: outputs \"logits\" are [2, 4], expected [batch, num_classes = 3]"));
+  }
+}
+
 TEST(Metrics, CccAndMaeFromSummedMoments) {
   auto m = make("{name: ccc, names: [valence, arousal]}");
   const torch::Tensor pred = torch::tensor({{0.f, 0.4f}, {0.5f, -0.1f}, {-0.2f, 0.2f}, {0.7f, 3.f}});

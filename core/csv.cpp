@@ -149,6 +149,8 @@ std::vector<double> CsvTable::numbers(size_t row, size_t col, size_t expected) c
     const auto [end, ec] = std::from_chars(item.data(), item.data() + item.size(), value);
     if (item.empty() || ec != std::errc() || end != item.data() + item.size())
       fail("{}: column {}: expected comma-separated numbers, got \"{}\"", where(row), header_[col], cell(row, col));
+    if (!std::isfinite(value))  // from_chars reads "nan" and "inf" as numbers
+      fail("{}: column {}: expected finite numbers, got \"{}\"", where(row), header_[col], cell(row, col));
     out.push_back(value);
     if (comma == std::string_view::npos) break;
     rest.remove_prefix(comma + 1);

@@ -7,6 +7,7 @@
 #include <opencv2/imgproc.hpp>
 
 #include <cerrno>
+#include <cmath>
 #include <cstdlib>
 #include <fstream>
 #include <ostream>
@@ -59,7 +60,8 @@ bool parse_double(const std::string& token, double& out) {
   char* end = nullptr;
   errno = 0;
   out = std::strtod(token.c_str(), &end);
-  return errno == 0 && end == token.c_str() + token.size();
+  // strtod reads "nan" and "inf" too; no landmark is there.
+  return errno == 0 && end == token.c_str() + token.size() && std::isfinite(out);
 }
 
 bool parse_int(const std::string& token, int64_t& out) {
@@ -91,7 +93,7 @@ std::vector<LandmarkLine> read_landmark_lines(const fs::path& path, std::string_
     std::vector<float> xy(t.size() - 1);
     for (size_t i = 1; i < t.size(); ++i) {
       double v = 0;
-      if (!parse_double(t[i], v)) fail("{}:{}: field {}: expected a number, got \"{}\"", path.string(), number, i + 1, t[i]);
+      if (!parse_double(t[i], v)) fail("{}:{}: field {}: expected a finite number, got \"{}\"", path.string(), number, i + 1, t[i]);
       xy[i - 1] = static_cast<float>(v);
     }
     lines.push_back({std::move(t[0]), std::move(xy), number});

@@ -52,6 +52,14 @@ TEST(Csv, ErrorsNameFileLineAndColumn) {
   EXPECT_THAT(message_of([&] { t.numbers(0, 0, 4); }), HasSubstr("column n"));
 }
 
+TEST(Csv, NumberListsRefuseNanAndInfinity) {
+  const auto t = CsvTable::parse("Spacing_mm_px_\n\"0.7, nan, 5\"\n\"0.7, 0.7, inf\"\n0.7\n", "dl.csv");
+  EXPECT_THAT(message_of([&] { t.numbers(0, 0); }),
+              HasSubstr("dl.csv:2: column Spacing_mm_px_: expected finite numbers, got \"0.7, nan, 5\""));
+  EXPECT_THAT(message_of([&] { t.numbers(1, 0); }), HasSubstr("dl.csv:3: column Spacing_mm_px_: expected finite numbers"));
+  EXPECT_EQ(t.numbers(2, 0), std::vector<double>{0.7});
+}
+
 TEST(Csv, ReadsTheDeepLesionHeaderAndMissingValues) {
   const auto t = CsvTable::read(FACET_SOURCE_DIR "/tests/fixtures/csv/dl_info_sample.csv");
   ASSERT_EQ(t.rows(), 2u);

@@ -202,7 +202,11 @@ TEST(Palsy, LandmarkFilesAreCheckedAndAlignedFoldersRead) {
   {
     const fs::path r = hand_made("lm_nan", labels);
     write(r / "landmarks.txt", "a.png 1 2 x 4\n");
-    EXPECT_THAT(message_of([&] { open(r, "train"); }), HasSubstr("landmarks.txt:1: field 4: expected a number, got \"x\""));
+    EXPECT_THAT(message_of([&] { open(r, "train"); }), HasSubstr("landmarks.txt:1: field 4: expected a finite number, got \"x\""));
+    write(r / "landmarks.txt", "a.png 1 nan 3 4\n");
+    EXPECT_THAT(message_of([&] { open(r, "train"); }), HasSubstr("landmarks.txt:1: field 3: expected a finite number, got \"nan\""));
+    write(r / "landmarks.txt", "a.png 1 2 -inf 4\n");
+    EXPECT_THAT(message_of([&] { open(r, "train"); }), HasSubstr("landmarks.txt:1: field 4: expected a finite number, got \"-inf\""));
   }
   {
     const fs::path r = hand_made("lm_missing", labels);

@@ -71,6 +71,8 @@ FUZZ_SECONDS ?= 300
 fuzz: build
 	tests/fuzz/run_fuzzer.sh $(BUILD)/tests/fuzz/fuzz_safetensors_header tests/fixtures '*.safetensors' $(BUILD)/tests/fuzz/corpus_fuzz_safetensors_header $(FUZZ_SECONDS)
 	tests/fuzz/run_fuzzer.sh $(BUILD)/tests/fuzz/fuzz_csv tests/fixtures '*.csv' $(BUILD)/tests/fuzz/corpus_fuzz_csv $(FUZZ_SECONDS)
+	tests/fuzz/run_fuzzer.sh $(BUILD)/tests/fuzz/fuzz_safetensors_index tests/fixtures '*.index.json' $(BUILD)/tests/fuzz/corpus_fuzz_safetensors_index $(FUZZ_SECONDS)
+	tests/fuzz/run_fuzzer.sh $(BUILD)/tests/fuzz/fuzz_config tests/fixtures '*.yaml' $(BUILD)/tests/fuzz/corpus_fuzz_config $(FUZZ_SECONDS)
 
 goldens: deps
 	$(LOAD_ENV) && for script in tools/golden/*_golden.py; do "$$FACET_VENV/bin/python" "$$script" || exit 1; done

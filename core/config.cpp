@@ -3,6 +3,7 @@
 #include "core/file_io.h"
 #include "core/text.h"
 
+#include <yaml-cpp/eventhandler.h>
 #include <yaml-cpp/yaml.h>
 
 #include <algorithm>
@@ -12,6 +13,7 @@
 #include <mutex>
 #include <optional>
 #include <set>
+#include <sstream>
 
 namespace facet {
 namespace fs = std::filesystem;
@@ -216,6 +218,8 @@ std::shared_ptr<Node> from_yaml(const YAML::Node& y, YamlBudget& budget) {
             fail("{}:{}: a merge key (<<) takes a map or a list of maps", source, line);
           continue;
         }
+        // A tagged or quoted "<<" is not a merge key, but would be one once the config is saved.
+        if (key == "<<") fail("{}:{}: \"<<\" is a key only as a plain merge key", source, line);
         if (n->field(key)) fail("{}:{}: duplicate key \"{}\"", source, line, key);
         if (!dotted_keys && key.find_first_of(".[]") != std::string::npos)
           fail("{}:{}: key \"{}\" contains '.', '[' or ']', which dotted keys cannot reach; nest it instead", source,
@@ -235,17 +239,54 @@ std::shared_ptr<Node> from_yaml(const YAML::Node& y, YamlBudget& budget) {
   return n;
 }
 
+// Where each YAML document starts. Facet counts documents with this rather than YAML::LoadAll, which
+// in yaml-cpp 0.7 (Debian 12) loops forever, allocating, on a document that starts with a token no
+// value can start with (a leading ','; jbeder/yaml-cpp#1040, fixed upstream by #1319): such a
+// document does not move the parser on, so the next one starts where it did.
+class DocumentStarts : public YAML::EventHandler {
+ public:
+  std::vector<YAML::Mark> starts;
+  void OnDocumentStart(const YAML::Mark& mark) override { starts.push_back(mark); }
+  void OnDocumentEnd() override {}
+  void OnNull(const YAML::Mark&, YAML::anchor_t) override {}
+  void OnAlias(const YAML::Mark&, YAML::anchor_t) override {}
+  void OnScalar(const YAML::Mark&, const std::string&, YAML::anchor_t, const std::string&) override {}
+  void OnSequenceStart(const YAML::Mark&, const std::string&, YAML::anchor_t, YAML::EmitterStyle::value) override {}
+  void OnSequenceEnd() override {}
+  void OnMapStart(const YAML::Mark&, const std::string&, YAML::anchor_t, YAML::EmitterStyle::value) override {}
+  void OnMapEnd() override {}
+};
+
 std::shared_ptr<Node> parse_yaml(std::string_view text, const std::string& source, bool dotted_keys) {
-  std::vector<YAML::Node> documents;
+  // A config is UTF-8 (yaml-cpp would take stray 0xFE 0xFF bytes for a UTF-16 byte-order mark).
+  if (const auto bad = first_invalid_utf8(text)) {
+    const auto line = 1 + std::count(text.begin(), text.begin() + static_cast<std::ptrdiff_t>(*bad), '\n');
+    fail("{}:{}: not UTF-8 text (byte 0x{:02X} at offset {}); save the config as UTF-8", source, line,
+         static_cast<unsigned char>(text[*bad]), *bad);
+  }
+  if (const size_t nul = text.find('\0'); nul != std::string_view::npos)
+    fail("{}:{}: a NUL byte at offset {}; a config is text", source, 1 + std::count(text.begin(), text.begin() + static_cast<std::ptrdiff_t>(nul), '\n'), nul);
+  YAML::Node document;
   try {
-    documents = YAML::LoadAll(std::string(text));
+    std::istringstream in{std::string(text)};
+    YAML::Parser parser(in);
+    DocumentStarts documents;
+    while (documents.starts.size() < 3 && parser.HandleNextDocument(documents)) {
+    }
+    if (documents.starts.size() > 1) {
+      const YAML::Mark& second = documents.starts[1];
+      if (second.pos == documents.starts[0].pos)
+        fail("{}:{}:{}: invalid YAML: no value can start here", source, second.line + 1, second.column + 1);
+      fail("{}: {}{} YAML documents; a config is one document", source, documents.starts.size() > 2 ? "at least " : "",
+           documents.starts.size());
+    }
+    if (!documents.starts.empty()) document = YAML::Load(std::string(text));
   } catch (const YAML::Exception& e) {
     if (e.mark.is_null()) fail("{}: invalid YAML: {}", source, e.msg);
     fail("{}:{}:{}: invalid YAML: {}", source, e.mark.line + 1, e.mark.column + 1, e.msg);
   }
-  if (documents.size() > 1) fail("{}: {} YAML documents; a config is one document", source, documents.size());
   YamlBudget budget{.source = source, .dotted_keys = dotted_keys};
-  auto n = from_yaml(documents.empty() ? YAML::Node() : documents[0], budget);
+  auto n = from_yaml(document, budget);
   if (n->kind == Kind::null) n->kind = Kind::map;  // an empty document
   if (n->kind != Kind::map) fail("{}: a config must be a map of keys, got {}", source, n->kind == Kind::list ? "a list" : "a scalar");
   n->origin.line = 0;  // the document as a whole
@@ -470,13 +511,19 @@ struct Converter<std::vector<T>> {
 // --- emitting ------------------------------------------------------------------------------------
 // Plain scalars are written as they were read and quoted ones quoted, so every value reloads with
 // the same text and the same type: 1e-4 stays that number, "1e-4" and "true" stay strings.
+bool has_control_characters(const std::string& s) {
+  return std::any_of(s.begin(), s.end(), [](char c) { return static_cast<unsigned char>(c) < 0x20 || c == 0x7f; });
+}
+
 void emit(YAML::Emitter& out, const Node& n) {
   switch (n.kind) {
     case Kind::null:
       out << YAML::Null;
       break;
     case Kind::scalar:
-      if (n.quoted) out << YAML::DoubleQuoted << n.scalar;
+      // Control characters (a stray \r from a Windows file) do not survive a plain scalar's reload;
+      // such a scalar is never a number or a bool, so quoting it keeps its type too.
+      if (n.quoted || has_control_characters(n.scalar)) out << YAML::DoubleQuoted << n.scalar;
       else out << n.scalar;
       break;
     case Kind::list:
@@ -487,7 +534,9 @@ void emit(YAML::Emitter& out, const Node& n) {
     case Kind::map:
       out << YAML::BeginMap;
       for (const auto& [k, v] : n.fields) {
-        out << YAML::Key << k << YAML::Value;
+        out << YAML::Key;
+        if (has_control_characters(k)) out << YAML::DoubleQuoted;
+        out << k << YAML::Value;
         emit(out, *v);
       }
       out << YAML::EndMap;

@@ -119,24 +119,9 @@ fs::path resolve_target(const fs::path& path) {
 
 // Shard file → the tensor names the index assigns to it.
 std::map<fs::path, std::set<std::string>> read_index(const fs::path& index_path) {
-  json index;
-  try {
-    index = json::parse(read_file(index_path));
-  } catch (const json::exception& e) {
-    fail("{}: not a valid JSON index: {}", index_path.string(), e.what());
-  }
-  if (!index.is_object() || !index.contains("weight_map") || !index["weight_map"].is_object())
-    fail("{}: a sharded index needs a \"weight_map\" object", index_path.string());
   std::map<fs::path, std::set<std::string>> shards;
-  for (const auto& [tensor, shard] : index["weight_map"].items()) {
-    if (!shard.is_string())
-      fail("{}: weight_map.{}: expected a shard file name", index_path.string(), tensor);
-    const std::string file = shard.get<std::string>();
-    if (file.find('/') != std::string::npos || file == "..")
-      fail("{}: weight_map.{}: shard \"{}\" must be a file beside the index", index_path.string(), tensor,
-           file);
-    shards[index_path.parent_path() / file].insert(tensor);
-  }
+  for (auto& [file, names] : parse_index(read_file(index_path), index_path.string()))
+    shards[index_path.parent_path() / file] = std::move(names);
   return shards;
 }
 

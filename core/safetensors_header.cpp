@@ -210,4 +210,26 @@ std::string serialize_header(const std::vector<TensorEntry>& tensors,
   return out + body;
 }
 
+std::map<std::string, std::set<std::string>> parse_index(std::string_view json_text, std::string_view origin) {
+  json index;
+  try {
+    index = json::parse(json_text.begin(), json_text.end());
+  } catch (const json::exception& e) {
+    fail("{}: not a valid JSON index: {}", origin, e.what());
+  }
+  if (!index.is_object() || !index.contains("weight_map") || !index["weight_map"].is_object())
+    fail("{}: a sharded index needs a \"weight_map\" object", origin);
+  std::map<std::string, std::set<std::string>> shards;
+  for (const auto& [tensor, shard] : index["weight_map"].items()) {
+    if (!shard.is_string()) fail("{}: weight_map.{}: expected a shard file name", origin, tensor);
+    std::string file = shard.get<std::string>();
+    // A name from the internet must not reach outside the checkpoint's folder.
+    if (file.empty() || file.find('/') != std::string::npos || file.find('\\') != std::string::npos || file == "." ||
+        file == ".." || file.find('\0') != std::string::npos)
+      fail("{}: weight_map.{}: shard \"{}\" must be a file beside the index", origin, tensor, file);
+    shards[std::move(file)].insert(tensor);
+  }
+  return shards;
+}
+
 }  // namespace facet::safetensors

@@ -6,6 +6,7 @@
 
 #include <cstdint>
 #include <map>
+#include <set>
 #include <span>
 #include <string>
 #include <string_view>
@@ -44,5 +45,10 @@ Header parse_header(std::span<const uint8_t> file_bytes, std::string_view origin
 // must be valid UTF-8, else a facet::Error "<origin>: ...".
 std::string serialize_header(const std::vector<TensorEntry>& tensors,
                              const std::map<std::string, std::string>& metadata, std::string_view origin);
+
+// A sharded checkpoint's `*.safetensors.index.json` text: shard file name -> the tensor names its
+// weight_map assigns to it. A shard must be a plain file name beside the index (no '/', not "..");
+// every problem is a facet::Error "<origin>: ...".
+std::map<std::string, std::set<std::string>> parse_index(std::string_view json_text, std::string_view origin);
 
 }  // namespace facet::safetensors

@@ -288,6 +288,17 @@ TEST(Config, YamlErrorsNameFileLineAndColumn) {
   EXPECT_EQ(error_of([] { Config::parse("- 1\n- 2\n", "list.yaml"); }), "list.yaml: a config must be a map of keys, got a list");
   EXPECT_EQ(error_of([] { Config::parse("a: !weird 1\n", "tag.yaml"); }), "tag.yaml:1: YAML tag !weird is not supported");
   EXPECT_TRUE(Config::parse("", "empty.yaml").is_map());
+  EXPECT_EQ(error_of([] { Config::parse("a: 1\nb: caf\xE9\n", "latin1.yaml"); }),
+            "latin1.yaml:2: not UTF-8 text (byte 0xE9 at offset 11); save the config as UTF-8");
+  EXPECT_EQ(error_of([] { Config::parse(std::string("a: 1\nb\0: 2\n", 11), "nul.yaml"); }),
+            "nul.yaml:2: a NUL byte at offset 6; a config is text");
+  EXPECT_EQ(Config::parse("b: caf\xC3\xA9\n").get<std::string>("b"), "caf\xC3\xA9");
+  // yaml-cpp 0.7's LoadAll loops forever, allocating, on these (found by fuzz_config).
+  EXPECT_EQ(error_of([] { Config::parse(",", "comma.yaml"); }), "comma.yaml:1:1: invalid YAML: no value can start here");
+  EXPECT_EQ(error_of([] { Config::parse("# note\n ,a: 1\n", "comma2.yaml"); }),
+            "comma2.yaml:2:2: invalid YAML: no value can start here");
+  EXPECT_EQ(error_of([] { Config::parse("a: 1\n---\nb: 2\n---\nc: 3\n---\n", "four.yaml"); }),
+            "four.yaml: at least 3 YAML documents; a config is one document");
 }
 
 // A "billion laughs" file: nine aliases of nine aliases of ... expand to 9^9 values in a tree

@@ -5,7 +5,7 @@ Each model is saved with save_pretrained (config.json + safetensors, the GQA one
 index path is exercised) under tests/fixtures/llm/<name>/, with golden.safetensors beside it:
   input_ids [2, 12] int64, logits [2, 12, V] float32 (no mask, eager attention, fp32);
   padded_input_ids / padded_attention_mask [2, 12] (row 1 left-padded by 5), padded_logits;
-  greedy_0 / greedy_1: generate(max_new_tokens=10, do_sample=False) of each unpadded prompt alone,
+  greedy_0 / greedy_1: generate(max_new_tokens=10, do_sample=False, eos 2, pad 0) of each unpadded prompt alone,
     new tokens only; greedy_batch [2, 10]: the left-padded batch generated together.
 Weights: transformers' init replaced by a seeded one with unit-scale activations (std 1/sqrt(fan_in)
 for matrices, 1 +- 0.1 for norms, 1.0 for embeddings, 0.3 when tied to the head) so logits are not all near zero and greedy
@@ -69,7 +69,7 @@ def seeded_init(model, seed):
 
 def greedy(model, ids, mask=None, n=10):
     out = model.generate(input_ids=ids, attention_mask=mask if mask is not None else torch.ones_like(ids),
-                         max_new_tokens=n, min_new_tokens=n, do_sample=False, pad_token_id=0)
+                         max_new_tokens=n, do_sample=False, pad_token_id=0, eos_token_id=2)
     return out[:, ids.shape[1]:]
 
 

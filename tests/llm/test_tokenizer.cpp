@@ -109,7 +109,7 @@ TEST(ChatTemplate, MiniGptV2AndTruncation) {
   o.style = "minigpt_v2";
   o.image_token = "<ImageHere>";
   const auto turns = chat({"<Img><ImageHere></Img> [vqa] Is there an effusion?", "no finding"});
-  EXPECT_EQ(render(turns, o, true == false), "<s>[INST] <Img><ImageHere></Img> [vqa] Is there an effusion? [/INST] no finding\n");
+  EXPECT_EQ(render(turns, o, false), "<s>[INST] <Img><ImageHere></Img> [vqa] Is there an effusion? [/INST] no finding\n");
   const auto e = encode_conversation(tok, turns, o);
   EXPECT_EQ(std::count(e.input_ids.begin(), e.input_ids.end(), kImagePlaceholder), 1);
   EXPECT_EQ(answers(tok, e), "no finding\n");

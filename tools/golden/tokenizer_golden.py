@@ -121,5 +121,43 @@ def main():
     print(f"vocab {sp.get_piece_size()}, {len(cases)} cases, slow == bos + sp on {same}, fast == slow on {fast_same}")
 
 
+SEED = 1
+
+
+def tiny_chat():
+    """tests/fixtures/llm/tiny_chat: a checkpoint directory as users have them (config.json, weights,
+    tokenizer.model, tokenizer_config.json) with a 2-layer random Llama over the tiny vocabulary, for
+    `facet generate`; golden.json holds transformers' greedy answer to a prompt."""
+    import torch
+    from transformers import LlamaConfig, LlamaForCausalLM
+    out = os.path.join(OUT, "..", "tiny_chat")
+    shutil.rmtree(out, ignore_errors=True)
+    config = LlamaConfig(vocab_size=600, hidden_size=16, intermediate_size=32, num_hidden_layers=2, num_attention_heads=2,
+                         num_key_value_heads=1, max_position_embeddings=128, tie_word_embeddings=False, bos_token_id=1,
+                         eos_token_id=2, pad_token_id=None)
+    torch.manual_seed(0)
+    model = LlamaForCausalLM(config).eval()
+    g = torch.Generator().manual_seed(SEED)
+    with torch.no_grad():
+        for name, p in sorted(model.named_parameters()):
+            p.copy_(1 + 0.1 * torch.randn(p.shape, generator=g) if p.dim() == 1 else
+                    torch.randn(p.shape, generator=g) * (0.5 if "embed" in name else 1 / p.shape[1] ** 0.5))
+    model.save_pretrained(out)
+    for f in ("tokenizer.model", "tokenizer_config.json"):
+        shutil.copy(os.path.join(OUT, f), out)
+    sp = spm.SentencePieceProcessor(model_file=os.path.join(out, "tokenizer.model"))
+    prompt = "the patient image shows"
+    ids = torch.tensor([[1] + sp.encode(prompt)])
+    with torch.no_grad():
+        new = model.generate(input_ids=ids, attention_mask=torch.ones_like(ids), max_new_tokens=12, do_sample=False,
+                             eos_token_id=2, pad_token_id=0)[0, ids.shape[1]:].tolist()
+    answer = sp.decode([t for t in new if t != 2])
+    with open(os.path.join(out, "golden.json"), "w") as f:
+        json.dump({"prompt": prompt, "prompt_ids": ids[0].tolist(), "greedy_ids": new, "greedy_text": answer}, f, indent=1,
+                  ensure_ascii=False)
+    print("tiny_chat greedy:", new, repr(answer))
+
+
 if __name__ == "__main__":
     main()
+    tiny_chat()

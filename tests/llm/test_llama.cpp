@@ -378,3 +378,37 @@ TEST(Llama, RegisteredModelLearnsACopyTask) {
 }
 
 }  // namespace
+
+#include "models/llm/memory.h"
+
+namespace {
+
+TEST(Llama, TrainingMemoryEstimateFor7BLoRA) {
+  nlohmann::json j = {{"vocab_size", 32000}, {"hidden_size", 4096}, {"intermediate_size", 11008}, {"num_hidden_layers", 32},
+                      {"num_attention_heads", 32}, {"max_position_embeddings", 4096}};
+  const auto config = LlamaConfig::from_json(j);
+  models::ConstructionScope scope(torch::kBFloat16, true, torch::Device("meta"));
+  LlamaForCausalLM model(config);
+  models::apply_adapters(model, Config::parse("- {name: lora, targets: [q_proj, v_proj], rank: 64, alpha: 16}"));
+  for (auto& [name, p] : model.named_parameters())
+    if (name.find("lora_") == std::string::npos) p.requires_grad_(false);
+  MemoryOptions o;
+  o.seq_len = 4096;
+  o.gradient_checkpointing = false;
+  const auto plain = estimate_training_memory(model, config, o);
+  EXPECT_EQ(plain.parameters, 6738415616LL + 33554432LL);
+  EXPECT_EQ(plain.trainable, 33554432LL);  // 32 layers x (q, v) x 64 x (4096 + 4096)
+  EXPECT_DOUBLE_EQ(plain.weights, 2.0 * (6738415616.0 + 33554432.0));
+  EXPECT_DOUBLE_EQ(plain.gradients, 2.0 * 33554432.0);
+  EXPECT_DOUBLE_EQ(plain.optimizer, 8.0 * 33554432.0);
+  // 32 x (12 h + 4 kv + 4 i) x 2 bytes x 4096 tokens + embeddings/final norm: 28.7 GB without checkpointing.
+  const double t = 4096, per_layer = (12 * 4096.0 + 4 * 4096.0 + 4 * 11008.0) * 2 * t;
+  EXPECT_DOUBLE_EQ(plain.activations, 32 * per_layer + 2 * 4096.0 * 2 * t);
+  o.gradient_checkpointing = true;
+  const auto ckpt = estimate_training_memory(model, config, o);
+  EXPECT_LT(ckpt.activations * 10, plain.activations);
+  EXPECT_DOUBLE_EQ(ckpt.logits, 2 * 1024 * 32000.0 * 4);  // one chunk's logits and gradient in fp32
+  std::cout << "Llama-2-7B + LoRA r64, 4096 tokens, bf16:\n" << ckpt.table();
+}
+
+}  // namespace

@@ -40,6 +40,15 @@ if [[ $only == all || $only == distributed ]]; then
   echo
 fi
 
+if [[ $only == all || $only == llm ]]; then
+  echo "language model (~110M LLaMA): LoRA train step (batch 4 x 128 tokens) and greedy generation, $threads threads"
+  for ((i = 0; i < rounds; i++)); do
+    "$build/bench/llm_bench" --threads "$threads"
+    "$python" bench/llm.py --threads "$threads"
+  done
+  echo
+fi
+
 [[ $only == all || $only == loader ]] || exit 0
 workers=${BENCH_WORKERS:-$(nproc)}
 data="$build/bench_data/bp4d"
@@ -62,11 +71,3 @@ print(f"  pytorch median {mt:8.1f} samples/s  (runs: {', '.join(f'{x:.0f}' for x
 print(f"  ratio facet/pytorch = {mf / mt:.2f}x the throughput")
 PY
 
-if [[ $only == all || $only == llm ]]; then
-  echo "language model (~110M LLaMA): LoRA train step (batch 4 x 128 tokens) and greedy generation, $threads threads"
-  for ((i = 0; i < rounds; i++)); do
-    "$build/bench/llm_bench" --threads "$threads"
-    "$python" bench/llm.py --threads "$threads"
-  done
-  echo
-fi

@@ -85,6 +85,7 @@ std::vector<Generation> generate(LlamaForCausalLM& model, const std::vector<std:
   LlamaInputs in;
   in.input_ids = ids;
   in.attention_mask = padded ? mask : torch::Tensor();
+  if (padded) in.position_ids = positions_from_mask(mask, longest);
   in.cache = &cache;
   for (int64_t step = 0; step < o.max_new_tokens && remaining > 0; ++step) {
     const auto hidden = model.hidden_states(in);
@@ -118,6 +119,7 @@ std::vector<Generation> generate(LlamaForCausalLM& model, const std::vector<std:
     mask = torch::cat({mask, torch::ones({batch, 1}, mask.options())}, 1);
     in.input_ids = next;
     in.attention_mask = padded ? mask : torch::Tensor();
+    if (padded) in.position_ids = positions_from_mask(mask, 1);
   }
   for (auto& g : out) {
     if (g.finish_reason.empty()) g.finish_reason = "length";

@@ -396,10 +396,7 @@ torch::Tensor LlamaModelImpl::forward(const LlamaInputs& in) {
   const int64_t b = h.size(0), t = h.size(1);
   const int64_t past = in.cache ? in.cache->length() : 0;
   torch::Tensor positions = in.position_ids;
-  if (!positions.defined()) {
-    if (in.attention_mask.defined()) positions = positions_from_mask(in.attention_mask, t);
-    else positions = (torch::arange(t, torch::TensorOptions().dtype(torch::kLong)) + past).unsqueeze(0).expand({b, t});
-  }
+  if (!positions.defined()) positions = (torch::arange(t, torch::TensorOptions().dtype(torch::kLong)) + past).unsqueeze(0).expand({b, t});
   positions = positions.to(h.device());
   Rope rope = config_.rope_scaling.type == "dynamic" ? rope_frequencies(config_, positions.max().item<int64_t>() + 1)
                                                      : rope_frequencies(config_);

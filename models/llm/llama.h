@@ -123,7 +123,8 @@ struct LlamaInputs {
   torch::Tensor inputs_embeds;
   // [B, past + T]: 1 for real tokens, 0 for padding (left or right); undefined = all real.
   torch::Tensor attention_mask;
-  // [B, T]; undefined = past + 0..T-1 (with a mask: the count of real tokens before each one).
+  // [B, T]; undefined = past + 0..T-1, padding included, as transformers' forward does (generate
+  // passes positions_from_mask instead, so left-padded prompts start at position 0).
   torch::Tensor position_ids;
   KVCache* cache = nullptr;  // appended to when given
 };

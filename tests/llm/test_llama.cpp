@@ -17,6 +17,7 @@
 #include <unistd.h>
 
 #include <filesystem>
+#include <functional>
 
 namespace fs = std::filesystem;
 using namespace facet;
@@ -197,14 +198,17 @@ TEST(Llama, SamplingIsReproducibleFromTheSeedAndStops) {
   o.max_new_tokens = 12;
   o.seed = 5;
   const std::vector<std::vector<int64_t>> prompts = {{5, 6, 7, 8}, {9, 10}};
-  const auto a = generate(*model, prompts, o), b = generate(*model, prompts, o);
-  EXPECT_EQ(a[0].tokens, b[0].tokens);
-  EXPECT_EQ(a[1].tokens, b[1].tokens);
+  const auto a2 = generate(*model, prompts, o), b2 = generate(*model, prompts, o);
+  EXPECT_EQ(a2[0].tokens, b2[0].tokens);
+  EXPECT_EQ(a2[1].tokens, b2[1].tokens);
   o.seed = 6;
-  const auto c = generate(*model, prompts, o);
-  EXPECT_TRUE(a[0].tokens != c[0].tokens || a[1].tokens != c[1].tokens);
-  EXPECT_EQ(a[0].finish_reason, "length");
-  EXPECT_EQ(a[0].tokens.size(), 12U);
+  const auto c2 = generate(*model, prompts, o);
+  EXPECT_TRUE(a2[0].tokens != c2[0].tokens || a2[1].tokens != c2[1].tokens);
+  EXPECT_EQ(a2[0].finish_reason, "length");
+  EXPECT_EQ(a2[0].tokens.size(), 12U);
+  // One prompt alone (a batch of one draws its own random stream): the reference for the stops below.
+  o.seed = 5;
+  const auto a = generate(*model, {prompts[0]}, o);
 
   // A stop token: generation ends at its first occurrence, which is kept.
   o.eos_token_ids = {a[0].tokens[3]};
@@ -278,7 +282,7 @@ int64_t peak_growth(const std::function<void()>& body) {
 
 TEST(LmLoss, ChunkedPeakMemoryDoesNotGrowWithTokensTimesVocab) {
   // 2048 tokens x 16000 vocab: one fp32 logits tensor is 131 MB; the naive loss keeps it, its
-  // log-softmax and its gradient. The chunked one holds 256 x 16000 at a time.
+  // log-softmax and its gradient. The chunked one holds 128 x 16000 at a time.
   const int64_t n = 2048, h = 32, v = 16000;
   auto run = [&](bool chunked) {
     return [=] {
@@ -286,7 +290,7 @@ TEST(LmLoss, ChunkedPeakMemoryDoesNotGrowWithTokensTimesVocab) {
       auto hidden = torch::randn({n, h}, torch::requires_grad());
       auto weight = torch::randn({v, h}, torch::requires_grad());
       auto targets = torch::randint(0, v, {n}, torch::kLong);
-      auto loss = chunked ? chunked_token_losses(hidden, weight, targets, 256).mean()
+      auto loss = chunked ? chunked_token_losses(hidden, weight, targets, 128).mean()
                           : naive_token_losses(torch::matmul(hidden, weight.t()), targets).mean();
       loss.backward();
     };
@@ -302,11 +306,15 @@ TEST(LmLoss, ChunkedPeakMemoryDoesNotGrowWithTokensTimesVocab) {
 TEST(Llama, ForwardLossesTrainAndLoRAGradientsWithCheckpointing) {
   auto model = from_pretrained(fixture("tiny_llama_mha"), {.dtype = torch::kFloat32});
   models::apply_adapters(*model, Config::parse("- {name: lora, targets: [q_proj, v_proj], rank: 4, alpha: 8, dropout: 0.1}"));
-  // LoRA B starts at zero: give it values so every LoRA gradient is non-trivial.
+  // Only LoRA trains (the embeddings' output then needs no gradient: the checkpointed layers must
+  // still pass gradients to their parameters). B starts at zero: give it values so every LoRA
+  // gradient is non-trivial.
   {
     torch::NoGradGuard g;
-    for (auto& [name, p] : model->named_parameters())
+    for (auto& [name, p] : model->named_parameters()) {
+      if (name.find("lora_") == std::string::npos) p.requires_grad_(false);
       if (name.find("lora_B") != std::string::npos) p.normal_(0, 0.1);
+    }
   }
   model->train();
   data::Batch batch;

@@ -79,7 +79,7 @@ TEST(ChatTemplate, Llama2AsMetaWritesIt) {
   ASSERT_EQ(std::count(e.input_ids.begin(), e.input_ids.end(), kImagePlaceholder), 1);
   o.image_token = "";
   EXPECT_EQ(encode_conversation(tok, turns, o).input_ids, tok.encode(render(turns, o, false), false, false));
-  EXPECT_EQ(answers(tok, e), "A nodule. The right upper lobe. ");
+  EXPECT_EQ(answers(tok, e), "A nodule.  The right upper lobe. ");  // each answer keeps its trailing space
   int64_t eos_supervised = 0;
   for (size_t i = 0; i < e.labels.size(); ++i) eos_supervised += e.labels[i] == tok.eos_id;
   EXPECT_EQ(eos_supervised, 2);
@@ -97,7 +97,7 @@ TEST(ChatTemplate, VicunaV1AsFastChatWritesIt) {
                                                      "USER: And the emotion? ASSISTANT: Happy.</s>");
   const auto e = encode_conversation(tok, turns, o);
   EXPECT_EQ(e.input_ids, tok.encode(render(turns, o, false), true, false));
-  EXPECT_EQ(answers(tok, e), "AU6 and AU12.Happy.");
+  EXPECT_EQ(answers(tok, e), "AU6 and AU12. Happy.");
   EXPECT_EQ(e.labels.back(), tok.eos_id);
   EXPECT_EQ(render(chat({"Hi"}), o, true), kVicunaSystem + " USER: Hi ASSISTANT:");
   EXPECT_EQ(encode_prompt(tok, chat({"Hi"}), o), tok.encode(kVicunaSystem + " USER: Hi ASSISTANT:", true, false));

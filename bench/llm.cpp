@@ -45,7 +45,9 @@ int main(int argc, char** argv) {
   auto model = std::make_shared<LlamaForCausalLM>(c);
   models::apply_adapters(*model, Config::parse("- {name: lora, targets: [q_proj, v_proj], rank: 8, alpha: 16}"));
   std::vector<torch::Tensor> trainable;
-  for (auto& [name, p] : model->named_parameters()) {
+  for (auto& item : model->named_parameters()) {
+    const std::string& name = item.key();
+    auto& p = item.value();
     if (name.find("lora_") == std::string::npos) p.requires_grad_(false);
     else trainable.push_back(p);
   }

@@ -311,7 +311,9 @@ TEST(Llama, ForwardLossesTrainAndLoRAGradientsWithCheckpointing) {
   // gradient is non-trivial.
   {
     torch::NoGradGuard g;
-    for (auto& [name, p] : model->named_parameters()) {
+    for (auto& item : model->named_parameters()) {
+      const std::string& name = item.key();
+      auto& p = item.value();
       if (name.find("lora_") == std::string::npos) p.requires_grad_(false);
       if (name.find("lora_B") != std::string::npos) p.normal_(0, 0.1);
     }
@@ -332,8 +334,8 @@ TEST(Llama, ForwardLossesTrainAndLoRAGradientsWithCheckpointing) {
     auto r = model->forward_losses(batch, out);
     r.total.backward();
     std::map<std::string, torch::Tensor> g;
-    for (auto& [name, p] : model->named_parameters())
-      if (p.requires_grad()) g[name] = p.grad().clone();
+    for (auto& item : model->named_parameters())
+      if (item.value().requires_grad()) g[item.key()] = item.value().grad().clone();
     return std::pair{r.total.item<double>(), g};
   };
   const auto [plain_loss, plain] = grads_of(false);
@@ -398,8 +400,8 @@ TEST(Llama, TrainingMemoryEstimateFor7BLoRA) {
   models::ConstructionScope scope(torch::kBFloat16, true, torch::Device("meta"));
   LlamaForCausalLM model(config);
   models::apply_adapters(model, Config::parse("- {name: lora, targets: [q_proj, v_proj], rank: 64, alpha: 16}"));
-  for (auto& [name, p] : model.named_parameters())
-    if (name.find("lora_") == std::string::npos) p.requires_grad_(false);
+  for (auto& item : model.named_parameters())
+    if (item.key().find("lora_") == std::string::npos) item.value().requires_grad_(false);
   MemoryOptions o;
   o.seq_len = 4096;
   o.gradient_checkpointing = false;

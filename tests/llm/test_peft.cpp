@@ -40,8 +40,8 @@ TEST(Peft, PeftAdapterLoadsIntoFacetWithTheSameLogits) {
   EXPECT_LT(err, 1e-5) << err;
   // The adapters' sizes; merging folds them in without changing the outputs.
   int64_t trainable = 0;
-  for (const auto& [name, p] : model->named_parameters())
-    if (name.find("lora_") != std::string::npos && p.requires_grad()) trainable += p.numel();
+  for (const auto& item : model->named_parameters())
+    if (item.key().find("lora_") != std::string::npos && item.value().requires_grad()) trainable += item.value().numel();
   EXPECT_EQ(trainable, 2 * (2 * 4 * (32 + 32) + 4 * (64 + 32)));
   merge_adapters(*model);
   EXPECT_LT((logits_of(*model, expected.tensor("input_ids")) - logits).abs().max().item<double>(), 1e-5);
@@ -54,8 +54,8 @@ TEST(Peft, FacetAdapterLoadsIntoPeftWithTheSameLogits) {
   {
     torch::NoGradGuard g;
     torch::manual_seed(3);
-    for (auto& [name, p] : model->named_parameters())
-      if (name.find("lora_") != std::string::npos) p.copy_(0.3 * torch::randn(p.sizes()));
+    for (auto& item : model->named_parameters())
+      if (item.key().find("lora_") != std::string::npos) item.value().copy_(0.3 * torch::randn(item.value().sizes()));
   }
   const auto dir = test_support::scratch_dir("llm", "peft_out");
   EXPECT_EQ(save_peft_adapter(*model, dir / "adapter", {.base_model_name_or_path = "tiny_llama_gqa"}), 16);

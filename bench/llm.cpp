@@ -43,7 +43,7 @@ int main(int argc, char** argv) {
   c.rms_norm_eps = 1e-5;
   c.tie_word_embeddings = true;
   auto model = std::make_shared<LlamaForCausalLM>(c);
-  models::apply_adapters(*model, Config::parse("- {name: lora, targets: [q_proj, v_proj], rank: 8, alpha: 16}"));
+  models::apply_adapters(*model, Config::parse("adapters: [{name: lora, targets: [q_proj, v_proj], rank: 8, alpha: 16}]").at("adapters"));
   std::vector<torch::Tensor> trainable;
   for (auto& item : model->named_parameters()) {
     const std::string& name = item.key();

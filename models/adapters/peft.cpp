@@ -106,8 +106,8 @@ std::vector<std::string> load_peft_adapter(torch::nn::Module& model, const std::
   std::string targets;
   for (const auto& t : j["target_modules"]) targets += (targets.empty() ? "" : ", ") + nlohmann::json(t.get<std::string>()).dump();
   const auto applied = apply_adapters(
-      model, Config::parse(fmt::format("- {{name: lora, targets: [{}], rank: {}, alpha: {}, dropout: {}}}", targets, r, alpha, dropout),
-                           config_path.string()));
+      model, Config::parse(fmt::format("adapters: [{{name: lora, targets: [{}], rank: {}, alpha: {}, dropout: {}}}]", targets, r, alpha, dropout),
+                           config_path.string()).at("adapters"));
   const auto tensors = safetensors::load(dir / "adapter_model.safetensors");
   auto params = model.named_parameters();
   std::set<std::string> expected;

@@ -20,12 +20,16 @@ struct CheckpointedLayer : public torch::autograd::Function<CheckpointedLayer> {
                                const torch::Tensor& mask, at::TensorList params, LlamaDecoderLayer layer) {
     auto generator = generator_for(x.device());
     ctx->saved_data["rng"] = generator.get_state();
-    ctx->save_for_backward({x, cos, sin, mask.defined() ? mask : torch::Tensor()});
+    ctx->save_for_backward({x, cos, sin, mask});
     ctx->saved_data["layer"] = c10::IValue(static_cast<int64_t>(reinterpret_cast<intptr_t>(layer.get())));
     ctx->saved_data["n_params"] = static_cast<int64_t>(params.size());
     torch::NoGradGuard no_grad;
-    return layer->forward(x, cos, sin, mask, nullptr);
+    return layer->forward(x, cos, sin, unwrap(mask), nullptr);
   }
+
+  // Autograd needs defined inputs: no mask travels as an empty tensor.
+  static torch::Tensor wrap(const torch::Tensor& mask) { return mask.defined() ? mask : torch::empty({0}, torch::kBool); }
+  static torch::Tensor unwrap(const torch::Tensor& mask) { return mask.numel() == 0 ? torch::Tensor() : mask; }
 
   static variable_list backward(AutogradContext* ctx, variable_list grads) {
     const auto saved = ctx->get_saved_variables();
@@ -39,7 +43,7 @@ struct CheckpointedLayer : public torch::autograd::Function<CheckpointedLayer> {
       const auto current = generator.get_state();
       generator.set_state(ctx->saved_data["rng"].toTensor());
       torch::AutoGradMode grad(true);
-      out = layer->forward(x, saved[1], saved[2], saved[3], nullptr);
+      out = layer->forward(x, saved[1], saved[2], unwrap(saved[3]), nullptr);
       generator.set_state(current);
     }
     variable_list inputs, params;
@@ -71,7 +75,7 @@ torch::Tensor checkpointed_layer(LlamaDecoderLayer& layer, const torch::Tensor& 
   variable_list params;
   for (auto& p : layer->parameters())
     if (p.requires_grad()) params.push_back(p);
-  return CheckpointedLayer::apply(x, cos, sin, mask, at::TensorList(params), layer);
+  return CheckpointedLayer::apply(x, cos, sin, CheckpointedLayer::wrap(mask), at::TensorList(params), layer);
 }
 
 }  // namespace facet::models::llm

@@ -471,7 +471,7 @@ std::shared_ptr<LlamaForCausalLM> from_pretrained(const std::filesystem::path& d
   ignore += "]";
   std::string path = dir.string();
   for (size_t i = 0; (i = path.find('\'', i)) != std::string::npos; i += 2) path.insert(i, "'");  // YAML '' escape
-  init_weights(*model, Config::parse("- {path: '" + path + "', ignore: " + ignore + "}", "from_pretrained"));
+  init_weights(*model, Config::parse("init_weights:\n  - {path: '" + path + "', ignore: " + ignore + "}", "from_pretrained").at("init_weights"));
   model->eval();
   return model;
 }

@@ -299,13 +299,14 @@ TEST(LmLoss, ChunkedPeakMemoryDoesNotGrowWithTokensTimesVocab) {
   const int64_t logits_bytes = n * v * 4;
   std::cout << "peak growth: naive " << naive / 1e6 << " MB, chunked " << chunked / 1e6 << " MB (one logits tensor "
             << logits_bytes / 1e6 << " MB)\n";
-  EXPECT_GT(naive, 2 * logits_bytes);
-  EXPECT_LT(chunked, logits_bytes / 2);
+  EXPECT_GT(naive, 3 * logits_bytes);
+  EXPECT_LT(5 * chunked, naive);
+  EXPECT_LT(chunked, logits_bytes);  // below a single logits tensor (the naive peak is > 3 of them)
 }
 
 TEST(Llama, ForwardLossesTrainAndLoRAGradientsWithCheckpointing) {
   auto model = from_pretrained(fixture("tiny_llama_mha"), {.dtype = torch::kFloat32});
-  models::apply_adapters(*model, Config::parse("- {name: lora, targets: [q_proj, v_proj], rank: 4, alpha: 8, dropout: 0.1}"));
+  models::apply_adapters(*model, Config::parse("adapters: [{name: lora, targets: [q_proj, v_proj], rank: 4, alpha: 8, dropout: 0.1}]").at("adapters"));
   // Only LoRA trains (the embeddings' output then needs no gradient: the checkpointed layers must
   // still pass gradients to their parameters). B starts at zero: give it values so every LoRA
   // gradient is non-trivial.
@@ -399,7 +400,7 @@ TEST(Llama, TrainingMemoryEstimateFor7BLoRA) {
   const auto config = LlamaConfig::from_json(j);
   models::ConstructionScope scope(torch::kBFloat16, true, torch::Device("meta"));
   LlamaForCausalLM model(config);
-  models::apply_adapters(model, Config::parse("- {name: lora, targets: [q_proj, v_proj], rank: 64, alpha: 16}"));
+  models::apply_adapters(model, Config::parse("adapters: [{name: lora, targets: [q_proj, v_proj], rank: 64, alpha: 16}]").at("adapters"));
   for (auto& item : model.named_parameters())
     if (item.key().find("lora_") == std::string::npos) item.value().requires_grad_(false);
   MemoryOptions o;

@@ -50,7 +50,7 @@ TEST(Peft, PeftAdapterLoadsIntoFacetWithTheSameLogits) {
 
 TEST(Peft, FacetAdapterLoadsIntoPeftWithTheSameLogits) {
   auto model = from_pretrained(fixture("tiny_llama_gqa"), {.dtype = torch::kFloat32});
-  apply_adapters(*model, Config::parse("- {name: lora, targets: [q_proj, k_proj, o_proj, gate_proj], rank: 2, alpha: 6, dropout: 0.05}"));
+  apply_adapters(*model, Config::parse("adapters: [{name: lora, targets: [q_proj, k_proj, o_proj, gate_proj], rank: 2, alpha: 6, dropout: 0.05}]").at("adapters"));
   {
     torch::NoGradGuard g;
     torch::manual_seed(3);

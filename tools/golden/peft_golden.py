@@ -47,6 +47,7 @@ def golden():
     with open(path) as f:
         config = json.load(f)
     config["base_model_name_or_path"] = "tests/fixtures/llm/tiny_llama_mha"
+    config["target_modules"] = sorted(config["target_modules"])  # PEFT writes a set, in hash order
     with open(path, "w") as f:
         json.dump(config, f, indent=2, sort_keys=True)
     ids = torch.randint(3, 96, (2, 9), generator=g)

@@ -9,6 +9,7 @@
 #include "core/log.h"
 #include "data/text/chat_template.h"
 #include "data/text/tokenizer.h"
+#include "models/adapters/adapter.h"
 #include "models/adapters/peft.h"
 #include "models/build.h"
 #include "models/llm/generate.h"

@@ -25,7 +25,7 @@ print(f"  pytorch median {mt:8.2f} ms/step  (runs: {', '.join(f'{x:.1f}' for x i
 print(f"  ratio facet/pytorch = {mf / mt:.3f}")
 PY
 }
-# BENCH_ONLY=train|distributed|loader runs one part.
+# BENCH_ONLY=train|distributed|loader|llm runs one part.
 only=${BENCH_ONLY:-all}
 if [[ $only == all || $only == train ]]; then
   ratio "ResNet-18, batch 16, 112x112, SGD" --model resnet18 --batch 16 --size 112 --steps 20 --warmup 5
@@ -37,6 +37,16 @@ fi
 if [[ $only == all || $only == distributed ]]; then
   echo "data-parallel step: 2 Gloo ranks, all-reduce after backward vs overlapped with it"
   "$build/bench/distributed_overlap_bench" --steps 20
+  echo
+fi
+
+if [[ $only == all || $only == llm ]]; then
+  echo "language model (~110M LLaMA): LoRA train step (batch 4 x 128 tokens) and greedy generation, $threads threads"
+  for ((i = 0; i < rounds; i++)); do
+    # Passive OpenMP waits on both sides: on a shared machine busy-waiting threads dominate the time.
+    OMP_WAIT_POLICY=PASSIVE "$build/bench/llm_bench" --threads "$threads"
+    OMP_WAIT_POLICY=PASSIVE "$python" bench/llm.py --threads "$threads"
+  done
   echo
 fi
 
@@ -61,3 +71,4 @@ print(f"  facet   median {mf:8.1f} samples/s  (runs: {', '.join(f'{x:.0f}' for x
 print(f"  pytorch median {mt:8.1f} samples/s  (runs: {', '.join(f'{x:.0f}' for x in t)})")
 print(f"  ratio facet/pytorch = {mf / mt:.2f}x the throughput")
 PY
+

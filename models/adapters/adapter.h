@@ -80,6 +80,7 @@ class LoraAdapter : public LinearAdapter {
   void unmerge() override;
   bool merged() const override { return merged_; }
   double scaling() const { return options_.alpha / static_cast<double>(options_.rank); }
+  const LoraOptions& options() const { return options_; }
 
   Linear lora_A{nullptr}, lora_B{nullptr};  // registered on the host
 

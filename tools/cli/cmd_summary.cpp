@@ -9,9 +9,12 @@
 #include "data/pack.h"
 #include "models/layers/construction.h"
 #include "models/build.h"
+#include "models/llm/llama.h"
+#include "models/llm/memory.h"
 #include "models/model.h"
 #include "models/weights/init_weights.h"
 #include "tools/cli/commands.h"
+#include "train/optimizer.h"
 
 #include <chrono>
 #include <fstream>
@@ -67,7 +70,8 @@ void add_summary_command(CLI::App& app) {
     int depth = 2;
     int batch = 2;
     std::string dtype = "float32";
-    bool defer_init = false, weights = false, no_forward = false;
+    bool defer_init = false, weights = false, no_forward = false, meta = false;
+    int64_t seq_len = 0, micro_batch = 1;
   };
   auto args = std::make_shared<Args>();
   auto* cmd = app.add_subcommand("summary", "Print a model's module tree, parameter counts and output shapes");
@@ -79,11 +83,25 @@ void add_summary_command(CLI::App& app) {
   cmd->add_flag("--defer-init", args->defer_init, "Build without random initialisation (every tensor must then come from --weights)");
   cmd->add_flag("--weights", args->weights, "Apply train.init_weights; report the load time and peak resident memory");
   cmd->add_flag("--no-forward", args->no_forward, "Skip the probe batch (no data needed)");
+  cmd->add_flag("--meta", args->meta, "Build on the meta device: shapes and counts only, no memory (implies --no-forward)");
+  cmd->add_option("--seq-len", args->seq_len, "Language models: estimate training memory per GPU at this sequence length");
+  cmd->add_option("--micro-batch", args->micro_batch, "Language models: sequences per GPU step for the estimate (default 1)");
   cmd->callback([args] {
     Config config = Config::load(args->config, args->overrides);
     config.consume();  // summary reads only part of an experiment; the rest is not a typo
     const auto start = std::chrono::steady_clock::now();
-    auto model = models::build_model(config.at("model"), {models::parse_dtype(args->dtype, "--dtype"), args->defer_init});
+    models::ModelBuildOptions build{models::parse_dtype(args->dtype, "--dtype"), args->defer_init};
+    if (args->meta) {
+      if (args->weights) fail("--meta and --weights exclude each other (the meta device holds no values)");
+      build.device = torch::Device("meta");
+      build.defer_init = true;
+    }
+    auto model = models::build_model(config.at("model"), build);
+    // What trains, as the optimiser will see it (optim.freeze patterns).
+    if (config.has("optim.freeze"))
+      for (const auto& pattern : config.get<std::vector<std::string>>("optim.freeze"))
+        for (auto& p : model->named_parameters())
+          if (train::glob_match(pattern, p.key())) p.value().requires_grad_(false);
     const double built = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
     if (args->weights) {
       if (!config.has("train.init_weights")) fail("{}: --weights: the config has no train.init_weights", args->config);
@@ -91,7 +109,7 @@ void add_summary_command(CLI::App& app) {
       const double loaded = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
       fmt::print("built in {:.1f} s, weights loaded in {:.1f} s more; peak resident memory {:.2f} GiB\n\n", built,
                  loaded - built, static_cast<double>(peak_resident_bytes()) / (1 << 30));
-    } else if (args->defer_init) {
+    } else if (args->defer_init && !args->meta) {
       models::check_initialized(*model, "--defer-init without --weights");
     }
     fmt::print("{:<48} {:>14}\n", "module", "parameters");
@@ -99,7 +117,19 @@ void add_summary_command(CLI::App& app) {
     const Counts c = count(*model);
     fmt::print("\ntotal parameters:     {}\ntrainable parameters: {}\nnon-trainable:        {}\n", grouped(c.total),
                grouped(c.trainable), grouped(c.total - c.trainable));
-    if (args->no_forward) return;
+    if (args->seq_len > 0) {
+      auto* lm = dynamic_cast<models::llm::LlamaForCausalLM*>(model.get());
+      if (!lm) fail("--seq-len: the memory estimate is for language models (model.name: llama)");
+      models::llm::MemoryOptions mo;
+      mo.seq_len = args->seq_len;
+      mo.batch = args->micro_batch;
+      mo.gradient_checkpointing = lm->model->gradient_checkpointing;
+      mo.loss_chunk_tokens = lm->loss_chunk_tokens;
+      const auto m = models::llm::estimate_training_memory(*model, lm->config(), mo);
+      fmt::print("\nestimated training memory per GPU (sequence {}, micro-batch {}, gradient checkpointing {}, AdamW):\n{}",
+                 mo.seq_len, mo.batch, mo.gradient_checkpointing ? "on" : "off", m.table());
+    }
+    if (args->no_forward || args->meta) return;
     const Config data = config.at("data");
     auto dataset = data::open_dataset(data, data.get<std::string>("train_split", "train"));
     std::vector<data::Sample> samples;

@@ -15,5 +15,6 @@ void add_summary_command(CLI::App& app);
 void add_launch_command(CLI::App& app);
 void add_data_command(CLI::App& app);
 void add_predict_command(CLI::App& app);
+void add_generate_command(CLI::App& app);
 
 }  // namespace facet::cli

@@ -26,6 +26,7 @@ int main(int argc, char** argv) {
   facet::cli::add_train_command(app);
   facet::cli::add_eval_command(app);
   facet::cli::add_predict_command(app);
+  facet::cli::add_generate_command(app);
   facet::cli::add_sweep_command(app);
   facet::cli::add_summary_command(app);
   facet::cli::add_launch_command(app);

@@ -26,8 +26,9 @@ Writes tests/fixtures/a3d/ (float32):
                          "redc1".."redc3" channel means [C_s] of the fused stage maps
   a3d.safetensors        A3D without SATr, same input and output summaries
   a3d_satr_stage2.safetensors   SATr on stage 2 only (the zero CLS token starts there)
-  metadata: protocol, num_parameters (this configuration), num_parameters_paper (S = 7, the
-  paper's configuration: same), state_dict_shapes, satr_stages
+  metadata: protocol, num_parameters (this configuration, S = 7 and out_dim 512: the paper's),
+  state_dict_shapes, satr_stages; a3d.safetensors also torchvision_densenet121_shapes (the names
+  and shapes of torchvision's densenet121 state dict, for the ImageNet converter's test)
 """
 import argparse
 import json
@@ -338,6 +339,12 @@ def write(name, satr, x, meta_extra=None):
         "torch": torch.__version__,
         "input_seed": "7",
     }
+    if not any(satr):
+        # The names and shapes of torchvision's densenet121, for the ImageNet converter's test.
+        import torchvision
+        tv = torchvision.models.densenet121(weights=None).state_dict()
+        meta["torchvision_densenet121_shapes"] = json.dumps({k: list(v.shape) for k, v in tv.items()})
+        meta["torchvision"] = torchvision.__version__
     meta.update(meta_extra or {})
     save(out, os.path.join(OUT, f"{name}.safetensors"), meta)
     print(f"{name}: {count(model)} parameters, output {list(y.shape)}")

@@ -7,6 +7,7 @@
 #include "data/dataset.h"
 
 #include <opencv2/core.hpp>
+#include <opencv2/imgproc.hpp>
 
 #include <string>
 #include <vector>

@@ -3,6 +3,7 @@
 #include "core/error.h"
 #include "models/weights/converter.h"
 
+#include <cmath>
 #include <regex>
 
 namespace facet::models {
@@ -63,7 +64,7 @@ torch::Tensor A3DConvImpl::forward(const torch::Tensor& x) {
            adaptive_align_weights.size(0));
     y = torch::einsum("bcdhw,dkc->bckhw", {x, adaptive_align_weights});
   }
-  return torch::conv3d(y, weight.unsqueeze(2), {}, {1, stride_, stride_}, {0, padding_, padding_});
+  return torch::conv3d(y, weight.unsqueeze(2), std::optional<torch::Tensor>(), {1, stride_, stride_}, {0, padding_, padding_});
 }
 
 A3DDenseLayerImpl::A3DDenseLayerImpl(int64_t in, int64_t growth, int64_t bn_size, int64_t num_slices) {
@@ -194,7 +195,8 @@ torch::Tensor A3DDenseNetImpl::forward(const torch::Tensor& slices, A3DStageOutp
   auto y = laterals_.back()->forward(fused.back());
   for (int64_t p = static_cast<int64_t>(fused.size()) - 2; p >= 0; --p) {
     const auto& lateral = fused[static_cast<size_t>(p)];
-    y = torch::upsample_nearest2d(y, std::vector<int64_t>{lateral.size(2), lateral.size(3)}) +
+    namespace F = torch::nn::functional;
+    y = F::interpolate(y, F::InterpolateFuncOptions().size(std::vector<int64_t>{lateral.size(2), lateral.size(3)}).mode(torch::kNearest)) +
         laterals_[static_cast<size_t>(p)]->forward(lateral);
   }
   if (stages) stages->fused = std::move(fused);

@@ -27,7 +27,7 @@ torch::Tensor SliceTokensImpl::forward(const torch::Tensor& x, const torch::Tens
   std::vector<torch::Tensor> slices;
   for (int64_t n = 0; n < num_slices_; ++n) {
     auto t = project_[static_cast<size_t>(n)]->forward(x.select(2, n));
-    t = torch::avg_pool2d(t, patch_, patch_).flatten(2).transpose(1, 2);
+    t = torch::avg_pool2d(t, {patch_, patch_}, {patch_, patch_}).flatten(2).transpose(1, 2);
     t = torch::gelu(norm_[static_cast<size_t>(n)]->forward(t));
     t = torch::cat({cls, t}, 1);
     if (n == mid) t = t + global_tokens;  // only the key slice sees the whole-volume tokens
@@ -84,7 +84,8 @@ torch::Tensor TokenExpandImpl::forward(const torch::Tensor& tokens, int64_t h, i
   const int64_t b = tokens.size(0), d = tokens.size(2);
   auto y = tokens.narrow(1, 1, tokens.size(1) - 1).transpose(1, 2).reshape({b, d, h, w});
   y = torch::relu(bn(conv_project(y)));
-  return torch::upsample_nearest2d(y, std::vector<int64_t>{h * patch_, w * patch_});
+  namespace F = torch::nn::functional;
+  return F::interpolate(y, F::InterpolateFuncOptions().size(std::vector<int64_t>{h * patch_, w * patch_}).mode(torch::kNearest));
 }
 
 SATrFusionImpl::SATrFusionImpl(int64_t channels, const SATrOptions& o) {

@@ -32,7 +32,7 @@ void expect_close(const torch::Tensor& a, const torch::Tensor& b, double tol, co
   const double scale = b.abs().max().item<double>();
   const double diff = (a - b).abs().max().item<double>();
   EXPECT_LE(diff, tol * scale) << what << ": max diff " << diff << " at scale " << scale;
-  RecordProperty(what, fmt::format("{:.3g}", diff / scale));
+  ::testing::Test::RecordProperty(what, fmt::format("{:.3g}", diff / scale));
 }
 
 A3DDenseNetOptions paper_options(std::array<bool, 3> satr) {

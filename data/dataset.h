@@ -32,8 +32,7 @@ namespace facet::data {
 //   ragged["box_*"]       per-box fields, first dimension N, row i belonging to box i:
 //                         box_labels int64 [N] (class), box_types int64 [N] (DeepLesion's coarse
 //                         lesion type), box_noisy bool [N], box_readers int64 [N] (VinDr-CXR's
-//                         radiologist), box_masks [N, H, W], box_recist [N, 4, 2] (DeepLesion's RECIST
-//                         endpoints, moved like landmarks), ... A transform that drops a box drops
+//                         radiologist), box_masks [N, H, W], ... A transform that drops a box drops
 //                         the same row of every per-box field; a per-box field without `boxes`, or
 //                         whose first dimension is not N, is an error naming the sample and the key.
 //   text datasets: fields["input_ids"] int64 [T] tokens, fields["attention_mask"] int64 [T] and

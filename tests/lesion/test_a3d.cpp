@@ -65,10 +65,10 @@ TEST_P(A3DParity, MatchesTheTranscriptionOfTheRelease) {
   const auto y = net->forward(golden.tensor("input"), &stages);
   ASSERT_EQ(y.sizes(), (std::vector<int64_t>{1, 512, 16, 24}));
   expect_close(y.narrow(1, 0, 16), golden.tensor("out_head"), 1e-4, "out_head");
-  expect_close(y.mean({0, 2, 3}), golden.tensor("out_channel_mean"), 1e-4, "out_channel_mean");
-  expect_close(y.mean({0, 1}), golden.tensor("out_spatial_mean"), 1e-4, "out_spatial_mean");
+  expect_close(y.mean(std::vector<int64_t>{0, 2, 3}), golden.tensor("out_channel_mean"), 1e-4, "out_channel_mean");
+  expect_close(y.mean(std::vector<int64_t>{0, 1}), golden.tensor("out_spatial_mean"), 1e-4, "out_spatial_mean");
   for (int s = 1; s <= 3; ++s) {
-    expect_close(stages.fused[static_cast<size_t>(s - 1)].mean({0, 2, 3}), golden.tensor(fmt::format("redc{}", s)), 1e-4,
+    expect_close(stages.fused[static_cast<size_t>(s - 1)].mean(std::vector<int64_t>{0, 2, 3}), golden.tensor(fmt::format("redc{}", s)), 1e-4,
                  fmt::format("redc{}", s));
     const auto& tokens = stages.tokens[static_cast<size_t>(s - 1)];
     EXPECT_EQ(tokens.defined(), c.satr[static_cast<size_t>(s - 1)]) << s;
@@ -130,13 +130,16 @@ TEST(A3DDenseNet, TrainsWithSATr) {
   o.num_slices = 3;
   o.out_channels = 8;
   o.satr_stages = {true, true, true};
+  o.satr.embed_dim = 48;  // a narrow SATr keeps the test fast; the paper's width is checked by parity
+  o.satr.num_heads = 2;
   o.satr.drop_path = 0.0;
   A3DDenseNet net(o);
   const auto x = torch::randn({2, 3, 32, 32});
-  const auto target = torch::randn({2, 8, 8, 8});
+  // A target the trunk can express: the key slice, average-pooled to stride 4, on every channel.
+  const auto target = torch::avg_pool2d(x.narrow(1, 1, 1), {4, 4}).expand({2, 8, 8, 8});
   torch::optim::Adam opt(net->parameters(), 1e-3);
   double first = 0, last = 0;
-  for (int step = 0; step < 6; ++step) {
+  for (int step = 0; step < 8; ++step) {
     opt.zero_grad();
     const auto loss = torch::mse_loss(net->forward(x), target);
     loss.backward();
@@ -151,7 +154,7 @@ TEST(A3DDenseNet, TrainsWithSATr) {
     last = loss.item<double>();
     opt.step();
   }
-  EXPECT_LT(last, 0.8 * first) << first << " -> " << last;
+  EXPECT_LT(last, 0.5 * first) << first << " -> " << last;
 }
 
 TEST(A3DDenseNet, FrozenBatchNormKeepsStatistics) {

@@ -175,7 +175,9 @@ TEST(LesionData, ShiftScaleRotateKeepsBoxesTypesMasksAndRecistInStep) {
         EXPECT_LE(hi[0].item<float>(), b[3].item<float>() + 1.5f) << seed;
       }
       // The image is bright where the mask is, and the RECIST points are inside the box.
-      if (nz.size(0) > 4) EXPECT_GT(s.fields.at("image")[3].masked_select(m > 0.5).mean().item<float>(), 60.0f) << seed;
+      if (nz.size(0) > 4) {
+        EXPECT_GT(s.fields.at("image")[3].masked_select(m > 0.5).mean().item<float>(), 60.0f) << seed;
+      }
       const auto r = s.ragged.at("box_recist")[i];
       EXPECT_TRUE(((r.select(1, 0) >= b[0] - 0.01) & (r.select(1, 0) <= b[2] + 0.01)).all().item<bool>() ||
                   (b[0].item<float>() <= 0.0f || b[2].item<float>() >= 64.0f))
@@ -183,7 +185,9 @@ TEST(LesionData, ShiftScaleRotateKeepsBoxesTypesMasksAndRecistInStep) {
       // The type tells which lesion this row is: the first square is the small one near the left edge.
       const int64_t type = s.ragged.at("box_types")[i].item<int64_t>();
       const float width = (b[2] - b[0]).item<float>();
-      if (type == 2) EXPECT_GT(width, 12.0f) << seed;
+      if (type == 2) {
+        EXPECT_GT(width, 12.0f) << seed;
+      }
     }
   }
   EXPECT_GT(dropped, 0) << "no draw pushed the left lesion out: the row-dropping path went untested";

@@ -286,7 +286,7 @@ def load_released(repo: str):
     sys.path.insert(0, repo)
     src = open(os.path.join(repo, "nn", "models", "truncated_densenet3d_a3d.py")).read()
     src = src.replace("from torchvision.models.densenet import model_urls\n", "model_urls = {}\n")
-    src = src.replace(".cuda()", "").replace("torch.tensor(id_list)", "torch.tensor(id_list)")
+    src = src.replace(".cuda()", "")
     import nn as released_nn  # noqa: F401  (the release's own package: nn/operators)
     module = types.ModuleType("released_a3d")
     module.__dict__["__name__"] = "released_a3d"

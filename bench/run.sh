@@ -25,8 +25,26 @@ print(f"  pytorch median {mt:8.2f} ms/step  (runs: {', '.join(f'{x:.1f}' for x i
 print(f"  ratio facet/pytorch = {mf / mt:.3f}")
 PY
 }
-# BENCH_ONLY=train|distributed|loader|llm runs one part.
+# BENCH_ONLY=train|a3d|distributed|loader|llm runs one part.
 only=${BENCH_ONLY:-all}
+if [[ $only == all || $only == a3d ]]; then
+  echo "A3D DenseNet-121 + SATr backbone: forward + backward, 1 x 7 slices x 512 x 512, $threads threads, $rounds rounds (alternating)"
+  facet=() torch=()
+  for ((i = 0; i < rounds; i++)); do
+    facet+=("$("$build/bench/a3d_satr_bench" --threads "$threads" | "$python" -c 'import json,sys;print(json.load(sys.stdin)["ms_per_step"])')")
+    torch+=("$("$python" bench/a3d_satr.py --threads "$threads" | "$python" -c 'import json,sys;print(json.load(sys.stdin)["ms_per_step"])')")
+  done
+  "$python" - "${facet[*]}" "${torch[*]}" <<'PY'
+import statistics, sys
+f = [float(x) for x in sys.argv[1].split()]
+t = [float(x) for x in sys.argv[2].split()]
+mf, mt = statistics.median(f), statistics.median(t)
+print(f"  facet   median {mf:8.1f} ms/step  (runs: {', '.join(f'{x:.0f}' for x in f)})")
+print(f"  pytorch median {mt:8.1f} ms/step  (runs: {', '.join(f'{x:.0f}' for x in t)})")
+print(f"  ratio facet/pytorch = {mf / mt:.3f}")
+PY
+  echo
+fi
 if [[ $only == all || $only == train ]]; then
   ratio "ResNet-18, batch 16, 112x112, SGD" --model resnet18 --batch 16 --size 112 --steps 20 --warmup 5
   ratio "ResNet-50, batch 8, 224x224, SGD" --model resnet50 --batch 8 --size 224 --steps 5 --warmup 2

@@ -1,17 +1,30 @@
 // The DeepLesion reader ("deeplesion"): key slices with their neighbours as a multi-slice CT input,
-// lesion boxes, the official patient-level split, the noisy flag and the coarse lesion types.
-// Neighbour slices follow 3DCE's `load_ct_img` (medical.md §B.5), including its interpolation
-// weights, so inputs match the published detectors'.
+// lesion boxes, the official patient-level split, the noisy flag, the coarse lesion types, RECIST
+// marks, slice interval and pixel spacing, and optionally GrabCut pseudo-masks. Neighbour slices
+// follow 3DCE's `load_ct_img` (medical.md §B.5), including its interpolation weights, so inputs match
+// the published detectors'.
 //
 //   data:
 //     name: deeplesion
 //     root: /data/DeepLesion
 //     num_slices: 3            # odd: the key slice and (n - 1) / 2 neighbours each side
 //     slice_interval_mm: 2.0   # neighbours are this far apart after resampling (3DCE: 2 mm)
-//     norm_spacing_mm: 0       # > 0: resample in-plane to this pixel size (3DCE/MULAN: 0.8)
-//     image_size: 0            # > 0: then resize to this square size
+//     slice_interpolation: reference  # reference: 3DCE's weights, computed once from the first
+//                              # neighbour's offset and reused for the further ones (the published
+//                              # inputs); exact: linear interpolation at every offset
+//     norm_spacing_mm: 0       # > 0: resample in-plane to this pixel size (3DCE/MULAN: 0.8) ...
+//     image_size: 0            # ... capped so the longer side is at most image_size (3DCE's MAX_SIZE:
+//                              # never scaled past it); without norm_spacing_mm, > 0 resizes the longer
+//                              # side to image_size (mmdet's keep-ratio Resize of A3D/SATr)
+//     masks: none              # grabcut: per-lesion pseudo-masks from the RECIST marks (box_masks),
+//                              # as the SATr/A3D mask generator makes them
 //     include_noisy: false     # the 35 lesions flagged Possibly_noisy (A3D/SATr drop them)
-//     val_split: 2             # Train_Val_Test code of the split called "val" (1 train, 2 val, 3 test)
+//
+// A sample: fields image [S, H, W] (HU), spacing [3] (x, y mm per pixel after resizing, z = slice
+// interval), thickness [] (the slice interval in mm, for the <= 2 mm / 5 mm evaluation split); ragged
+// boxes [N, 4], box_labels (1), box_types (Coarse_lesion_type, -1 untyped), box_noisy, box_recist
+// [N, 4, 2] (long-axis then short-axis endpoints, continuous pixels: the CSV's 1-based pixel x is at
+// x - 0.5), box_masks [N, H, W] float 0/1 with masks: grabcut.
 #include "core/csv.h"
 #include "data/dataset.h"
 #include "data/deeplesion/deeplesion.h"
@@ -31,6 +44,7 @@ using namespace deeplesion;
 
 struct Lesion {
   std::array<float, 4> box;  // continuous pixels: [x1 − 1, y1 − 1, x2, y2] of the 1-based inclusive CSV box
+  std::array<float, 8> recist;  // the CSV's 1-based pixel coordinates: x11, y11, x12, y12, x21, y21, x22, y22
   int64_t type = -1;
   bool noisy = false;
 };
@@ -53,6 +67,14 @@ class DeepLesion : public Dataset {
         interval_(c.get<double>("slice_interval_mm", 2.0)),
         norm_spacing_(c.get<double>("norm_spacing_mm", 0.0)),
         image_size_(c.get<int64_t>("image_size", 0)) {
+    const auto interpolation = c.get<std::string>("slice_interpolation", "reference");
+    if (interpolation != "reference" && interpolation != "exact")
+      fail("{}: {}: expected reference or exact, got \"{}\"", c.where("slice_interpolation"), c.full_key("slice_interpolation"), interpolation);
+    exact_interpolation_ = interpolation == "exact";
+    const auto masks = c.get<std::string>("masks", "none");
+    if (masks != "none" && masks != "grabcut")
+      fail("{}: {}: expected none or grabcut, got \"{}\"", c.where("masks"), c.full_key("masks"), masks);
+    grabcut_ = masks == "grabcut";
     if (num_slices_ < 1 || num_slices_ % 2 == 0)
       fail("{}: {}.num_slices: expected an odd positive number, got {}", c.where("num_slices"), c.prefix(), num_slices_);
     const bool include_noisy = c.get<bool>("include_noisy", false);
@@ -64,7 +86,7 @@ class DeepLesion : public Dataset {
     const CsvTable t = CsvTable::read(csv_path);
     std::array<size_t, kColumns.size()> col{};
     for (size_t i = 0; i < kColumns.size(); ++i) col[i] = t.column(kColumns[i]);
-    enum { kFile = 0, kKey = 4, kBox = 6, kType = 9, kNoisy = 10, kRange = 11, kSpacing = 12, kSplit = 17 };
+    enum { kFile = 0, kKey = 4, kRecist = 5, kBox = 6, kType = 9, kNoisy = 10, kRange = 11, kSpacing = 12, kSplit = 17 };
     std::map<std::string, size_t> index;
     for (size_t r = 0; r < t.rows(); ++r) {
       if (t.integer(r, col[kSplit]) != code->second) continue;
@@ -73,6 +95,8 @@ class DeepLesion : public Dataset {
       lesion.box = {static_cast<float>(b[0] - 1), static_cast<float>(b[1] - 1), static_cast<float>(b[2]),
                     static_cast<float>(b[3])};
       if (!(b[2] >= b[0] && b[3] >= b[1])) fail("{}: Bounding_boxes: x2 < x1 or y2 < y1 in \"{}\"", t.where(r), t.cell(r, col[kBox]));
+      const auto recist = t.numbers(r, col[kRecist], 8);
+      for (size_t i = 0; i < 8; ++i) lesion.recist[i] = static_cast<float>(recist[i]);
       lesion.type = t.integer(r, col[kType]);
       lesion.noisy = t.integer(r, col[kNoisy]) != 0;
       if (lesion.noisy && !include_noisy) continue;
@@ -107,25 +131,31 @@ class DeepLesion : public Dataset {
   Sample get(int64_t index, uint64_t) const override {
     const KeySlice& k = slices_.at(static_cast<size_t>(index));
     std::vector<cv::Mat> planes = load_volume(k);
-    double scale = 1.0;
-    if (norm_spacing_ > 0) scale = k.spacing[0] / norm_spacing_;
-    if (image_size_ > 0) scale *= static_cast<double>(image_size_) / std::max(planes[0].cols, planes[0].rows);
     Sample s;
     s.id = (k.series_dir / fmt::format("{:03d}.png", k.key)).string();
     const int h = planes[0].rows, w = planes[0].cols;
+    const double scale = resize_scale(k.spacing[0], h, w);
     const int out_h = static_cast<int>(std::lround(h * scale)), out_w = static_cast<int>(std::lround(w * scale));
+    const bool resized = out_h != h || out_w != w;
     torch::Tensor image = torch::empty({num_slices_, out_h, out_w}, torch::kFloat);
     for (size_t i = 0; i < planes.size(); ++i) {
       cv::Mat dst(out_h, out_w, CV_32F, image[static_cast<int64_t>(i)].data_ptr<float>());
-      if (out_h == h && out_w == w) planes[i].copyTo(dst);
-      else cv::resize(planes[i], dst, dst.size(), 0, 0, scale < 1 ? cv::INTER_AREA : cv::INTER_LINEAR);
+      if (!resized) planes[i].copyTo(dst);
+      else cv::resize(planes[i], dst, dst.size(), 0, 0, cv::INTER_LINEAR);  // 3DCE and mmdet: bilinear
     }
     s.fields["image"] = image - kHuOffset;  // Hounsfield units
+    // Continuous coordinates scale per axis by the output / input size.
+    const float sx = static_cast<float>(out_w) / static_cast<float>(w), sy = static_cast<float>(out_h) / static_cast<float>(h);
     const auto n = static_cast<int64_t>(k.lesions.size());
     torch::Tensor boxes = torch::empty({n, 4}), types = torch::empty({n}, torch::kInt64), noisy = torch::empty({n}, torch::kBool);
+    torch::Tensor recist = torch::empty({n, 4, 2});
     for (int64_t i = 0; i < n; ++i) {
       const Lesion& l = k.lesions[static_cast<size_t>(i)];
-      boxes[i] = torch::tensor({l.box[0], l.box[1], l.box[2], l.box[3]}) * static_cast<float>(out_w) / static_cast<float>(w);
+      boxes[i] = torch::tensor({l.box[0] * sx, l.box[1] * sy, l.box[2] * sx, l.box[3] * sy});
+      for (int64_t p = 0; p < 4; ++p) {
+        recist[i][p][0] = (l.recist[static_cast<size_t>(2 * p)] - 0.5f) * sx;
+        recist[i][p][1] = (l.recist[static_cast<size_t>(2 * p + 1)] - 0.5f) * sy;
+      }
       types[i] = l.type;
       noisy[i] = l.noisy;
     }
@@ -133,8 +163,40 @@ class DeepLesion : public Dataset {
     s.ragged["box_labels"] = torch::ones({n}, torch::kInt64);  // universal lesion detection: one class
     s.ragged["box_types"] = types;  // Coarse_lesion_type, -1 untyped
     s.ragged["box_noisy"] = noisy;  // Possibly_noisy
-    s.fields["spacing"] = torch::tensor({k.spacing[0] / scale, k.spacing[1] / scale, k.spacing[2]}, torch::kFloat);
+    s.ragged["box_recist"] = recist;
+    if (grabcut_) {
+      const cv::Mat& key = planes[static_cast<size_t>((num_slices_ - 1) / 2)];
+      torch::Tensor masks = torch::empty({n, out_h, out_w}, torch::kFloat);
+      for (int64_t i = 0; i < n; ++i) {
+        const Lesion& l = k.lesions[static_cast<size_t>(i)];
+        // Back to the CSV's values minus 1: the box is stored as continuous [x1 - 1, y1 - 1, x2, y2].
+        const std::array<double, 4> box = {l.box[0], l.box[1], l.box[2] - 1.0, l.box[3] - 1.0};
+        std::array<double, 8> marks{};
+        for (size_t j = 0; j < 8; ++j) marks[j] = l.recist[j] - 1.0;
+        const cv::Mat m = grabcut_mask(key, box, marks);
+        cv::Mat dst(out_h, out_w, CV_32F, masks[i].data_ptr<float>());
+        cv::Mat mf;
+        m.convertTo(mf, CV_32F);
+        if (!resized) mf.copyTo(dst);
+        else cv::resize(mf, dst, dst.size(), 0, 0, cv::INTER_NEAREST);
+      }
+      s.ragged["box_masks"] = masks;
+    }
+    s.fields["spacing"] = torch::tensor({k.spacing[0] / sx, k.spacing[1] / sy, k.spacing[2]}, torch::kFloat);
+    s.fields["thickness"] = torch::tensor(static_cast<float>(k.spacing[2]));
     return s;
+  }
+
+  // 3DCE's load_prep_img: the spacing normalisation, then the cap on the longer side (the scale is
+  // reduced so that side is image_size, never enlarged past it); mmdet's keep-ratio Resize without it.
+  double resize_scale(double pixel_mm, int h, int w) const {
+    const double longer = std::max(h, w);
+    if (norm_spacing_ > 0) {
+      double scale = pixel_mm > 0 ? pixel_mm / norm_spacing_ : 1.0;
+      if (image_size_ > 0 && longer * scale > static_cast<double>(image_size_)) scale = static_cast<double>(image_size_) / longer;
+      return scale;
+    }
+    return image_size_ > 0 ? static_cast<double>(image_size_) / longer : 1.0;
   }
 
  private:
@@ -178,12 +240,15 @@ class DeepLesion : public Dataset {
       return planes;
     }
     const double rel = interval_ / sz;
-    const double a = rel - std::floor(rel), b = std::ceil(rel) - rel;  // once from rel (the 3DCE quirk)
     for (int64_t p = 1; p <= half; ++p) {
       const double d = rel * static_cast<double>(p);
+      // reference: the weights of the first offset reused for every further one (3DCE's quirk);
+      // exact: the linear-interpolation weights of this offset.
+      const double at = exact_interpolation_ ? d : rel;
+      const double a = at - std::floor(at), b = exact_interpolation_ ? 1.0 - a : std::ceil(at) - at;
       const auto lo = static_cast<int64_t>(std::floor(d)), hi = static_cast<int64_t>(std::ceil(d));
       cv::Mat prev, next;
-      if (a == 0) {  // an integer ratio: plain neighbours
+      if (a == 0 || lo == hi) {  // an integer offset: plain neighbours
         prev = check(slice(k, k.key - lo), k.key - lo);
         next = check(slice(k, k.key + lo), k.key + lo);
       } else {
@@ -200,6 +265,7 @@ class DeepLesion : public Dataset {
   int64_t num_slices_;
   double interval_, norm_spacing_;
   int64_t image_size_;
+  bool exact_interpolation_ = false, grabcut_ = false;
   std::vector<KeySlice> slices_;
 };
 

@@ -88,6 +88,11 @@ void map_geometry(Sample& s, const cv::Matx23d& A, cv::Size out, double min_box_
   };
   if (s.fields.contains("landmarks")) s.fields["landmarks"] = map_points(s.fields["landmarks"]);
   check_per_box_fields(s, "geometric transform");  // before rows are dropped by position
+  for (const auto& name : per_box_point_fields())
+    if (s.ragged.contains(name) && s.ragged.at(name).numel() > 0) {
+      if (s.ragged.at(name).size(-1) != 2) fail("{}: geometric transform: {} must be [N, K, 2] points, got {}", s.id, name, s.ragged.at(name).sizes());
+      s.ragged[name] = map_points(s.ragged.at(name));
+    }
   if (!s.ragged.contains("boxes") || s.ragged.at("boxes").numel() == 0) return;
   const torch::Tensor b = s.ragged.at("boxes").to(torch::kFloat);
   // The four corners of each box, mapped; the new box is their bounding box.
@@ -111,12 +116,13 @@ void map_geometry(Sample& s, const cv::Matx23d& A, cv::Size out, double min_box_
   s.ragged["boxes"] = boxes;
 }
 
-void warp_fields(Sample& s, const SpatialFields& fields, const cv::Matx23d& A, cv::Size out, double fill) {
+void warp_fields(Sample& s, const SpatialFields& fields, const cv::Matx23d& A, cv::Size out, double fill, int border,
+                 int interpolation) {
   const cv::Matx23d M = to_opencv(A);
   for_each_field(s, fields, [&](torch::Tensor& field, bool is_mask) {
     field = per_plane(field, out, [&](const cv::Mat& in, cv::Mat& dst) {
-      cv::warpAffine(in, dst, M, out, is_mask ? cv::INTER_NEAREST : cv::INTER_LINEAR, cv::BORDER_CONSTANT,
-                     cv::Scalar(is_mask ? 0.0 : fill));
+      cv::warpAffine(in, dst, M, out, is_mask ? cv::INTER_NEAREST : interpolation,
+                     is_mask ? cv::BORDER_CONSTANT : border, cv::Scalar(is_mask ? 0.0 : fill));
     });
   });
 }

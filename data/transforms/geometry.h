@@ -7,6 +7,7 @@
 #include "data/dataset.h"
 
 #include <opencv2/core.hpp>
+#include <opencv2/imgproc.hpp>
 
 #include <string>
 #include <vector>
@@ -26,15 +27,25 @@ struct SpatialFields {
 // when the spatial fields disagree.
 cv::Size spatial_size(const Sample& s, const SpatialFields& fields, std::string_view transform);
 
-// p' = A p for every landmark and box corner (A maps continuous input to output coordinates). Boxes
-// become the bounding box of their mapped corners, clipped to `out`; boxes narrower or lower than
-// `min_box_size` pixels afterwards are dropped with the same rows of every per-box field (box_*,
-// see data/dataset.h), which must have one row per box.
+// p' = A p for every landmark, box corner and per-box point set (box_recist [N, 4, 2]: DeepLesion's
+// RECIST endpoints; A maps continuous input to output coordinates). Boxes become the bounding box of
+// their mapped corners, clipped to `out`; boxes narrower or lower than `min_box_size` pixels
+// afterwards are dropped with the same rows of every per-box field (box_*, see data/dataset.h), which
+// must have one row per box.
 void map_geometry(Sample& s, const cv::Matx23d& A, cv::Size out, double min_box_size = 1.0);
 
 // Resamples the spatial fields with the affine map A (input -> output, continuous coordinates) to
-// an image of size `out`; outside the input, images take `fill` and masks 0.
-void warp_fields(Sample& s, const SpatialFields& fields, const cv::Matx23d& A, cv::Size out, double fill);
+// an image of size `out`; outside the input, images take `fill` (or OpenCV's `border` extrapolation,
+// e.g. cv::BORDER_REFLECT_101 as Albumentations' ShiftScaleRotate) and masks 0. Images are
+// interpolated with `interpolation` (cv::INTER_LINEAR, cv::INTER_CUBIC), masks with nearest.
+void warp_fields(Sample& s, const SpatialFields& fields, const cv::Matx23d& A, cv::Size out, double fill,
+                 int border = cv::BORDER_CONSTANT, int interpolation = cv::INTER_LINEAR);
+
+// Per-box point sets moved by map_geometry: ragged fields [N, K, 2] (x, y).
+inline const std::vector<std::string>& per_box_point_fields() {
+  static const std::vector<std::string> names = {"box_recist"};
+  return names;
+}
 
 // Resizes the spatial fields to `out` (area averaging when shrinking, bilinear when enlarging).
 void resize_fields(Sample& s, const SpatialFields& fields, cv::Size out);

@@ -61,7 +61,7 @@ TEST(DeepLesion, NeighbourSlicesFollow3dceInterpolation) {
   EXPECT_TRUE(torch::allclose(s.ragged.at("boxes"), torch::tensor({{2.0f, 1.0f, 5.0f, 6.0f}})));
   EXPECT_EQ(s.ragged.at("box_types")[0].item<int64_t>(), -1);
   // Every ragged key is the boxes or a per-box field with one row per box, so transforms keep them in step.
-  EXPECT_EQ(s.ragged.keys(), (std::vector<std::string>{"box_labels", "box_noisy", "box_types", "boxes"}));
+  EXPECT_EQ(s.ragged.keys(), (std::vector<std::string>{"box_labels", "box_noisy", "box_recist", "box_types", "boxes"}));
   EXPECT_NO_THROW(check_per_box_fields(s, "test"));
 
   // 1 mm slices: rel 2, plain neighbours at ±2 and ±4; slice 14 is missing, so +4 steps back to 13.

@@ -16,14 +16,14 @@ torch.Generator().manual_seed(...) so reruns are bit-identical:
 Metadata: "fasterrcnn_resnet50_fpn_parameters" (torchvision fasterrcnn_resnet50_fpn, 91 classes, built
 without weights, so its trunk has BatchNorm2d like Facet's), "..._by_prefix" (JSON) and
 "..._published" (the COCO checkpoint's num_params: its trunk's BatchNorm is frozen, weight and bias
-are buffers there).
+are buffers there); "maskrcnn_resnet50_fpn_parameters" (the same for maskrcnn_resnet50_fpn).
 """
 import json
 import os
 
 import torch
 import torchvision
-from torchvision.models.detection import FasterRCNN_ResNet50_FPN_Weights, fasterrcnn_resnet50_fpn
+from torchvision.models.detection import FasterRCNN_ResNet50_FPN_Weights, fasterrcnn_resnet50_fpn, maskrcnn_resnet50_fpn
 from torchvision.models.detection._utils import BoxCoder
 from torchvision.models.detection.anchor_utils import AnchorGenerator
 from torchvision.models.detection.image_list import ImageList
@@ -90,6 +90,7 @@ def main():
 
     model = fasterrcnn_resnet50_fpn(weights=None, weights_backbone=None, num_classes=91)
     params = sum(p.numel() for p in model.parameters())
+    mask_params = sum(p.numel() for p in maskrcnn_resnet50_fpn(weights=None, weights_backbone=None, num_classes=91).parameters())
     published = FasterRCNN_ResNet50_FPN_Weights.COCO_V1.meta["num_params"]
     by_prefix = {}
     for n, p in model.named_parameters():
@@ -99,6 +100,7 @@ def main():
         "source": f"torch {torch.__version__}, torchvision {torchvision.__version__}",
         "fasterrcnn_resnet50_fpn_parameters": str(params),
         "fasterrcnn_resnet50_fpn_published": str(published),
+        "maskrcnn_resnet50_fpn_parameters": str(mask_params),
         "fasterrcnn_resnet50_fpn_by_prefix": json.dumps(by_prefix, sort_keys=True),
     }
     os.makedirs(OUT, exist_ok=True)

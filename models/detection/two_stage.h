@@ -118,7 +118,7 @@ class TwoStageDetector : public Model, public ComputesLosses {
   Outputs forward(const data::Batch& batch) override;
   // rpn_cls, rpn_box, rcnn_cls, rcnn_box (and mask) with per-image values.
   losses::LossResult forward_losses(const data::Batch& batch, Outputs& outputs) override;
-  std::string default_visualizer() const override { return "boxes"; }
+  std::string default_visualizer() const override { return "detection"; }
 
   const TwoStageOptions& options() const { return options_; }
   // Feature maps the heads see (after the FPN), shallowest first, with their strides.

@@ -1,5 +1,5 @@
 // Detection in Facet (ATen-composed ops, models/detection) next to torchvision (bench/detection.py,
-// same inputs, threads and settings): NMS, RoIAlign forward + backward, and a training step of
+// inputs drawn the same way, same sizes, threads and settings): NMS, RoIAlign forward + backward, and a training step of
 // Faster R-CNN ResNet-50-FPN (torchvision's proposal settings, BatchNorm trained in both). One JSON line.
 //   detection_bench --what nms|roi_align|faster_rcnn [--boxes 12000] [--rois 1024] [--batch 2] [--size 512]
 //                   [--steps 5] [--warmup 2] [--threads N] [--device cpu|cuda]

@@ -56,13 +56,14 @@ torch::Tensor BoxCoder::decode(const torch::Tensor& rois, const torch::Tensor& d
   const int64_t n = rois.size(0);
   if (deltas.size(0) != n || deltas.size(-1) % 4 != 0)
     fail("BoxCoder::decode: {} rois with deltas {}", n, deltas.sizes());
-  const auto d = deltas.reshape({n, -1, 4}) * as_tensor(stds, deltas) + as_tensor(means, deltas);
+  const int64_t k = deltas.size(-1) / 4;  // explicit: -1 is ambiguous when there are no rois
+  const auto d = deltas.reshape({n, k, 4}) * as_tensor(stds, deltas) + as_tensor(means, deltas);
   const auto pw = (rois.select(1, 2) - rois.select(1, 0)).unsqueeze(1), ph = (rois.select(1, 3) - rois.select(1, 1)).unsqueeze(1);
   const auto px = rois.select(1, 0).unsqueeze(1) + 0.5 * pw, py = rois.select(1, 1).unsqueeze(1) + 0.5 * ph;
   const auto dw = d.select(2, 2).clamp(-wh_clamp, wh_clamp), dh = d.select(2, 3).clamp(-wh_clamp, wh_clamp);
   const auto gx = px + pw * d.select(2, 0), gy = py + ph * d.select(2, 1);
   const auto gw = pw * torch::exp(dw), gh = ph * torch::exp(dh);
-  return torch::stack({gx - 0.5 * gw, gy - 0.5 * gh, gx + 0.5 * gw, gy + 0.5 * gh}, 2).reshape({n, -1});
+  return torch::stack({gx - 0.5 * gw, gy - 0.5 * gh, gx + 0.5 * gw, gy + 0.5 * gh}, 2).reshape({n, 4 * k});
 }
 
 // --- NMS -------------------------------------------------------------------------------------------

@@ -460,7 +460,7 @@ losses::LossResult TwoStageDetector::forward_losses(const data::Batch& batch, Ou
   const auto pooled = pool(levels, sampled, options_.roi.output_size, options_.roi.sampling_ratio);
   const auto [cls, deltas] = box_head(pooled);
   const auto cls_all = F::cross_entropy(cls, torch::cat(labels), F::CrossEntropyFuncOptions().reduction(torch::kNone));
-  const auto box_deltas = deltas.view({deltas.size(0), -1, 4});
+  const auto box_deltas = deltas.view({deltas.size(0), deltas.size(1) / 4, 4});
   std::vector<torch::Tensor> rcnn_cls, rcnn_box, mask_loss;
   int64_t start = 0, roi_count = 0, mask_count = 0;
   std::vector<torch::Tensor> pos_rows, pos_labels;
@@ -545,7 +545,7 @@ Outputs TwoStageDetector::forward(const data::Batch& batch) {
   for (int64_t i = 0; i < b; ++i) {
     const int64_t n = props[static_cast<size_t>(i)].size(0);
     auto d = deltas.narrow(0, start, n).to(torch::kFloat);
-    auto boxes = coder.decode(props[static_cast<size_t>(i)], d).view({n, -1, 4});
+    auto boxes = coder.decode(props[static_cast<size_t>(i)], d).view({n, d.size(1) / 4, 4});
     if (options_.roi.class_agnostic) boxes = boxes.expand({n, classes + 1, 4});
     boxes = clip_boxes(boxes.narrow(1, 1, classes), height, width).reshape({-1, 4});
     auto scores = probs.narrow(0, start, n).narrow(1, 1, classes).reshape({-1});

@@ -1,5 +1,6 @@
 // Detection operators (models/detection/ops) against torchvision.ops on goldens from
 // tools/golden/detection_golden.py, and the assigner, sampler and anchors on hand-built cases.
+#include "core/error.h"
 #include "core/safetensors.h"
 #include "models/detection/ops.h"
 

@@ -91,15 +91,11 @@ std::vector<double> sensitivity_at(const FrocCurve& curve, const std::vector<dou
       out.push_back(y.back());  // past the curve: its last sensitivity (3DCE / MULAN)
     } else if (f < x.front()) {
       out.push_back(0.0);  // before the first detection's FP rate (the reference has no value there)
-    } else if (x.size() == 1) {
-      out.push_back(y.front());
     } else {
-      // scipy.interpolate.interp1d (linear) on the stable-sorted curve: the segment from the last
-      // point left of f to the first point at or right of it.
-      auto hi = static_cast<size_t>(std::lower_bound(x.begin(), x.end(), f) - x.begin());
-      hi = std::clamp<size_t>(hi, 1, x.size() - 1);
-      const size_t lo = hi - 1;
-      out.push_back(x[hi] == x[lo] ? y[hi] : y[lo] + (y[hi] - y[lo]) * (f - x[lo]) / (x[hi] - x[lo]));
+      // scipy's interp1d (linear, 1-D: np.interp): from the last point at or left of f towards the
+      // next one. At an FP rate the curve reaches, the sensitivity when it leaves that rate.
+      const auto j = static_cast<size_t>(std::upper_bound(x.begin(), x.end(), f) - x.begin()) - 1;
+      out.push_back(j + 1 >= x.size() ? y.back() : y[j] + (y[j + 1] - y[j]) * (f - x[j]) / (x[j + 1] - x[j]));
     }
   }
   return out;

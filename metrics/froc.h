@@ -3,8 +3,8 @@
 // detection whose best IoU with its image's lesions is < iou_threshold is a false positive, otherwise
 // every lesion it overlaps >= iou_threshold that is not yet hit becomes a hit (a detection hitting only
 // already-hit lesions counts as neither). Sensitivity (hits / lesions) at given false positives per
-// image by linear interpolation of that curve (scipy's interp1d), the last sensitivity past the curve's
-// end. IoU with the +1-pixel width convention of the reference code. Registered as metric `froc`
+// image by linear interpolation of that curve (scipy's interp1d, i.e. np.interp: of several points at one
+// FP rate, the last), the last sensitivity past the curve's end. IoU with the +1-pixel width convention of the reference code. Registered as metric `froc`
 // (metrics/froc.cpp), with per-thickness and per-lesion-type views and COCO-style AP50.
 #pragma once
 

@@ -40,13 +40,14 @@ TEST(Froc, CountsHitsMissesAndRepeatedHitsLikeTheReference) {
   const auto curve = froc_curve(images);
   EXPECT_THAT(curve.fp_per_image, ::testing::ElementsAre(0.0, 0.5, 0.5, 0.5, 1.0, 1.0));
   EXPECT_THAT(curve.sensitivity, ::testing::ElementsAre(1.0 / 3, 1.0 / 3, 1.0 / 3, 2.0 / 3, 2.0 / 3, 1.0));
-  // At 0.5 FP/image: the sensitivity when the first FP arrived (interp1d meets the first point at x = 0.5);
-  // at 0.75 between (0.5, 2/3) and (1.0, 2/3); past the end (1 FP/image): the last value.
-  const auto s = sensitivity_at(curve, {0.5, 0.75, 1.0, 4.0});
-  EXPECT_NEAR(s[0], 1.0 / 3, 1e-12);
+  // At 0.5 FP/image: the last point at 0.5 (np.interp, which interp1d uses, takes the last of equal
+  // x); at 0.75 between (0.5, 2/3) and (1.0, 2/3); at 1.0 and past the end: the last value.
+  const auto s = sensitivity_at(curve, {0.5, 0.75, 1.0, 4.0, 0.0});
+  EXPECT_NEAR(s[0], 2.0 / 3, 1e-12);
   EXPECT_NEAR(s[1], 2.0 / 3, 1e-12);
-  EXPECT_NEAR(s[2], 2.0 / 3, 1e-12);
+  EXPECT_NEAR(s[2], 1.0, 1e-12);
   EXPECT_NEAR(s[3], 1.0, 1e-12);
+  EXPECT_NEAR(s[4], 1.0 / 3, 1e-12);
   // IoU with +1 widths: [0,0,9,9] vs [0,0,9,4] is 50/100 = 0.5 (a hit); without the +1, 36/81 (a miss).
   const std::vector<DetectionRecord> edge = {image({{0, 0, 9, 9}}, {{0, 0, 9, 4, 0.9}})};
   EXPECT_EQ(froc_curve(edge, 0.5, true).sensitivity.back(), 1.0);

@@ -87,7 +87,7 @@ TEST(DetectionOps, AnchorsMatchTorchvisionAndMmdet) {
   o.scales = {1};
   o.round = true;
   AnchorGenerator gen(o);
-  EXPECT_LT(max_diff(gen.grid_anchors(0, 6, 5, torch::kCPU), g.tensor("anchors_p2")), 1e-6);
+  EXPECT_LT(max_diff(gen.grid_anchors(0, 6, 6, torch::kCPU), g.tensor("anchors_p2")), 1e-6);
   EXPECT_LT(max_diff(gen.grid_anchors(1, 3, 3, torch::kCPU), g.tensor("anchors_p3")), 1e-6);
   // SATr's single level: base 4 x scales 4..48 x 3 ratios = 18 anchors of 16..192 px (ratio 1).
   AnchorGenerator satr(AnchorGeneratorOptions{});
@@ -113,10 +113,12 @@ TEST(DetectionOps, MaxIoUAssignerFollowsMmdet) {
   EXPECT_EQ(a.gt_index[1].item<int64_t>(), -1);
   EXPECT_EQ(a.gt_index[2].item<int64_t>(), 0);
   EXPECT_EQ(a.gt_index[3].item<int64_t>(), 2);
-  o.match_low_quality = false;
-  EXPECT_EQ(assign_max_iou(boxes, gt, o).gt_index[3].item<int64_t>(), 0);
+  o.match_low_quality = false;  // 0.36 is between neg_iou and pos_iou: ignored
+  EXPECT_EQ(assign_max_iou(boxes, gt, o).gt_index[3].item<int64_t>(), -1);
   o.match_low_quality = true;
   o.min_pos_iou = 0.4;  // 0.36 no longer enough
+  EXPECT_EQ(assign_max_iou(boxes, gt, o).gt_index[3].item<int64_t>(), -1);
+  o.neg_iou = 0.4;  // now a negative
   EXPECT_EQ(assign_max_iou(boxes, gt, o).gt_index[3].item<int64_t>(), 0);
   EXPECT_TRUE(torch::equal(assign_max_iou(boxes, torch::zeros({0, 4}), o).gt_index, torch::zeros({4}, torch::kLong)));
 }

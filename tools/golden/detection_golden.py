@@ -12,7 +12,7 @@ torch.Generator().manual_seed(...) so reruns are bit-identical:
   coder_proposals [6,4], coder_targets [6,4], coder_deltas [6,4] (encode), coder_decoded [6,4] (decode
       of coder_codes [6,4]): torchvision's BoxCoder with weights (10, 10, 5, 5) = stds (0.1, 0.1, 0.2, 0.2)
   anchors_p2 [H*W*3, 4], anchors_p3: torchvision AnchorGenerator(sizes ((32,), (64,)), ratios (0.5, 1, 2))
-      on 6x5 and 3x3 maps of a 24x20 image (strides 4 and 8)
+      on 6x6 and 3x3 maps of a 24x24 image (strides 4 and 8)
 Metadata: "fasterrcnn_resnet50_fpn_parameters" (torchvision fasterrcnn_resnet50_fpn, 91 classes, built
 without weights, so its trunk has BatchNorm2d like Facet's), "..._by_prefix" (JSON) and
 "..._published" (the COCO checkpoint's num_params: its trunk's BatchNorm is frozen, weight and bias
@@ -83,10 +83,10 @@ def main():
     t["coder_decoded"] = coder.decode_single(t["coder_codes"], t["coder_proposals"])
 
     gen = AnchorGenerator(sizes=((32,), (64,)), aspect_ratios=((0.5, 1.0, 2.0),) * 2)
-    images = ImageList(torch.zeros(1, 3, 24, 20), [(24, 20)])
-    feats = [torch.zeros(1, 8, 6, 5), torch.zeros(1, 8, 3, 3)]
+    images = ImageList(torch.zeros(1, 3, 24, 24), [(24, 24)])
+    feats = [torch.zeros(1, 8, 6, 6), torch.zeros(1, 8, 3, 3)]
     a = gen(images, feats)[0]
-    t["anchors_p2"], t["anchors_p3"] = a[: 6 * 5 * 3], a[6 * 5 * 3:]
+    t["anchors_p2"], t["anchors_p3"] = a[: 6 * 6 * 3], a[6 * 6 * 3:]
 
     model = fasterrcnn_resnet50_fpn(weights=None, weights_backbone=None, num_classes=91)
     params = sum(p.numel() for p in model.parameters())

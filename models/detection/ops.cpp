@@ -68,9 +68,51 @@ torch::Tensor BoxCoder::decode(const torch::Tensor& rois, const torch::Tensor& d
 
 // --- NMS -------------------------------------------------------------------------------------------
 
-torch::Tensor nms(const torch::Tensor& boxes, const torch::Tensor& scores, double iou_threshold, int64_t max_keep) {
+namespace {
+void check_nms_inputs(const torch::Tensor& boxes, const torch::Tensor& scores) {
   if (boxes.dim() != 2 || boxes.size(1) != 4 || scores.dim() != 1 || scores.size(0) != boxes.size(0))
     fail("nms: expected boxes [N, 4] and scores [N], got {} and {}", boxes.sizes(), scores.sizes());
+}
+}  // namespace
+
+torch::Tensor nms(const torch::Tensor& boxes, const torch::Tensor& scores, double iou_threshold, int64_t max_keep) {
+  check_nms_inputs(boxes, scores);
+  const int64_t n = boxes.size(0);
+  if (n == 0) return torch::empty({0}, torch::TensorOptions().dtype(torch::kLong).device(boxes.device()));
+  if (!boxes.device().is_cpu()) return nms_blocked(boxes, scores, iou_threshold, max_keep);
+  const auto order = std::get<1>(scores.sort(/*stable=*/true, /*dim=*/0, /*descending=*/true));
+  const auto sorted = boxes.index_select(0, order);
+  {
+    // On the CPU a scalar greedy pass (torchvision's CPU kernel's arithmetic) beats IoU matrices:
+    // each kept box is compared only with the boxes still alive after it.
+    const auto b = sorted.contiguous();
+    std::vector<int64_t> keep;
+    AT_DISPATCH_FLOATING_TYPES(b.scalar_type(), "nms", [&] {
+      const scalar_t* p = b.data_ptr<scalar_t>();
+      std::vector<scalar_t> area(static_cast<size_t>(n));
+      for (int64_t i = 0; i < n; ++i) area[static_cast<size_t>(i)] = (p[4 * i + 2] - p[4 * i]) * (p[4 * i + 3] - p[4 * i + 1]);
+      std::vector<uint8_t> removed(static_cast<size_t>(n));
+      for (int64_t i = 0; i < n; ++i) {
+        if (removed[static_cast<size_t>(i)]) continue;
+        keep.push_back(i);
+        if (max_keep > 0 && static_cast<int64_t>(keep.size()) >= max_keep) break;
+        const scalar_t* a = p + 4 * i;
+        for (int64_t j = i + 1; j < n; ++j) {
+          if (removed[static_cast<size_t>(j)]) continue;
+          const scalar_t* c = p + 4 * j;
+          const scalar_t w = std::max<scalar_t>(0, std::min(a[2], c[2]) - std::max(a[0], c[0]));
+          const scalar_t h = std::max<scalar_t>(0, std::min(a[3], c[3]) - std::max(a[1], c[1]));
+          const scalar_t inter = w * h;
+          if (inter / (area[static_cast<size_t>(i)] + area[static_cast<size_t>(j)] - inter) > iou_threshold) removed[static_cast<size_t>(j)] = 1;
+        }
+      }
+    });
+    return order.index_select(0, torch::tensor(keep, torch::kLong));
+  }
+}
+
+torch::Tensor nms_blocked(const torch::Tensor& boxes, const torch::Tensor& scores, double iou_threshold, int64_t max_keep) {
+  check_nms_inputs(boxes, scores);
   const int64_t n = boxes.size(0);
   if (n == 0) return torch::empty({0}, torch::TensorOptions().dtype(torch::kLong).device(boxes.device()));
   const auto order = std::get<1>(scores.sort(/*stable=*/true, /*dim=*/0, /*descending=*/true));

@@ -37,8 +37,11 @@ struct BoxCoder {
 
 // Greedy NMS: indices (int64) of the kept boxes, by decreasing score. A box is dropped when its IoU
 // with a kept higher-scored box is > iou_threshold (torchvision.ops.nms). max_keep > 0 stops after
-// that many.
+// that many. CUDA: blocks of IoU matrices on the device, the greedy pass over each block on the host;
+// CPU: a scalar greedy pass.
 torch::Tensor nms(const torch::Tensor& boxes, const torch::Tensor& scores, double iou_threshold, int64_t max_keep = -1);
+// The device algorithm on any device (nms uses it on CUDA; the tests run it on the CPU too).
+torch::Tensor nms_blocked(const torch::Tensor& boxes, const torch::Tensor& scores, double iou_threshold, int64_t max_keep = -1);
 // NMS within each group of `idxs` (class or level), by offsetting each group's boxes apart.
 torch::Tensor batched_nms(const torch::Tensor& boxes, const torch::Tensor& scores, const torch::Tensor& idxs,
                           double iou_threshold, int64_t max_keep = -1);

@@ -41,6 +41,9 @@ TEST(DetectionOps, NmsMatchesTorchvision) {
   auto many = torch::cat({boxes, boxes + 0.5, boxes + 1.0, boxes - 0.7}).repeat({1, 1});
   const auto many_scores = torch::rand({many.size(0)}, torch::TensorOptions().dtype(torch::kFloat));
   const auto k = nms(many, many_scores, 0.6);
+  EXPECT_TRUE(torch::equal(nms_blocked(many, many_scores, 0.6), k));  // the device algorithm, here on the CPU
+  EXPECT_TRUE(torch::equal(nms_blocked(boxes, scores, 0.5), g.tensor("nms_keep")));
+  EXPECT_TRUE(torch::equal(nms_blocked(many, many_scores, 0.6, 9), k.narrow(0, 0, 9)));
   const auto iou = box_iou(many.index_select(0, k), many.index_select(0, k));
   EXPECT_LE((iou - torch::eye(k.size(0))).max().item<double>(), 0.6);  // no two kept boxes overlap > 0.6
   EXPECT_EQ(nms(torch::zeros({0, 4}), torch::zeros({0}), 0.5).numel(), 0);

@@ -25,7 +25,7 @@ print(f"  pytorch median {mt:8.2f} ms/step  (runs: {', '.join(f'{x:.1f}' for x i
 print(f"  ratio facet/pytorch = {mf / mt:.3f}")
 PY
 }
-# BENCH_ONLY=train|distributed|loader runs one part.
+# BENCH_ONLY=train|distributed|detection|loader runs one part.
 only=${BENCH_ONLY:-all}
 if [[ $only == all || $only == train ]]; then
   ratio "ResNet-18, batch 16, 112x112, SGD" --model resnet18 --batch 16 --size 112 --steps 20 --warmup 5
@@ -37,6 +37,17 @@ fi
 if [[ $only == all || $only == distributed ]]; then
   echo "data-parallel step: 2 Gloo ranks, all-reduce after backward vs overlapped with it"
   "$build/bench/distributed_overlap_bench" --steps 20
+  echo
+fi
+
+# Detection: Facet's ATen-composed ops and Faster R-CNN R50-FPN step vs torchvision (same inputs).
+if [[ $only == all || $only == detection ]]; then
+  for args in "--what nms --boxes 12000 --steps 10 --warmup 2" "--what roi_align --rois 1024 --steps 5 --warmup 1" \
+              "--what faster_rcnn --size 320 --batch 2 --steps 3 --warmup 1"; do
+    f=$("$build/bench/detection_bench" $args --threads "$threads" | "$python" -c 'import json,sys;print(json.load(sys.stdin)["ms_per_step"])')
+    t=$("$python" bench/detection.py $args --threads "$threads" 2>/dev/null | "$python" -c 'import json,sys;print(json.load(sys.stdin)["ms_per_step"])')
+    echo "detection ($args): facet $f ms, torchvision $t ms, ratio $("$python" -c "print(f'{$f / $t:.2f}')")"
+  done
   echo
 fi
 

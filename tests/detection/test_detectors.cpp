@@ -6,6 +6,7 @@
 #include "metrics/froc.h"
 #include "models/detection/two_stage.h"
 #include "tests/detection/tiny_backbone.h"
+#include "train/visualize.h"
 
 #include <nlohmann/json.hpp>
 
@@ -14,6 +15,8 @@
 
 #include <chrono>
 #include <filesystem>
+
+#include <opencv2/imgcodecs.hpp>
 
 namespace facet::models::detection {
 namespace {
@@ -179,6 +182,25 @@ TEST(Detectors, OptionErrorsNameTheKey) {
   b.ragged["box_labels"][0][0] = 2;
   auto f = build(kTiny);
   EXPECT_THAT([&] { f->forward_losses(b, o); }, ::testing::ThrowsMessage<Error>(HasSubstr("box_labels of 0 must be in 1..1")));
+}
+
+TEST(Detectors, DetectionPictureShowsTheWindowedKeySliceWithBoxes) {
+  auto m = build(kTiny);
+  EXPECT_EQ(m->default_visualizer(), "detection");
+  data::Batch b = lesion_batch();
+  b.fields["image"] = b.fields["image"] * 1000 - 500;  // as HU: lesions near 500, background near -500
+  Outputs out;
+  out.ragged["boxes"] = {torch::tensor({8.f, 10.f, 26.f, 26.f}).view({1, 4}), torch::zeros({0, 4})};
+  out.ragged["scores"] = {torch::tensor({0.9f}), torch::zeros({0})};
+  const std::vector<std::string> names = {"background", "lesion"};
+  auto vis = train::visualizer_registry().create(Config::parse("{name: detection, window: [-1000, 1000], side: 64}"));
+  const auto png = vis->draw({b, out, names}, 2);
+  ASSERT_TRUE(png.has_value());
+  const cv::Mat img = cv::imdecode(std::vector<uchar>(png->bytes.begin(), png->bytes.end()), cv::IMREAD_COLOR);
+  ASSERT_FALSE(img.empty());
+  EXPECT_EQ(vis->tag(), "detection");
+  EXPECT_THAT([] { train::visualizer_registry().create(Config::parse("{name: detection, window: [5, 1]}")); },
+              ::testing::ThrowsMessage<Error>(HasSubstr("expected [lo, hi] with lo < hi")));
 }
 
 }  // namespace

@@ -25,7 +25,7 @@ print(f"  pytorch median {mt:8.2f} ms/step  (runs: {', '.join(f'{x:.1f}' for x i
 print(f"  ratio facet/pytorch = {mf / mt:.3f}")
 PY
 }
-# BENCH_ONLY=train|a3d|distributed|loader|llm runs one part.
+# BENCH_ONLY=train|a3d|distributed|detection|loader|llm runs one part.
 only=${BENCH_ONLY:-all}
 if [[ $only == all || $only == a3d ]]; then
   echo "A3D DenseNet-121 + SATr backbone: forward + backward, 1 x 7 slices x 512 x 512, $threads threads, $rounds rounds (alternating)"
@@ -64,6 +64,16 @@ if [[ $only == all || $only == llm ]]; then
     # Passive OpenMP waits on both sides: on a shared machine busy-waiting threads dominate the time.
     OMP_WAIT_POLICY=PASSIVE "$build/bench/llm_bench" --threads "$threads"
     OMP_WAIT_POLICY=PASSIVE "$python" bench/llm.py --threads "$threads"
+  done
+  echo
+fi
+# Detection: Facet's ATen-composed ops and Faster R-CNN R50-FPN step vs torchvision (same inputs).
+if [[ $only == all || $only == detection ]]; then
+  for args in "--what nms --boxes 12000 --steps 10 --warmup 2" "--what roi_align --rois 1024 --steps 5 --warmup 1" \
+              "--what faster_rcnn --size 320 --batch 2 --steps 3 --warmup 1"; do
+    f=$("$build/bench/detection_bench" $args --threads "$threads" | "$python" -c 'import json,sys;print(json.load(sys.stdin)["ms_per_step"])')
+    t=$("$python" bench/detection.py $args --threads "$threads" 2>/dev/null | "$python" -c 'import json,sys;print(json.load(sys.stdin)["ms_per_step"])')
+    echo "detection ($args): facet $f ms, torchvision $t ms, ratio $("$python" -c "print(f'{$f / $t:.2f}')")"
   done
   echo
 fi

@@ -29,12 +29,14 @@ class TileSheet {
                       static_cast<int>(cols_) * (side + pad_) + pad_, CV_8UC3, cv::Scalar(24, 24, 24));
   }
 
-  // Draws `image` [C, H, W] (scaled to its own range; not three channels: the middle one in grey)
-  // into tile i; returns the factor from image pixels to tile pixels.
-  double put(int64_t i, const torch::Tensor& image) {
+  // Draws `image` [C, H, W] (scaled to its own range, or to `window` [lo, hi] when given; not three
+  // channels: the middle one in grey) into tile i; returns the factor from image pixels to tile pixels.
+  double put(int64_t i, const torch::Tensor& image, const std::vector<double>& window = {}) {
     torch::Tensor x = image.detach().to(torch::kCPU, torch::kFloat);
     x = x.size(0) == 3 ? x : x.narrow(0, x.size(0) / 2, 1).expand({3, -1, -1});
-    const float lo = x.min().item<float>(), hi = x.max().item<float>();
+    if (window.size() == 2) x = x.clamp(window[0], window[1]);
+    const float lo = window.size() == 2 ? static_cast<float>(window[0]) : x.min().item<float>();
+    const float hi = window.size() == 2 ? static_cast<float>(window[1]) : x.max().item<float>();
     x = hi > lo ? (x - lo) / (hi - lo) * 255.0 : torch::full_like(x, 128.0);
     const torch::Tensor hwc = x.round().clamp(0, 255).to(torch::kUInt8).flip({0}).permute({1, 2, 0}).contiguous();
     const cv::Mat bgr(static_cast<int>(hwc.size(0)), static_cast<int>(hwc.size(1)), CV_8UC3, hwc.data_ptr<uint8_t>());
@@ -179,11 +181,17 @@ class Classification : public Visualizer {
 };
 
 // Detection: true boxes in green, predicted ones above `score_threshold` in orange with their
-// scores (and class names when the outputs carry labels).
+// scores (and class names when the outputs carry labels). `detection` (the lesion detectors'): the
+// key (middle) slice of a multi-slice input, windowed with `window: [lo, hi]` when set (e.g. HU).
 class Boxes : public Visualizer {
  public:
-  explicit Boxes(const Config& c) : threshold_(c.get<double>("score_threshold", 0.3)), side_(c.get<int>("side", 256)) {}
-  std::string tag() const override { return "boxes"; }
+  Boxes(const Config& c, std::string tag, double threshold)
+      : tag_(std::move(tag)), threshold_(c.get<double>("score_threshold", threshold)), side_(c.get<int>("side", 256)),
+        window_(c.get<std::vector<double>>("window", {})) {
+    if (!window_.empty() && (window_.size() != 2 || !(window_[0] < window_[1])))
+      fail("{}: {}: expected [lo, hi] with lo < hi", c.where("window"), c.full_key("window"));
+  }
+  std::string tag() const override { return tag_; }
   std::optional<Png> draw(const VisualInput& in, int64_t max_images) const override {
     const int64_t n = shown(in.batch, max_images);
     const auto predicted = in.outputs.ragged.find("boxes");
@@ -193,7 +201,7 @@ class Boxes : public Visualizer {
     const auto truth = in.batch.ragged.find("boxes");
     TileSheet sheet(n, side_, 1, 4);
     for (int64_t i = 0; i < n; ++i) {
-      const double scale = sheet.put(i, in.batch.fields.at("image")[i]);
+      const double scale = sheet.put(i, in.batch.fields.at("image")[i], window_);
       int64_t found = 0, truths = 0;
       if (truth != in.batch.ragged.end()) {
         const torch::Tensor t = truth->second[static_cast<size_t>(i)].to(torch::kCPU, torch::kFloat).contiguous();
@@ -219,8 +227,10 @@ class Boxes : public Visualizer {
   }
 
  private:
+  std::string tag_;
   double threshold_;
   int side_;
+  std::vector<double> window_;
 };
 
 // Vision-language: the image with the generated text (and the reference, when the batch has it),
@@ -283,7 +293,11 @@ FACET_REGISTER(visualizer_registry(), "multilabel", "Faces with true / predicted
 FACET_REGISTER(visualizer_registry(), "classification", "Images with the true and predicted class (logits, target)",
                [](const Config& c) { return std::make_shared<Classification>(c); });
 FACET_REGISTER(visualizer_registry(), "boxes", "True and predicted boxes with scores (score_threshold, side)",
-               [](const Config& c) { return std::make_shared<Boxes>(c); });
+               [](const Config& c) { return std::make_shared<Boxes>(c, "boxes", 0.3); });
+FACET_REGISTER(visualizer_registry(), "detection",
+               "Lesion detection: the key slice (windowed: window [lo, hi]), true boxes and detections with scores "
+               "(score_threshold, window, side)",
+               [](const Config& c) { return std::make_shared<Boxes>(c, "detection", 0.5); });
 FACET_REGISTER(visualizer_registry(), "image_text", "Images with the generated text and the reference (text, reference)",
                [](const Config& c) { return std::make_shared<ImageText>(c); });
 FACET_REGISTER(visualizer_registry(), "samples", "A grid of generated samples (samples)",

@@ -18,8 +18,4 @@ std::optional<std::string> closest_match(std::string_view word, const std::vecto
 // "a, b, c"
 std::string join(const std::vector<std::string>& items, std::string_view separator = ", ");
 
-// The offset of the first byte of `text` that is not part of well-formed UTF-8 (overlong forms,
-// surrogates and code points past U+10FFFF are ill-formed), or nullopt when it all is.
-std::optional<size_t> first_invalid_utf8(std::string_view text);
-
 }  // namespace facet

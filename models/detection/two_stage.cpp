@@ -360,10 +360,11 @@ Truth truth(const data::Batch& batch, const torch::Device& device, int64_t num_c
            batch.ids.size() > i ? batch.ids[i] : std::to_string(i), num_classes, l.min().item<int64_t>(), l.max().item<int64_t>());
     t.labels.push_back(l);
     if (masks) {
-      if (!batch.ragged.contains("masks"))
-        fail("mask_rcnn: the batch has no ragged field \"masks\" ([n, H, W] per image); set model.mask.targets: boxes "
-             "to train on the ellipse inscribed in each box");
-      t.masks.push_back(batch.ragged.at("masks")[i].to(device, torch::kFloat));
+      // Per-box fields are box_* (data/dataset.h); DeepLesion's GrabCut pseudo-masks arrive as box_masks.
+      if (!batch.ragged.contains("box_masks"))
+        fail("mask_rcnn: the batch has no ragged field \"box_masks\" ([n, H, W] per image, e.g. deeplesion with "
+             "masks: grabcut); set model.mask.targets: boxes to train on the ellipse inscribed in each box");
+      t.masks.push_back(batch.ragged.at("box_masks")[i].to(device, torch::kFloat));
     }
   }
   return t;

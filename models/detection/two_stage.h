@@ -20,7 +20,7 @@
 //            pre_nms_test, post_nms_test, nms, min_size, beta, loss_weight}
 //     roi:  {output_size, sampling_ratio, aligned, fc, pos_iou, neg_iou, min_pos_iou, match_low_quality, num,
 //            pos_fraction, add_gt, stds, class_agnostic, beta, score_threshold, nms, max_per_image, finest_scale}
-//     mask: {convs, channels, output_size, loss_weight}    # mask_rcnn; targets from ragged `masks` [n, H, W]
+//     mask: {convs, channels, output_size, loss_weight}    # mask_rcnn; targets from ragged `box_masks` [n, H, W]
 //                                                          # or, with targets: boxes, the ellipse in each box
 #pragma once
 

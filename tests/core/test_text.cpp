@@ -1,4 +1,5 @@
 #include "core/text.h"
+#include "core/utf8.h"
 
 #include <gtest/gtest.h>
 

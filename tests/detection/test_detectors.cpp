@@ -178,7 +178,7 @@ TEST(Detectors, OptionErrorsNameTheKey) {
   auto m = build("{name: mask_rcnn, backbone: {name: test_tiny_stride4, in_channels: 3}, rpn: {feat_channels: 8}, roi: {fc: 8}}");
   auto b = lesion_batch();
   Outputs o;
-  EXPECT_THAT([&] { m->forward_losses(b, o); }, ::testing::ThrowsMessage<Error>(HasSubstr("the batch has no ragged field \"masks\"")));
+  EXPECT_THAT([&] { m->forward_losses(b, o); }, ::testing::ThrowsMessage<Error>(HasSubstr("the batch has no ragged field \"box_masks\"")));
   b.ragged["box_labels"][0][0] = 2;
   auto f = build(kTiny);
   EXPECT_THAT([&] { f->forward_losses(b, o); }, ::testing::ThrowsMessage<Error>(HasSubstr("box_labels of 0 must be in 1..1")));

@@ -2,6 +2,7 @@
 // fasterrcnn_resnet50_fpn / maskrcnn_resnet50_fpn (tools/golden/detection_golden.py), shapes of the
 // eval outputs, per-image losses, option errors, and one batch overfitted until every lesion is found
 // at 1 FP per image.
+#include "tests/support/tensors.h"
 #include "core/safetensors.h"
 #include "metrics/froc.h"
 #include "models/detection/two_stage.h"
@@ -22,15 +23,10 @@ namespace facet::models::detection {
 namespace {
 
 namespace fs = std::filesystem;
+using test_support::parameter_count;
 using ::testing::HasSubstr;
 
 const fs::path kOps = fs::path(FACET_SOURCE_DIR) / "tests/fixtures/detection/ops.safetensors";
-
-int64_t count(const torch::nn::Module& m) {
-  int64_t n = 0;
-  for (const auto& p : m.parameters()) n += p.numel();
-  return n;
-}
 
 std::shared_ptr<TwoStageDetector> build(const std::string& yaml) {
   auto model = model_registry().create(Config::parse(yaml));
@@ -44,17 +40,17 @@ TEST(Detectors, FasterRcnnResNet50FpnHasTorchvisionsParameterCount) {
   auto m = build("{name: faster_rcnn, backbone: {name: resnet50}, fpn: {out_channels: 256}, num_classes: 90}");
   // torchvision's fasterrcnn_resnet50_fpn(num_classes=91 with the background) built without weights
   // (BatchNorm2d in the trunk, as here); the COCO checkpoint freezes the trunk's BatchNorm.
-  EXPECT_EQ(count(*m), std::stoll(g.metadata().at("fasterrcnn_resnet50_fpn_parameters")));
+  EXPECT_EQ(parameter_count(*m), std::stoll(g.metadata().at("fasterrcnn_resnet50_fpn_parameters")));
   const auto by = nlohmann::json::parse(g.metadata().at("fasterrcnn_resnet50_fpn_by_prefix"));
-  EXPECT_EQ(count(*m->backbone), by.at("backbone.body").get<int64_t>());
-  EXPECT_EQ(count(*m->fpn), by.at("backbone.fpn").get<int64_t>());
-  EXPECT_EQ(count(*m->rpn), by.at("rpn.head").get<int64_t>());
-  EXPECT_EQ(count(*m->fc6) + count(*m->fc7), by.at("roi_heads.box_head").get<int64_t>());
-  EXPECT_EQ(count(*m->cls_score) + count(*m->bbox_pred), by.at("roi_heads.box_predictor").get<int64_t>());
+  EXPECT_EQ(parameter_count(*m->backbone), by.at("backbone.body").get<int64_t>());
+  EXPECT_EQ(parameter_count(*m->fpn), by.at("backbone.fpn").get<int64_t>());
+  EXPECT_EQ(parameter_count(*m->rpn), by.at("rpn.head").get<int64_t>());
+  EXPECT_EQ(parameter_count(*m->fc6) + parameter_count(*m->fc7), by.at("roi_heads.box_head").get<int64_t>());
+  EXPECT_EQ(parameter_count(*m->cls_score) + parameter_count(*m->bbox_pred), by.at("roi_heads.box_predictor").get<int64_t>());
   EXPECT_EQ(m->named_parameters().contains("fpn.inner_blocks.0.0.weight"), true);
   EXPECT_EQ(m->named_parameters().contains("fpn.layer_blocks.3.0.bias"), true);
   auto mask = build("{name: mask_rcnn, backbone: {name: resnet50}, fpn: {out_channels: 256}, num_classes: 90}");
-  EXPECT_EQ(count(*mask), std::stoll(g.metadata().at("maskrcnn_resnet50_fpn_parameters")));
+  EXPECT_EQ(parameter_count(*mask), std::stoll(g.metadata().at("maskrcnn_resnet50_fpn_parameters")));
 }
 
 const char* kTiny = R"({name: faster_rcnn, backbone: {name: test_tiny_stride4, in_channels: 3}, num_classes: 1,

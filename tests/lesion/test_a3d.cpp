@@ -3,6 +3,7 @@
 // outputs): parity with SATr on all, none and one stage, parameter counts at the paper's
 // configuration (7 slices, 512-wide FPN-lite), the ImageNet converter on torchvision's real names,
 // frozen BatchNorm, errors.
+#include "tests/support/tensors.h"
 #include "core/safetensors.h"
 #include "models/backbones/a3d_densenet.h"
 #include "models/weights/init_weights.h"
@@ -18,22 +19,10 @@ namespace facet::models {
 namespace {
 
 namespace fs = std::filesystem;
+using test_support::parameter_count;
+using test_support::expect_close;
 using ::testing::HasSubstr;
 const fs::path kGoldens = fs::path(FACET_SOURCE_DIR) / "tests/fixtures/a3d";
-
-int64_t count(const torch::nn::Module& m) {
-  int64_t n = 0;
-  for (const auto& p : m.parameters()) n += p.numel();
-  return n;
-}
-
-void expect_close(const torch::Tensor& a, const torch::Tensor& b, double tol, const std::string& what) {
-  ASSERT_EQ(a.sizes(), b.sizes()) << what;
-  const double scale = b.abs().max().item<double>();
-  const double diff = (a - b).abs().max().item<double>();
-  EXPECT_LE(diff, tol * scale) << what << ": max diff " << diff << " at scale " << scale;
-  ::testing::Test::RecordProperty(what, fmt::format("{:.3g}", diff / scale));
-}
 
 A3DDenseNetOptions paper_options(std::array<bool, 3> satr) {
   A3DDenseNetOptions o;  // defaults: 7 slices, growth 32, blocks 6/12/24, 512-wide output
@@ -53,8 +42,8 @@ TEST_P(A3DParity, MatchesTheTranscriptionOfTheRelease) {
   const Case& c = GetParam();
   const safetensors::File golden(kGoldens / (c.file + ".safetensors"));
   A3DDenseNet net(paper_options(c.satr));
-  EXPECT_EQ(count(*net), c.parameters);
-  EXPECT_EQ(count(*net), std::stoll(golden.metadata().at("num_parameters")));
+  EXPECT_EQ(parameter_count(*net), c.parameters);
+  EXPECT_EQ(parameter_count(*net), std::stoll(golden.metadata().at("num_parameters")));
   const auto satr = nlohmann::json::parse(golden.metadata().at("satr_stages")).get<std::vector<bool>>();
   ASSERT_EQ(satr, std::vector<bool>(c.satr.begin(), c.satr.end()));
   // Strict: every name and shape of the release is here and nothing else.

@@ -2,6 +2,7 @@
 // face-model tests: the same drawing the synthetic BP4D writer uses, without touching the disk.
 #pragma once
 
+#include "tests/support/tensors.h"
 #include "data/dataset.h"
 #include "data/face/au.h"
 #include "data/face/synth_face.h"
@@ -39,10 +40,6 @@ inline data::Batch drawn_face_batch(int64_t batch, int64_t size, uint64_t seed =
   return b;
 }
 
-inline int64_t parameter_count(const torch::nn::Module& m) {
-  int64_t n = 0;
-  for (const auto& p : m.parameters()) n += p.numel();
-  return n;
-}
+using test_support::parameter_count;
 
 }  // namespace facet::testing

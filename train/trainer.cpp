@@ -84,8 +84,13 @@ void Trainer::build(Mode mode) {
   if (config_.has("metrics")) {
     evaluator_ = std::make_unique<Evaluator>(config_, config_.get<std::string>("data.eval_split", "val"), runtime_, options_,
                                              *model_);
+    test_split_ = config_.get<std::string>("data.test_split", "");
+    if (test_split_ == evaluator_->split())
+      fail("{}: data.test_split is the evaluation split \"{}\"; name the held-out split (or drop the key)",
+           config_.where("data.test_split"), test_split_);
+    if (!test_split_.empty()) data::open_dataset(config_.at("data"), test_split_);  // fails now, not after training
   } else {  // no evaluation during training; `facet eval` and `facet predict` read these
-    for (const char* key : {"eval_split", "eval_transforms", "eval_batch_size", "visualizer"})
+    for (const char* key : {"eval_split", "test_split", "eval_transforms", "eval_batch_size", "visualizer"})
       if (config_.at("data").has(key)) config_.at("data").consume(key);
     if (config_.has("visualizer")) config_.consume("visualizer");
   }
@@ -374,6 +379,24 @@ EvalResults Trainer::evaluate() {
     for (const auto& [tag, png] : out.pictures) log_picture(tag, png);
   }
   for_hooks([&](Hook& h) { h.after_eval(*this, out.metrics); });
+  return out.metrics;
+}
+
+EvalResults Trainer::test() {
+  if (test_split_.empty()) return {};
+  const auto best = checkpoints_ ? checkpoints_->resolve("best") : std::nullopt;
+  if (best) load_checkpoint_weights(*model_, *best, options_.ema_decay > 0, runtime_.device);
+  log::info("test split \"{}\" with the weights of {}", test_split_, best ? best->string() : "the last step");
+  Evaluator tester(config_, test_split_, runtime_, options_, *model_);
+  model_->eval();
+  EvalOutput out = tester.run(*model_);
+  train_mode();
+  if (runtime_.leader()) {
+    log::info("test: {}", headline_line(arrange_metrics(out.metrics, test_split_), test_split_));
+    std::map<std::string, double> plain;
+    for (const auto& [name, value] : out.metrics) plain[name.substr(test_split_.size() + 1)] = value;
+    log_scalars(test_split_, plain);
+  }
   return out.metrics;
 }
 

@@ -101,6 +101,10 @@ class Trainer {
 
   // Hooks call these.
   EvalResults evaluate();                    // the eval split, current weights; before_eval / after_eval around it
+  // After fit(): `data.test_split` evaluated once with the best checkpoint's weights (the last
+  // ones without a best), as papers report a held-out test split chosen on validation; empty
+  // without a test split. Every rank calls it.
+  EvalResults test();
   void save_checkpoint(bool is_best);        // rank 0 writes; every rank may call
   void request_stop(std::string reason);     // ends the run after this step (same on every rank)
   bool stop_requested() const { return !stop_reason_.empty(); }
@@ -146,12 +150,13 @@ class Trainer {
   std::vector<torch::nn::Module*> frozen_modules_;
   std::set<std::string> frozen_tensors_;  // frozen parameters, and the buffers of frozen modules
   std::unique_ptr<Evaluator> evaluator_;
+  std::string test_split_;  // data.test_split, evaluated by test()
   std::vector<std::shared_ptr<Hook>> hooks_;
   bool wants_per_sample_ = false;
   bool adaptive_sampler_ = false;   // its order depends on feedback: the epoch's order is checkpointed
   nlohmann::json init_weights_record_ = nlohmann::json::array();
-  std::vector<int64_t> resumed_order_;
-  int64_t image_channels_ = 0;          // of the training images, for `facet predict`  // the interrupted epoch's order, for an adaptive sampler
+  std::vector<int64_t> resumed_order_;  // the interrupted epoch's order, for an adaptive sampler
+  int64_t image_channels_ = 0;          // of the training images, for `facet predict`
 
   std::unique_ptr<CheckpointDir> checkpoints_;
   std::unique_ptr<tensorboard::EventWriter> events_;

@@ -16,6 +16,7 @@
 #include <unistd.h>
 
 #include <chrono>
+#include <sstream>
 #include <thread>
 
 namespace facet::train {
@@ -291,6 +292,32 @@ TEST(Trainer, ConfigErrorsNameTheKey) {
   }
   EXPECT_THAT(test_support::message_of([] { Trainer t(small_experiment({"train.keep_last=0"}), fresh_dir("keep"), Mode::train); }),
               HasSubstr("train.keep_last: expected >= 1, got 0"));
+}
+
+// data.test_split: evaluated once after fit() with the weights of the best checkpoint, which need
+// not be the last ones; refused when it names the evaluation split.
+TEST(Trainer, TestSplitUsesTheBestCheckpoint) {
+  EXPECT_THAT(test_support::message_of([] { Trainer t(small_experiment({"data.test_split=val"}), fresh_dir("test_val"), Mode::train); }),
+              HasSubstr("data.test_split is the evaluation split \"val\""));
+  const fs::path run = fresh_dir("test_split");
+  // best_mode min on accuracy: the first evaluation (step 5, before the model has learnt) is best.
+  Trainer t(small_experiment({"train.max_steps=20", "train.eval_every=4", "data.eval_size=200", "data.test_split=test", "train.best_mode=min",
+                              "train.keep_last=20"}),
+            run, Mode::train);
+  t.fit();
+  const EvalResults tested = t.test();
+  ASSERT_TRUE(tested.count("test/accuracy"));
+  // The best checkpoint is an early one; its weights, evaluated on the same images (the synthetic
+  // set draws every non-training split alike), give its recorded validation accuracy.
+  const int64_t best = nlohmann::json::parse(read_file(run / "checkpoints" / "best" / "state.json")).at("step").get<int64_t>();
+  EXPECT_LT(best, 20);
+  double recorded = -1;
+  std::istringstream csv(read_file(run / "metrics.csv"));
+  for (std::string line; std::getline(csv, line);)
+    if (line.rfind(std::to_string(best) + ",", 0) == 0 && line.find(",val/accuracy,") != std::string::npos)
+      recorded = std::stod(line.substr(line.rfind(',') + 1));
+  EXPECT_NEAR(tested.at("test/accuracy"), recorded, 1e-6);
+  EXPECT_GT(t.last_eval().at("val/accuracy"), tested.at("test/accuracy"));
 }
 
 TEST(Trainer, ResumeChecksTheEmaWeightsAgainstTheModel) {

@@ -68,8 +68,10 @@ int run_train(const TrainArgs& args) {
   train::Trainer& trainer = *built;
   const train::RunResult result = trainer.fit();
   if (result.interrupted) return 128 + train::stop_signal();
+  std::map<std::string, double> final_metrics = result.last_eval;
+  for (const auto& [name, value] : trainer.test()) final_metrics[name] = value;  // every rank takes part
   if (!trainer.runtime().leader()) return 0;
-  train::write_final_metrics(run_dir, result.step, result.last_eval);
+  train::write_final_metrics(run_dir, result.step, final_metrics);
   if (!result.last_eval.empty()) {
     const std::string split = trainer.config().get<std::string>("data.eval_split", "val");
     const auto table = train::arrange_metrics(result.last_eval, split);

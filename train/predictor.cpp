@@ -36,7 +36,8 @@ PredictSummary predict(const PredictOptions& o) {
   // The channel count the model was trained on, from the checkpoint (grey or colour inputs).
   const auto state = nlohmann::json::parse(read_file(target.checkpoint / "state.json"));
   const auto label_names = state.value("label_names", std::vector<std::string>{});
-  auto images = std::make_shared<data::ImageListDataset>(o.inputs, state.value("image_channels", int64_t{0}));
+  // The files as the kind of data the model was trained on reads them (plain images by default).
+  auto images = data::open_prediction_inputs(data, o.inputs, state.value("image_channels", int64_t{0}));
   data::LoaderOptions lo;
   lo.batch_size = o.batch_size;
   lo.workers = 2;

@@ -28,6 +28,7 @@
 #include "core/csv.h"
 #include "data/dataset.h"
 #include "data/deeplesion/deeplesion.h"
+#include "data/image_list/image_list.h"
 
 #include <opencv2/imgcodecs.hpp>
 #include <opencv2/imgproc.hpp>
@@ -35,6 +36,7 @@
 #include <cmath>
 #include <filesystem>
 #include <map>
+#include <optional>
 
 namespace facet::data {
 namespace {
@@ -59,24 +61,122 @@ struct KeySlice {
   std::vector<Lesion> lesions;
 };
 
-class DeepLesion : public Dataset {
- public:
-  DeepLesion(const Config& c, const std::string& split)
-      : root_(c.get<std::string>("root")),
-        num_slices_(c.get<int64_t>("num_slices", 3)),
-        interval_(c.get<double>("slice_interval_mm", 2.0)),
-        norm_spacing_(c.get<double>("norm_spacing_mm", 0.0)),
-        image_size_(c.get<int64_t>("image_size", 0)) {
+// How a key slice becomes the network's input, shared by the dataset and `facet predict`.
+struct StackOptions {
+  int64_t num_slices = 3;
+  double interval = 2.0, norm_spacing = 0.0;
+  int64_t image_size = 0;
+  bool exact_interpolation = false;
+
+  static StackOptions from(const Config& c) {
+    StackOptions o;
+    o.num_slices = c.get<int64_t>("num_slices", 3);
+    o.interval = c.get<double>("slice_interval_mm", 2.0);
+    o.norm_spacing = c.get<double>("norm_spacing_mm", 0.0);
+    o.image_size = c.get<int64_t>("image_size", 0);
     const auto interpolation = c.get<std::string>("slice_interpolation", "reference");
     if (interpolation != "reference" && interpolation != "exact")
       fail("{}: {}: expected reference or exact, got \"{}\"", c.where("slice_interpolation"), c.full_key("slice_interpolation"), interpolation);
-    exact_interpolation_ = interpolation == "exact";
+    o.exact_interpolation = interpolation == "exact";
+    if (o.num_slices < 1 || o.num_slices % 2 == 0)
+      fail("{}: {}.num_slices: expected an odd positive number, got {}", c.where("num_slices"), c.prefix(), o.num_slices);
+    return o;
+  }
+
+  // 3DCE's load_prep_img: the spacing normalisation, then the cap on the longer side (the scale is
+  // reduced so that side is image_size, never enlarged past it); mmdet's keep-ratio Resize without it.
+  double resize_scale(double pixel_mm, int h, int w) const {
+    const double longer = std::max(h, w);
+    if (norm_spacing > 0) {
+      double scale = pixel_mm > 0 ? pixel_mm / norm_spacing : 1.0;
+      if (image_size > 0 && longer * scale > static_cast<double>(image_size)) scale = static_cast<double>(image_size) / longer;
+      return scale;
+    }
+    return image_size > 0 ? static_cast<double>(image_size) / longer : 1.0;
+  }
+};
+
+cv::Mat read_png16(const fs::path& path) {
+  if (!fs::exists(path)) fail("{}: no such slice file", path.string());
+  const cv::Mat raw = cv::imread(path.string(), cv::IMREAD_UNCHANGED);
+  if (raw.empty()) fail("{}: cannot decode the PNG (truncated or not a PNG)", path.string());
+  if (raw.type() != CV_16UC1)
+    fail("{}: expected a single-channel 16-bit PNG (DeepLesion stores HU + 32768), got {} channel(s) of depth {}",
+         path.string(), raw.channels(), raw.depth() == CV_8U ? "8 bits" : "other");
+  cv::Mat out;
+  raw.convertTo(out, CV_32F);
+  return out;
+}
+
+// One slice (1-based index) of a series as float32 stored values; a missing neighbour steps back
+// toward the key slice until a file exists (3DCE), so the key slice itself must exist.
+cv::Mat series_slice(const fs::path& series_dir, int64_t key, int64_t index) {
+  const int64_t step = index > key ? -1 : 1;
+  for (int64_t i = index;; i += step) {
+    const fs::path path = series_dir / fmt::format("{:03d}.png", i);
+    if (i == key || fs::exists(path)) return read_png16(path);
+  }
+}
+
+// [furthest previous ... key ... furthest next] around slice `key`, `z_mm` apart in the file,
+// medical.md §B.5.
+std::vector<cv::Mat> load_volume(const StackOptions& o, const fs::path& series_dir, int64_t key, double z_mm) {
+  const cv::Mat key_plane = series_slice(series_dir, key, key);
+  std::vector<cv::Mat> planes(static_cast<size_t>(o.num_slices));
+  const int64_t half = (o.num_slices - 1) / 2;
+  planes[static_cast<size_t>(half)] = key_plane;
+  if (half == 0) return planes;
+  auto check = [&](const cv::Mat& m, int64_t i) {
+    if (m.size() != key_plane.size())
+      fail("{}: slice {} is {}x{}, the key slice {}x{}", series_dir.string(), i, m.rows, m.cols, key_plane.rows, key_plane.cols);
+    return m;
+  };
+  if (!(z_mm > 0) || !(o.interval > 0)) {
+    for (auto& p : planes) p = key_plane;
+    return planes;
+  }
+  const double rel = o.interval / z_mm;
+  auto at = [&](int64_t i) { return check(series_slice(series_dir, key, i), i); };
+  for (int64_t p = 1; p <= half; ++p) {
+    const double d = rel * static_cast<double>(p);
+    // reference: the weights of the first offset reused for every further one (3DCE's quirk);
+    // exact: the linear-interpolation weights of this offset.
+    const double w = o.exact_interpolation ? d : rel;
+    const double a = w - std::floor(w), b = o.exact_interpolation ? 1.0 - a : std::ceil(w) - w;
+    const auto lo = static_cast<int64_t>(std::floor(d)), hi = static_cast<int64_t>(std::ceil(d));
+    cv::Mat prev, next;
+    if (a == 0 || lo == hi) {  // an integer offset: plain neighbours
+      prev = at(key - lo);
+      next = at(key + lo);
+    } else {
+      prev = a * at(key - hi) + b * at(key - lo);
+      next = a * at(key + hi) + b * at(key + lo);
+    }
+    planes[static_cast<size_t>(half - p)] = prev;
+    planes[static_cast<size_t>(half + p)] = next;
+  }
+  return planes;
+}
+
+// The planes resized to out_h x out_w (bilinear, as 3DCE and mmdet), stacked, in Hounsfield units.
+torch::Tensor stack_planes(const std::vector<cv::Mat>& planes, int out_h, int out_w) {
+  torch::Tensor image = torch::empty({static_cast<int64_t>(planes.size()), out_h, out_w}, torch::kFloat);
+  for (size_t i = 0; i < planes.size(); ++i) {
+    cv::Mat dst(out_h, out_w, CV_32F, image[static_cast<int64_t>(i)].data_ptr<float>());
+    if (planes[i].rows == out_h && planes[i].cols == out_w) planes[i].copyTo(dst);
+    else cv::resize(planes[i], dst, dst.size(), 0, 0, cv::INTER_LINEAR);
+  }
+  return image - kHuOffset;
+}
+
+class DeepLesion : public Dataset {
+ public:
+  DeepLesion(const Config& c, const std::string& split)
+      : root_(c.get<std::string>("root")), stack_(StackOptions::from(c)) {
     const auto masks = c.get<std::string>("masks", "none");
     if (masks != "none" && masks != "grabcut")
       fail("{}: {}: expected none or grabcut, got \"{}\"", c.where("masks"), c.full_key("masks"), masks);
     grabcut_ = masks == "grabcut";
-    if (num_slices_ < 1 || num_slices_ % 2 == 0)
-      fail("{}: {}.num_slices: expected an odd positive number, got {}", c.where("num_slices"), c.prefix(), num_slices_);
     const bool include_noisy = c.get<bool>("include_noisy", false);
     static const std::map<std::string, int64_t> codes = {{"train", 1}, {"val", 2}, {"test", 3}};
     auto code = codes.find(split);
@@ -130,20 +230,14 @@ class DeepLesion : public Dataset {
 
   Sample get(int64_t index, uint64_t) const override {
     const KeySlice& k = slices_.at(static_cast<size_t>(index));
-    std::vector<cv::Mat> planes = load_volume(k);
+    std::vector<cv::Mat> planes = load_volume(stack_, k.series_dir, k.key, k.spacing[2]);
     Sample s;
     s.id = (k.series_dir / fmt::format("{:03d}.png", k.key)).string();
     const int h = planes[0].rows, w = planes[0].cols;
-    const double scale = resize_scale(k.spacing[0], h, w);
+    const double scale = stack_.resize_scale(k.spacing[0], h, w);
     const int out_h = static_cast<int>(std::lround(h * scale)), out_w = static_cast<int>(std::lround(w * scale));
     const bool resized = out_h != h || out_w != w;
-    torch::Tensor image = torch::empty({num_slices_, out_h, out_w}, torch::kFloat);
-    for (size_t i = 0; i < planes.size(); ++i) {
-      cv::Mat dst(out_h, out_w, CV_32F, image[static_cast<int64_t>(i)].data_ptr<float>());
-      if (!resized) planes[i].copyTo(dst);
-      else cv::resize(planes[i], dst, dst.size(), 0, 0, cv::INTER_LINEAR);  // 3DCE and mmdet: bilinear
-    }
-    s.fields["image"] = image - kHuOffset;  // Hounsfield units
+    s.fields["image"] = stack_planes(planes, out_h, out_w);
     // Continuous coordinates scale per axis by the output / input size.
     const float sx = static_cast<float>(out_w) / static_cast<float>(w), sy = static_cast<float>(out_h) / static_cast<float>(h);
     const auto n = static_cast<int64_t>(k.lesions.size());
@@ -165,7 +259,7 @@ class DeepLesion : public Dataset {
     s.ragged["box_noisy"] = noisy;  // Possibly_noisy
     s.ragged["box_recist"] = recist;
     if (grabcut_) {
-      const cv::Mat& key = planes[static_cast<size_t>((num_slices_ - 1) / 2)];
+      const cv::Mat& key = planes[static_cast<size_t>((stack_.num_slices - 1) / 2)];
       torch::Tensor masks = torch::empty({n, out_h, out_w}, torch::kFloat);
       for (int64_t i = 0; i < n; ++i) {
         const Lesion& l = k.lesions[static_cast<size_t>(i)];
@@ -187,87 +281,98 @@ class DeepLesion : public Dataset {
     return s;
   }
 
-  // 3DCE's load_prep_img: the spacing normalisation, then the cap on the longer side (the scale is
-  // reduced so that side is image_size, never enlarged past it); mmdet's keep-ratio Resize without it.
-  double resize_scale(double pixel_mm, int h, int w) const {
-    const double longer = std::max(h, w);
-    if (norm_spacing_ > 0) {
-      double scale = pixel_mm > 0 ? pixel_mm / norm_spacing_ : 1.0;
-      if (image_size_ > 0 && longer * scale > static_cast<double>(image_size_)) scale = static_cast<double>(image_size_) / longer;
-      return scale;
+ private:
+  fs::path root_;
+  StackOptions stack_;
+  bool grabcut_ = false;
+  std::vector<KeySlice> slices_;
+};
+
+// `facet predict` on DeepLesion-format files: each input is a key slice Images_png/<series>/<NNN>.png
+// (a folder: every slice in it), stacked with its neighbours from the same folder exactly as the
+// dataset does. The slice interval and pixel size come from the DL_info.csv of the download the
+// series sits in (<root>/Images_png/<series>), else from data.predict_spacing_mm: [x, y, z].
+class DeepLesionFiles : public Dataset {
+ public:
+  DeepLesionFiles(const Config& c, const std::vector<fs::path>& inputs)
+      : stack_(StackOptions::from(c)), files_(ImageListDataset(inputs).files()) {
+    if (c.has("predict_spacing_mm")) {
+      const auto v = c.get<std::vector<double>>("predict_spacing_mm");
+      if (v.size() != 3 || !(v[0] > 0 && v[1] > 0 && v[2] > 0))
+        fail("{}: {}.predict_spacing_mm: expected [x, y, z] in mm, all > 0", c.where("predict_spacing_mm"), c.prefix());
+      fallback_ = {v[0], v[1], v[2]};
     }
-    return image_size_ > 0 ? static_cast<double>(image_size_) / longer : 1.0;
+    for (const fs::path& f : files_) {
+      const std::string stem = f.stem().string();
+      if (stem.empty() || stem.find_first_not_of("0123456789") != std::string::npos || f.extension() != ".png")
+        fail("{}: expected a DeepLesion slice <NNN>.png inside its series folder (Images_png/<patient>_<study>_<series>/)",
+             f.string());
+      spacing_.push_back(series_spacing(f));
+    }
+  }
+
+  int64_t size() const override { return static_cast<int64_t>(files_.size()); }
+
+  Sample get(int64_t index, uint64_t) const override {
+    const fs::path& file = files_.at(static_cast<size_t>(index));
+    const std::array<double, 3>& spacing = spacing_.at(static_cast<size_t>(index));
+    const int64_t key = std::stoll(file.stem().string());
+    const std::vector<cv::Mat> planes = load_volume(stack_, file.parent_path(), key, spacing[2]);
+    const int h = planes[0].rows, w = planes[0].cols;
+    const double scale = stack_.resize_scale(spacing[0], h, w);
+    const int out_h = static_cast<int>(std::lround(h * scale)), out_w = static_cast<int>(std::lround(w * scale));
+    Sample s;
+    s.id = file.string();
+    s.fields["image"] = stack_planes(planes, out_h, out_w);
+    s.fields["spacing"] = torch::tensor({spacing[0] * w / out_w, spacing[1] * h / out_h, spacing[2]}, torch::kFloat);
+    s.fields["thickness"] = torch::tensor(static_cast<float>(spacing[2]));
+    return s;
   }
 
  private:
-  // One slice (1-based index) as float32 stored values; a missing neighbour steps back toward the
-  // key slice until a file exists (3DCE), so the key slice itself must exist.
-  cv::Mat slice(const KeySlice& k, int64_t index) const {
-    const int64_t step = index > k.key ? -1 : 1;
-    for (int64_t i = index; ; i += step) {
-      const fs::path path = k.series_dir / fmt::format("{:03d}.png", i);
-      if (i == k.key || fs::exists(path)) return read_png16(path);
+  // The series' row in <root>/DL_info.csv when the file sits in <root>/Images_png/<series>/.
+  std::array<double, 3> series_spacing(const fs::path& file) {
+    const fs::path series = file.parent_path(), csv = series.parent_path().parent_path() / "DL_info.csv";
+    if (series.parent_path().filename() == "Images_png" && fs::exists(csv)) {
+      auto it = tables_.find(csv);
+      if (it == tables_.end()) it = tables_.emplace(csv, read_spacings(csv)).first;
+      if (auto row = it->second.find(series.filename().string()); row != it->second.end()) return row->second;
     }
+    if (fallback_) return *fallback_;
+    const bool needed = stack_.num_slices > 1 || stack_.norm_spacing > 0;
+    if (!needed) return {0.0, 0.0, 0.0};
+    fail("{}: no DL_info.csv row gives this series' spacing (the file is not in <root>/Images_png/<series>/ of a "
+         "download, or its series is not listed); set data.predict_spacing_mm=[x, y, z] (mm per pixel, slice interval)",
+         file.string());
   }
 
-  static cv::Mat read_png16(const fs::path& path) {
-    if (!fs::exists(path)) fail("{}: no such slice file", path.string());
-    const cv::Mat raw = cv::imread(path.string(), cv::IMREAD_UNCHANGED);
-    if (raw.empty()) fail("{}: cannot decode the PNG (truncated or not a PNG)", path.string());
-    if (raw.type() != CV_16UC1)
-      fail("{}: expected a single-channel 16-bit PNG (DeepLesion stores HU + 32768), got {} channel(s) of depth {}",
-           path.string(), raw.channels(), raw.depth() == CV_8U ? "8 bits" : "other");
-    cv::Mat out;
-    raw.convertTo(out, CV_32F);
+  // Series folder name -> Spacing_mm_px_ (x, y, z), from File_name <series>_<NNN>.png.
+  static std::map<std::string, std::array<double, 3>> read_spacings(const fs::path& csv_path) {
+    const CsvTable t = CsvTable::read(csv_path);
+    const size_t file = t.column("File_name"), spacing = t.column("Spacing_mm_px_");
+    std::map<std::string, std::array<double, 3>> out;
+    for (size_t r = 0; r < t.rows(); ++r) {
+      const std::string& name = t.cell(r, file);
+      const size_t cut = name.rfind('_');
+      if (cut == std::string::npos) fail("{}: File_name: expected <patient>_<study>_<series>_<slice>.png, got \"{}\"", t.where(r), name);
+      const auto v = t.numbers(r, spacing, 3);
+      out.emplace(name.substr(0, cut), std::array<double, 3>{v[0], v[1], v[2]});
+    }
     return out;
   }
 
-  // [furthest previous ... key ... furthest next], medical.md §B.5.
-  std::vector<cv::Mat> load_volume(const KeySlice& k) const {
-    const cv::Mat key = slice(k, k.key);
-    std::vector<cv::Mat> planes(static_cast<size_t>(num_slices_));
-    const int64_t half = (num_slices_ - 1) / 2;
-    planes[static_cast<size_t>(half)] = key;
-    const double sz = k.spacing[2];
-    if (half == 0) return planes;
-    auto check = [&](const cv::Mat& m, int64_t i) {
-      if (m.size() != key.size())
-        fail("{}: slice {} is {}x{}, the key slice {}x{}", k.series_dir.string(), i, m.rows, m.cols, key.rows, key.cols);
-      return m;
-    };
-    if (!(sz > 0) || !(interval_ > 0)) {
-      for (auto& p : planes) p = key;
-      return planes;
-    }
-    const double rel = interval_ / sz;
-    for (int64_t p = 1; p <= half; ++p) {
-      const double d = rel * static_cast<double>(p);
-      // reference: the weights of the first offset reused for every further one (3DCE's quirk);
-      // exact: the linear-interpolation weights of this offset.
-      const double at = exact_interpolation_ ? d : rel;
-      const double a = at - std::floor(at), b = exact_interpolation_ ? 1.0 - a : std::ceil(at) - at;
-      const auto lo = static_cast<int64_t>(std::floor(d)), hi = static_cast<int64_t>(std::ceil(d));
-      cv::Mat prev, next;
-      if (a == 0 || lo == hi) {  // an integer offset: plain neighbours
-        prev = check(slice(k, k.key - lo), k.key - lo);
-        next = check(slice(k, k.key + lo), k.key + lo);
-      } else {
-        prev = a * check(slice(k, k.key - hi), k.key - hi) + b * check(slice(k, k.key - lo), k.key - lo);
-        next = a * check(slice(k, k.key + hi), k.key + hi) + b * check(slice(k, k.key + lo), k.key + lo);
-      }
-      planes[static_cast<size_t>(half - p)] = prev;
-      planes[static_cast<size_t>(half + p)] = next;
-    }
-    return planes;
-  }
-
-  fs::path root_;
-  int64_t num_slices_;
-  double interval_, norm_spacing_;
-  int64_t image_size_;
-  bool exact_interpolation_ = false, grabcut_ = false;
-  std::vector<KeySlice> slices_;
+  StackOptions stack_;
+  std::vector<fs::path> files_;
+  std::vector<std::array<double, 3>> spacing_;
+  std::optional<std::array<double, 3>> fallback_;
+  std::map<fs::path, std::map<std::string, std::array<double, 3>>> tables_;
 };
+
+FACET_REGISTER(prediction_input_registry(), "deeplesion",
+               "DeepLesion key-slice PNGs in their series folders, stacked with their neighbours",
+               [](const Config& c, const std::vector<fs::path>& inputs, int64_t) {
+                 return std::make_shared<DeepLesionFiles>(c, inputs);
+               });
 
 FACET_REGISTER(dataset_registry(), "deeplesion",
                "DeepLesion key slices + neighbours (HU), lesion boxes, official split (Images_png + DL_info.csv)",

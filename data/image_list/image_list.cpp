@@ -79,4 +79,15 @@ Sample ImageListDataset::get(int64_t index, uint64_t) const {
   return s;
 }
 
+PredictionInputRegistry& prediction_input_registry() {
+  static PredictionInputRegistry registry("prediction input", "prediction inputs");
+  return registry;
+}
+
+std::shared_ptr<Dataset> open_prediction_inputs(const Config& data, const std::vector<fs::path>& inputs, int64_t channels) {
+  if (data.has("name") && prediction_input_registry().contains(data.get<std::string>("name")))
+    return prediction_input_registry().create(data, inputs, channels);
+  return std::make_shared<ImageListDataset>(inputs, channels);
+}
+
 }  // namespace facet::data

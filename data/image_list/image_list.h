@@ -5,6 +5,7 @@
 // models read their regions from.
 #pragma once
 
+#include "core/registry.h"
 #include "data/dataset.h"
 
 #include <filesystem>
@@ -28,5 +29,14 @@ class ImageListDataset : public Dataset {
   std::map<std::filesystem::path, std::vector<float>> landmarks_;  // by file
   int64_t channels_;
 };
+
+// What `facet predict` reads for a kind of data: the files a user points at, turned into samples
+// the way that kind's reader makes them (a DeepLesion key slice becomes its multi-slice stack).
+// Keyed by the data config's `name`; kinds without an entry read plain images (ImageListDataset).
+using PredictionInputRegistry =
+    Registry<std::shared_ptr<Dataset>, const std::vector<std::filesystem::path>& /*inputs*/, int64_t /*channels*/>;
+PredictionInputRegistry& prediction_input_registry();
+std::shared_ptr<Dataset> open_prediction_inputs(const Config& data, const std::vector<std::filesystem::path>& inputs,
+                                                int64_t channels);
 
 }  // namespace facet::data

@@ -3,6 +3,7 @@
 #include "models/model.h"
 #include "models/weights/converter.h"
 
+#include <array>
 #include <regex>
 
 namespace facet::models {
@@ -111,6 +112,33 @@ ResNetImpl::ResNetImpl(ResNetOptions options) : options_(options) {
       if (auto* b = m->as<BasicBlockImpl>()) b->bn2->weight.zero_();
     }
   }
+  if (options_.norm == "frozen")
+    for (auto& m : modules(false))
+      if (m->as<nn::BatchNorm2d>())
+        for (auto& p : m->parameters()) p.set_requires_grad(false);
+  for (auto* frozen : frozen_parts())
+    for (auto& p : frozen->parameters()) p.set_requires_grad(false);
+  train(is_training());
+}
+
+// The stem and layer1..k of frozen_stages k.
+std::vector<torch::nn::Module*> ResNetImpl::frozen_parts() {
+  std::vector<torch::nn::Module*> out;
+  if (options_.frozen_stages < 0) return out;
+  out = {conv1.get(), bn1.get()};
+  const std::array<nn::Sequential*, 4> layers = {&layer1, &layer2, &layer3, &layer4};
+  for (int i = 0; i < std::min(options_.frozen_stages, 4); ++i)
+    if (*layers[static_cast<size_t>(i)]) out.push_back(layers[static_cast<size_t>(i)]->get());
+  return out;
+}
+
+void ResNetImpl::train(bool on) {
+  Backbone::train(on);
+  if (!on) return;
+  for (auto* frozen : frozen_parts()) frozen->eval();
+  if (options_.norm == "frozen")
+    for (auto& m : modules(false))
+      if (m->as<nn::BatchNorm2d>()) m->eval();
 }
 
 std::vector<torch::Tensor> ResNetImpl::features(const torch::Tensor& x) {
@@ -162,6 +190,16 @@ class ResNetClassifier : public Model {
 FACET_REGISTER(model_registry(), "resnet", "ResNet-18/34/50/101 classifier, torchvision layout (depth, num_classes)",
                [](const Config& c) { return std::make_shared<ResNetClassifier>(c); });
 
+void read_freezing(const Config& c, ResNetOptions& o) {
+  o.norm = c.get<std::string>("norm", o.norm);
+  if (o.norm != "batch" && o.norm != "frozen")
+    fail("{}: {}: expected batch or frozen, got \"{}\"", c.where("norm"), c.full_key("norm"), o.norm);
+  o.frozen_stages = c.get<int>("frozen_stages", o.frozen_stages);
+  if (o.frozen_stages < -1 || o.frozen_stages > o.stages)
+    fail("{}: {}: expected -1 (none) .. {} (the stem and every stage), got {}", c.where("frozen_stages"),
+         c.full_key("frozen_stages"), o.stages, o.frozen_stages);
+}
+
 // Backbones: a trunk without classifier; `stages: 3` stops at layer3 (stride 16).
 std::shared_ptr<Backbone> resnet_backbone(const Config& c, int depth) {
   if (c.has("depth"))
@@ -173,6 +211,7 @@ std::shared_ptr<Backbone> resnet_backbone(const Config& c, int depth) {
   o.zero_init_residual = c.get<bool>("zero_init_residual", o.zero_init_residual);
   o.stages = c.get<int>("stages", o.stages);
   if (o.stages < 1 || o.stages > 4) fail("{}: {}: expected 1..4, got {}", c.where("stages"), c.full_key("stages"), o.stages);
+  read_freezing(c, o);
   return ResNet(o).ptr();
 }
 

@@ -21,6 +21,12 @@ struct ResNetOptions {
   int64_t in_channels = 3;
   bool zero_init_residual = false;
   int stages = 4;  // build layer1..layer{stages}: 3 = a stride-16 trunk for region-based face models
+  // Detection trunks as torchvision's fasterrcnn_resnet50_fpn and mmdet build them: `frozen` norms
+  // keep their statistics and affine parameters (FrozenBatchNorm2d: eval-mode BN, no gradients), and
+  // `frozen_stages` k >= 0 fixes the stem and layer1..k (mmdet's meaning; torchvision's default of 3
+  // trainable layers is 1). -1: everything trains.
+  std::string norm = "batch";  // batch | frozen
+  int frozen_stages = -1;
 
   static ResNetOptions from(const Config& c);
 };
@@ -55,6 +61,7 @@ class ResNetImpl : public Backbone {
  public:
   explicit ResNetImpl(ResNetOptions options);
   torch::Tensor forward(const torch::Tensor& x);  // logits, or pooled features when num_classes = 0
+  void train(bool on = true) override;            // keeps frozen norms and stages in eval mode
   // The outputs of layer1..layer{stages} (strides 4, 8, 16, 32), for detectors and face models.
   std::vector<torch::Tensor> features(const torch::Tensor& x);
   int64_t feature_channels() const { return feature_channels_; }
@@ -70,6 +77,7 @@ class ResNetImpl : public Backbone {
   torch::nn::Linear fc{nullptr};
 
  private:
+  std::vector<torch::nn::Module*> frozen_parts();
   ResNetOptions options_;
   int64_t feature_channels_ = 0;
 };

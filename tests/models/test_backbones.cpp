@@ -7,6 +7,7 @@
 #include "models/backbones/vit.h"
 #include "models/face/mgrr_net.h"
 #include "tests/support/golden_init.h"
+#include "tests/support/scratch.h"
 
 #include <nlohmann/json.hpp>
 
@@ -19,6 +20,7 @@ namespace {
 namespace fs = std::filesystem;
 using test_support::parameter_count;
 using test_support::expect_close;
+using ::testing::HasSubstr;
 const fs::path kGoldens = fs::path(FACET_SOURCE_DIR) / "tests/fixtures/backbones";
 
 class ResNetParity : public ::testing::TestWithParam<int> {};
@@ -163,6 +165,37 @@ TEST(Backbones, RegisteredByNameWithTheirFeatureMaps) {
   EXPECT_TRUE(r50->named_parameters().contains("layer4.2.bn3.weight"));
   EXPECT_THROW(backbone_registry().create(Config::parse("{name: resnet50, depth: 18}")), Error);  // the name fixes it
   EXPECT_THROW(backbone_registry().create(Config::parse("{name: resnet51}")), Error);
+}
+
+// The detection trunk of torchvision's fasterrcnn_resnet50_fpn with ImageNet weights: FrozenBatchNorm2d
+// everywhere and 3 trainable layers (conv1 and layer1 fixed). Its trainable count, 23,232,512, is
+// torchvision's (_resnet_fpn_extractor(resnet50(norm_layer=FrozenBatchNorm2d), 3).body); frozen parts
+// stay in eval mode when the model trains, so their statistics do not move.
+TEST(Backbones, FrozenNormsAndStagesMatchTorchvisionsDetectionTrunk) {
+  auto r50 = backbone_registry().create(Config::parse("{name: resnet50, norm: frozen, frozen_stages: 1}"));
+  int64_t trainable = 0;
+  for (const auto& p : r50->parameters()) trainable += p.requires_grad() ? p.numel() : 0;
+  EXPECT_EQ(trainable, 23232512);
+  r50->train();
+  const auto named = r50->named_buffers();
+  const torch::Tensor mean = named["layer3.0.bn1.running_mean"].clone(), stem = named["bn1.running_var"].clone();
+  r50->forward_features(torch::randn({2, 3, 64, 64}) * 3 + 1);
+  EXPECT_TRUE(torch::equal(named["layer3.0.bn1.running_mean"], mean));
+  EXPECT_TRUE(torch::equal(named["bn1.running_var"], stem));
+  // Plain BatchNorm with frozen stages: layer2's statistics move, layer1's do not.
+  auto staged = backbone_registry().create(Config::parse("{name: resnet18, frozen_stages: 1}"));
+  staged->train();
+  const auto b = staged->named_buffers();
+  const torch::Tensor l1 = b["layer1.0.bn1.running_mean"].clone(), l2 = b["layer2.0.bn1.running_mean"].clone();
+  staged->forward_features(torch::randn({2, 3, 64, 64}) * 3 + 1);
+  EXPECT_TRUE(torch::equal(b["layer1.0.bn1.running_mean"], l1));
+  EXPECT_FALSE(torch::equal(b["layer2.0.bn1.running_mean"], l2));
+  EXPECT_FALSE(staged->named_parameters()["layer1.0.conv1.weight"].requires_grad());
+  EXPECT_TRUE(staged->named_parameters()["layer2.0.conv1.weight"].requires_grad());
+  EXPECT_THAT(test_support::message_of([] { backbone_registry().create(Config::parse("{name: resnet50, frozen_stages: 5}")); }),
+              HasSubstr("frozen_stages: expected -1 (none) .. 4 (the stem and every stage), got 5"));
+  EXPECT_THAT(test_support::message_of([] { backbone_registry().create(Config::parse("{name: resnet50, norm: sync}")); }),
+              HasSubstr("norm: expected batch or frozen, got \"sync\""));
 }
 
 // A face model picks its trunk by name; the default and the explicit choice have the same names.

@@ -11,7 +11,10 @@
 #include "data/sampler.h"
 #include "data/synth.h"
 
+#include "data/disfa/videos.h"
+
 #include <opencv2/imgcodecs.hpp>
+#include <opencv2/videoio.hpp>
 
 #include <filesystem>
 #include <fstream>
@@ -29,6 +32,7 @@ struct Options {
   bool padded = false;  // bare 0-based names as in face.md §B.1; padded: %04d
   std::string ext = ".png";
   bool landmarks = true;
+  bool videos = false;  // the release's form: Videos_LeftCamera/LeftVideo<SN>_comp.avi (Motion JPEG here)
 
   static Options from(const Config& c) {
     Options o;
@@ -37,6 +41,7 @@ struct Options {
     o.size = c.get<int64_t>("size", o.size);
     o.seed = c.get<uint64_t>("seed", o.seed);
     o.landmarks = c.get<bool>("landmarks", o.landmarks);
+    o.videos = c.get<bool>("videos", o.videos);
     const std::string names = c.get<std::string>("frame_names", "bare");
     if (names != "padded" && names != "bare")
       fail("{}: {}.frame_names: expected padded or bare, got \"{}\"", c.where("frame_names"), c.prefix(), names);
@@ -65,7 +70,16 @@ SynthResult write_disfa(const Options& o, const fs::path& root) {
     const face::FaceIdentity id = face::random_identity(rng, static_cast<int>(o.size));
     const fs::path label_dir = root / kLabelDir / sid, frame_dir = root / kImagesDir / sid;
     fs::create_directories(label_dir);
-    fs::create_directories(frame_dir);
+    cv::VideoWriter video;
+    if (o.videos) {
+      const fs::path file = root / kVideosDir / fmt::format("LeftVideo{}_comp.avi", sid);
+      fs::create_directories(file.parent_path());
+      const int side = static_cast<int>(o.size);
+      if (!video.open(file.string(), cv::VideoWriter::fourcc('M', 'J', 'P', 'G'), 20.0, cv::Size(side, side)))
+        fail("{}: cannot write the video", file.string());
+    } else {
+      fs::create_directories(frame_dir);
+    }
     std::vector<std::ofstream> label_files;
     for (int au : kCodedAus) label_files.emplace_back(label_dir / fmt::format("{}_au{}.txt", sid, au));
     std::ofstream lm;
@@ -77,8 +91,12 @@ SynthResult write_disfa(const Options& o, const fs::path& root) {
       cv::Mat image(static_cast<int>(o.size), static_cast<int>(o.size), CV_8UC3);
       const auto points = face::draw_face(image, id, intensities, rng);
       const int64_t t = f - 1;  // 0-based image index for 1-based label frame f
-      const fs::path file = frame_dir / ((o.padded ? fmt::format("{:04d}", t) : std::to_string(t)) + o.ext);
-      if (!cv::imwrite(file.string(), image)) fail("{}: cannot write the frame", file.string());
+      if (o.videos) {
+        video.write(image);
+      } else {
+        const fs::path file = frame_dir / ((o.padded ? fmt::format("{:04d}", t) : std::to_string(t)) + o.ext);
+        if (!cv::imwrite(file.string(), image)) fail("{}: cannot write the frame", file.string());
+      }
       for (size_t a = 0; a < kCodedAus.size(); ++a) {
         const auto it = intensities.find(kCodedAus[a]);
         const int v = it == intensities.end() ? 0 : it->second;
@@ -110,7 +128,8 @@ SynthResult write_disfa(const Options& o, const fs::path& root) {
 
 FACET_REGISTER(synth_registry(), "disfa",
                "Drawn faces with per-AU intensity files, 0-based left-camera frames and 68-pt landmarks (options: "
-               "subjects, frames_per_subject, size, seed, frame_names: bare|padded, ext: png|jpg, landmarks)",
+               "subjects, frames_per_subject, size, seed, frame_names: bare|padded, ext: png|jpg, landmarks, videos: the "
+               "release's left-camera AVIs instead of frames)",
                [](const Config& c, const fs::path& out) { return write_disfa(Options::from(c), out); });
 
 }  // namespace

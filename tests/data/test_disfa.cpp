@@ -3,6 +3,7 @@
 // frame names, malformed lines).
 #include "core/config.h"
 #include "data/dataset.h"
+#include "data/disfa/videos.h"
 #include "data/face/au.h"
 #include "data/synth.h"
 #include "tests/support/scratch.h"
@@ -147,6 +148,56 @@ TEST(Disfa, MalformedLabelFilesNameFileAndLine) {
   EXPECT_THAT(message_of([&] { open(root, "all"); }), HasSubstr("SN002_au4.txt: no label for frame 3"));
   fs::remove(root / "ActionUnit_Labels/SN002/SN002_au4.txt");
   EXPECT_THAT(message_of([&] { open(root, "all"); }), HasSubstr("SN002_au4.txt: cannot open the AU label file"));
+}
+
+}  // namespace
+}  // namespace facet::data
+
+namespace facet::data {
+namespace {
+
+// The release ships videos: `facet data frames` extracts them so that image t holds label frame t + 1.
+// The same synthetic subjects written as frames and as Motion-JPEG videos (one seed): after
+// extraction every sample of the reader has the same labels as the frame-written set and an image
+// within JPEG error of it — and far from its neighbours' images, so an off-by-one cannot pass.
+TEST(Disfa, FramesExtractedFromTheVideosPairWithTheirLabels) {
+  const std::string synth = "{name: disfa, subjects: [SN001, SN006, SN003], frames_per_subject: 13, size: 64, seed: 5";
+  const fs::path frames = fresh_dir("as_frames"), videos = fresh_dir("as_videos");
+  synth_registry().create(Config::parse(synth + "}"), frames);
+  synth_registry().create(Config::parse(synth + ", videos: true}"), videos);
+  ASSERT_TRUE(fs::exists(videos / "Videos_LeftCamera" / "LeftVideoSN003_comp.avi"));
+  ASSERT_FALSE(fs::exists(videos / "img"));
+  EXPECT_THAT(message_of([&] { open(videos, "train")->get(0, 0); }), HasSubstr("img"));
+
+  disfa::FrameExtraction options;
+  options.workers = 2;
+  auto subjects = disfa::extract_frames(videos, {}, options);
+  ASSERT_EQ(subjects.size(), 3u);
+  for (const auto& s : subjects) {
+    EXPECT_EQ(s.frames, 13) << s.subject;
+    EXPECT_EQ(s.label_lines, 13) << s.subject;
+    EXPECT_FALSE(s.resumed);
+  }
+  EXPECT_TRUE(disfa::extract_frames(videos, {}, options)[0].resumed);  // a second run leaves finished subjects
+
+  for (const std::string split : {"train", "test"}) {
+    const auto expected = open(frames, split), extracted = open(videos, split);
+    ASSERT_EQ(extracted->size(), expected->size());
+    for (int64_t i = 0; i < expected->size(); ++i) {
+      const Sample a = expected->get(i, 0), b = extracted->get(i, 0);
+      EXPECT_EQ(fs::path(a.id).filename(), fs::path(b.id).filename());
+      EXPECT_TRUE(torch::equal(a.fields.at("labels"), b.fields.at("labels"))) << b.id;
+      const double same = (a.fields.at("image") - b.fields.at("image")).abs().mean().item<double>();
+      EXPECT_LT(same, 4.0) << b.id;  // Motion JPEG's error, in 0..255 levels
+      if (i + 1 < expected->size()) {
+        const double next = (expected->get(i + 1, 0).fields.at("image") - b.fields.at("image")).abs().mean().item<double>();
+        EXPECT_GT(next, same) << b.id;
+      }
+    }
+  }
+  // A folder without the videos is named.
+  EXPECT_THAT(message_of([&] { disfa::extract_frames(frames, {}, options); }),
+              HasSubstr("Videos_LeftCamera: no such folder; DISFA's left-camera videos"));
 }
 
 }  // namespace

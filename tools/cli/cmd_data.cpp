@@ -5,8 +5,10 @@
 //                                           statistics, and every problem with its file
 //   pack CONFIG --out FILE.h5 [--split S]   write the preprocessed samples of splits to an HDF5 pack
 //   align IN --out OUT [--size 200]          detect, landmark and align every face photo of a folder
+//   frames DISFA_ROOT [--out DIR]            extract DISFA's left-camera videos into 0-based frames
 #include "core/config.h"
 #include "data/dataset.h"
+#include "data/disfa/videos.h"
 #include "data/face/align.h"
 #include "data/pack.h"
 #include "data/synth.h"
@@ -127,7 +129,7 @@ void print_stats(const std::string& split, const data::Dataset& dataset, const S
 }  // namespace
 
 void add_data_command(CLI::App& app) {
-  auto* data = app.add_subcommand("data", "Dataset tools: synthesise a dataset in a published format, inspect, pack, align faces");
+  auto* data = app.add_subcommand("data", "Dataset tools: synthesise a dataset in a published format, inspect, pack, align faces, extract video frames");
   data->require_subcommand(1);
 
   struct SynthArgs {
@@ -250,6 +252,45 @@ void add_data_command(CLI::App& app) {
                  join(std::vector<std::string>(report.no_face.begin(), report.no_face.begin() + std::min<size_t>(5, report.no_face.size()))),
                  report.no_face.size() > 5 ? ", ..." : "");
     if (report.images > 0 && report.aligned == 0) fail("facet data align: no face found in any of {} images", report.images);
+  });
+
+  struct FramesArgs {
+    std::string root, out, ext = "png";
+    int workers = 0;
+  };
+  auto frames_args = std::make_shared<FramesArgs>();
+  auto* frames = data->add_subcommand(
+      "frames", "Extract DISFA's left-camera videos (Videos_LeftCamera/LeftVideoSN001_comp.avi ...) into the frames the "
+                "disfa reader reads: <out>/<SN>/<t>.png, t = label frame - 1 (an interrupted run resumes)");
+  frames->add_option("root", frames_args->root, "The DISFA download (holds Videos_LeftCamera/ and ActionUnit_Labels/)")
+      ->required()->check(CLI::ExistingDirectory);
+  frames->add_option("--out", frames_args->out, "Output folder (default ROOT/img, the reader's images_dir default)");
+  frames->add_option("--ext", frames_args->ext, "png (lossless, default) or jpg");
+  frames->add_option("--workers", frames_args->workers, "Videos decoded at once (default: all cores)");
+  frames->callback([frames_args] {
+    data::disfa::FrameExtraction options;
+    options.ext = frames_args->ext;
+    options.workers = frames_args->workers > 0 ? frames_args->workers
+                                               : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+    std::unique_ptr<CountProgress> progress;
+    const auto videos = data::disfa::left_camera_videos(frames_args->root).size();
+    const auto subjects = data::disfa::extract_frames(frames_args->root, frames_args->out, options,
+                                                      [&](int64_t, int64_t finished, int64_t total) {
+                                                        if (!progress) progress = std::make_unique<CountProgress>("videos", total);
+                                                        progress->update(finished);
+                                                      });
+    int64_t total = 0;
+    for (const auto& s : subjects) {
+      total += s.frames;
+      const std::string labels = s.label_lines < 0 ? "no label files"
+                                 : s.label_lines == s.frames ? fmt::format("{} label lines", s.label_lines)
+                                                             : fmt::format("{} label lines: {} frame(s) {} the labels", s.label_lines,
+                                                                           std::abs(s.label_lines - s.frames),
+                                                                           s.label_lines > s.frames ? "fewer than" : "more than");
+      fmt::print("{}: {} frames{} ({})\n", s.subject, s.frames, s.resumed ? " (already extracted)" : "", labels);
+    }
+    const std::string out = frames_args->out.empty() ? (std::filesystem::path(frames_args->root) / "img").string() : frames_args->out;
+    fmt::print("extracted {} frames of {} videos into {}\n", total, videos, out);
   });
 }
 

@@ -28,10 +28,11 @@ ClipVisionOptions ClipVisionOptions::vit_b16() {
   return o;
 }
 
-ClipVisionOptions ClipVisionOptions::from(const Config& c) {
-  ClipVisionOptions o;
-  const auto preset = c.get<std::string>("preset", "vit_b32");
-  if (preset == "vit_l14_336") o = vit_l14_336();
+ClipVisionOptions ClipVisionOptions::from(const Config& c, const ClipVisionOptions& base) {
+  ClipVisionOptions o = base;
+  const auto preset = c.get<std::string>("preset", "");
+  if (preset.empty()) o = base;
+  else if (preset == "vit_l14_336") o = vit_l14_336();
   else if (preset == "vit_b32") o = vit_b32();
   else if (preset == "vit_b16") o = vit_b16();
   else fail("{}: {}: unknown CLIP preset '{}' (vit_l14_336, vit_b32, vit_b16)", c.where("preset"), c.full_key("preset"), preset);

@@ -45,8 +45,8 @@ struct ClipVisionOptions {
   // openai/clip-vit-base-patch32 shape (PubMedCLIP: last layer, CLS dropped -> 49 x 768).
   static ClipVisionOptions vit_b32();
   static ClipVisionOptions vit_b16();
-  // `preset` (one of the above) then the keys above override it; errors name the key.
-  static ClipVisionOptions from(const Config& c);
+  // `preset` (one of the above; else `base`) then the keys above override it; errors name the key.
+  static ClipVisionOptions from(const Config& c, const ClipVisionOptions& base = vit_b32());
 
   int64_t grid() const { return image_size / patch_size; }
   int64_t num_positions() const { return grid() * grid() + 1; }

@@ -69,13 +69,29 @@ void ClipVisionOptions::validate(const std::string& where) const {
 
 namespace {
 
-nn::LayerNorm layer_norm(const ClipVisionOptions& o) {
-  nn::LayerNorm norm(nn::LayerNormOptions({o.hidden_size}).eps(o.layer_norm_eps));
-  to_scope(*norm);
-  return norm;
-}
+ClipLayerNorm layer_norm(const ClipVisionOptions& o) { return ClipLayerNorm(o.hidden_size, o.layer_norm_eps); }
 
 }  // namespace
+
+ClipLayerNormImpl::ClipLayerNormImpl(int64_t dim, double eps) : dim_(dim), eps_(eps) {
+  weight = register_parameter("weight", empty_parameter({dim}));
+  bias = register_parameter("bias", empty_parameter({dim}));
+  if (!deferring_init()) {
+    torch::NoGradGuard no_grad;
+    weight.fill_(1);
+    bias.zero_();
+  }
+}
+
+torch::Tensor ClipLayerNormImpl::forward(const torch::Tensor& x) { return torch::layer_norm(x, {dim_}, weight, bias, eps_); }
+
+ClipWeightImpl::ClipWeightImpl(std::vector<int64_t> shape, double std) {
+  weight = register_parameter("weight", empty_parameter(shape));
+  if (!deferring_init()) {
+    torch::NoGradGuard no_grad;
+    weight.normal_(0, std);
+  }
+}
 
 ClipAttentionImpl::ClipAttentionImpl(int64_t dim, int64_t heads) : heads_(heads) {
   q_proj = register_module("q_proj", Linear(dim, dim));
@@ -120,15 +136,15 @@ ClipVisionEmbeddingsImpl::ClipVisionEmbeddingsImpl(const ClipVisionOptions& o) {
   } else {
     class_embedding = register_parameter("class_embedding", torch::randn({o.hidden_size}).to(construction_tensor_options()));
   }
-  patch_embedding = register_module(
-      "patch_embedding", nn::Conv2d(nn::Conv2dOptions(o.num_channels, o.hidden_size, o.patch_size).stride(o.patch_size).bias(false)));
-  position_embedding = register_module("position_embedding", nn::Embedding(o.num_positions(), o.hidden_size));
-  to_scope(*patch_embedding);
-  to_scope(*position_embedding);
+  patch_size_ = o.patch_size;
+  // transformers' CLIP init: N(0, initializer_range 0.02) for both tables.
+  patch_embedding = register_module("patch_embedding", ClipWeight(std::vector<int64_t>{o.hidden_size, o.num_channels, o.patch_size, o.patch_size}, 0.02));
+  position_embedding = register_module("position_embedding", ClipWeight(std::vector<int64_t>{o.num_positions(), o.hidden_size}, 0.02));
 }
 
 torch::Tensor ClipVisionEmbeddingsImpl::forward(const torch::Tensor& pixels) {
-  const auto patches = patch_embedding(pixels.to(patch_embedding->weight.dtype())).flatten(2).transpose(1, 2);  // [B, N, D]
+  const auto& w = patch_embedding->weight;
+  const auto patches = torch::conv2d(pixels.to(w.dtype()), w, {}, patch_size_).flatten(2).transpose(1, 2);  // [B, N, D]
   const int64_t b = patches.size(0);
   const auto cls = class_embedding.view({1, 1, -1}).expand({b, 1, patches.size(2)});
   return torch::cat({cls, patches}, 1) + position_embedding->weight.unsqueeze(0);

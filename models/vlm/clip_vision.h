@@ -57,6 +57,29 @@ struct ClipVisionOptions {
   void validate(const std::string& where = "clip_vit") const;
 };
 
+// The tower's own LayerNorm, patch projection and position table (LibTorch's modules build on the CPU
+// and cannot move to the meta device, so a 7B LLaVA could not be counted without memory): tensors in
+// the ConstructionScope's dtype and device, uninitialised when it defers.
+class ClipLayerNormImpl : public torch::nn::Module {
+ public:
+  ClipLayerNormImpl(int64_t dim, double eps);
+  torch::Tensor forward(const torch::Tensor& x);
+  torch::Tensor weight, bias;
+
+ private:
+  int64_t dim_;
+  double eps_;
+};
+TORCH_MODULE(ClipLayerNorm);
+
+// A module holding one `weight` (patch_embedding.weight [D, C, p, p], position_embedding.weight [P, D]).
+class ClipWeightImpl : public torch::nn::Module {
+ public:
+  ClipWeightImpl(std::vector<int64_t> shape, double std);
+  torch::Tensor weight;
+};
+TORCH_MODULE(ClipWeight);
+
 class ClipAttentionImpl : public torch::nn::Module {
  public:
   ClipAttentionImpl(int64_t dim, int64_t heads);
@@ -84,7 +107,7 @@ class ClipEncoderLayerImpl : public torch::nn::Module {
   explicit ClipEncoderLayerImpl(const ClipVisionOptions& o);
   torch::Tensor forward(const torch::Tensor& x);
   ClipAttention self_attn{nullptr};
-  torch::nn::LayerNorm layer_norm1{nullptr}, layer_norm2{nullptr};
+  ClipLayerNorm layer_norm1{nullptr}, layer_norm2{nullptr};
   ClipMlp mlp{nullptr};
 };
 TORCH_MODULE(ClipEncoderLayer);
@@ -94,8 +117,11 @@ class ClipVisionEmbeddingsImpl : public torch::nn::Module {
   explicit ClipVisionEmbeddingsImpl(const ClipVisionOptions& o);
   torch::Tensor forward(const torch::Tensor& pixels);  // [B, 1 + N, D]
   torch::Tensor class_embedding;
-  torch::nn::Conv2d patch_embedding{nullptr};
-  torch::nn::Embedding position_embedding{nullptr};
+  ClipWeight patch_embedding{nullptr};     // no bias, as CLIP
+  ClipWeight position_embedding{nullptr};
+
+ private:
+  int64_t patch_size_;
 };
 TORCH_MODULE(ClipVisionEmbeddings);
 
@@ -104,7 +130,7 @@ class ClipVisionTransformerImpl : public torch::nn::Module {
  public:
   explicit ClipVisionTransformerImpl(const ClipVisionOptions& o);
   ClipVisionEmbeddings embeddings{nullptr};
-  torch::nn::LayerNorm pre_layrnorm{nullptr}, post_layernorm{nullptr};
+  ClipLayerNorm pre_layrnorm{nullptr}, post_layernorm{nullptr};
   torch::nn::ModuleList layers{nullptr};  // registered as encoder.layers
 };
 TORCH_MODULE(ClipVisionTransformer);

@@ -141,6 +141,12 @@ TEST(Llava, ParameterCountAt7B) {
   EXPECT_EQ(o.text.num_parameters(), 6738415616LL);
   EXPECT_EQ(o.num_parameters(), 7062902784LL);  // liuhaotian/llava-v1.5-7b (vocab 32000)
   EXPECT_EQ(o.vision.num_feature_tokens(), 576);
+  // Built on the meta device: shapes only, no memory.
+  ConstructionScope scope(torch::kBFloat16, true, torch::Device("meta"));
+  LlavaModel model(o);
+  EXPECT_EQ(parameter_count(model), 7062902784LL);
+  EXPECT_EQ(model.named_parameters()["vision_tower.vision_model.embeddings.position_embedding.weight"].sizes(),
+            (std::vector<int64_t>{577, 1024}));
 }
 
 TEST(Llava, TrainingLowersTheLossWithTheTowerFrozen) {

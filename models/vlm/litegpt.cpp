@@ -28,6 +28,7 @@ LiteGptOptions LiteGptOptions::from(const Config& c) {
   if (c.has("text")) o.text = llm::LlamaConfig::from(c.at("text"));
   o.image_token_id = c.get<int64_t>("image_token_id", o.image_token_id);
   o.loss_chunk_tokens = c.get_in_range<int64_t>("loss_chunk_tokens", o.loss_chunk_tokens, Range::at_least(1));
+  o.gradient_checkpointing = c.get<bool>("gradient_checkpointing", o.gradient_checkpointing);
   o.validate(c.where() + ": " + (c.prefix().empty() ? std::string("litegpt") : c.prefix()));
   return o;
 }
@@ -57,6 +58,7 @@ LiteGptModel::LiteGptModel(const LiteGptOptions& options) : options_(options) {
   pubmedclip = register_module("pubmedclip", ClipVision(options.pubmedclip));
   projector = register_module("projector", MlpProjector(options.fused_dim(), options.projector_hidden, options.text.hidden_size));
   set_language_model(options.text);
+  language_model_->model->gradient_checkpointing = options.gradient_checkpointing;
   freeze(*biomedclip);
   freeze(*pubmedclip);
 }

@@ -32,6 +32,7 @@ struct LiteGptOptions {
   llm::LlamaConfig text;            // Llama-2-7B-chat's shape (max positions 4096)
   int64_t image_token_id = -200;
   int64_t loss_chunk_tokens = 1024;
+  bool gradient_checkpointing = false;
 
   static LiteGptOptions paper();
   static LiteGptOptions from(const Config& c);

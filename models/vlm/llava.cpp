@@ -70,6 +70,7 @@ LlavaOptions LlavaOptions::from(const Config& c) {
     fail("{}: {}: unknown projector '{}' (mlp2x_gelu, linear)", c.where("projector"), c.full_key("projector"), o.projector);
   o.freeze_vision = c.get<bool>("freeze_vision", o.freeze_vision);
   o.loss_chunk_tokens = c.get_in_range<int64_t>("loss_chunk_tokens", o.loss_chunk_tokens, Range::at_least(1));
+  o.gradient_checkpointing = c.get<bool>("gradient_checkpointing", o.gradient_checkpointing);
   o.text.validate();
   o.vision.validate(c.where("vision"));
   return o;
@@ -94,6 +95,7 @@ LlavaModel::LlavaModel(const LlavaOptions& options) : options_(options) {
   multi_modal_projector = register_module(
       "multi_modal_projector", MlpProjector(options.vision.hidden_size, options.projector_hidden(), options.text.hidden_size));
   set_language_model(options.text);
+  language_model_->model->gradient_checkpointing = options.gradient_checkpointing;
   if (options.freeze_vision) freeze(*vision_tower);
 }
 
@@ -160,7 +162,8 @@ FACET_REGISTER(converter_registry(), "llava",
 
 FACET_REGISTER(model_registry(), "llava",
                "LLaVA-1.5: CLIP ViT-L/14-336 (penultimate layer, patches) -> mlp2x_gelu -> tokens at the <image> placeholder "
-               "-> LLaMA decoder; keys vision, text, hf_config, image_token_id, projector, freeze_vision; loss: next-token CE",
+               "-> LLaMA decoder; keys vision, text, hf_config, image_token_id, projector, freeze_vision, gradient_checkpointing; "
+               "loss: next-token CE",
                [](const Config& c) -> std::shared_ptr<Model> { return std::make_shared<LlavaModel>(c); });
 
 }  // namespace

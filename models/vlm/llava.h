@@ -29,6 +29,7 @@ struct LlavaOptions {
   std::string projector = "mlp2x_gelu";  // mlp2x_gelu | linear
   bool freeze_vision = true;
   int64_t loss_chunk_tokens = 1024;
+  bool gradient_checkpointing = false;  // the decoder's layers recomputed in backward (EmoLA trains so)
 
   static LlavaOptions from(const Config& c);
   // LLaVA-1.5-7B: Vicuna-7B v1.5 (max_position_embeddings 4096, rms_norm_eps 1e-5) + ViT-L/14-336.

@@ -246,4 +246,24 @@ std::vector<llm::Generation> VisionLanguageModel::generate(const data::Batch& im
   return out;
 }
 
+std::vector<llm::Generation> VisionLanguageModel::answer(const data::Batch& batch, const llm::GenerationOptions& options,
+                                                         const llm::Decoder& decode) {
+  const auto& f = batch.fields;
+  if (!f.contains("input_ids")) fail("vision-language model: the batch has no input_ids");
+  const auto ids = f.at("input_ids").to(torch::kCPU, torch::kLong).contiguous();
+  const auto mask = f.contains("attention_mask") ? f.at("attention_mask").to(torch::kCPU, torch::kLong).contiguous() : torch::ones_like(ids);
+  const auto labels = f.contains("labels") ? f.at("labels").to(torch::kCPU, torch::kLong).contiguous() : torch::Tensor();
+  std::vector<std::vector<int64_t>> prompts;
+  for (int64_t r = 0; r < ids.size(0); ++r) {
+    std::vector<int64_t> p;
+    for (int64_t t = 0; t < ids.size(1); ++t) {
+      if (labels.defined() && labels[r][t].item<int64_t>() != data::kIgnoreIndex) break;  // the answer starts
+      if (mask[r][t].item<int64_t>() != 0) p.push_back(ids[r][t].item<int64_t>());
+    }
+    if (p.empty()) fail("vision-language model: row {} of the batch has no prompt before its answer", r);
+    prompts.push_back(std::move(p));
+  }
+  return generate(batch, prompts, options, decode);
+}
+
 }  // namespace facet::models::vlm

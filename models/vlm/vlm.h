@@ -70,6 +70,12 @@ class VisionLanguageModel : public Model, public ComputesLosses {
   std::vector<llm::Generation> generate(const data::Batch& images, const std::vector<std::vector<int64_t>>& prompts,
                                         const llm::GenerationOptions& options, const llm::Decoder& decode = {});
 
+  // Answers for an evaluation batch laid out as for training: each row's prompt is its real tokens
+  // (attention_mask 1) before the first supervised label (labels != -100; all real tokens without
+  // labels), so the reference answer is never shown; the row's image(s) as in training.
+  std::vector<llm::Generation> answer(const data::Batch& batch, const llm::GenerationOptions& options,
+                                      const llm::Decoder& decode = {});
+
   llm::LlamaForCausalLM& language_model() { return *language_model_; }
   int64_t image_token_id() const { return image_token_id_; }
 

@@ -105,6 +105,20 @@ TEST(Llava, GreedyAnswersMatchTransformers) {
   EXPECT_EQ(together[1].tokens, model->generate(second, {p1}, g)[0].tokens);
 }
 
+TEST(Llava, AnswersForATrainingBatchStopBeforeTheReference) {
+  auto model = tiny_llava();
+  safetensors::File golden(fixture("llava_tiny/golden.safetensors"));
+  auto batch = llava_batch(golden);  // labels from position 6: the prompts are the first 6 tokens
+  llm::GenerationOptions g;
+  g.max_new_tokens = 3;
+  const auto answers = model->answer(batch, g);
+  for (int64_t b = 0; b < 2; ++b) {
+    data::Batch image;
+    image.fields["image"] = batch.fields.at("image").slice(0, b, b + 1);
+    EXPECT_EQ(answers[b].tokens, model->generate(image, {to_vector(batch.fields.at("input_ids")[b].slice(0, 0, 6))}, g)[0].tokens);
+  }
+}
+
 TEST(Llava, OriginalRepositoryLayoutLoadsTheSameWeights) {
   auto hf = tiny_llava("model.safetensors");
   auto orig = tiny_llava("original_layout.safetensors");

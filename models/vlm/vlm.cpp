@@ -146,8 +146,12 @@ losses::LossResult VisionLanguageModel::forward_losses(const data::Batch& batch,
   const auto targets = s.labels.narrow(1, 1, t - 1).reshape({-1});
   auto& lm = *language_model_;
   const bool adapted_head = lm.lm_head && !lm.lm_head->adapters().empty();
-  const auto per_token = adapted_head ? llm::naive_token_losses(lm.lm_head(h).to(torch::kFloat32), targets)
-                                      : llm::chunked_token_losses(h, lm.head_weight(), targets, loss_chunk_tokens_);
+  // Up to one chunk of tokens the plain loss holds the same [tokens, vocab] logits the chunked one
+  // would, without recomputing them in backward (a small model's step is dominated by the head).
+  torch::Tensor per_token;
+  if (adapted_head) per_token = llm::naive_token_losses(lm.lm_head(h).to(torch::kFloat32), targets);
+  else if (h.size(0) <= loss_chunk_tokens_) per_token = llm::naive_token_losses(torch::matmul(h, lm.head_weight().t()).to(torch::kFloat32), targets);
+  else per_token = llm::chunked_token_losses(h, lm.head_weight(), targets, loss_chunk_tokens_);
   const auto valid = (targets != data::kIgnoreIndex).to(torch::kFloat32);
   losses::LossResult r;
   r.total = per_token.sum() / valid.sum().clamp_min(1.0);

@@ -78,6 +78,11 @@ TEST(Llava, LogitsAndLossMatchTransformers) {
   const auto loss = model->forward_losses(batch, o);
   EXPECT_NEAR(loss.total.item<double>(), golden.tensor("loss").item<double>(), 1e-5);
   EXPECT_EQ(o.at("tokens").item<double>(), 2 * 3);  // the three answer tokens of each row
+  // More tokens than a loss chunk: the chunked loss (logits recomputed in backward), same value.
+  auto chunked = std::make_shared<LlavaModel>(tiny_llava_config("llava", ", loss_chunk_tokens: 8"));
+  load(*chunked, fixture("llava_tiny/model.safetensors"), "llava");
+  Outputs o2;
+  EXPECT_NEAR(chunked->forward_losses(batch, o2).total.item<double>(), golden.tensor("loss").item<double>(), 1e-5);
 }
 
 TEST(Llava, GreedyAnswersMatchTransformers) {

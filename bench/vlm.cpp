@@ -91,8 +91,9 @@ int main(int argc, char** argv) {
   p[1] = o.image_token_id;
   data::Batch image;
   image.fields["image"] = torch::randn({1, 3, 224, 224});
-  model->generate(image, {p}, {.max_new_tokens = 4});  // warm-up
   models::llm::GenerationOptions g;
+  g.max_new_tokens = 4;
+  model->generate(image, {p}, g);  // warm-up
   g.max_new_tokens = fresh;  // no stop token: every run generates the same count
   start = std::chrono::steady_clock::now();
   const auto out = model->generate(image, {p}, g);

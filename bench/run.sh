@@ -25,7 +25,7 @@ print(f"  pytorch median {mt:8.2f} ms/step  (runs: {', '.join(f'{x:.1f}' for x i
 print(f"  ratio facet/pytorch = {mf / mt:.3f}")
 PY
 }
-# BENCH_ONLY=train|a3d|distributed|detection|loader|llm runs one part.
+# BENCH_ONLY=train|a3d|distributed|detection|loader|llm|vlm runs one part.
 only=${BENCH_ONLY:-all}
 if [[ $only == all || $only == a3d ]]; then
   echo "A3D DenseNet-121 + SATr backbone: forward + backward, 1 x 7 slices x 512 x 512, $threads threads, $rounds rounds (alternating)"
@@ -64,6 +64,14 @@ if [[ $only == all || $only == llm ]]; then
     # Passive OpenMP waits on both sides: on a shared machine busy-waiting threads dominate the time.
     OMP_WAIT_POLICY=PASSIVE "$build/bench/llm_bench" --threads "$threads"
     OMP_WAIT_POLICY=PASSIVE "$python" bench/llm.py --threads "$threads"
+  done
+  echo
+fi
+if [[ $only == all || $only == vlm ]]; then
+  echo "vision-language (small LLaVA): LoRA + projector train step (batch 2 x (64 text + 49 image tokens)) and greedy generation, $threads threads"
+  for ((i = 0; i < rounds; i++)); do
+    OMP_WAIT_POLICY=PASSIVE "$build/bench/vlm_bench" --threads "$threads"
+    OMP_WAIT_POLICY=PASSIVE "$python" bench/vlm.py --threads "$threads"
   done
   echo
 fi

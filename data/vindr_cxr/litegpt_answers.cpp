@@ -84,14 +84,27 @@ std::vector<LiteGptLabels> litegpt_labels(const CsvTable& image_labels, const Cs
       if (!col && kLiteGptGlobalOrder[i] == kGlobalLabels[4]) col = image_labels.find_column(kOtherDiseaseTestSpelling);
       cols[i] = col ? *col : image_labels.column(kLiteGptGlobalOrder[i]);  // the error lists the header
     }
+    // All 28 columns, when present, for the image-level label vector.
+    std::vector<size_t> all_cols;
+    for (size_t i = 0; i < kNumLabels; ++i) {
+      const std::string_view name = i < kLocalLabels.size() ? kLocalLabels[i] : kGlobalLabels[i - kLocalLabels.size()];
+      auto col = image_labels.find_column(name);
+      if (!col && name == kGlobalLabels[4]) col = image_labels.find_column(kOtherDiseaseTestSpelling);
+      if (!col) break;
+      all_cols.push_back(*col);
+    }
+    const bool all = all_cols.size() == kNumLabels;
     std::vector<std::set<size_t>> positive;
     for (size_t r = 0; r < image_labels.rows(); ++r) {
       const std::string& id = image_labels.cell(r, id_col);
       auto [it, added] = index.emplace(id, out.size());
       if (added) {
-        out.push_back({id, {}, {}, false});
+        out.push_back({id, {}, {}, false, all ? std::vector<float>(kNumLabels, 0.f) : std::vector<float>()});
         positive.emplace_back();
       }
+      if (all)
+        for (size_t i = 0; i < kNumLabels; ++i)
+          if (image_labels.number(r, all_cols[i]) != 0) out[it->second].all_labels[i] = 1.f;
       for (size_t i = 0; i < cols.size(); ++i)
         if (image_labels.number(r, cols[i]) != 0) positive[it->second].insert(i);
     }

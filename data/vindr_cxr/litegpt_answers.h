@@ -49,6 +49,9 @@ struct LiteGptLabels {
   std::vector<std::string> global;  // in kLiteGptGlobalOrder order
   std::vector<LiteGptBox> local;    // kept rows in CSV order; empty when the image has no box row
   bool has_local_rows = false;      // whether annotations_*.csv has any row for the image
+  // The 28 image-level labels (kLocalLabels then kGlobalLabels), the union over the image's rows,
+  // for LiteGPT's classification report; empty when the CSV lacks some of the 28 columns.
+  std::vector<float> all_labels;
 };
 
 struct LiteGptAnswer {

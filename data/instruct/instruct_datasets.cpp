@@ -34,6 +34,7 @@
 #include <nlohmann/json.hpp>
 
 #include <filesystem>
+#include <set>
 
 namespace facet::data {
 namespace {
@@ -87,11 +88,22 @@ class ConversationDataset : public Dataset, public vlm::ModalityLengths {
       s.fields["landmarks"] = vlm::read_landmark_vector(*e.landmark, landmark_dim_);
     }
     vlm::encode_conversation(s, e.turns, text_, fmt::format("{}: sample {}", origin_, e.id));
-    for (const auto& [k, v] : e.text) s.text[k] = v;
+    // Every sample carries every text key of the file ("" where its record has none): collate
+    // lines the texts up by key.
+    for (const auto& k : text_keys_) {
+      const auto it = e.text.find(k);
+      s.text[k] = it == e.text.end() ? std::string() : it->second;
+    }
     return s;
   }
 
  protected:
+  void collect_text_keys() {
+    for (const Entry& e : entries_)
+      for (const auto& [k, v] : e.text) text_keys_.insert(k);
+  }
+
+  std::set<std::string> text_keys_;
   vlm::TextOptions text_;
   vlm::ImageOptions image_;
   bool landmarks_;
@@ -133,6 +145,7 @@ class LlavaInstruct : public ConversationDataset {
       entries_.push_back(std::move(e));
     }
     if (entries_.empty()) fail("{}: no conversations", file);
+    collect_text_keys();
   }
 };
 
@@ -202,6 +215,7 @@ class FabaInstruct : public ConversationDataset {
       entries_.push_back(std::move(e));
     }
     if (entries_.empty()) fail("{}: no records", file.string());
+    collect_text_keys();
   }
 };
 

@@ -173,6 +173,25 @@ TEST(LlavaInstruct, CollatesPaddedBatches) {
   EXPECT_EQ(b.fields.at("prompt_ids").size(1), P);
 }
 
+TEST(LlavaInstruct, TextOnlyRecordsAndMissingTextKeysStayAligned) {
+  const fs::path dir = test_support::scratch_dir("facet_test_vlmdata", "llava");
+  std::ofstream(dir / "a.json") << R"([
+    {"id": 1, "image": ")" << (kFaba / "train/images/a.png").string() << R"(", "label": "6, 12",
+     "conversations": [{"from": "human", "value": "<image>\nAUs?"}, {"from": "gpt", "value": "AU6, AU12."}]},
+    {"id": 2, "conversations": [{"from": "human", "value": "Say hi."}, {"from": "gpt", "value": "Hi."}]}])";
+  const auto ds = open("data:\n  name: llava_instruct\n  annotations: " + (dir / "a.json").string() + "\n  tokenizer: " +
+                           kTokenizer.string() + "\n  image_size: 8\n",
+                       "train");
+  const Batch b = collate({ds->get(0, 0), ds->get(1, 0)}, {0, 1}, ds->padding());
+  EXPECT_EQ(b.text.at("label"), (std::vector<std::string>{"6, 12", ""}));
+  EXPECT_EQ(b.text.at("answer"), (std::vector<std::string>{"AU6, AU12.", "Hi."}));
+  EXPECT_EQ(count(b.fields.at("input_ids")[1], -200), 0);  // text-only: no placeholder, a zero image
+  EXPECT_EQ(b.fields.at("image")[1].abs().sum().item<float>(), 0.f);
+  // LLaVA's modality lengths: words over the turns, negative without an image.
+  EXPECT_EQ(dynamic_cast<const vlm::ModalityLengths&>(*ds).modality_lengths(), (std::vector<int64_t>{4, -3}));
+  fs::remove_all(dir);
+}
+
 TEST(LengthGrouped, MegaBatchesSortedByLengthModalitiesApart) {
   // 10 image samples (positive lengths) and 5 text-only (negative).
   std::vector<int64_t> lengths;

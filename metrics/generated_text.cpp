@@ -73,7 +73,11 @@ class TextRecordMetric : public Metric {
   std::string records() const override {
     std::string out;
     for (const auto& [i, r] : records_)
-      out += json{{"i", i}, {"p", r.prediction}, {"r", r.reference}, {"x", r.extra}, {"t", r.truth}}.dump() + "\n";
+      // A generated answer need not be valid UTF-8 (a token may end inside a character): such bytes
+      // travel as U+FFFD rather than stopping the evaluation.
+      out += json{{"i", i}, {"p", r.prediction}, {"r", r.reference}, {"x", r.extra}, {"t", r.truth}}.dump(
+                 -1, ' ', false, json::error_handler_t::replace) +
+             "\n";
     return out;
   }
 

@@ -188,6 +188,19 @@ TEST(TextMetrics, LiteGptClassesReadTheTruthFromTheDatasetsLabels) {
   EXPECT_DOUBLE_EQ(r.at("support/Pneumonia"), 2.0);
 }
 
+TEST(TextMetrics, RecordsSurviveInvalidUtf8AndEmotionTask) {
+  auto m = metric_registry().create(Config::parse("name: rege\ntask: emotion\nreference: answer", "m.yaml"));
+  auto [o, b] = batch({"The person looks happy. \xe2\x82", "He is crying."}, {"A happy face.", "A sad face."}, 0,
+                      {{"label", {"Happiness", "Sadness"}}});
+  m->update(o, b);
+  auto merged = metric_registry().create(Config::parse("name: rege\ntask: emotion\nreference: answer", "m.yaml"));
+  merged->merge_records({m->records()});
+  const auto r = merged->compute();
+  EXPECT_DOUBLE_EQ(r.at("s_re"), 100.0);
+  EXPECT_NEAR(r.at("s_ge"), 100.0 * (text::rouge_l("A happy face.", "The person looks happy. \xe2\x82").fmeasure +
+                                     text::rouge_l("A sad face.", "He is crying.").fmeasure) / 2, 1e-9);
+}
+
 TEST(TextMetrics, ErrorsNameTheMissingText) {
   auto m = metric_registry().create(Config::parse("name: bleu\nprediction: answer_text", "m.yaml"));
   auto [o, b] = batch({"a"}, {"a"}, 0);

@@ -23,8 +23,8 @@ class Sampler {
   // before the first epoch: a sampler that composes batches (easy and hard samples mixed in each)
   // arranges its order in runs of this size.
   virtual void set_batch_size(int64_t global_batch) {}
-  // The dataset the sampler orders, told before the first epoch, for samplers that need more than
-  // its size (the length-grouped sampler reads the samples' lengths).
+  // The dataset the sampler orders, told by the Loader that pairs them (before the first epoch), for
+  // samplers that need more than its size (the length-grouped sampler reads the samples' lengths).
   virtual void attach(const Dataset& dataset) {}
   // The full epoch's order (dataset indices), identical on every rank.
   virtual std::vector<int64_t> epoch_order(int64_t epoch) = 0;

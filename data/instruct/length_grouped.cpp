@@ -9,7 +9,7 @@
 //
 //   data:
 //     sampler: {name: length_grouped, modality: true}
-// The dataset must offer its lengths (data/instruct/vlm_data.h ModalityLengths); the trainer
+// The dataset must offer its lengths (data/instruct/vlm_data.h ModalityLengths); the Loader
 // tells the sampler its dataset through Sampler::attach.
 #include "core/error.h"
 #include "data/dataset.h"

@@ -6,6 +6,7 @@
 #include "data/dataset.h"
 #include "data/instruct/length_grouped.h"
 #include "data/instruct/vlm_data.h"
+#include "data/loader.h"
 #include "data/npy.h"
 #include "data/text/tokenizer.h"
 #include "data/vindr_cxr/litegpt_answers.h"
@@ -223,6 +224,25 @@ TEST(LengthGrouped, MegaBatchesSortedByLengthModalitiesApart) {
   attached.attach(*open(faba_yaml(), "train"));
   EXPECT_EQ(attached.epoch_order(0).size(), 2u);
   EXPECT_THAT(message_of([&] { attached.set_lengths({3, 0}); }), HasSubstr("sample 1 has length 0"));
+}
+
+TEST(LengthGrouped, TheLoaderAttachesItToItsDatasetAndBatchesPad) {
+  const auto ds = open(faba_yaml(), "train");
+  auto sampler = sampler_registry().create(Config::parse("name: length_grouped", "s.yaml"), ds->size(), 5);
+  sampler->set_batch_size(2);
+  LoaderOptions o;
+  o.batch_size = 2;
+  o.workers = 1;
+  Loader loader(ds, sampler, o);
+  loader.start_epoch(0);
+  const auto b = loader.next();
+  ASSERT_TRUE(b.has_value());
+  EXPECT_EQ(b->size(), 2);
+  // Longest first within the mega-batch: sample 0 has 15 words, sample 1 14 (in two rounds).
+  EXPECT_EQ(dynamic_cast<const vlm::ModalityLengths&>(*ds).modality_lengths(), (std::vector<int64_t>{15, 14}));
+  EXPECT_EQ(b->indices[0].item<int64_t>(), 0);
+  EXPECT_EQ(b->fields.at("input_ids").size(0), 2);
+  EXPECT_FALSE(loader.next().has_value());
 }
 
 TEST(VinDrCxrLiteGpt, SamplesCarryTheReferenceAnswersAndTheMiniGptTemplate) {

@@ -31,6 +31,7 @@ Loader::Loader(std::shared_ptr<Dataset> dataset, std::shared_ptr<Sampler> sample
          options_.world_size);
   if (options_.workers < 0) fail("data.workers must be >= 0, got {}", options_.workers);
   options_.prefetch = std::max(options_.prefetch, 1);
+  sampler_->attach(*dataset_);  // samplers that need more than the size (lengths) read it here
 }
 
 Loader::~Loader() { stop_workers(); }

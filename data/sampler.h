@@ -14,6 +14,8 @@
 
 namespace facet::data {
 
+class Dataset;
+
 class Sampler {
  public:
   virtual ~Sampler() = default;
@@ -21,6 +23,9 @@ class Sampler {
   // before the first epoch: a sampler that composes batches (easy and hard samples mixed in each)
   // arranges its order in runs of this size.
   virtual void set_batch_size(int64_t global_batch) {}
+  // The dataset the sampler orders, told by the Loader that pairs them (before the first epoch), for
+  // samplers that need more than its size (the length-grouped sampler reads the samples' lengths).
+  virtual void attach(const Dataset& dataset) {}
   // The full epoch's order (dataset indices), identical on every rank.
   virtual std::vector<int64_t> epoch_order(int64_t epoch) = 0;
   // Whether the sampler learns from feedback (then the trainer gathers per-sample losses every step

@@ -1,0 +1,186 @@
+// Mo-SCL with a two-stage detector on a synthetic DeepLesion (`facet data synth deeplesion`): a
+// Faster R-CNN on a tiny backbone with dropout trains with mo_scl and the MC-dropout uncertainty
+// (scores of the detections), and its FROC is computed; and the label-noise case of issue 15 — a
+// fraction of the training lesions with shifted boxes — trained with random order and with Mo-SCL,
+// both FROCs at 4 FPs per image printed (the test asserts that both run, not which one wins).
+#include "core/config.h"
+#include "curriculum/samplers.h"
+#include "data/synth.h"
+#include "models/backbones/backbone.h"
+#include "tests/support/scratch.h"
+#include "train/trainer.h"
+
+#include <gtest/gtest.h>
+
+#include <chrono>
+#include <cstdlib>
+#include <numeric>
+#include <fstream>
+#include <random>
+#include <sstream>
+
+namespace facet::train {
+namespace {
+
+namespace fs = std::filesystem;
+
+// Three convs to one stride-4 map with channel dropout before the last, so MC dropout has something
+// to sample: `curriculum_tiny_stride4` (in_channels, channels, dropout).
+class TinyDropoutBackbone : public models::Backbone {
+ public:
+  TinyDropoutBackbone(int64_t in_channels, int64_t channels, double p) : channels_(channels) {
+    namespace nn = torch::nn;
+    net_ = register_module("net", nn::Sequential(nn::Conv2d(nn::Conv2dOptions(in_channels, 16, 3).stride(2).padding(1)), nn::ReLU(true),
+                                                 nn::Conv2d(nn::Conv2dOptions(16, channels, 3).stride(2).padding(1)), nn::ReLU(true),
+                                                 nn::Dropout2d(p), nn::Conv2d(nn::Conv2dOptions(channels, channels, 3).padding(1)),
+                                                 nn::ReLU(true)));
+  }
+  std::vector<models::FeatureInfo> feature_info() const override { return {{"c4", 4, channels_}}; }
+  TensorDict forward_features(const torch::Tensor& images) override { return {{"c4", net_->forward(images)}}; }
+
+ private:
+  int64_t channels_;
+  torch::nn::Sequential net_{nullptr};
+};
+
+FACET_REGISTER(models::backbone_registry(), "curriculum_tiny_stride4", "Test: three convs with channel dropout, one stride-4 map",
+               [](const Config& c) {
+                 return std::make_shared<TinyDropoutBackbone>(c.get<int64_t>("in_channels", 3), c.get<int64_t>("channels", 32),
+                                                              c.get<double>("dropout", 0.1));
+               });
+
+// Splits one DL_info.csv line into fields ("..." fields keep their commas).
+std::vector<std::string> csv_fields(const std::string& line) {
+  std::vector<std::string> out(1);
+  bool quoted = false;
+  for (char ch : line) {
+    if (ch == '"') quoted = !quoted;
+    if (ch == ',' && !quoted) out.emplace_back();
+    else out.back() += ch;
+  }
+  return out;
+}
+
+// Moves the box of a `fraction` of the training lesions by 0.6 to 1.0 of its size in x and y (random
+// signs), clipped to the image: the "poorly labelled" lesions of the label-noise case. Returns how
+// many were moved.
+int shift_training_boxes(const fs::path& csv, double fraction, int64_t image_size, uint32_t seed) {
+  std::ifstream in(csv);
+  std::string header, line;
+  std::getline(in, header);
+  std::vector<std::string> lines;
+  std::mt19937 rng(seed);
+  std::uniform_real_distribution<double> u(0, 1);
+  int moved = 0;
+  while (std::getline(in, line)) {
+    auto f = csv_fields(line);
+    if (f.size() == 18 && f[17] == "1" && u(rng) < fraction) {
+      std::vector<double> b;
+      std::stringstream ss(f[6].substr(1, f[6].size() - 2));
+      for (std::string v; std::getline(ss, v, ',');) b.push_back(std::stod(v));
+      const double w = b[2] - b[0], h = b[3] - b[1];
+      const double dx = (u(rng) < 0.5 ? -1 : 1) * w * (0.6 + 0.4 * u(rng)), dy = (u(rng) < 0.5 ? -1 : 1) * h * (0.6 + 0.4 * u(rng));
+      const double x = std::clamp(b[0] + dx, 1.0, static_cast<double>(image_size) - w - 1);
+      const double y = std::clamp(b[1] + dy, 1.0, static_cast<double>(image_size) - h - 1);
+      f[6] = fmt::format("\"{:.4g}, {:.4g}, {:.4g}, {:.4g}\"", x, y, x + w, y + h);
+      ++moved;
+    }
+    lines.push_back(join(f, ","));
+  }
+  in.close();
+  std::ofstream out(csv);
+  out << header << "\n";
+  for (const auto& l : lines) out << l << "\n";
+  return moved;
+}
+
+Config detector_config(const fs::path& data, const std::string& sampler, int64_t steps, const std::string& extra = "") {
+  return Config::parse(fmt::format(R"(
+experiment: scl_synth
+seed: 1
+data:
+  name: deeplesion
+  root: {}
+  num_slices: 3
+  transforms: [{{name: ct_window, preset: mediastinum}}]
+  eval_transforms: [{{name: ct_window, preset: mediastinum}}]
+  eval_split: test
+  batch_size: 2
+  workers: 1
+  sampler: {}
+model:
+  name: faster_rcnn
+  backbone: {{name: curriculum_tiny_stride4, in_channels: 3, dropout: 0.1}}
+  rpn: {{feat_channels: 32, pre_nms_train: 2000, post_nms_train: 500, pre_nms_test: 1000, post_nms_test: 100}}
+  roi: {{fc: 64}}
+step: {{name: model_losses}}
+metrics: [{{name: froc}}]
+optim: {{name: adam, lr: 2.0e-3}}
+train: {{max_steps: {}, eval_every: {}, log_every: 50, threads: 2}}
+{}
+)",
+                                   data.string(), sampler, steps, steps, extra));
+}
+
+double sens_at_4(const std::map<std::string, double>& m) {
+  for (const auto& [k, v] : m)
+    if (k.size() >= 11 && k.compare(k.size() - 11, 11, "froc/sens@4") == 0 && k.find("thick") == std::string::npos) return v;
+  ADD_FAILURE() << "no froc/sens@4";
+  return -1;
+}
+
+TEST(CurriculumDetection, FasterRcnnTrainsWithMoSclAndMcDropoutScores) {
+  const fs::path data = test_support::scratch_dir("facet_scl_det", "synth");
+  data::synth_registry().create(Config::parse("{name: deeplesion, patients: 10, slices: 10, size: 64, lesions_per_patient: 2, seed: 3}"), data);
+  Config c = detector_config(data, "{name: mo_scl, difficulty: {uncertainty: mc_dropout}}", 8,
+                             "hooks: [{name: mc_dropout, passes: 3, top_k: 5}]");
+  Trainer t(c, test_support::scratch_path("facet_scl_det", "run"));
+  const RunResult r = t.fit();
+  EXPECT_EQ(r.step, 8);
+  const auto& e = dynamic_cast<curriculum::CurriculumSampler&>(t.sampler()).estimator();
+  std::vector<bool> known;
+  e.uncertainty(&known);
+  int64_t seen = 0, with_u = 0;
+  for (int64_t i = 0; i < e.size(); ++i) seen += e.visits(i) > 0, with_u += known[static_cast<size_t>(i)];
+  EXPECT_EQ(seen, std::min<int64_t>(16, e.size()));
+  EXPECT_EQ(with_u, seen) << "every trained image got an MC-dropout score variance";
+  const double s = sens_at_4(r.last_eval);
+  EXPECT_TRUE(s >= 0 && s <= 1);
+}
+
+int64_t env_int(const char* name, int64_t fallback) {
+  const char* v = std::getenv(name);
+  return v && *v ? std::stoll(v) : fallback;
+}
+
+// Issue 15 item 7: 30% of the training lesions with shifted boxes; the same detector, seed and
+// steps with random order and with Mo-SCL (loss fluctuation); sensitivity at 4 FPs on the clean
+// test split of each is printed. Not tuned for Mo-SCL to win. 50 steps per run keep the test short;
+// FACET_SCL_NOISE_STEPS and FACET_SCL_NOISE_SEEDS (seeds 1..N) make the longer comparison.
+TEST(CurriculumDetection, LabelNoiseRandomOrderVersusMoScl) {
+  const auto start = std::chrono::steady_clock::now();
+  const int64_t steps = env_int("FACET_SCL_NOISE_STEPS", 50), seeds = env_int("FACET_SCL_NOISE_SEEDS", 1);
+  const fs::path data = test_support::scratch_dir("facet_scl_det", "noisy");
+  data::synth_registry().create(Config::parse("{name: deeplesion, patients: 20, slices: 10, size: 64, lesions_per_patient: 3, seed: 5}"), data);
+  const int moved = shift_training_boxes(data / "DL_info.csv", 0.3, 64, 11);
+  EXPECT_GT(moved, 3);
+  std::map<std::string, std::vector<double>> froc;
+  for (int64_t seed = 1; seed <= seeds; ++seed)
+    for (const std::string sampler : {"random", "mo_scl"}) {
+      Config c = detector_config(data, "{name: " + sampler + "}", steps);
+      c.set("seed", std::to_string(seed));
+      Trainer t(c, test_support::scratch_path("facet_scl_det", "noisy_run"));
+      const double s = sens_at_4(t.fit().last_eval);
+      EXPECT_TRUE(s >= 0 && s <= 1) << sampler;
+      froc[sampler].push_back(s);
+    }
+  const auto mean = [](const std::vector<double>& v) { return std::accumulate(v.begin(), v.end(), 0.0) / static_cast<double>(v.size()); };
+  const double random = mean(froc.at("random")), mo_scl = mean(froc.at("mo_scl"));
+  std::printf("label noise (%d of the training boxes shifted, 30%%), %lld steps, %lld seed(s): sens@4FP random order %.3f, "
+              "Mo-SCL %.3f, difference %+.3f (%.0f s)\n",
+              moved, static_cast<long long>(steps), static_cast<long long>(seeds), random, mo_scl, mo_scl - random,
+              std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
+}
+
+}  // namespace
+}  // namespace facet::train

@@ -5,7 +5,10 @@
 #include "core/safetensors.h"
 #include "curriculum/samplers.h"
 #include "data/synth.h"
+#include "core/file_io.h"
+#include "tests/support/ranks.h"
 #include "tests/support/scratch.h"
+#include "train/distributed.h"
 #include "train/hook.h"
 #include "train/step.h"
 #include "train/sweep.h"
@@ -14,6 +17,8 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include <algorithm>
+#include <numeric>
 #include <set>
 
 namespace facet::train {
@@ -87,6 +92,39 @@ TEST(CurriculumTraining, MoSclResumedMidEpochGivesTheSameBatches) {
   std::set<int64_t> epoch1;
   for (size_t s = 8; s < 16; ++s) epoch1.insert(straight->batches[s].begin(), straight->batches[s].end());
   EXPECT_LT(epoch1.size(), 64u);
+}
+
+// Two Gloo ranks train with mo_scl for two epochs and a half, with the MC-dropout uncertainty (each
+// rank scores its own slice; the hook gathers them) and with the loss fluctuation: both ranks'
+// samplers end in the same state with the same epoch order, having learnt from every sample of every
+// step. (The order a single rank reaches differs: BatchNorm normalises over each rank's slice, so
+// the losses themselves differ; that the sampler's state does not depend on the number of ranks that
+// deliver the same losses is CurriculumSamplers.StateDoesNotDependOnTheRankOrderOfTheFeedback.)
+TEST(CurriculumTraining, TwoRanksAgree) {
+  const auto config = [](bool mc) {
+    Config c = shapes({"model.dropout=0.3", "data.train_size=32", "train.max_steps=10", "train.dist_timeout_s=60",
+                       mc ? "data.sampler={name: mo_scl, difficulty: {uncertainty: mc_dropout}}" : "data.sampler={name: mo_scl}"});
+    if (mc) c.set("hooks", "[{name: mc_dropout, passes: 3}]");
+    return c;
+  };
+  const fs::path dir = test_support::scratch_dir("facet_scl", "ranks");
+  const auto codes = test_support::fork_ranks(2, pick_free_port(), dir, [&](int rank) {
+    for (const bool mc : {true, false}) {
+      Trainer t(config(mc), dir / (mc ? "run_mc" : "run"));
+      t.fit();
+      nlohmann::json j = {{"state", t.sampler().state()}, {"order", t.loader().epoch_order()}};
+      write_file_atomic(dir / fmt::format("rank{}{}.json", rank, mc ? "_mc" : ""), j.dump());
+    }
+  });
+  ASSERT_EQ(codes, (std::vector<int>{0, 0})) << test_support::rank_errors(dir, 2);
+  const auto load = [&](const std::string& name) { return nlohmann::json::parse(read_file(dir / name)); };
+  const auto r0 = load("rank0.json"), r0_mc = load("rank0_mc.json");
+  EXPECT_EQ(r0, load("rank1.json"));
+  EXPECT_EQ(r0_mc, load("rank1_mc.json"));
+  const auto known = r0_mc.at("state").at("difficulty").at("mc_known").get<std::vector<bool>>();
+  EXPECT_EQ(std::count(known.begin(), known.end(), true), 32) << "every sample got an MC-dropout value from one rank or the other";
+  const auto visits = r0.at("state").at("difficulty").at("visits").get<std::vector<int64_t>>();
+  EXPECT_EQ(std::accumulate(visits.begin(), visits.end(), int64_t{0}), 80) << "10 steps of 8";
 }
 
 // Same seed, same sampler; one run with MC-dropout passes (4 per micro-batch) whose values carry no

@@ -156,12 +156,15 @@ int64_t env_int(const char* name, int64_t fallback) {
 // Issue 15 item 7: 30% of the training lesions with shifted boxes; the same detector, seed and
 // steps with random order, loss-only self-paced learning and Mo-SCL (loss fluctuation); sensitivity at 4 FPs on the clean
 // test split of each is printed. Not tuned for Mo-SCL to win. 50 steps per run keep the test short;
-// FACET_SCL_NOISE_STEPS and FACET_SCL_NOISE_SEEDS (seeds 1..N) make the longer comparison.
+// FACET_SCL_NOISE_STEPS, FACET_SCL_NOISE_SEEDS (seeds 1..N) and FACET_SCL_NOISE_PATIENTS make the
+// longer comparison.
 TEST(CurriculumDetection, LabelNoiseRandomOrderVersusMoScl) {
   const auto start = std::chrono::steady_clock::now();
   const int64_t steps = env_int("FACET_SCL_NOISE_STEPS", 50), seeds = env_int("FACET_SCL_NOISE_SEEDS", 1);
   const fs::path data = test_support::scratch_dir("facet_scl_det", "noisy");
-  data::synth_registry().create(Config::parse("{name: deeplesion, patients: 20, slices: 10, size: 64, lesions_per_patient: 3, seed: 5}"), data);
+  const int64_t patients = env_int("FACET_SCL_NOISE_PATIENTS", 20);
+  data::synth_registry().create(
+      Config::parse(fmt::format("{{name: deeplesion, patients: {}, slices: 10, size: 64, lesions_per_patient: 3, seed: 5}}", patients)), data);
   const int moved = shift_training_boxes(data / "DL_info.csv", 0.3, 64, 11);
   EXPECT_GT(moved, 3);
   std::map<std::string, std::vector<double>> froc;

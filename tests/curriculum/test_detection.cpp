@@ -1,8 +1,8 @@
 // Mo-SCL with a two-stage detector on a synthetic DeepLesion (`facet data synth deeplesion`): a
 // Faster R-CNN on a tiny backbone with dropout trains with mo_scl and the MC-dropout uncertainty
 // (scores of the detections), and its FROC is computed; and the label-noise case of issue 15 — a
-// fraction of the training lesions with shifted boxes — trained with random order and with Mo-SCL,
-// both FROCs at 4 FPs per image printed (the test asserts that both run, not which one wins).
+// fraction of the training lesions with shifted boxes — trained with random order, loss-only
+// self-paced learning and Mo-SCL, each FROC printed (the test asserts that all run, not which wins).
 #include "core/config.h"
 #include "curriculum/samplers.h"
 #include "data/synth.h"

@@ -171,7 +171,9 @@ TEST(CurriculumDetection, LabelNoiseRandomOrderVersusMoScl) {
       Config::parse(fmt::format("{{name: deeplesion, patients: {}, slices: 10, size: 64, lesions_per_patient: 3, seed: 5}}", patients)), data);
   const double fraction = static_cast<double>(env_int("FACET_SCL_NOISE_PERCENT", 30)) / 100.0;
   const auto [moved, training] = shift_training_boxes(data / "DL_info.csv", fraction, 64, 11);
-  if (fraction > 0) EXPECT_GT(moved, 3);
+  if (fraction > 0) {
+    EXPECT_GT(moved, 3);
+  }
   std::map<std::string, std::vector<double>> froc;
   std::map<std::string, std::map<std::string, std::vector<double>>> curve;  // sampler -> FP rate -> per seed
   const std::vector<std::string> rates = {"0.5", "1", "2", "4", "8", "16"};

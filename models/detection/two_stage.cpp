@@ -575,14 +575,15 @@ losses::LossResult TwoStageDetector::forward_losses(const data::Batch& batch, Ou
       const auto& matched = pos_gt[static_cast<size_t>(i)];
       const bool from_boxes = options_.mask.targets == "boxes";
       if (options_.mask.targets == "abm") {
-        // ABM of each positive's own ground truth at the input size, RoIAligned to the mask grid (soft).
-        const auto abm = box_bounding_maps(gt.boxes[static_cast<size_t>(i)].index_select(0, matched), height, width, options_.mask.abm).xy;
+        // ABM of each positive's own ground truth at the input size (one map per ground truth, each
+        // positive RoI pooling from its match's), RoIAligned to the mask grid: a soft target.
+        const auto abm = box_bounding_maps(gt.boxes[static_cast<size_t>(i)], height, width, options_.mask.abm).xy;
         RoIAlignOptions o;
         o.output_h = o.output_w = m;
         o.sampling_ratio = 0;
         o.aligned = false;
         const auto& rois = pos_boxes[static_cast<size_t>(i)];
-        const auto index = torch::arange(rois.size(0), rois.options()).unsqueeze(1);
+        const auto index = matched.to(rois.scalar_type()).unsqueeze(1);
         const auto t = roi_align(abm.unsqueeze(1).to(rois.scalar_type()), torch::cat({index, rois}, 1), o).squeeze(1);
         mask_loss.push_back(dice_loss(chosen, t).sum());
         at += np;

@@ -53,6 +53,15 @@ TEST(BmRpn, SoftObjectnessLossEqualsTheHandComputedMean) {
   plain->rpn->cls_logits->bias.fill_(0.5);
   const auto p = plain->forward_losses(b, out);
   EXPECT_GT(std::abs(p.parts.at("rpn_cls").item<double>() - expected), 1e-3);
+
+  // Size-aware channels, anchors of 8 and 16 px (areas 64, 256): the 8 x 8 box (64 px², not below 64)
+  // belongs to the 16-px channel, the 8-px channel's targets are 0: the same sum over twice the anchors.
+  auto aware = build(R"({name: faster_rcnn, backbone: {name: test_tiny_stride4, in_channels: 1, channels: 8},
+                         anchors: {strides: [4], base_sizes: [4], scales: [2, 4], ratios: [1]},
+                         rpn: {objectness: bm, size_aware_channels: true, feat_channels: 8}, roi: {fc: 16}})");
+  aware->rpn->cls_logits->weight.zero_();
+  aware->rpn->cls_logits->bias.fill_(0.5);
+  EXPECT_NEAR(aware->forward_losses(b, out).parts.at("rpn_cls").item<double>(), std::log1p(std::exp(0.5)) - 0.5 * sum_t / 128, 1e-6);
 }
 
 TEST(Abm, MaskHeadTrainsAgainstTheSizeAdaptiveMap) {
@@ -94,6 +103,12 @@ TEST(BmRpn, OptionErrorsNameTheKey) {
     FAIL();
   } catch (const Error& e) {
     EXPECT_THAT(e.what(), HasSubstr("expected one of iou, bmc"));
+  }
+  try {
+    build(R"({name: faster_rcnn, backbone: {name: resnet18}, fpn: {out_channels: 8}, rpn: {size_aware_channels: true}})");
+    FAIL();
+  } catch (const Error& e) {
+    EXPECT_THAT(e.what(), HasSubstr("size_aware_channels: the anchor channels must mean the same sizes on every level"));
   }
   try {
     build(R"({name: mask_rcnn, backbone: {name: test_tiny_stride4, in_channels: 1}, mask: {targets: bm}})");

@@ -92,6 +92,21 @@ TwoStageOptions TwoStageOptions::from(const Config& c, bool with_mask) {
   o.rpn.min_size = r.get_in_range<double>("min_size", o.rpn.min_size, Range::at_least(0));
   o.rpn.beta = r.get_in_range<double>("beta", o.rpn.beta, Range::at_least(0));
   o.rpn.loss_weight = r.get_in_range<double>("loss_weight", o.rpn.loss_weight, Range::at_least(0));
+  const auto choice = [](const Config& cfg, const std::string& key, const std::string& value, std::initializer_list<const char*> allowed) {
+    const auto v = cfg.get<std::string>(key, value);
+    for (const char* a : allowed)
+      if (v == a) return v;
+    fail("{}: {}: expected one of {}, got \"{}\"", cfg.where(key), cfg.full_key(key), fmt::join(allowed, ", "), v);
+  };
+  o.rpn.objectness = choice(r, "objectness", o.rpn.objectness, {"iou", "bm"});
+  o.rpn.sampling = choice(r, "sampling", o.rpn.sampling, {"iou", "bmc"});
+  o.rpn.proposals = choice(r, "proposals", o.rpn.proposals, {"topk", "bm_conditioned"});
+  o.rpn.size_aware_channels = r.get<bool>("size_aware_channels", o.rpn.size_aware_channels);
+  o.rpn.size_aware_others = r.get_in_range<double>("size_aware_others", o.rpn.size_aware_others, Range::closed(0, 1));
+  o.rpn.bmc.candidates = r.get_in_range<int64_t>("bmc_candidates", o.rpn.bmc.candidates, Range::at_least(1));
+  o.rpn.conditioned.threshold = r.get_in_range<double>("conditioned_threshold", o.rpn.conditioned.threshold, Range::closed(0, 1));
+  o.rpn.conditioned_min_width = r.get_in_range<int64_t>("conditioned_min_width", o.rpn.conditioned_min_width, Range::at_least(1));
+  o.rpn.maps.offset = r.get<double>("bm_offset", o.rpn.maps.offset);
 
   const Config h = node(c, "roi");
   o.roi.output_size = h.get_in_range<int64_t>("output_size", o.roi.output_size, Range::at_least(1));
@@ -118,8 +133,12 @@ TwoStageOptions TwoStageOptions::from(const Config& c, bool with_mask) {
     o.mask.channels = m.get_in_range<int64_t>("channels", o.mask.channels, Range::at_least(1));
     o.mask.output_size = m.get_in_range<int64_t>("output_size", o.mask.output_size, Range::at_least(1));
     o.mask.targets = m.get<std::string>("targets", o.mask.targets);
-    if (o.mask.targets != "masks" && o.mask.targets != "boxes")
-      fail("{}: {}: expected masks or boxes, got \"{}\"", m.where("targets"), m.full_key("targets"), o.mask.targets);
+    if (o.mask.targets != "masks" && o.mask.targets != "boxes" && o.mask.targets != "abm")
+      fail("{}: {}: expected masks, boxes or abm, got \"{}\"", m.where("targets"), m.full_key("targets"), o.mask.targets);
+    const Config abm = node(m, "abm");
+    o.mask.abm.small_half_area = abm.get_in_range<double>("small_half_area", o.mask.abm.small_half_area, Range::at_least(0));
+    o.mask.abm.center_plateau = abm.get<bool>("center_plateau", o.mask.abm.center_plateau);
+    o.mask.abm.plateau = abm.get_in_range<int64_t>("plateau", o.mask.abm.plateau, Range::at_least(0));
     o.mask.loss_weight = m.get_in_range<double>("loss_weight", o.mask.loss_weight, Range::at_least(0));
   } else if (c.has("mask")) {
     fail("{}: {}: faster_rcnn has no mask head (use mask_rcnn)", c.where("mask"), c.full_key("mask"));
@@ -218,6 +237,10 @@ TwoStageDetector::TwoStageDetector(TwoStageOptions options)
   if (!a.base_sizes.empty() && a.base_sizes.size() != a.strides.size())
     fail("anchors.base_sizes: {} sizes for {} levels (strides [{}])", a.base_sizes.size(), a.strides.size(), fmt::join(a.strides, ", "));
   anchor_generator_ = AnchorGenerator(a);
+  if (options_.rpn.size_aware_channels && a.base_sizes.size() > 1 &&
+      std::adjacent_find(a.base_sizes.begin(), a.base_sizes.end(), std::not_equal_to<>()) != a.base_sizes.end())
+    fail("rpn.size_aware_channels: the anchor channels must mean the same sizes on every level (base_sizes [{}])",
+         fmt::join(a.base_sizes, ", "));
   rpn = register_module("rpn", RpnHead(head_channels, options_.rpn.feat_channels, anchor_generator_.num_anchors()));
   const int64_t s = options_.roi.output_size, classes = options_.num_classes + 1;
   fc6 = register_module("fc6", nn::Linear(head_channels * s * s, options_.roi.fc));
@@ -270,9 +293,28 @@ std::vector<torch::Tensor> TwoStageDetector::features(const torch::Tensor& x) {
 
 std::vector<torch::Tensor> TwoStageDetector::anchors(const std::vector<torch::Tensor>& levels) const {
   std::vector<torch::Tensor> out;
-  for (size_t l = 0; l < levels.size(); ++l)
+  level_sizes_.clear();
+  for (size_t l = 0; l < levels.size(); ++l) {
     out.push_back(anchor_generator_.grid_anchors(l, levels[l].size(2), levels[l].size(3), levels[l].device()));
+    level_sizes_.emplace_back(levels[l].size(2), levels[l].size(3));
+  }
   return out;
+}
+
+torch::Tensor TwoStageDetector::bm_anchor_targets(const torch::Tensor& gt_boxes, const std::vector<torch::Tensor>& levels,
+                                                  int64_t height, int64_t width) const {
+  std::vector<std::pair<int64_t, int64_t>> sizes;
+  for (const auto& l : levels) sizes.emplace_back(l.size(2), l.size(3));
+  const auto map = bounding_maps(gt_boxes, height, width, options_.rpn.maps).xy;
+  SizeAwareChannels channels;
+  if (options_.rpn.size_aware_channels) {
+    const auto& a = options_.anchors;
+    const double base = a.base_sizes.empty() ? static_cast<double>(a.strides.front()) : a.base_sizes.front();
+    for (double s : a.scales) channels.anchor_areas.push_back(base * s * base * s);
+    channels.num_ratios = static_cast<int64_t>(a.ratios.size());
+    channels.others = options_.rpn.size_aware_others;
+  }
+  return anchor_map_targets(map, sizes, anchor_generator_.num_anchors(), gt_boxes, channels);
 }
 
 std::vector<torch::Tensor> TwoStageDetector::proposals(const std::vector<torch::Tensor>& anchors,
@@ -286,12 +328,27 @@ std::vector<torch::Tensor> TwoStageDetector::proposals(const std::vector<torch::
   std::vector<torch::Tensor> out;
   for (int64_t i = 0; i < b; ++i) {
     std::vector<torch::Tensor> boxes, scores, level_ids;
+    std::vector<torch::Tensor> extra;  // bm_conditioned: component boxes, appended after NMS
     for (size_t l = 0; l < rpn_out.size(); ++l) {
       const auto logits = rpn_out[l].first[i].detach().to(torch::kFloat);
-      const auto [top, index] = logits.topk(std::min(pre, logits.size(0)));
+      torch::Tensor index;
+      const int64_t num_a = anchor_generator_.num_anchors();
+      const int64_t lw = level_sizes_.at(l).second, lh = level_sizes_.at(l).first;
+      if (options_.rpn.proposals == "bm_conditioned" && lw >= options_.rpn.conditioned_min_width) {
+        // Half the pool: the usual top scores; the other half: anchors near the objectness components.
+        const int64_t n = std::min(pre, logits.size(0));
+        index = std::get<1>(logits.topk(n / 2));
+        const auto objectness = logits.sigmoid().view({lh, lw, num_a}).permute({2, 0, 1});
+        const auto [ids, comp] = bm_conditioned_anchors(objectness, anchors[l], options_.anchors.strides.at(l),
+                                                        std::max<int64_t>(1, pre / (2 * num_a)), options_.rpn.conditioned);
+        if (ids.numel() > 0) index = std::get<0>(torch::_unique(torch::cat({index, ids}), false));
+        if (comp.size(0) > 0) extra.push_back(comp);
+      } else {
+        index = std::get<1>(logits.topk(std::min(pre, logits.size(0))));
+      }
       boxes.push_back(coder.decode(anchors[l].index_select(0, index), rpn_out[l].second[i].detach().to(torch::kFloat).index_select(0, index)));
-      scores.push_back(top.sigmoid());
-      level_ids.push_back(torch::full({top.size(0)}, static_cast<int64_t>(l), index.options()));
+      scores.push_back(logits.index_select(0, index).sigmoid());
+      level_ids.push_back(torch::full({index.size(0)}, static_cast<int64_t>(l), index.options()));
     }
     auto all = clip_boxes(torch::cat(boxes), height, width);
     auto score = torch::cat(scores), level = torch::cat(level_ids);
@@ -300,7 +357,8 @@ std::vector<torch::Tensor> TwoStageDetector::proposals(const std::vector<torch::
     score = score.index_select(0, big);
     level = level.index_select(0, big);
     const auto keep = batched_nms(all, score, level, options_.rpn.nms, post);
-    out.push_back(all.index_select(0, keep));
+    extra.insert(extra.begin(), all.index_select(0, keep));
+    out.push_back(extra.size() == 1 ? extra.front() : clip_boxes(torch::cat(extra), height, width));
   }
   return out;
 }
@@ -419,18 +477,36 @@ losses::LossResult TwoStageDetector::forward_losses(const data::Batch& batch, Ou
   const auto rpn_logits = torch::cat(logits_l, 1), rpn_deltas = torch::cat(deltas_l, 1);
   const BoxCoder rpn_coder;
   std::vector<torch::Tensor> rpn_cls(static_cast<size_t>(b)), rpn_box(static_cast<size_t>(b));
-  int64_t rpn_count = 0;
+  int64_t rpn_count = 0, rpn_cls_count = 0;
+  const bool bm_objectness = options_.rpn.objectness == "bm", bmc = options_.rpn.sampling == "bmc";
+  const auto bce_sum = F::BinaryCrossEntropyWithLogitsFuncOptions().reduction(torch::kSum);
   for (int64_t i = 0; i < b; ++i) {
     const auto& g = gt.boxes[static_cast<size_t>(i)];
-    const auto a = assign_max_iou(all_anchors, g, options_.rpn.assign);
-    const auto s = sample_random(a.gt_index, options_.rpn.sample);
-    const auto idx = torch::cat({s.pos, s.neg});
-    const auto labels = torch::cat({torch::ones({s.pos.size(0)}, x.options()), torch::zeros({s.neg.size(0)}, x.options())});
-    rpn_cls[static_cast<size_t>(i)] = F::binary_cross_entropy_with_logits(
-        rpn_logits[i].index_select(0, idx), labels, F::BinaryCrossEntropyWithLogitsFuncOptions().reduction(torch::kSum));
-    if (s.pos.size(0) > 0) {
-      const auto targets = rpn_coder.encode(all_anchors.index_select(0, s.pos), g.index_select(0, a.gt_index.index_select(0, s.pos) - 1));
-      rpn_box[static_cast<size_t>(i)] = at::smooth_l1_loss(rpn_deltas[i].index_select(0, s.pos), targets, at::Reduction::Sum, options_.rpn.beta);
+    // BM_xy at every anchor (bounding_maps.h), from this batch's boxes at the input size, i.e. after
+    // the augmentation.
+    const auto bm = (bm_objectness || bmc) ? bm_anchor_targets(g, levels, height, width) : torch::Tensor();
+    torch::Tensor pos, neg, pos_gt;
+    if (bmc) {
+      const auto s = sample_bmc(all_anchors, g, bm, options_.rpn.sample.num, options_.rpn.sample.pos_fraction, options_.rpn.bmc);
+      pos = s.pos, neg = s.neg, pos_gt = s.pos_gt;
+    } else {
+      const auto a = assign_max_iou(all_anchors, g, options_.rpn.assign);
+      const auto s = sample_random(a.gt_index, options_.rpn.sample);
+      pos = s.pos, neg = s.neg, pos_gt = a.gt_index.index_select(0, s.pos) - 1;
+    }
+    const auto idx = torch::cat({pos, neg});
+    if (bm_objectness && !bmc) {  // every anchor, soft targets (BMMVP: no sampling)
+      rpn_cls[static_cast<size_t>(i)] = F::binary_cross_entropy_with_logits(rpn_logits[i], bm.to(rpn_logits.scalar_type()), bce_sum);
+      rpn_cls_count += rpn_logits.size(1);
+    } else {
+      const auto labels = bm_objectness ? bm.index_select(0, idx).to(x.scalar_type())
+                                        : torch::cat({torch::ones({pos.size(0)}, x.options()), torch::zeros({neg.size(0)}, x.options())});
+      rpn_cls[static_cast<size_t>(i)] = F::binary_cross_entropy_with_logits(rpn_logits[i].index_select(0, idx), labels, bce_sum);
+      rpn_cls_count += idx.size(0);
+    }
+    if (pos.size(0) > 0) {
+      const auto targets = rpn_coder.encode(all_anchors.index_select(0, pos), g.index_select(0, pos_gt));
+      rpn_box[static_cast<size_t>(i)] = at::smooth_l1_loss(rpn_deltas[i].index_select(0, pos), targets, at::Reduction::Sum, options_.rpn.beta);
     } else {
       rpn_box[static_cast<size_t>(i)] = rpn_deltas[i].sum() * 0;
     }
@@ -498,6 +574,21 @@ losses::LossResult TwoStageDetector::forward_losses(const data::Batch& batch, Ou
       const auto chosen = mask_logits.index({rows, pos_labels[static_cast<size_t>(i)]});
       const auto& matched = pos_gt[static_cast<size_t>(i)];
       const bool from_boxes = options_.mask.targets == "boxes";
+      if (options_.mask.targets == "abm") {
+        // ABM of each positive's own ground truth at the input size (one map per ground truth, each
+        // positive RoI pooling from its match's), RoIAligned to the mask grid: a soft target.
+        const auto abm = box_bounding_maps(gt.boxes[static_cast<size_t>(i)], height, width, options_.mask.abm).xy;
+        RoIAlignOptions o;
+        o.output_h = o.output_w = m;
+        o.sampling_ratio = 0;
+        o.aligned = false;
+        const auto& rois = pos_boxes[static_cast<size_t>(i)];
+        const auto index = matched.to(rois.scalar_type()).unsqueeze(1);
+        const auto t = roi_align(abm.unsqueeze(1).to(rois.scalar_type()), torch::cat({index, rois}, 1), o).squeeze(1);
+        mask_loss.push_back(dice_loss(chosen, t).sum());
+        at += np;
+        continue;
+      }
       const auto t = mask_targets(pos_boxes[static_cast<size_t>(i)], gt.boxes[static_cast<size_t>(i)].index_select(0, matched),
                                   from_boxes ? torch::Tensor() : gt.masks[static_cast<size_t>(i)].index_select(0, matched), m, from_boxes);
       mask_loss.push_back(dice_loss(chosen, t).sum());
@@ -508,14 +599,15 @@ losses::LossResult TwoStageDetector::forward_losses(const data::Batch& batch, Ou
   // Losses averaged over the batch's samples (as the references normalise); per image, each image's
   // sum over that average count, so their mean is the total.
   const double rpn_norm = static_cast<double>(std::max<int64_t>(rpn_count, 1));
+  const double rpn_cls_norm = static_cast<double>(std::max<int64_t>(rpn_cls_count, 1));
   const double roi_norm = static_cast<double>(std::max<int64_t>(roi_count, 1));
   const double mask_norm = static_cast<double>(std::max<int64_t>(mask_count, 1));
   const double fb = static_cast<double>(b);
   losses::LossResult r;
   const auto stack = [](const std::vector<torch::Tensor>& v) { return torch::stack(v); };
   const auto w_rpn = options_.rpn.loss_weight, w_roi = options_.roi.loss_weight;
-  auto per = (stack(rpn_cls) + stack(rpn_box)) * (w_rpn * fb / rpn_norm) + (stack(rcnn_cls) + stack(rcnn_box)) * (w_roi * fb / roi_norm);
-  r.parts["rpn_cls"] = stack(rpn_cls).sum() / rpn_norm;
+  auto per = (stack(rpn_cls) * (fb / rpn_cls_norm) + stack(rpn_box) * (fb / rpn_norm)) * w_rpn + (stack(rcnn_cls) + stack(rcnn_box)) * (w_roi * fb / roi_norm);
+  r.parts["rpn_cls"] = stack(rpn_cls).sum() / rpn_cls_norm;
   r.parts["rpn_box"] = stack(rpn_box).sum() / rpn_norm;
   r.parts["rcnn_cls"] = stack(rcnn_cls).sum() / roi_norm;
   r.parts["rcnn_box"] = stack(rcnn_box).sum() / roi_norm;

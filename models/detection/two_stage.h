@@ -22,10 +22,31 @@
 //            pos_fraction, add_gt, stds, class_agnostic, beta, score_threshold, nms, max_per_image, finest_scale}
 //     mask: {convs, channels, output_size, loss_weight}    # mask_rcnn; targets from ragged `box_masks` [n, H, W]
 //                                                          # or, with targets: boxes, the ellipse in each box
+//
+// Bounding-map switches (bounding_maps.h; Li et al. MICCAI 2020 / 2021; all off by default):
+//     rpn:  {objectness: bm}          # soft BCE of every anchor's logit against BM_xy at its centre, averaged
+//                                     # over all anchors of the batch (BMMVP fpn_rpn_losses); the box regression
+//                                     # keeps the IoU assignment and sample, normalised by the sample size
+//     rpn:  {sampling: bmc}           # BMC: positives by centre distance + area ratio, negatives where BM = 0;
+//                                     # targets 1 / 0 (or the BM value with objectness: bm), box targets from
+//                                     # the ground truth that chose each positive
+//     rpn:  {proposals: bm_conditioned, conditioned_threshold: 0.5, conditioned_min_width: 100}
+//                                     # on levels >= min_width wide: half the pre-NMS pool from the usual top
+//                                     # scores, the other half anchors near objectness components; the
+//                                     # component boxes are appended to the proposals
+//     rpn:  {size_aware_channels: true, size_aware_others: 0}   # BM only in the anchor channels of the
+//                                     # largest box's scale (needs one level, or equal base sizes)
+//     mask: {targets: abm, abm: {small_half_area: 50, center_plateau: false}}
+//                                     # ABM: the size-adaptive BM_xy of each positive's ground truth, RoIAligned
+//                                     # to the mask grid (soft, not thresholded), replaces the GrabCut / ellipse
+//                                     # target of the Dice loss. Why the mask head: the 2021 paper's "ABM-supervised
+//                                     # segmentation" branch in the mmdet Mask R-CNN that A3D / SATr train (the
+//                                     # only segmentation branch there); no mask annotations are needed.
 #pragma once
 
 #include "core/config.h"
 #include "models/backbones/backbone.h"
+#include "models/detection/bounding_maps.h"
 #include "models/detection/ops.h"
 #include "models/model.h"
 
@@ -39,6 +60,15 @@ struct RpnOptions {
   SamplerOptions sample{256, 0.5};
   int64_t pre_nms_train = 2000, post_nms_train = 2000, pre_nms_test = 1000, post_nms_test = 1000;
   double nms = 0.7, min_size = 1e-3, beta = 1.0 / 9.0, loss_weight = 1.0;
+  std::string objectness = "iou";  // or "bm"
+  std::string sampling = "iou";    // or "bmc"
+  std::string proposals = "topk";  // or "bm_conditioned"
+  bool size_aware_channels = false;
+  double size_aware_others = 0;
+  BmcOptions bmc;
+  ConditionedOptions conditioned;
+  int64_t conditioned_min_width = 100;  // levels narrower than this keep the plain top-k (reference: 100)
+  BoundingMapOptions maps;
 };
 
 struct RoIOptions {
@@ -58,7 +88,8 @@ struct RoIOptions {
 
 struct MaskOptions {
   int64_t convs = 4, channels = 256, output_size = 14;
-  std::string targets = "masks";  // or "boxes": the ellipse inscribed in each ground-truth box
+  std::string targets = "masks";  // or "boxes": the ellipse inscribed in each ground-truth box; "abm"
+  BoundingMapOptions abm{0, true, 50, false, 14};
   double loss_weight = 1.0;
 };
 
@@ -141,10 +172,15 @@ class TwoStageDetector : public Model, public ComputesLosses {
   torch::Tensor pool(const std::vector<torch::Tensor>& levels, const std::vector<torch::Tensor>& boxes, int64_t size,
                      int64_t sampling_ratio) const;
   std::pair<torch::Tensor, torch::Tensor> box_head(const torch::Tensor& pooled);
+  // BM_xy of the image's boxes sampled for every anchor (anchor_map_targets with the options' channels).
+  torch::Tensor bm_anchor_targets(const torch::Tensor& gt_boxes, const std::vector<torch::Tensor>& levels, int64_t height,
+                                  int64_t width) const;
 
   TwoStageOptions options_;
   AnchorGenerator anchor_generator_;
   std::vector<int64_t> level_strides_;  // of the maps the heads see
+  // {h, w} of each level in the last anchors() call (proposals() reads them for bm_conditioned).
+  mutable std::vector<std::pair<int64_t, int64_t>> level_sizes_;
   int64_t roi_levels_ = 1;              // the RoI head pools from the first roi_levels_ maps (not the extra pool)
 };
 

@@ -168,7 +168,7 @@ TEST(Detectors, OptionErrorsNameTheKey) {
   EXPECT_THAT([] { build("{name: faster_rcnn, backbone: {name: test_tiny_stride4}, mask: {convs: 2}}"); },
               ::testing::ThrowsMessage<Error>(HasSubstr("faster_rcnn has no mask head (use mask_rcnn)")));
   EXPECT_THAT([] { build("{name: mask_rcnn, backbone: {name: test_tiny_stride4}, mask: {targets: polygons}}"); },
-              ::testing::ThrowsMessage<Error>(HasSubstr("expected masks or boxes, got \"polygons\"")));
+              ::testing::ThrowsMessage<Error>(HasSubstr("expected masks, boxes or abm, got \"polygons\"")));
   EXPECT_THAT([] { build("{name: faster_rcnn, backbone: {name: test_tiny_stride4}, rpn: {pos_iou: 0.2, neg_iou: 0.3}}"); },
               ::testing::ThrowsMessage<Error>(HasSubstr("neg_iou 0.3 above pos_iou 0.2")));
   auto m = build("{name: mask_rcnn, backbone: {name: test_tiny_stride4, in_channels: 3}, rpn: {feat_channels: 8}, roi: {fc: 8}}");

@@ -57,10 +57,24 @@ void fsync_path(const fs::path& path) {
   ::close(fd);
 }
 
-// HDF5 prints its own error stack to stderr by default; Facet reports errors itself.
+// HDF5 prints its own error stack to stderr by default; Facet reports errors itself. Checked
+// here too, once: whether this libhdf5 was built thread-safe (Debian's is: one global lock inside).
+// A build that is not gets Facet's own lock around every HDF5 call of this file (hdf5_guard), as the
+// loader's workers read a pack concurrently.
+bool hdf5_threadsafe = true;
 void quiet_hdf5() {
   static std::once_flag once;
-  std::call_once(once, [] { H5Eset_auto2(H5E_DEFAULT, nullptr, nullptr); });
+  std::call_once(once, [] {
+    H5Eset_auto2(H5E_DEFAULT, nullptr, nullptr);
+    hbool_t threadsafe = 0;
+    hdf5_threadsafe = H5is_library_threadsafe(&threadsafe) >= 0 && threadsafe;
+  });
+}
+
+std::unique_lock<std::mutex> hdf5_guard() {
+  static std::mutex mutex;
+  quiet_hdf5();
+  return hdf5_threadsafe ? std::unique_lock<std::mutex>() : std::unique_lock<std::mutex>(mutex);
 }
 
 hid_t check(hid_t id, const fs::path& file, std::string_view what) {
@@ -158,7 +172,9 @@ Handle create_group(hid_t parent, const std::string& name, const fs::path& file)
 
 std::vector<int64_t> sizes_of(hid_t dataset) {
   Handle space(H5Dget_space(dataset), H5Sclose);
-  std::vector<hsize_t> dims(static_cast<size_t>(H5Sget_simple_extent_ndims(space.get())));
+  const int rank = H5Sget_simple_extent_ndims(space.get());
+  if (rank < 0) return {-1};  // unreadable: matches no expected shape
+  std::vector<hsize_t> dims(static_cast<size_t>(rank));
   H5Sget_simple_extent_dims(space.get(), dims.data(), nullptr);
   return std::vector<int64_t>(dims.begin(), dims.end());
 }
@@ -184,11 +200,12 @@ class Preprocessed : public Dataset {
 };
 
 // A split of a pack. HDF5 is built thread-safe on Debian (one global lock), so the loader's
-// workers may call get() concurrently; decompression is serialised by that lock.
+// workers may call get() concurrently; decompression is serialised by that lock (or by
+// hdf5_guard's where the library is not thread-safe).
 class PackDataset : public Dataset {
  public:
   PackDataset(const fs::path& file, const std::string& split, const Preprocess& expected) : file_(file) {
-    quiet_hdf5();
+    const auto guard = hdf5_guard();
     if (!fs::exists(file)) fail("{}: data.pack: no such file (write it with `facet data pack`)", file.string());
     handle_ = Handle(H5Fopen(file.c_str(), H5F_ACC_RDONLY, H5P_DEFAULT), H5Fclose);
     if (!handle_.valid()) fail("{}: not an HDF5 file, or truncated", file.string());
@@ -236,6 +253,10 @@ class PackDataset : public Dataset {
     }
     Handle ids(check(H5Dopen2(group_.get(), "ids", H5P_DEFAULT), file, "open ids"), H5Dclose);
     Handle type(H5Dget_type(ids.get()), H5Tclose);
+    // The read below fills `samples` pointers: a damaged pack whose ids disagree with its
+    // "samples" attribute would otherwise write past them.
+    if (sizes_of(ids.get()) != std::vector<int64_t>{size_} || H5Tget_class(type.get()) != H5T_STRING)
+      fail("{}: {}/ids: not {} strings (the \"samples\" attribute), damaged pack?", file.string(), split, size_);
     ids_.resize(static_cast<size_t>(size_));
     std::vector<char*> raw(static_cast<size_t>(size_));
     Handle str(H5Tcopy(H5T_C_S1), H5Tclose);
@@ -249,11 +270,20 @@ class PackDataset : public Dataset {
     }
   }
 
+  ~PackDataset() override {
+    const auto guard = hdf5_guard();  // the handles close under the lock too
+    fields_.clear();
+    ragged_.clear();
+    group_ = Handle();
+    handle_ = Handle();
+  }
+
   int64_t size() const override { return size_; }
   std::vector<std::string> label_names() const override { return labels_; }
 
   Sample get(int64_t index, uint64_t) const override {
     if (index < 0 || index >= size_) fail("{}: sample {} is outside the pack's {} samples", file_.string(), index, size_);
+    const auto guard = hdf5_guard();
     Sample s;
     s.id = ids_[static_cast<size_t>(index)];
     for (const auto& f : fields_) s.fields[f.name] = read_rows(f, index, 1).squeeze(0);

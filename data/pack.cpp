@@ -19,7 +19,10 @@ namespace {
 
 namespace fs = std::filesystem;
 
-constexpr int kPackVersion = 1;
+// 2: ids are fixed-length strings. Version 1 stored them variable-length, which HDF5 keeps in a
+// global heap whose reader (libhdf5 1.10.8's H5HG_read) overflows or hangs on a damaged file (found
+// by tests/fuzz/fuzz_pack); fixed-length strings never touch it.
+constexpr int kPackVersion = 2;
 
 // Keys of the data node that do not change what a sample holds.
 const std::set<std::string> kNotPreprocessing = {"batch_size", "workers",    "prefetch",   "transforms",
@@ -257,16 +260,19 @@ class PackDataset : public Dataset {
     // "samples" attribute would otherwise write past them.
     if (sizes_of(ids.get()) != std::vector<int64_t>{size_} || H5Tget_class(type.get()) != H5T_STRING)
       fail("{}: {}/ids: not {} strings (the \"samples\" attribute), damaged pack?", file.string(), split, size_);
-    ids_.resize(static_cast<size_t>(size_));
-    std::vector<char*> raw(static_cast<size_t>(size_));
+    const size_t width = H5Tget_size(type.get());
+    if (H5Tis_variable_str(type.get()) != 0 || width < 1 || width > 65536)
+      fail("{}: {}/ids: not fixed-length strings (a pack of an older Facet? re-run `facet data pack`)", file.string(), split);
+    std::string raw(static_cast<size_t>(size_) * width, '\0');
     Handle str(H5Tcopy(H5T_C_S1), H5Tclose);
-    H5Tset_size(str.get(), H5T_VARIABLE);
+    H5Tset_size(str.get(), width);
+    H5Tset_strpad(str.get(), H5T_STR_NULLPAD);
     if (size_ > 0 && H5Dread(ids.get(), str.get(), H5S_ALL, H5S_ALL, H5P_DEFAULT, raw.data()) < 0)
       fail("{}: {}/ids unreadable", file.string(), split);
-    for (int64_t i = 0; i < size_; ++i) ids_[static_cast<size_t>(i)] = raw[static_cast<size_t>(i)] ? raw[static_cast<size_t>(i)] : "";
-    if (size_ > 0) {
-      Handle space(H5Dget_space(ids.get()), H5Sclose);
-      H5Dvlen_reclaim(str.get(), space.get(), H5P_DEFAULT, raw.data());
+    ids_.resize(static_cast<size_t>(size_));
+    for (size_t i = 0; i < ids_.size(); ++i) {
+      const char* id = raw.data() + i * width;
+      ids_[i].assign(id, strnlen(id, width));
     }
   }
 
@@ -463,16 +469,20 @@ void write_pack(const fs::path& file, const std::string& split, const Dataset& d
           fail("{}: HDF5 could not write ragged {} offsets", tmp.string(), name);
       }
     }
+    // Fixed-length (null-padded to the longest id): see kPackVersion.
+    size_t width = 1;
+    for (const auto& id : ids) width = std::max(width, id.size());
     Handle str(H5Tcopy(H5T_C_S1), H5Tclose);
-    H5Tset_size(str.get(), H5T_VARIABLE);
+    H5Tset_size(str.get(), width);
+    H5Tset_strpad(str.get(), H5T_STR_NULLPAD);
     const hsize_t count = ids.size();
     Handle space(H5Screate_simple(1, &count, nullptr), H5Sclose);
     Handle id_ds(check(H5Dcreate2(group.get(), "ids", str.get(), space.get(), H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT),
                        file, "create ids"),
                  H5Dclose);
-    std::vector<const char*> raw;
-    for (const auto& id : ids) raw.push_back(id.c_str());
-    if (!raw.empty() && H5Dwrite(id_ds.get(), str.get(), H5S_ALL, H5S_ALL, H5P_DEFAULT, raw.data()) < 0)
+    std::string raw(ids.size() * width, '\0');
+    for (size_t i = 0; i < ids.size(); ++i) ids[i].copy(raw.data() + i * width, width);
+    if (!ids.empty() && H5Dwrite(id_ds.get(), str.get(), H5S_ALL, H5S_ALL, H5P_DEFAULT, raw.data()) < 0)
       fail("{}: HDF5 could not write the sample ids", tmp.string());
     if (H5Fflush(h.get(), H5F_SCOPE_GLOBAL) < 0) fail("{}: HDF5 could not flush (disk full?)", tmp.string());
   }

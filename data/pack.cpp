@@ -225,6 +225,8 @@ class PackDataset : public Dataset {
     const std::string n_text = read_string_attribute(group_.get(), "samples", file);
     if (std::from_chars(n_text.data(), n_text.data() + n_text.size(), size_).ec != std::errc() || size_ < 0)
       fail("{}: {}: bad sample count \"{}\"", file.string(), split, n_text);
+    // Shapes come from the file: a damaged one must be an error, not a huge allocation (fuzz_pack).
+    if (size_ > kMaxSamples) fail("{}: {}: {} samples, more than a pack holds (damaged pack?)", file.string(), split, size_);
     const std::string label_text = read_string_attribute(group_.get(), "label_names", file);
     for (std::string_view rest = label_text; !rest.empty();) {
       const size_t cut = rest.find('\n');
@@ -237,6 +239,7 @@ class PackDataset : public Dataset {
       auto shape = sizes_of(ds.get());
       if (shape.empty() || shape[0] != size_) fail("{}: {}/fields/{}: expected {} rows", file.string(), split, name, size_);
       shape.erase(shape.begin());
+      check_row_values(shape, 1, file, split + "/fields/" + name);
       fields_.push_back({name, std::move(ds), &type, shape, torch::Tensor()});
     }
     for (const auto& name : member_names("ragged")) {
@@ -245,13 +248,15 @@ class PackDataset : public Dataset {
       Handle offsets(check(H5Dopen2(group_.get(), (base + "/offsets").c_str(), H5P_DEFAULT), file, "open " + base), H5Dclose);
       const auto& type = type_named(read_string_attribute(values.get(), "torch_dtype", file), file, name);
       auto shape = sizes_of(values.get());
+      if (sizes_of(offsets.get()) != std::vector<int64_t>{size_ + 1})
+        fail("{}: {}/offsets: unreadable or not {} entries", file.string(), base, size_ + 1);
       torch::Tensor off = torch::empty({size_ + 1}, torch::kInt64);
-      if (sizes_of(offsets.get()) != std::vector<int64_t>{size_ + 1} ||
-          H5Dread(offsets.get(), H5T_NATIVE_INT64, H5S_ALL, H5S_ALL, H5P_DEFAULT, off.data_ptr()) < 0)
+      if (H5Dread(offsets.get(), H5T_NATIVE_INT64, H5S_ALL, H5S_ALL, H5P_DEFAULT, off.data_ptr()) < 0)
         fail("{}: {}/offsets: unreadable or not {} entries", file.string(), base, size_ + 1);
       if (!(off.diff() >= 0).all().item<bool>() || off[0].item<int64_t>() != 0 || off[-1].item<int64_t>() != shape.at(0))
         fail("{}: {}/offsets do not describe {} rows", file.string(), base, shape.at(0));
       shape.erase(shape.begin());
+      check_row_values(shape, size_ > 0 ? off.diff().max().item<int64_t>() : 0, file, split + "/" + base);
       ragged_.push_back({name, std::move(values), &type, shape, off});
     }
     Handle ids(check(H5Dopen2(group_.get(), "ids", H5P_DEFAULT), file, "open ids"), H5Dclose);
@@ -263,6 +268,8 @@ class PackDataset : public Dataset {
     const size_t width = H5Tget_size(type.get());
     if (H5Tis_variable_str(type.get()) != 0 || width < 1 || width > 65536)
       fail("{}: {}/ids: not fixed-length strings (a pack of an older Facet? re-run `facet data pack`)", file.string(), split);
+    if (static_cast<uint64_t>(size_) * width > static_cast<uint64_t>(kMaxValues))
+      fail("{}: {}/ids: {} ids of {} bytes, damaged pack?", file.string(), split, size_, width);
     std::string raw(static_cast<size_t>(size_) * width, '\0');
     Handle str(H5Tcopy(H5T_C_S1), H5Tclose);
     H5Tset_size(str.get(), width);
@@ -273,6 +280,21 @@ class PackDataset : public Dataset {
     for (size_t i = 0; i < ids_.size(); ++i) {
       const char* id = raw.data() + i * width;
       ids_[i].assign(id, strnlen(id, width));
+    }
+  }
+
+  // At most 2^30 values in one read (4 GiB of float32): far above any sample, far below what a
+  // damaged shape can ask for.
+  static constexpr int64_t kMaxValues = int64_t{1} << 30;
+  static constexpr int64_t kMaxSamples = int64_t{1} << 26;  // 67 M: fifty ImageNets
+
+  // `rows` rows of `shape` values each, as one get() reads them.
+  static void check_row_values(const std::vector<int64_t>& shape, int64_t rows, const fs::path& file, const std::string& what) {
+    int64_t values = std::max<int64_t>(rows, 1);
+    for (const int64_t d : shape) {
+      if (d < 0 || (d > 0 && values > kMaxValues / d))
+        fail("{}: {}: {} rows of {} dimensions are too large (damaged pack?)", file.string(), what, rows, shape.size());
+      values *= std::max<int64_t>(d, 1);
     }
   }
 

@@ -73,6 +73,9 @@ fuzz: build
 	tests/fuzz/run_fuzzer.sh $(BUILD)/tests/fuzz/fuzz_csv tests/fixtures '*.csv' $(BUILD)/tests/fuzz/corpus_fuzz_csv $(FUZZ_SECONDS)
 	tests/fuzz/run_fuzzer.sh $(BUILD)/tests/fuzz/fuzz_safetensors_index tests/fixtures '*.index.json' $(BUILD)/tests/fuzz/corpus_fuzz_safetensors_index $(FUZZ_SECONDS)
 	tests/fuzz/run_fuzzer.sh $(BUILD)/tests/fuzz/fuzz_config tests/fixtures '*.yaml' $(BUILD)/tests/fuzz/corpus_fuzz_config $(FUZZ_SECONDS)
+	tests/fuzz/run_fuzzer.sh $(BUILD)/tests/fuzz/fuzz_dicom tests/fixtures '*.dcm' $(BUILD)/tests/fuzz/corpus_fuzz_dicom $(FUZZ_SECONDS)
+	tests/fuzz/run_fuzzer.sh $(BUILD)/tests/fuzz/fuzz_image tests/fixtures '*.png *.jpg' $(BUILD)/tests/fuzz/corpus_fuzz_image $(FUZZ_SECONDS)
+	tests/fuzz/run_fuzzer.sh $(BUILD)/tests/fuzz/fuzz_pack tests/fixtures '*.h5' $(BUILD)/tests/fuzz/corpus_fuzz_pack $(FUZZ_SECONDS)
 
 goldens: deps
 	$(LOAD_ENV) && for script in tools/golden/*_golden.py; do "$$FACET_VENV/bin/python" "$$script" || exit 1; done

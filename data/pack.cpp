@@ -19,7 +19,10 @@ namespace {
 
 namespace fs = std::filesystem;
 
-constexpr int kPackVersion = 1;
+// 2: ids are fixed-length strings. Version 1 stored them variable-length, which HDF5 keeps in a
+// global heap whose reader (libhdf5 1.10.8's H5HG_read) overflows or hangs on a damaged file (found
+// by tests/fuzz/fuzz_pack); fixed-length strings never touch it.
+constexpr int kPackVersion = 2;
 
 // Keys of the data node that do not change what a sample holds.
 const std::set<std::string> kNotPreprocessing = {"batch_size", "workers",    "prefetch",   "transforms",
@@ -57,10 +60,24 @@ void fsync_path(const fs::path& path) {
   ::close(fd);
 }
 
-// HDF5 prints its own error stack to stderr by default; Facet reports errors itself.
+// HDF5 prints its own error stack to stderr by default; Facet reports errors itself. Checked
+// here too, once: whether this libhdf5 was built thread-safe (Debian's is: one global lock inside).
+// A build that is not gets Facet's own lock around every HDF5 call of this file (hdf5_guard), as the
+// loader's workers read a pack concurrently.
+bool hdf5_threadsafe = true;
 void quiet_hdf5() {
   static std::once_flag once;
-  std::call_once(once, [] { H5Eset_auto2(H5E_DEFAULT, nullptr, nullptr); });
+  std::call_once(once, [] {
+    H5Eset_auto2(H5E_DEFAULT, nullptr, nullptr);
+    hbool_t threadsafe = 0;
+    hdf5_threadsafe = H5is_library_threadsafe(&threadsafe) >= 0 && threadsafe;
+  });
+}
+
+std::unique_lock<std::mutex> hdf5_guard() {
+  static std::mutex mutex;
+  quiet_hdf5();
+  return hdf5_threadsafe ? std::unique_lock<std::mutex>() : std::unique_lock<std::mutex>(mutex);
 }
 
 hid_t check(hid_t id, const fs::path& file, std::string_view what) {
@@ -158,7 +175,9 @@ Handle create_group(hid_t parent, const std::string& name, const fs::path& file)
 
 std::vector<int64_t> sizes_of(hid_t dataset) {
   Handle space(H5Dget_space(dataset), H5Sclose);
-  std::vector<hsize_t> dims(static_cast<size_t>(H5Sget_simple_extent_ndims(space.get())));
+  const int rank = H5Sget_simple_extent_ndims(space.get());
+  if (rank < 0) return {-1};  // unreadable: matches no expected shape
+  std::vector<hsize_t> dims(static_cast<size_t>(rank));
   H5Sget_simple_extent_dims(space.get(), dims.data(), nullptr);
   return std::vector<int64_t>(dims.begin(), dims.end());
 }
@@ -184,11 +203,12 @@ class Preprocessed : public Dataset {
 };
 
 // A split of a pack. HDF5 is built thread-safe on Debian (one global lock), so the loader's
-// workers may call get() concurrently; decompression is serialised by that lock.
+// workers may call get() concurrently; decompression is serialised by that lock (or by
+// hdf5_guard's where the library is not thread-safe).
 class PackDataset : public Dataset {
  public:
   PackDataset(const fs::path& file, const std::string& split, const Preprocess& expected) : file_(file) {
-    quiet_hdf5();
+    const auto guard = hdf5_guard();
     if (!fs::exists(file)) fail("{}: data.pack: no such file (write it with `facet data pack`)", file.string());
     handle_ = Handle(H5Fopen(file.c_str(), H5F_ACC_RDONLY, H5P_DEFAULT), H5Fclose);
     if (!handle_.valid()) fail("{}: not an HDF5 file, or truncated", file.string());
@@ -205,6 +225,8 @@ class PackDataset : public Dataset {
     const std::string n_text = read_string_attribute(group_.get(), "samples", file);
     if (std::from_chars(n_text.data(), n_text.data() + n_text.size(), size_).ec != std::errc() || size_ < 0)
       fail("{}: {}: bad sample count \"{}\"", file.string(), split, n_text);
+    // Shapes come from the file: a damaged one must be an error, not a huge allocation (fuzz_pack).
+    if (size_ > kMaxSamples) fail("{}: {}: {} samples, more than a pack holds (damaged pack?)", file.string(), split, size_);
     const std::string label_text = read_string_attribute(group_.get(), "label_names", file);
     for (std::string_view rest = label_text; !rest.empty();) {
       const size_t cut = rest.find('\n');
@@ -217,6 +239,7 @@ class PackDataset : public Dataset {
       auto shape = sizes_of(ds.get());
       if (shape.empty() || shape[0] != size_) fail("{}: {}/fields/{}: expected {} rows", file.string(), split, name, size_);
       shape.erase(shape.begin());
+      check_row_values(shape, 1, file, split + "/fields/" + name);
       fields_.push_back({name, std::move(ds), &type, shape, torch::Tensor()});
     }
     for (const auto& name : member_names("ragged")) {
@@ -225,28 +248,62 @@ class PackDataset : public Dataset {
       Handle offsets(check(H5Dopen2(group_.get(), (base + "/offsets").c_str(), H5P_DEFAULT), file, "open " + base), H5Dclose);
       const auto& type = type_named(read_string_attribute(values.get(), "torch_dtype", file), file, name);
       auto shape = sizes_of(values.get());
+      if (sizes_of(offsets.get()) != std::vector<int64_t>{size_ + 1})
+        fail("{}: {}/offsets: unreadable or not {} entries", file.string(), base, size_ + 1);
       torch::Tensor off = torch::empty({size_ + 1}, torch::kInt64);
-      if (sizes_of(offsets.get()) != std::vector<int64_t>{size_ + 1} ||
-          H5Dread(offsets.get(), H5T_NATIVE_INT64, H5S_ALL, H5S_ALL, H5P_DEFAULT, off.data_ptr()) < 0)
+      if (H5Dread(offsets.get(), H5T_NATIVE_INT64, H5S_ALL, H5S_ALL, H5P_DEFAULT, off.data_ptr()) < 0)
         fail("{}: {}/offsets: unreadable or not {} entries", file.string(), base, size_ + 1);
       if (!(off.diff() >= 0).all().item<bool>() || off[0].item<int64_t>() != 0 || off[-1].item<int64_t>() != shape.at(0))
         fail("{}: {}/offsets do not describe {} rows", file.string(), base, shape.at(0));
       shape.erase(shape.begin());
+      check_row_values(shape, size_ > 0 ? off.diff().max().item<int64_t>() : 0, file, split + "/" + base);
       ragged_.push_back({name, std::move(values), &type, shape, off});
     }
     Handle ids(check(H5Dopen2(group_.get(), "ids", H5P_DEFAULT), file, "open ids"), H5Dclose);
     Handle type(H5Dget_type(ids.get()), H5Tclose);
-    ids_.resize(static_cast<size_t>(size_));
-    std::vector<char*> raw(static_cast<size_t>(size_));
+    // The read below fills `samples` pointers: a damaged pack whose ids disagree with its
+    // "samples" attribute would otherwise write past them.
+    if (sizes_of(ids.get()) != std::vector<int64_t>{size_} || H5Tget_class(type.get()) != H5T_STRING)
+      fail("{}: {}/ids: not {} strings (the \"samples\" attribute), damaged pack?", file.string(), split, size_);
+    const size_t width = H5Tget_size(type.get());
+    if (H5Tis_variable_str(type.get()) != 0 || width < 1 || width > 65536)
+      fail("{}: {}/ids: not fixed-length strings (a pack of an older Facet? re-run `facet data pack`)", file.string(), split);
+    if (static_cast<uint64_t>(size_) * width > static_cast<uint64_t>(kMaxValues))
+      fail("{}: {}/ids: {} ids of {} bytes, damaged pack?", file.string(), split, size_, width);
+    std::string raw(static_cast<size_t>(size_) * width, '\0');
     Handle str(H5Tcopy(H5T_C_S1), H5Tclose);
-    H5Tset_size(str.get(), H5T_VARIABLE);
+    H5Tset_size(str.get(), width);
+    H5Tset_strpad(str.get(), H5T_STR_NULLPAD);
     if (size_ > 0 && H5Dread(ids.get(), str.get(), H5S_ALL, H5S_ALL, H5P_DEFAULT, raw.data()) < 0)
       fail("{}: {}/ids unreadable", file.string(), split);
-    for (int64_t i = 0; i < size_; ++i) ids_[static_cast<size_t>(i)] = raw[static_cast<size_t>(i)] ? raw[static_cast<size_t>(i)] : "";
-    if (size_ > 0) {
-      Handle space(H5Dget_space(ids.get()), H5Sclose);
-      H5Dvlen_reclaim(str.get(), space.get(), H5P_DEFAULT, raw.data());
+    ids_.resize(static_cast<size_t>(size_));
+    for (size_t i = 0; i < ids_.size(); ++i) {
+      const char* id = raw.data() + i * width;
+      ids_[i].assign(id, strnlen(id, width));
     }
+  }
+
+  // At most 2^30 values in one read (4 GiB of float32): far above any sample, far below what a
+  // damaged shape can ask for.
+  static constexpr int64_t kMaxValues = int64_t{1} << 30;
+  static constexpr int64_t kMaxSamples = int64_t{1} << 26;  // 67 M: fifty ImageNets
+
+  // `rows` rows of `shape` values each, as one get() reads them.
+  static void check_row_values(const std::vector<int64_t>& shape, int64_t rows, const fs::path& file, const std::string& what) {
+    int64_t values = std::max<int64_t>(rows, 1);
+    for (const int64_t d : shape) {
+      if (d < 0 || (d > 0 && values > kMaxValues / d))
+        fail("{}: {}: {} rows of {} dimensions are too large (damaged pack?)", file.string(), what, rows, shape.size());
+      values *= std::max<int64_t>(d, 1);
+    }
+  }
+
+  ~PackDataset() override {
+    const auto guard = hdf5_guard();  // the handles close under the lock too
+    fields_.clear();
+    ragged_.clear();
+    group_ = Handle();
+    handle_ = Handle();
   }
 
   int64_t size() const override { return size_; }
@@ -254,6 +311,7 @@ class PackDataset : public Dataset {
 
   Sample get(int64_t index, uint64_t) const override {
     if (index < 0 || index >= size_) fail("{}: sample {} is outside the pack's {} samples", file_.string(), index, size_);
+    const auto guard = hdf5_guard();
     Sample s;
     s.id = ids_[static_cast<size_t>(index)];
     for (const auto& f : fields_) s.fields[f.name] = read_rows(f, index, 1).squeeze(0);
@@ -433,16 +491,20 @@ void write_pack(const fs::path& file, const std::string& split, const Dataset& d
           fail("{}: HDF5 could not write ragged {} offsets", tmp.string(), name);
       }
     }
+    // Fixed-length (null-padded to the longest id): see kPackVersion.
+    size_t width = 1;
+    for (const auto& id : ids) width = std::max(width, id.size());
     Handle str(H5Tcopy(H5T_C_S1), H5Tclose);
-    H5Tset_size(str.get(), H5T_VARIABLE);
+    H5Tset_size(str.get(), width);
+    H5Tset_strpad(str.get(), H5T_STR_NULLPAD);
     const hsize_t count = ids.size();
     Handle space(H5Screate_simple(1, &count, nullptr), H5Sclose);
     Handle id_ds(check(H5Dcreate2(group.get(), "ids", str.get(), space.get(), H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT),
                        file, "create ids"),
                  H5Dclose);
-    std::vector<const char*> raw;
-    for (const auto& id : ids) raw.push_back(id.c_str());
-    if (!raw.empty() && H5Dwrite(id_ds.get(), str.get(), H5S_ALL, H5S_ALL, H5P_DEFAULT, raw.data()) < 0)
+    std::string raw(ids.size() * width, '\0');
+    for (size_t i = 0; i < ids.size(); ++i) ids[i].copy(raw.data() + i * width, width);
+    if (!ids.empty() && H5Dwrite(id_ds.get(), str.get(), H5S_ALL, H5S_ALL, H5P_DEFAULT, raw.data()) < 0)
       fail("{}: HDF5 could not write the sample ids", tmp.string());
     if (H5Fflush(h.get(), H5F_SCOPE_GLOBAL) < 0) fail("{}: HDF5 could not flush (disk full?)", tmp.string());
   }

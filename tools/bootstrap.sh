@@ -19,7 +19,7 @@ debian_packages=(
   clang libclang-rt-14-dev          # libFuzzer + sanitizers for `make fuzz` / `make asan`
   python3 python3-venv python3-dev
   libopencv-dev libhdf5-dev libyaml-cpp-dev nlohmann-json3-dev libcli11-dev libfmt-dev
-  libdcmtk-dev libgtest-dev libgmock-dev libbenchmark-dev libsentencepiece-dev
+  libdcmtk-dev libopenjp2-7-dev libgtest-dev libgmock-dev libbenchmark-dev libsentencepiece-dev
   libgloo-dev                       # the torch wheel ships no gloo headers; see cmake/FacetTorch.cmake
   libdlib-dev libdlib-data          # face detection + the 68-point landmark model (facet data align)
   zlib1g-dev libjpeg62-turbo-dev  # libjpeg-turbo: JPEG decoding straight to RGB (data/image/jpeg.cpp)

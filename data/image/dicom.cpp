@@ -1,12 +1,17 @@
 #include "data/image/dicom.h"
 
 #include "core/error.h"
+#include "data/image/jpeg2000.h"
 
 #include <dcmtk/config/osconfig.h>
 // DCMTK after its config header.
 #include <dcmtk/dcmdata/dcdeftag.h>
 #include <dcmtk/dcmdata/dcdict.h>
 #include <dcmtk/dcmdata/dcfilefo.h>
+#include <dcmtk/dcmdata/dcmetinf.h>
+#include <dcmtk/dcmdata/dcpixel.h>
+#include <dcmtk/dcmdata/dcpixseq.h>
+#include <dcmtk/dcmdata/dcpxitem.h>
 #include <dcmtk/dcmdata/dcrledrg.h>
 #include <dcmtk/dcmdata/dcuid.h>
 #include <dcmtk/dcmimage/diregist.h>  // colour images
@@ -70,6 +75,90 @@ std::optional<double> get_double(DcmItem& item, const DcmTagKey& tag) {
   return std::nullopt;
 }
 
+// "1.2.840.10008.1.2.4.90 (JPEG 2000 Image Compression (Lossless Only))", for error messages.
+std::string syntax_words(E_TransferSyntax xfer) {
+  const DcmXfer x(xfer);
+  return fmt::format("{} ({})", x.getXferID(), x.getXferName());
+}
+
+// The bytes of one frame of encapsulated pixel data (PS3.5 A.4): all fragments for a single
+// frame, one fragment per frame, or the fragments the Basic Offset Table assigns to it.
+std::vector<uint8_t> encapsulated_frame(DcmDataset& dataset, E_TransferSyntax xfer, const std::string& name,
+                                        int64_t frame, int64_t frames) {
+  DcmElement* element = nullptr;
+  DcmPixelSequence* sequence = nullptr;
+  auto* pixel_data = dataset.findAndGetElement(DCM_PixelData, element).good() ? dynamic_cast<DcmPixelData*>(element) : nullptr;
+  if (!pixel_data || pixel_data->getEncapsulatedRepresentation(xfer, nullptr, sequence).bad() || !sequence)
+    fail("{}: the pixel data of transfer syntax {} is not encapsulated", name, syntax_words(xfer));
+  const unsigned long items = sequence->card();
+  std::vector<std::pair<const Uint8*, size_t>> fragments;
+  for (unsigned long i = 1; i < items; ++i) {
+    DcmPixelItem* item = nullptr;
+    Uint8* data = nullptr;
+    if (sequence->getItem(item, i).bad() || !item) fail("{}: unreadable pixel data fragment {}", name, i);
+    const size_t length = item->getLength();
+    if (length > 0 && (item->getUint8Array(data).bad() || !data)) fail("{}: unreadable pixel data fragment {}", name, i);
+    fragments.emplace_back(data, length);
+  }
+  if (fragments.empty()) fail("{}: encapsulated pixel data without fragments", name);
+  size_t first = 0, last = fragments.size();
+  if (frames > 1 && fragments.size() == static_cast<size_t>(frames)) {
+    first = static_cast<size_t>(frame);
+    last = first + 1;
+  } else if (frames > 1) {
+    DcmPixelItem* table = nullptr;
+    Uint8* offsets = nullptr;
+    if (sequence->getItem(table, 0).bad() || !table || table->getLength() != 4 * static_cast<size_t>(frames) ||
+        table->getUint8Array(offsets).bad() || !offsets)
+      fail("{}: {} fragments for {} frames and no usable Basic Offset Table", name, fragments.size(), frames);
+    auto offset_of = [&](int64_t f) {  // little endian, from the first fragment's item tag
+      const Uint8* p = offsets + 4 * f;
+      return uint64_t{p[0]} | uint64_t{p[1]} << 8 | uint64_t{p[2]} << 16 | uint64_t{p[3]} << 24;
+    };
+    first = last = fragments.size() + 1;
+    uint64_t position = 0;
+    for (size_t i = 0; i <= fragments.size(); ++i) {
+      if (position == offset_of(frame)) first = i;
+      if (frame + 1 < frames && position == offset_of(frame + 1)) last = i;
+      if (i < fragments.size()) position += 8 + fragments[i].second;
+    }
+    if (frame + 1 == frames) last = fragments.size();
+    if (first >= last || last > fragments.size())
+      fail("{}: the Basic Offset Table does not match the {} fragments (frame {})", name, fragments.size(), frame);
+  }
+  std::vector<uint8_t> bytes;
+  for (size_t i = first; i < last; ++i) bytes.insert(bytes.end(), fragments[i].first, fragments[i].first + fragments[i].second);
+  return bytes;
+}
+
+// JPEG 2000 frames through OpenJPEG: stored values as [C, H, W] float.
+torch::Tensor jpeg2000_frame(DcmDataset& dataset, E_TransferSyntax xfer, const std::string& name, int64_t frame,
+                             int64_t frames) {
+  Uint16 rows = 0, columns = 0, samples = 1, representation = 0, bits_stored = 0;
+  dataset.findAndGetUint16(DCM_Rows, rows);
+  dataset.findAndGetUint16(DCM_Columns, columns);
+  dataset.findAndGetUint16(DCM_SamplesPerPixel, samples);
+  dataset.findAndGetUint16(DCM_PixelRepresentation, representation);
+  dataset.findAndGetUint16(DCM_BitsStored, bits_stored);
+  if (rows == 0 || columns == 0) fail("{}: JPEG 2000 image without Rows/Columns", name);
+  const std::vector<uint8_t> bytes = encapsulated_frame(dataset, xfer, name, frame, frames);
+  const Jpeg2000Image j = decode_jpeg2000(bytes, name, columns, rows);
+  if (j.components.size() != samples)
+    fail("{}: the JPEG 2000 frame has {} components, SamplesPerPixel is {}", name, j.components.size(), samples);
+  std::vector<torch::Tensor> planes;
+  for (const auto& component : j.components) {
+    torch::Tensor p = torch::from_blob(const_cast<int32_t*>(component.data()), {1, j.height, j.width}, torch::kInt32)
+                          .to(torch::kFloat);
+    // Some encoders write signed pixels as an unsigned code stream; DICOM's PixelRepresentation
+    // says how the stored bits are meant, so read them as two's complement of BitsStored bits.
+    const int bits = bits_stored > 0 ? bits_stored : j.precision;
+    if (representation == 1 && !j.is_signed && bits > 0 && bits <= 31)
+      p = torch::where(p >= std::ldexp(1.0, bits - 1), p - std::ldexp(1.0, bits), p);
+    planes.push_back(p);
+  }
+  return torch::cat(planes, 0);
+}
+
 }  // namespace
 
 bool looks_like_dicom(const fs::path& path) {
@@ -91,7 +180,14 @@ DicomFrame read_dicom(const fs::path& path, const DicomReadOptions& options) {
   DicomFrame out;
   out.photometric = get_string(dataset, DCM_PhotometricInterpretation);
   const E_TransferSyntax xfer = dataset.getOriginalXfer();
+  // Without (0002,0010) DCMTK detects the data set's encoding from its first element (explicit
+  // or implicit VR, byte order), which is what pydicom does when forced; such a file can only be
+  // an uncompressed one.
+  DcmMetaInfo* meta = file.getMetaInfo();
+  out.transfer_syntax_inferred = !meta || !meta->tagExists(DCM_TransferSyntaxUID);
+  if (xfer == EXS_Unknown) fail("{}: unknown transfer syntax (no Transfer Syntax UID, and the encoding cannot be detected)", name);
   out.transfer_syntax = DcmXfer(xfer).getXferID();
+  out.transfer_syntax_name = DcmXfer(xfer).getXferName();
   Uint16 bits_stored = 0;
   dataset.findAndGetUint16(DCM_BitsStored, bits_stored);
   out.bits_stored = bits_stored;
@@ -104,21 +200,46 @@ DicomFrame read_dicom(const fs::path& path, const DicomReadOptions& options) {
   // Modality values are computed here in float: DCMTK's own rescaling rounds to integers, which
   // loses a fractional RescaleSlope (PET, some MR). A Modality LUT Sequence is left to DCMTK.
   const bool has_modality_lut = dataset.tagExists(DCM_ModalityLUTSequence);
-  const unsigned long flags = has_modality_lut ? 0 : CIF_IgnoreModalityTransformation;
-  const auto image = std::make_unique<::DicomImage>(&file, xfer, flags, static_cast<unsigned long>(options.frame), 1);
-  if (image->getStatus() != EIS_Normal)
-    fail("{}: cannot decode the pixel data ({}; transfer syntax {}, photometric {})", name,
-         ::DicomImage::getString(image->getStatus()), out.transfer_syntax, out.photometric);
-  const DiPixel* pixels = image->getInterData();
-  if (!pixels) fail("{}: cannot decode the pixel data", name);
-  out.rows = static_cast<int64_t>(image->getHeight());
-  out.columns = static_cast<int64_t>(image->getWidth());
-  if (pixels->getCount() < static_cast<unsigned long>(out.rows * out.columns))
-    fail("{}: pixel data holds {} values, {}x{} expected (truncated file?)", name, pixels->getCount(), out.rows,
-         out.columns);
+  const bool jpeg2000 = xfer == EXS_JPEG2000LosslessOnly || xfer == EXS_JPEG2000;
+  bool monochrome = out.photometric.rfind("MONOCHROME", 0) == 0;
+  torch::Tensor stored;
+  if (jpeg2000) {
+    // DCMTK's open-source build has no JPEG 2000 codec: OpenJPEG decodes the frame.
+    if (has_modality_lut) fail("{}: a Modality LUT Sequence with transfer syntax {} is not supported", name, syntax_words(xfer));
+    stored = jpeg2000_frame(dataset, xfer, name, options.frame, out.frames);
+    if (stored.size(0) != 1 && stored.size(0) != 3) fail("{}: {} samples per pixel", name, stored.size(0));
+    monochrome = stored.size(0) == 1;
+    out.rows = stored.size(1);
+    out.columns = stored.size(2);
+  } else {
+    const unsigned long flags = has_modality_lut ? 0 : CIF_IgnoreModalityTransformation;
+    const auto image = std::make_unique<::DicomImage>(&file, xfer, flags, static_cast<unsigned long>(options.frame), 1);
+    if (image->getStatus() != EIS_Normal)
+      fail("{}: cannot decode the pixel data ({}; transfer syntax {}, photometric {})", name,
+           ::DicomImage::getString(image->getStatus()), syntax_words(xfer), out.photometric);
+    const DiPixel* pixels = image->getInterData();
+    if (!pixels) fail("{}: cannot decode the pixel data (transfer syntax {})", name, syntax_words(xfer));
+    out.rows = static_cast<int64_t>(image->getHeight());
+    out.columns = static_cast<int64_t>(image->getWidth());
+    if (pixels->getCount() < static_cast<unsigned long>(out.rows * out.columns))
+      fail("{}: pixel data holds {} values, {}x{} expected (truncated file?)", name, pixels->getCount(), out.rows,
+           out.columns);
+    monochrome = image->isMonochrome();
+    if (monochrome) {
+      stored = plane(pixels->getData(), pixels->getRepresentation(), out.rows, out.columns);
+    } else {
+      // DCMTK converts colour models (YBR, palette) to RGB planes of one representation.
+      if (pixels->getPlanes() != 3) fail("{}: colour image with {} planes", name, pixels->getPlanes());
+      // getData() points at the image's array of three plane pointers (T* Data[3]).
+      const auto* planes = static_cast<const void* const*>(pixels->getData());
+      std::vector<torch::Tensor> rgb;
+      for (int c = 0; c < 3; ++c) rgb.push_back(plane(planes[c], pixels->getRepresentation(), out.rows, out.columns));
+      stored = torch::cat(rgb, 0);
+    }
+  }
 
-  if (image->isMonochrome()) {
-    out.pixels = plane(pixels->getData(), pixels->getRepresentation(), out.rows, out.columns);
+  out.pixels = stored;
+  if (monochrome) {
     if (!has_modality_lut) {
       out.slope = get_double(dataset, DCM_RescaleSlope).value_or(1.0);
       out.intercept = get_double(dataset, DCM_RescaleIntercept).value_or(0.0);
@@ -148,14 +269,6 @@ DicomFrame read_dicom(const fs::path& path, const DicomReadOptions& options) {
       out.pixels = (a + b) - out.pixels;
       out.inverted = true;
     }
-  } else {
-    // DCMTK converts colour models (YBR, palette) to RGB planes of one representation.
-    if (pixels->getPlanes() != 3) fail("{}: colour image with {} planes", name, pixels->getPlanes());
-    // getData() points at the image's array of three plane pointers (T* Data[3]).
-    const auto* planes = static_cast<const void* const*>(pixels->getData());
-    std::vector<torch::Tensor> rgb;
-    for (int c = 0; c < 3; ++c) rgb.push_back(plane(planes[c], pixels->getRepresentation(), out.rows, out.columns));
-    out.pixels = torch::cat(rgb, 0);
   }
   return out;
 }

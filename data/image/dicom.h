@@ -1,6 +1,8 @@
 // DICOM images through DCMTK: any transfer syntax DCMTK decodes (uncompressed little/big endian,
-// deflate, RLE, JPEG baseline/extended/lossless, JPEG-LS), monochrome or colour, to the Sample
-// conventions of data/dataset.h. Facts: ../shared/research/medical.md §A.4.
+// deflate, RLE, JPEG baseline/extended/lossless, JPEG-LS), plus JPEG 2000 through OpenJPEG
+// (data/image/jpeg2000.h), monochrome or colour, to the Sample conventions of data/dataset.h. A
+// file meta without a Transfer Syntax UID is read with the encoding detected from the data set.
+// Facts: ../shared/research/medical.md §A.4.
 #pragma once
 
 #include <torch/torch.h>
@@ -30,7 +32,9 @@ struct DicomFrame {
   int64_t rows = 0, columns = 0, frames = 1;
   int bits_stored = 0;
   std::string photometric;     // as stored, e.g. "MONOCHROME1"
-  std::string transfer_syntax;  // UID
+  std::string transfer_syntax;       // UID
+  std::string transfer_syntax_name;  // e.g. "JPEG 2000 Image Compression (Lossless Only)"
+  bool transfer_syntax_inferred = false;  // the file meta had none; detected from the data set
   double slope = 1, intercept = 0;
   std::optional<std::pair<double, double>> window;  // (center, width), first of the file's values
   bool inverted = false;   // MONOCHROME1 was flipped

@@ -1,9 +1,12 @@
 // DICOM and image I/O against files other software wrote: the pydicom wheel's test files (NEMA
 // samples converted by DCMTK and GDCM) and pydicom's decoding of them (tools/golden/dicom_golden.py).
+#include "core/config.h"
 #include "core/error.h"
 #include "core/safetensors.h"
+#include "data/dataset.h"
 #include "data/image/dicom.h"
 #include "data/image/image_io.h"
+#include "data/vindr_cxr/vindr_cxr.h"
 #include "tests/support/scratch.h"
 
 #include <gmock/gmock.h>
@@ -13,6 +16,7 @@
 
 #include <filesystem>
 #include <fstream>
+#include <iostream>
 
 namespace facet::data::image {
 namespace {
@@ -182,3 +186,200 @@ TEST(ImageIo, TruncatedOrMissingFilesAreErrorsNamingTheFile) {
 
 }  // namespace
 }  // namespace facet::data::image
+
+namespace facet::data::image {
+namespace {
+
+// The transfer-syntax table: every syntax the README claims, a file other software wrote, compared
+// pixel by pixel with pydicom + pylibjpeg (tools/golden/dicom_golden.py, codecs/). Lossless
+// syntaxes must match exactly; lossy ones within the IDCT/rounding differences of two decoders.
+TEST(DicomCodecs, EveryClaimedTransferSyntaxMatchesAnIndependentDecoder) {
+  std::ifstream in(kDir / "codecs/codecs.json");
+  const auto table = nlohmann::json::parse(in);
+  struct Row {
+    std::string syntax, fixture;
+    double max_diff;
+  };
+  std::vector<Row> rows;
+  // Uncompressed, RLE and JPEG-LS lossless fixtures of the older tests (goldens in pixels.safetensors).
+  for (const std::string name : {"MR_small", "MR_small_implicit", "MR_small_bigendian", "MR_small_RLE",
+                                 "MR_small_jpeg_ls_lossless", "SC_rgb_rle_16bit"}) {
+    const DicomFrame f = read_dicom(kDir / (name + ".dcm"));
+    const torch::Tensor expected = name == "SC_rgb_rle_16bit" ? golden(name) : golden("MR_small");
+    ASSERT_EQ(f.pixels.sizes(), expected.sizes()) << name;
+    const double diff = (f.pixels - expected).abs().max().item<double>();
+    EXPECT_EQ(diff, 0) << name;
+    rows.push_back({f.transfer_syntax + " " + f.transfer_syntax_name, name, diff});
+  }
+  for (const auto& [name, info] : table["files"].items()) {
+    const int64_t frames = info["frames"];
+    for (int64_t i = 0; i < frames; ++i) {
+      DicomReadOptions o;
+      o.frame = i;
+      const DicomFrame f = read_dicom(kDir / (name + ".dcm"), o);
+      EXPECT_EQ(f.transfer_syntax, info["syntax"]) << name;
+      EXPECT_EQ(f.frames, frames) << name;
+      const torch::Tensor expected =
+          read_image(kDir / "codecs" / fmt::format("{}_{}.png", name, i)) + info["offset"].get<double>();
+      ASSERT_EQ(f.pixels.sizes(), expected.sizes()) << name;
+      const double diff = (f.pixels - expected).abs().max().item<double>();
+      const double range = expected.max().item<double>() - expected.min().item<double>();
+      if (info["lossless"].get<bool>())
+        EXPECT_EQ(diff, 0) << name << " frame " << i;
+      else  // two decoders of one lossy stream: a few grey levels at most
+        EXPECT_LE(diff, std::max(2.0, 0.02 * range)) << name << " frame " << i;
+      rows.push_back({info["syntax"].get<std::string>() + " " + info["syntax_name"].get<std::string>(),
+                      frames > 1 ? fmt::format("{} (frame {})", name, i) : name, diff});
+    }
+  }
+  std::cout << fmt::format("{:<86} {:<34} {}\n", "transfer syntax", "fixture (pydicom's test files)", "max |diff|");
+  for (const Row& r : rows) std::cout << fmt::format("{:<86} {:<34} {:g}\n", r.syntax, r.fixture, r.max_diff);
+}
+
+TEST(DicomCodecs, Jpeg2000LosslessIsTheOriginalImage) {
+  // The J2K lossless copy of MR_small decodes to the uncompressed file's pixels (signed 16-bit).
+  const DicomFrame f = read_dicom(kDir / "MR_small_jp2klossless.dcm");
+  EXPECT_EQ(f.transfer_syntax, "1.2.840.10008.1.2.4.90");
+  EXPECT_TRUE(torch::equal(f.pixels, golden("MR_small")));
+  // The window and MONOCHROME handling run on J2K pixels as on any other syntax.
+  DicomReadOptions o;
+  o.apply_window = true;
+  EXPECT_TRUE(read_dicom(kDir / "MR_small_jp2klossless.dcm", o).windowed);
+  EXPECT_TRUE(torch::allclose(read_dicom(kDir / "MR_small_jp2klossless.dcm", o).pixels, golden("MR_small_voi"), 1e-6, 1e-6));
+}
+
+TEST(DicomCodecs, MissingTransferSyntaxIsInferredAsPydicomDoes) {
+  // Copies of MR_small whose file meta lacks (0002,0010), as some VinDr-CXR files do.
+  for (const auto& [name, uid] : std::vector<std::pair<std::string, std::string>>{
+           {"MR_small_no_tsyntax", "1.2.840.10008.1.2.1"},
+           {"MR_small_implicit_no_tsyntax", "1.2.840.10008.1.2"},
+           {"MR_small_bigendian_no_tsyntax", "1.2.840.10008.1.2.2"}}) {
+    const DicomFrame f = read_dicom(kDir / (name + ".dcm"));
+    EXPECT_TRUE(f.transfer_syntax_inferred) << name;
+    EXPECT_EQ(f.transfer_syntax, uid) << name;
+    EXPECT_TRUE(torch::equal(f.pixels, golden("MR_small"))) << name;
+  }
+  EXPECT_FALSE(read_dicom(kDir / "MR_small.dcm").transfer_syntax_inferred);
+}
+
+TEST(DicomCodecs, UndecodableSyntaxIsAnErrorNamingFileAndSyntax) {
+  // The J2K file relabelled as JPEG 2000 Part 2 multi-component (same UID length): no decoder.
+  std::ifstream in(kDir / "MR_small_jp2klossless.dcm", std::ios::binary);
+  std::string bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  const size_t at = bytes.find("1.2.840.10008.1.2.4.90");
+  ASSERT_NE(at, std::string::npos);
+  bytes.replace(at, 22, "1.2.840.10008.1.2.4.92");
+  const fs::path dir = fresh_dir("dicom_syntax");
+  std::ofstream(dir / "part2.dcm", std::ios::binary) << bytes;
+  const std::string message = message_of([&] { read_dicom(dir / "part2.dcm"); });
+  EXPECT_THAT(message, HasSubstr("part2.dcm: cannot decode the pixel data"));
+  EXPECT_THAT(message, HasSubstr("1.2.840.10008.1.2.4.92 (JPEG 2000 Part 2"));
+  // A damaged J2K code stream is an error naming the file, never a crash.
+  std::ifstream j2k(kDir / "MR_small_jp2klossless.dcm", std::ios::binary);
+  std::string good((std::istreambuf_iterator<char>(j2k)), std::istreambuf_iterator<char>());
+  const size_t soc = good.find("\xFF\x4F\xFF\x51");
+  ASSERT_NE(soc, std::string::npos);
+  for (const size_t cut : {soc + 4, soc + 60, soc + 400}) {
+    std::string damaged = good;
+    for (size_t i = cut; i < std::min(cut + 32, damaged.size()); ++i) damaged[i] = static_cast<char>(0xA5);
+    std::ofstream(dir / "damaged.dcm", std::ios::binary) << damaged;
+    try {
+      (void)read_dicom(dir / "damaged.dcm");
+    } catch (const Error& e) {
+      EXPECT_THAT(e.what(), HasSubstr("damaged.dcm: ")) << cut;
+    }
+  }
+}
+
+TEST(DicomCodecs, TwelveBitMonochrome1AndWindowMatchPydicomApplyVoiLut) {
+  // MR_small stored as 12 of 16 bits, unsigned, MONOCHROME1, window 1100/1800 (a VinDr-like file).
+  const auto info = golden_info("MR_small_12bit_monochrome1");
+  ASSERT_EQ(info["BitsStored"], 12);
+  ASSERT_EQ(info["PhotometricInterpretation"], "MONOCHROME1");
+  const torch::Tensor modality = golden("MR_small_12bit_monochrome1");
+  const DicomFrame plain = read_dicom(kDir / "MR_small_12bit_monochrome1.dcm");
+  EXPECT_EQ(plain.bits_stored, 12);
+  EXPECT_TRUE(torch::equal(plain.pixels, 4095 - modality));  // reflected within 0..4095
+  DicomReadOptions o;
+  o.apply_window = true;
+  const DicomFrame windowed = read_dicom(kDir / "MR_small_12bit_monochrome1.dcm", o);
+  // pydicom's apply_voi_lut does not invert MONOCHROME1; Facet's "bright = dense" does, after it.
+  const double diff = (windowed.pixels - (1 - golden("MR_small_12bit_monochrome1_voi"))).abs().max().item<double>();
+  EXPECT_LT(diff, 1e-6);
+  o.invert_monochrome1 = false;
+  EXPECT_LT((read_dicom(kDir / "MR_small_12bit_monochrome1.dcm", o).pixels - golden("MR_small_12bit_monochrome1_voi"))
+                .abs().max().item<double>(), 1e-6);
+  o.invert_monochrome1 = true;
+  EXPECT_LT((read_dicom(kDir / "MR_small.dcm", o).pixels - golden("MR_small_voi")).abs().max().item<double>(), 1e-6);
+}
+
+}  // namespace
+}  // namespace facet::data::image
+
+namespace facet::data {
+namespace {
+
+// VinDr-CXR as distributed: every monochrome DICOM fixture (other software's files, all syntaxes
+// above) laid out as <root>/train/<32-hex>.dicom with minimal annotation CSVs, read through
+// `vindr_cxr`. Colour files are refused by the reader with a message (checked at the end).
+TEST(DicomCodecs, VindrCxrLayoutOfThirdPartyFilesDecodesEveryImage) {
+  namespace fs = std::filesystem;
+  const fs::path dir = fs::path(FACET_SOURCE_DIR) / "tests/fixtures/dicom";
+  const fs::path root = test_support::scratch_dir("facet_test_image", "vindr_layout");
+  fs::create_directories(root / "annotations");
+  fs::create_directories(root / "train");
+  fs::create_directories(root / "test");
+  std::string labels_header = "image_id,rad_id";
+  for (auto l : vindr_cxr::kLocalLabels) labels_header += "," + std::string(l);
+  for (auto l : vindr_cxr::kGlobalLabels) labels_header += "," + std::string(l);
+  std::string no_finding;
+  for (size_t i = 0; i < vindr_cxr::kNumLabels; ++i) no_finding += i + 1 == vindr_cxr::kNumLabels ? ",1" : ",0";
+  std::ofstream labels(root / "annotations/image_labels_train.csv"), boxes(root / "annotations/annotations_train.csv");
+  labels << labels_header << "\n";
+  boxes << "image_id,rad_id,class_name,x_min,y_min,x_max,y_max\n";
+  std::vector<std::pair<std::string, fs::path>> files;
+  std::vector<fs::path> sources;
+  for (const auto& entry : fs::directory_iterator(dir))
+    if (entry.path().extension() == ".dcm" && entry.path().stem() != "MR_truncated" &&
+        image::read_dicom(entry.path()).pixels.size(0) == 1)
+      sources.push_back(entry.path());
+  ASSERT_GE(sources.size(), 15u);
+  std::sort(sources.begin(), sources.end());
+  for (size_t i = 0; i < sources.size(); ++i) {
+    const std::string id = fmt::format("{:016x}{:016x}", 0x9e3779b97f4a7c15ULL * (i + 1), i);
+    fs::copy_file(sources[i], root / "train" / (id + ".dicom"));
+    labels << id << ",R1" << no_finding << "\n";
+    boxes << id << ",R1,No finding,,,,\n";
+    files.emplace_back(id, sources[i]);
+  }
+  labels.close();
+  boxes.close();
+  std::ofstream(root / "annotations/image_labels_test.csv") << "image_id" << labels_header.substr(std::string("image_id,rad_id").size()) << "\n";
+  std::ofstream(root / "annotations/annotations_test.csv") << "image_id,class_name,x_min,y_min,x_max,y_max\n";
+  const auto config = Config::parse("data:\n  name: vindr_cxr\n  root: " + root.string() + "\n", "test.yaml");
+  const auto dataset = dataset_registry().create(config.at("data"), "train");
+  ASSERT_EQ(dataset->size(), static_cast<int64_t>(files.size()));
+  for (int64_t i = 0; i < dataset->size(); ++i) {
+    const Sample s = dataset->get(i, 0);
+    const auto it = std::find_if(files.begin(), files.end(), [&](const auto& f) { return s.id.find(f.first) != std::string::npos; });
+    ASSERT_NE(it, files.end()) << s.id;
+    const image::DicomFrame f = image::read_dicom(it->second);
+    EXPECT_EQ(s.fields.at("image").size(-2), f.rows) << it->second;
+    EXPECT_EQ(s.fields.at("image").size(-1), f.columns) << it->second;
+    EXPECT_TRUE(torch::isfinite(s.fields.at("image")).all().item<bool>()) << it->second;
+  }
+  std::cout << "vindr_cxr layout: " << files.size() << " third-party monochrome DICOMs decoded\n";
+  fs::copy_file(dir / "SC_rgb_jpeg_dcmtk.dcm", root / "train" / (files.front().first + ".dicom"),
+                fs::copy_options::overwrite_existing);
+  int refused = 0;
+  for (int64_t i = 0; i < dataset->size(); ++i) try {
+      (void)dataset->get(i, 0);
+    } catch (const Error& e) {
+      EXPECT_THAT(e.what(), ::testing::HasSubstr(files.front().first + ".dicom: expected a monochrome radiograph"));
+      ++refused;
+    }
+  EXPECT_EQ(refused, 1);
+}
+
+}  // namespace
+}  // namespace facet::data

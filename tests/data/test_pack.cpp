@@ -7,10 +7,12 @@
 #include "tests/support/scratch.h"
 
 #include <gmock/gmock.h>
+#include <hdf5.h>
 #include <gtest/gtest.h>
 
 #include <filesystem>
 #include <fstream>
+#include <iostream>
 
 namespace facet::data {
 namespace {
@@ -74,6 +76,57 @@ TEST(Pack, ReadsBackWhatTheReaderGivesAndRefusesOtherPreprocessing) {
   });
   EXPECT_THAT(message, HasSubstr(broken.string()));
   fs::remove_all(dir);
+}
+
+// Replaces /<split>/ids of a pack by `count` strings, fixed-length or variable-length (a damaged,
+// hand-edited or version-1 pack).
+void rewrite_ids(const fs::path& file, const std::string& split, hsize_t count, bool variable = false) {
+  const hid_t f = H5Fopen(file.c_str(), H5F_ACC_RDWR, H5P_DEFAULT);
+  ASSERT_GE(f, 0);
+  ASSERT_GE(H5Ldelete(f, (split + "/ids").c_str(), H5P_DEFAULT), 0);
+  const hid_t type = H5Tcopy(H5T_C_S1);
+  H5Tset_size(type, variable ? H5T_VARIABLE : 1);
+  const hid_t space = H5Screate_simple(1, &count, nullptr);
+  const hid_t ds = H5Dcreate2(f, (split + "/ids").c_str(), type, space, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
+  ASSERT_GE(ds, 0);
+  std::vector<const char*> ids(count, "x");
+  const std::string fixed(count, 'x');
+  if (count > 0) ASSERT_GE(H5Dwrite(ds, type, H5S_ALL, H5S_ALL, H5P_DEFAULT, variable ? static_cast<const void*>(ids.data()) : fixed.data()), 0);
+  H5Dclose(ds);
+  H5Sclose(space);
+  H5Tclose(type);
+  H5Fclose(f);
+}
+
+TEST(Pack, IdsThatDisagreeWithTheSampleCountAreAnErrorNotAnOverflow) {
+  hbool_t threadsafe = 0;
+  ASSERT_GE(H5is_library_threadsafe(&threadsafe), 0);
+  std::cout << "libhdf5 thread-safe: " << (threadsafe ? "yes" : "no (Facet locks around its HDF5 calls)") << "\n";
+  const fs::path dir = test_support::scratch_dir("facet_test_pack", "damaged_ids");
+  synth_registry().create(Config::parse("{name: deeplesion, patients: 3, slices: 8, size: 32}"), dir / "dl");
+  const std::string node = fmt::format("name: deeplesion\nroot: {}\n", (dir / "dl").string());
+  const Config raw = Config::parse(node);
+  const auto direct = dataset_registry().create(raw, "train");
+  const auto n = static_cast<hsize_t>(direct->size());
+  ASSERT_GT(n, 1u);
+  for (const hsize_t count : {n + 3, n - 1, hsize_t{0}}) {
+    const fs::path file = dir / fmt::format("ids_{}.h5", count);
+    write_pack(file, "train", *direct, {}, Preprocess::of(raw));
+    EXPECT_NO_THROW(open_dataset(Config::parse(node + "pack: " + file.string() + "\n"), "train"));
+    fs::remove(file);
+    write_pack(file, "train", *direct, {}, Preprocess::of(raw));
+    rewrite_ids(file, "train", count);
+    EXPECT_THAT(message_of([&] { open_dataset(Config::parse(node + "pack: " + file.string() + "\n"), "train"); }),
+                HasSubstr(fmt::format("train/ids: not {} strings", n)))
+        << count;
+  }
+  // Variable-length ids (version 1's layout) live in HDF5's global heap, whose reader a damaged
+  // file overflows: refused without reading them.
+  const fs::path file = dir / "vlen_ids.h5";
+  write_pack(file, "train", *direct, {}, Preprocess::of(raw));
+  rewrite_ids(file, "train", n, true);
+  EXPECT_THAT(message_of([&] { open_dataset(Config::parse(node + "pack: " + file.string() + "\n"), "train"); }),
+              HasSubstr("train/ids: not fixed-length strings"));
 }
 
 }  // namespace

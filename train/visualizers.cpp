@@ -317,10 +317,17 @@ class LiteGptBoxes : public Visualizer {
       if (reference != in.batch.text.end()) draw_boxes(reference->second[k], kGreen);
       draw_boxes(generated->second[k], kOrange);
       int line = 0;
-      const std::string answer = metrics::text::litegpt_remove_boxes(generated->second[k]);
-      ImageText::wrap(sheet, i, line, "A:", answer, kOrange, reference != in.batch.text.end() ? lines_ / 2 : lines_, side_);
+      // The sentences without boxes and <p></p> tags (the boxes are drawn).
+      auto plain = [](const std::string& text) {
+        std::string out = metrics::text::litegpt_remove_boxes(text);
+        for (const std::string tag : {"<p>", "</p>"})
+          for (size_t at = out.find(tag); at != std::string::npos; at = out.find(tag)) out.erase(at, tag.size());
+        return out;
+      };
+      ImageText::wrap(sheet, i, line, "A:", plain(generated->second[k]), kOrange,
+                      reference != in.batch.text.end() ? lines_ / 2 : lines_, side_);
       if (reference != in.batch.text.end())
-        ImageText::wrap(sheet, i, line, "R:", metrics::text::litegpt_remove_boxes(reference->second[k]), kGreen, lines_ - line, side_);
+        ImageText::wrap(sheet, i, line, "R:", plain(reference->second[k]), kGreen, lines_ - line, side_);
     }
     return sheet.encode();
   }

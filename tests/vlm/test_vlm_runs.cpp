@@ -52,7 +52,8 @@ std::vector<std::string> tiny_model(const std::string& name) {
 
 const fs::path& vindr() {
   static const fs::path root = [] {
-    const fs::path dir = test_support::scratch_dir("facet_test_vlmrun", "vindr");
+    static const fs::path dir = test_support::scratch_dir("facet_test_vlmrun", "vindr");
+    std::atexit([] { std::error_code ec; fs::remove_all(dir, ec); });  // shared by the tests, removed at exit
     return data::synth_registry()
         .create(Config::parse("name: vindr-cxr\ntrain: 48\ntest: 8\nsize: 64\nseed: 1", "synth.yaml"), dir)
         .root;
@@ -62,7 +63,8 @@ const fs::path& vindr() {
 
 const fs::path& faces() {
   static const fs::path root = [] {
-    const fs::path dir = test_support::scratch_dir("facet_test_vlmrun", "faces");
+    static const fs::path dir = test_support::scratch_dir("facet_test_vlmrun", "faces");
+    std::atexit([] { std::error_code ec; fs::remove_all(dir, ec); });
     return data::synth_registry()
         .create(Config::parse("name: face_tasks\ntrain: 48\nval: 12\nsize: 64\nmissing: 0\nseed: 2", "synth.yaml"), dir)
         .root;

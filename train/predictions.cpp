@@ -56,6 +56,12 @@ void PredictionWriter::add(const data::Batch& batch, const Outputs& outputs) {
       append_json(row.json, list.at(static_cast<size_t>(i)).detach().to(torch::kCPU, torch::kDouble));
     }
     for (const auto& [name, list] : outputs.text) row.json += fmt::format(", {}: {}", quoted(name), quoted(list.at(static_cast<size_t>(i))));
+    // Beside generated text, the sample's own text (the question and the reference answer) so that a
+    // line reads on its own; the rendered prompt is left out (long, and rebuilt from the data).
+    if (!outputs.text.empty())
+      for (const auto& [name, list] : batch.text)
+        if (name != "prompt" && !outputs.text.contains(name) && static_cast<int64_t>(list.size()) == b)
+          row.json += fmt::format(", {}: {}", quoted(name), quoted(list.at(static_cast<size_t>(i))));
     row.json += "}";
     if (tabular_) {
       row.csv = quoted(batch.ids[static_cast<size_t>(i)]);

@@ -1,5 +1,6 @@
 // The registered visualisers (train/visualize.h).
 #include "core/text.h"
+#include "metrics/text_metrics.h"
 #include "train/visualize.h"
 
 #include <opencv2/core.hpp>
@@ -235,34 +236,98 @@ class Boxes : public Visualizer {
 
 // Vision-language: the image with the generated text (and the reference, when the batch has it),
 // wrapped under the tile.
+// Vision-language answers: each image with its question (grey), the generated answer (orange) and
+// the reference (green), wrapped over the caption lines.
 class ImageText : public Visualizer {
  public:
   explicit ImageText(const Config& c)
-      : text_(c.get<std::string>("text", "answer")), reference_(c.get<std::string>("reference", "answer")),
-        side_(c.get<int>("side", 224)), lines_(c.get<int>("lines", 6)) {}
+      : text_(c.get<std::string>("text", "generated")), reference_(c.get<std::string>("reference", "answer")),
+        question_(c.get<std::string>("question", "question")), side_(c.get<int>("side", 224)), lines_(c.get<int>("lines", 9)) {}
   std::string tag() const override { return "answers"; }
   std::optional<Png> draw(const VisualInput& in, int64_t max_images) const override {
     const int64_t n = shown(in.batch, max_images);
     const auto generated = in.outputs.text.find(text_);
     if (n == 0 || generated == in.outputs.text.end()) return std::nullopt;
     const auto reference = in.batch.text.find(reference_);
+    const auto question = in.batch.text.find(question_);
     TileSheet sheet(n, side_, lines_, 4);
-    const size_t width = static_cast<size_t>(side_ / 7);
     for (int64_t i = 0; i < n; ++i) {
       sheet.put(i, in.batch.fields.at("image")[i]);
       int line = 0;
       auto write = [&](const std::string& head, const std::string& text, const cv::Scalar& colour, int budget) {
-        std::string rest = text;
-        for (int k = 0; k < budget && !rest.empty() && line < lines_; ++k, ++line) {
-          size_t cut = std::min(rest.size(), width - (k == 0 ? head.size() + 1 : 0));
-          if (cut < rest.size())
-            if (const size_t space = rest.rfind(' ', cut); space != std::string::npos && space > 0) cut = space;
-          sheet.caption(i, line, k == 0 ? head : "", {{rest.substr(0, cut), colour}});
-          rest = rest.substr(std::min(rest.size(), cut + 1));
+        wrap(sheet, i, line, head, text, colour, std::min(budget, lines_ - line), side_);
+      };
+      const auto k = static_cast<size_t>(i);
+      const bool has_reference = reference != in.batch.text.end();
+      if (question != in.batch.text.end()) write("Q:", question->second[k], kGrey, 2);
+      write("A:", generated->second[k], kOrange, has_reference ? (lines_ - line + 1) / 2 : lines_ - line);
+      if (has_reference) write("R:", reference->second[k], kGreen, lines_ - line);
+    }
+    return sheet.encode();
+  }
+
+  // `text` over at most `budget` caption lines of tile i from `line` on (words kept whole where they fit).
+  static void wrap(TileSheet& sheet, int64_t i, int& line, const std::string& head, const std::string& text,
+                   const cv::Scalar& colour, int budget, int side = 224) {
+    const size_t width = static_cast<size_t>(std::max(8, side / 7));
+    std::string rest = text.empty() ? std::string("(empty)") : text;
+    std::replace(rest.begin(), rest.end(), '\n', ' ');
+    for (int k = 0; k < budget && !rest.empty(); ++k, ++line) {
+      size_t cut = std::min(rest.size(), width - (k == 0 ? head.size() + 1 : 0));
+      if (cut < rest.size())
+        if (const size_t space = rest.rfind(' ', cut); space != std::string::npos && space > 0) cut = space;
+      sheet.caption(i, line, k == 0 ? head : "", {{rest.substr(0, cut), colour}});
+      rest = rest.substr(std::min(rest.size(), cut + 1));
+    }
+  }
+
+ private:
+  std::string text_, reference_, question_;
+  int side_, lines_;
+};
+
+// LiteGPT's grounding answers drawn on the radiograph: the boxes of the generated answer
+// ("<p>finding</p> {<x1><y1><x2><y2>}", 0-100 grid, parsed as the litegpt_boxes metric parses them)
+// in orange, the reference answer's in green, both scaled to the image's pixels; below, the answer.
+class LiteGptBoxes : public Visualizer {
+ public:
+  explicit LiteGptBoxes(const Config& c)
+      : text_(c.get<std::string>("text", "generated")), reference_(c.get<std::string>("reference", "answer")),
+        side_(c.get<int>("side", 256)), lines_(c.get<int>("lines", 6)) {}
+  std::string tag() const override { return "boxes"; }
+  std::optional<Png> draw(const VisualInput& in, int64_t max_images) const override {
+    const int64_t n = shown(in.batch, max_images);
+    const auto generated = in.outputs.text.find(text_);
+    if (n == 0 || generated == in.outputs.text.end()) return std::nullopt;
+    const auto reference = in.batch.text.find(reference_);
+    TileSheet sheet(n, side_, lines_, 4);
+    for (int64_t i = 0; i < n; ++i) {
+      const torch::Tensor image = in.batch.fields.at("image")[i];
+      const double scale = sheet.put(i, image);
+      // The grid's 0-100 spans the (square) image the model saw.
+      const double to_pixels = static_cast<double>(image.size(-1)) / 100.0;
+      auto draw_boxes = [&](const std::string& text, const cv::Scalar& colour) {
+        for (const auto& b : metrics::text::litegpt_parse_boxes(text)) {
+          const float xyxy[4] = {float(b.box[0] * to_pixels), float(b.box[1] * to_pixels), float(b.box[2] * to_pixels),
+                                 float(b.box[3] * to_pixels)};
+          sheet.box(i, scale, xyxy, colour, b.name);
         }
       };
-      write("A:", generated->second[static_cast<size_t>(i)], kOrange, reference != in.batch.text.end() ? lines_ / 2 : lines_);
-      if (reference != in.batch.text.end()) write("R:", reference->second[static_cast<size_t>(i)], kGreen, lines_ - line);
+      const auto k = static_cast<size_t>(i);
+      if (reference != in.batch.text.end()) draw_boxes(reference->second[k], kGreen);
+      draw_boxes(generated->second[k], kOrange);
+      int line = 0;
+      // The sentences without boxes and <p></p> tags (the boxes are drawn).
+      auto plain = [](const std::string& text) {
+        std::string out = metrics::text::litegpt_remove_boxes(text);
+        for (const std::string tag : {"<p>", "</p>"})
+          for (size_t at = out.find(tag); at != std::string::npos; at = out.find(tag)) out.erase(at, tag.size());
+        return out;
+      };
+      ImageText::wrap(sheet, i, line, "A:", plain(generated->second[k]), kOrange,
+                      reference != in.batch.text.end() ? lines_ / 2 : lines_, side_);
+      if (reference != in.batch.text.end())
+        ImageText::wrap(sheet, i, line, "R:", plain(reference->second[k]), kGreen, lines_ - line, side_);
     }
     return sheet.encode();
   }
@@ -298,8 +363,13 @@ FACET_REGISTER(visualizer_registry(), "detection",
                "Lesion detection: the key slice (windowed: window [lo, hi]), true boxes and detections with scores "
                "(score_threshold, window, side)",
                [](const Config& c) { return std::make_shared<Boxes>(c, "detection", 0.5); });
-FACET_REGISTER(visualizer_registry(), "image_text", "Images with the generated text and the reference (text, reference)",
+FACET_REGISTER(visualizer_registry(), "image_text",
+               "Images with the question, the generated answer and the reference (text, reference, question, side, lines)",
                [](const Config& c) { return std::make_shared<ImageText>(c); });
+FACET_REGISTER(visualizer_registry(), "litegpt_boxes",
+               "LiteGPT: radiographs with the boxes of the generated grounding answer (orange) and the reference's "
+               "(green), 0-100 grid to pixels (text, reference, side, lines)",
+               [](const Config& c) { return std::make_shared<LiteGptBoxes>(c); });
 FACET_REGISTER(visualizer_registry(), "samples", "A grid of generated samples (samples)",
                [](const Config& c) { return std::make_shared<Samples>(c); });
 

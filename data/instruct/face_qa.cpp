@@ -77,11 +77,11 @@ class FaceQa : public Dataset, public vlm::ModalityLengths {
   Sample get(int64_t index, uint64_t augment_seed) const override {
     const int64_t T = mode_ == "qa" ? static_cast<int64_t>(tasks_.size()) : 1;
     Sample src = source_->get(index / T, augment_seed);
-    std::string question, answer;
+    std::string question, answer, asked;
     if (mode_ == "qa") {
       for (int64_t k = 0; k < T && answer.empty(); ++k) {
-        const std::string& task = tasks_[static_cast<size_t>((index + k) % T)];
-        answer = answer_for(src, task, &question);
+        asked = tasks_[static_cast<size_t>((index + k) % T)];
+        answer = answer_for(src, asked, &question);
       }
     }
     if (answer.empty()) {
@@ -93,6 +93,8 @@ class FaceQa : public Dataset, public vlm::ModalityLengths {
     s.fields["image"] = vlm::preprocess_image(src.fields.at("image"), image_);
     vlm::encode_conversation(s, {{Turn::Role::human, "<image>\n" + question}, {Turn::Role::gpt, answer}}, text_,
                              fmt::format("face_qa: sample {} ({})", index, src.id));
+    // The AU label as FABA-Bench writes it ("1, 2, 4"), for the `rege` metric (AU names "AU<n>").
+    if (!answer.empty() && asked == "au" && question != "Describe this face.") s.text["label"] = au_label(src);
     return s;
   }
 
@@ -104,6 +106,18 @@ class FaceQa : public Dataset, public vlm::ModalityLengths {
       return nullptr;
     }
     return &s.fields.at(name);
+  }
+
+  std::string au_label(const Sample& s) const {
+    const auto& labels = s.fields.at("labels");
+    const torch::Tensor* mask = s.fields.contains("label_mask") ? &s.fields.at("label_mask") : nullptr;
+    std::string out;
+    for (int64_t i = 0; i < labels.size(0) && static_cast<size_t>(i) < au_names_.size(); ++i) {
+      const std::string& name = au_names_[size_t(i)];
+      if (!name.starts_with("AU") || labels[i].item<float>() <= 0.5f || (mask && (*mask)[i].item<float>() <= 0)) continue;
+      out += (out.empty() ? "" : ", ") + name.substr(2);
+    }
+    return out;
   }
 
   // The answer of `task` for this sample ("" when its label is unknown); sets the question.

@@ -34,7 +34,11 @@ namespace {
 FACET_REGISTER(model_registry(), "emola",
                "EmoLA: LLaVA-1.5 + the facial prior expert (212-d landmark vector -> 4096 -> 4096, one token after the image "
                "tokens); llava keys + prior_dim; batch field `landmarks`",
-               [](const Config& c) -> std::shared_ptr<Model> { return std::make_shared<EmolaModel>(c); });
+               [](const Config& c) -> std::shared_ptr<Model> {
+                 auto m = std::make_shared<EmolaModel>(c);
+                 m->configure_generation(c);
+                 return m;
+               });
 }  // namespace
 
 }  // namespace facet::models::vlm

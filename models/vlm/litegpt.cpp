@@ -113,7 +113,11 @@ FACET_REGISTER(model_registry(), "litegpt",
                "LiteGPT: BiomedCLIP ViT-B/16 + PubMedCLIP ViT-B/32 patch tokens concatenated, parameter-free LayerNorm, "
                "row-major fold by 5, MLP 3840->5632->4096 projector, LLaMA decoder; keys biomedclip, pubmedclip, fold, "
                "projector_hidden, text, image_token_id",
-               [](const Config& c) -> std::shared_ptr<Model> { return std::make_shared<LiteGptModel>(c); });
+               [](const Config& c) -> std::shared_ptr<Model> {
+                 auto m = std::make_shared<LiteGptModel>(c);
+                 m->configure_generation(c);
+                 return m;
+               });
 
 }  // namespace
 }  // namespace facet::models::vlm

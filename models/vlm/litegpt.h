@@ -50,6 +50,8 @@ class LiteGptModel : public VisionLanguageModel {
   // Concatenated tower tokens, normalised and folded: [B, 49, 3840] (before the projector).
   torch::Tensor fused_tokens(const torch::Tensor& images);
   torch::Tensor visual_tokens(const data::Batch& batch) override;
+  // The grounding answers' boxes over the radiographs (train/visualizers.cpp).
+  std::string default_visualizer() const override { return "litegpt_boxes"; }
 
   const LiteGptOptions& options() const { return options_; }
   ViT biomedclip{nullptr};

@@ -164,7 +164,11 @@ FACET_REGISTER(model_registry(), "llava",
                "LLaVA-1.5: CLIP ViT-L/14-336 (penultimate layer, patches) -> mlp2x_gelu -> tokens at the <image> placeholder "
                "-> LLaMA decoder; keys vision, text, hf_config, image_token_id, projector, freeze_vision, gradient_checkpointing; "
                "loss: next-token CE",
-               [](const Config& c) -> std::shared_ptr<Model> { return std::make_shared<LlavaModel>(c); });
+               [](const Config& c) -> std::shared_ptr<Model> {
+                 auto m = std::make_shared<LlavaModel>(c);
+                 m->configure_generation(c);
+                 return m;
+               });
 
 }  // namespace
 }  // namespace facet::models::vlm

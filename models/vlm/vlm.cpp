@@ -125,7 +125,73 @@ SplicedInputs VisionLanguageModel::spliced_batch(const data::Batch& batch) {
   return splice(f.at("input_ids"), mask, labels, visual, /*left_pad=*/false);
 }
 
+EvalGeneration EvalGeneration::from(const Config& model_node) {
+  EvalGeneration g;
+  if (!model_node.has("generation")) return g;
+  const Config c = model_node.at("generation");
+  auto& o = g.options;
+  o.max_new_tokens = c.get_in_range<int64_t>("max_new_tokens", o.max_new_tokens, Range::at_least(1));
+  o.do_sample = c.get<bool>("do_sample", o.do_sample);
+  o.temperature = c.get_in_range<double>("temperature", o.temperature, Range::above(0));
+  o.top_k = c.get_in_range<int64_t>("top_k", o.top_k, Range::at_least(0));
+  o.top_p = c.get_in_range<double>("top_p", o.top_p, Range::closed(0, 1));
+  o.repetition_penalty = c.get_in_range<double>("repetition_penalty", o.repetition_penalty, Range::above(0));
+  o.seed = static_cast<uint64_t>(c.get_in_range<int64_t>("seed", 0, Range::at_least(0)));
+  o.stop_strings = c.get<std::vector<std::string>>("stop_strings", {});
+  if (c.has("tokenizer")) {
+    const auto path = c.get<std::string>("tokenizer");
+    try {
+      auto tok = std::make_shared<data::text::Tokenizer>(data::text::Tokenizer::load(path));
+      if (c.has("pad")) tok->set_pad(c.get<std::string>("pad"));
+      o.eos_token_ids = {tok->eos_id};
+      o.pad_token_id = tok->pad_id;
+      g.tokenizer = std::move(tok);
+    } catch (const std::exception& e) {
+      fail("{}: model.generation.tokenizer: {}", c.where("tokenizer"), e.what());
+    }
+  }
+  g.enabled = c.get<bool>("enabled", g.tokenizer != nullptr);
+  if (g.enabled && !g.tokenizer)
+    fail("{}: model.generation needs `tokenizer` (the data part's tokenizer file) to turn answers into text", c.where());
+  return g;
+}
+
+std::vector<llm::Generation> VisionLanguageModel::generate_for(const data::Batch& batch) {
+  llm::Decoder decode;
+  if (generation_.tokenizer) decode = [tok = generation_.tokenizer](const std::vector<int64_t>& ids) { return tok->decode(ids); };
+  const auto& f = batch.fields;
+  if (!f.contains("prompt_ids")) return answer(batch, generation_.options, decode);
+  // The dataset's prompts for the last answer, left-padded (prompt_attention_mask 0 on the padding).
+  const auto ids = f.at("prompt_ids").to(torch::kCPU, torch::kLong).contiguous();
+  const auto mask = f.contains("prompt_attention_mask") ? f.at("prompt_attention_mask").to(torch::kCPU, torch::kLong).contiguous()
+                                                         : torch::ones_like(ids);
+  std::vector<std::vector<int64_t>> prompts;
+  const auto* id = ids.data_ptr<int64_t>();
+  const auto* m = mask.data_ptr<int64_t>();
+  for (int64_t r = 0; r < ids.size(0); ++r) {
+    std::vector<int64_t> p;
+    for (int64_t t = 0; t < ids.size(1); ++t)
+      if (m[r * ids.size(1) + t] != 0) p.push_back(id[r * ids.size(1) + t]);
+    if (p.empty()) fail("vision-language model: row {} of the batch has an empty prompt_ids", r);
+    prompts.push_back(std::move(p));
+  }
+  return generate(batch, prompts, generation_.options, decode);
+}
+
 Outputs VisionLanguageModel::forward(const data::Batch& batch) {
+  if (!is_training() && generation_.enabled) {
+    const auto answers = generate_for(batch);
+    Outputs out;
+    std::vector<std::string> texts;
+    std::vector<int64_t> counts;
+    for (const auto& g : answers) {
+      texts.push_back(g.text);
+      counts.push_back(static_cast<int64_t>(g.tokens.size()));
+    }
+    out.text["generated"] = std::move(texts);
+    out["generated_tokens"] = torch::tensor(counts, torch::kLong);
+    return out;
+  }
   const auto s = spliced_batch(batch);
   llm::LlamaInputs in;
   in.inputs_embeds = s.embeds;

@@ -19,6 +19,8 @@
 #include "models/llm/generate.h"
 #include "models/llm/llama.h"
 #include "models/model.h"
+#include "core/config.h"
+#include "data/text/tokenizer.h"
 
 #include <torch/torch.h>
 
@@ -40,6 +42,20 @@ class MlpProjectorImpl : public torch::nn::Module {
 };
 TORCH_MODULE(MlpProjector);
 
+// What the models generate in evaluation (`model.generation`): with a tokenizer (the data part's
+// file), forward in eval mode answers each row's prompt (the batch's prompt_ids, else the part of
+// input_ids before the answer) and returns the answers as outputs.text["generated"] for the text
+// metrics, the pictures and the predictions; without one, forward returns logits as in training.
+//   model.generation: {tokenizer: <path>, max_new_tokens: 64, do_sample: false, temperature, top_k, top_p,
+//                      repetition_penalty, seed, stop_strings: [...], pad: unk|eos|bos|<id>, enabled: true}
+// The stop token is the tokenizer's EOS; greedy decoding by default (LLaVA's and LiteGPT's evaluation).
+struct EvalGeneration {
+  bool enabled = false;
+  llm::GenerationOptions options;
+  std::shared_ptr<const data::text::Tokenizer> tokenizer;
+  static EvalGeneration from(const Config& model_node);
+};
+
 struct SplicedInputs {
   torch::Tensor embeds;          // [B, L, H]
   torch::Tensor attention_mask;  // [B, L] int64
@@ -57,8 +73,17 @@ class VisionLanguageModel : public Model, public ComputesLosses {
   SplicedInputs splice(const torch::Tensor& input_ids, const torch::Tensor& attention_mask, const torch::Tensor& labels,
                        const torch::Tensor& visual, bool left_pad) const;
 
-  // Outputs "logits" [B, L, V] (fp32) over the spliced sequence, "attention_mask" [B, L].
+  // Training (or no generation configured): "logits" [B, L, V] (fp32) over the spliced sequence,
+  // "attention_mask" [B, L]. Eval mode with generation: text["generated"] (B answers) and
+  // "generated_tokens" [B] (new tokens, the stop token included), no logits.
   Outputs forward(const data::Batch& batch) override;
+
+  // Reads `model.generation` (EvalGeneration); the registered builders call it.
+  void configure_generation(const Config& model_node) { generation_ = EvalGeneration::from(model_node); }
+  void set_generation(EvalGeneration g) { generation_ = std::move(g); }
+  const EvalGeneration& generation() const { return generation_; }
+  // The answers of an evaluation batch (prompt_ids when the batch has them, else answer()'s prompts).
+  std::vector<llm::Generation> generate_for(const data::Batch& batch);
   // Mean next-token cross-entropy over the supervised answer tokens ("lm" part; per_sample per row),
   // chunked as llm/lm_loss.h does; outputs["tokens"] = supervised tokens.
   losses::LossResult forward_losses(const data::Batch& batch, Outputs& outputs) override;
@@ -76,6 +101,9 @@ class VisionLanguageModel : public Model, public ComputesLosses {
   std::vector<llm::Generation> answer(const data::Batch& batch, const llm::GenerationOptions& options,
                                       const llm::Decoder& decode = {});
 
+  // The questions, generated answers and references (train/visualizers.cpp).
+  std::string default_visualizer() const override { return "image_text"; }
+
   llm::LlamaForCausalLM& language_model() { return *language_model_; }
   int64_t image_token_id() const { return image_token_id_; }
 
@@ -85,6 +113,7 @@ class VisionLanguageModel : public Model, public ComputesLosses {
   int64_t image_token_id_ = -200;
   int64_t loss_chunk_tokens_ = 1024;
   std::shared_ptr<llm::LlamaForCausalLM> language_model_;
+  EvalGeneration generation_;
 
  private:
   SplicedInputs spliced_batch(const data::Batch& batch);

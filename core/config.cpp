@@ -162,6 +162,8 @@ std::shared_ptr<Node> deepest(std::shared_ptr<Node> n, std::string_view key) {
 // Facet's tree copies what a YAML alias shares, so nine aliases of nine aliases (a "billion laughs"
 // file) would expand to 10^9 values: the copy has a budget of values and of nesting depth, far
 // above any config, and a file past it is an error rather than an out-of-memory.
+constexpr size_t kMaxKeyLength = 200;
+
 struct YamlBudget {
   static constexpr size_t kMaxValues = 1'000'000;
   static constexpr int kMaxDepth = 128;
@@ -209,6 +211,10 @@ std::shared_ptr<Node> from_yaml(const YAML::Node& y, YamlBudget& budget) {
         const int line = origin_of(kv.first.Mark(), source).line;
         if (!kv.first.IsScalar()) fail("{}:{}: a key must be a plain string", source, line);
         const std::string key = kv.first.Scalar();
+        // Keys are names. A very long one would also not reload: escaped, it passes YAML's 1024-character
+        // limit on an implicit key (found by fuzz_config).
+        if (key.size() > kMaxKeyLength)
+          fail("{}:{}: a key of {} characters; keys are names of at most {}", source, line, key.size(), kMaxKeyLength);
         if (key == "<<" && kv.first.Tag() == "?") {
           auto value = from_yaml(kv.second, budget);
           if (value->kind == Kind::map) merged.push_back(value);

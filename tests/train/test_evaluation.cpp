@@ -151,7 +151,7 @@ TEST(Evaluation, EachVisualiserDrawsItsTask) {
   out["samples"] = torch::rand({3, 1, 32, 32});
   out.ragged["boxes"] = {torch::tensor({{3.f, 3.f, 19.f, 21.f}}), torch::tensor({{1.f, 1.f, 4.f, 4.f}}), torch::zeros({0, 4})};
   out.ragged["scores"] = {torch::tensor({0.9f}), torch::tensor({0.2f}), torch::zeros({0})};
-  out.text["answer"] = {"a circle", "a square", "a long generated answer that also wraps"};
+  out.text["generated"] = {"a circle", "a square", "a long generated answer that also wraps"};
   const std::vector<std::string> names = {"AU1", "AU2", "AU4"};
   for (const std::string name : {"image_grid", "multilabel", "classification", "boxes", "image_text", "samples"}) {
     const auto v = visualizer_registry().create(Config::parse("name: " + name));

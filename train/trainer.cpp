@@ -370,14 +370,7 @@ EvalResults Trainer::evaluate() {
   EvalOutput out = evaluator_->run(*model_);
   train_mode();
   last_eval_ = out.metrics;
-  const std::string& split = evaluator_->split();
-  if (runtime_.leader()) {
-    log::info("eval at step {}: {}", state_.step, headline_line(arrange_metrics(out.metrics, split), split));
-    std::map<std::string, double> plain;
-    for (const auto& [name, value] : out.metrics) plain[name.substr(split.size() + 1)] = value;
-    log_scalars(split, plain);
-    for (const auto& [tag, png] : out.pictures) log_picture(tag, png);
-  }
+  report_eval(out, evaluator_->split(), fmt::format("eval at step {}", state_.step));
   for_hooks([&](Hook& h) { h.after_eval(*this, out.metrics); });
   return out.metrics;
 }
@@ -391,13 +384,17 @@ EvalResults Trainer::test() {
   model_->eval();
   EvalOutput out = tester.run(*model_);
   train_mode();
-  if (runtime_.leader()) {
-    log::info("test: {}", headline_line(arrange_metrics(out.metrics, test_split_), test_split_));
-    std::map<std::string, double> plain;
-    for (const auto& [name, value] : out.metrics) plain[name.substr(test_split_.size() + 1)] = value;
-    log_scalars(test_split_, plain);
-  }
+  report_eval(out, test_split_, "test");
   return out.metrics;
+}
+
+void Trainer::report_eval(const EvalOutput& out, const std::string& split, const std::string& what) {
+  if (!runtime_.leader()) return;
+  log::info("{}: {}", what, headline_line(arrange_metrics(out.metrics, split), split));
+  std::map<std::string, double> plain;
+  for (const auto& [name, value] : out.metrics) plain[name.substr(split.size() + 1)] = value;
+  log_scalars(split, plain);
+  for (const auto& [tag, png] : out.pictures) log_picture(tag, png);
 }
 
 void Trainer::log_picture(const std::string& tag, const Png& png) {

@@ -119,6 +119,8 @@ class Trainer {
   void find_frozen();
   void build_hooks();
   void restore(const std::filesystem::path& checkpoint);
+  // Rank 0: an evaluation's headline in the log, its values in metrics.csv and TensorBoard, its pictures.
+  void report_eval(const EvalOutput& out, const std::string& split, const std::string& what);
   void check_resumable(const nlohmann::json& saved) const;
   void open_run_files(bool resume);
   // Puts modules whose parameters are all frozen in eval mode (their BatchNorm statistics and

@@ -25,7 +25,7 @@ print(f"  pytorch median {mt:8.2f} ms/step  (runs: {', '.join(f'{x:.1f}' for x i
 print(f"  ratio facet/pytorch = {mf / mt:.3f}")
 PY
 }
-# BENCH_ONLY=train|a3d|distributed|detection|curriculum|loader|llm|vlm runs one part.
+# BENCH_ONLY=train|a3d|distributed|detection|lesion|loader|llm|vlm runs one part.
 only=${BENCH_ONLY:-all}
 if [[ $only == all || $only == a3d ]]; then
   echo "A3D DenseNet-121 + SATr backbone: forward + backward, 1 x 7 slices x 512 x 512, $threads threads, $rounds rounds (alternating)"
@@ -85,16 +85,19 @@ if [[ $only == all || $only == detection ]]; then
   done
   echo
 fi
-# Curriculum: Mo-SCL's extra cost per detector step over random order (no PyTorch side: the ratio is
-# Mo-SCL / random order, loss fluctuation and MC dropout), and its bookkeeping at DeepLesion's size.
-if [[ $only == all || $only == curriculum ]]; then
-  out=$("$build/bench/curriculum_bench" --rounds "$rounds" --threads "$threads" 2>/dev/null)
+# Lesion-detection switches: the extra cost per step of BM, BMC, ABM and Mo-SCL (loss fluctuation, MC
+# dropout) over the plain detector, in one run (no PyTorch side: the ratios are to the plain detector),
+# and Mo-SCL's bookkeeping at DeepLesion's size.
+if [[ $only == all || $only == lesion ]]; then
+  out=$("$build/bench/lesion_switches_bench" --rounds "$rounds" --threads "$threads" 2>/dev/null)
   "$python" - "$out" <<'PY'
 import json, sys
-r = json.loads(sys.argv[1]); m = r["ms_per_step"]; d = r["deeplesion_size"]
-print(f"curriculum (small Faster R-CNN, {r['size']} px): random order {m['random']:.1f} ms/step; Mo-SCL with loss fluctuation "
-      f"x{r['ratio_loss_std']:.2f}, with MC dropout ({r['passes']} passes every {r['every']} steps) x{r['ratio_mc_dropout']:.2f}; "
-      f"at 22,919 samples: feedback {d['feedback_us_per_step']:.0f} us/step, epoch order {d['epoch_order_ms']:.0f} ms, "
+r = json.loads(sys.argv[1]); v = r["variants"]; d = r["deeplesion_size"]
+print(f"lesion-detection switches (small detector, {r['size']} px, {r['backbone']} backbone), ms/step and ratio to the plain detector:")
+for name, x in v.items():
+    ref = " (vs mask_plain)" if name == "bmc_abm" else ""
+    print(f"  {name:<18} {x['ms']:8.1f} ms  x{x['ratio']:.2f}{ref}")
+print(f"  Mo-SCL at 22,919 samples: feedback {d['feedback_us_per_step']:.0f} us/step, epoch order {d['epoch_order_ms']:.0f} ms, "
       f"state {d['state_json_mb']:.1f} MB")
 PY
   echo

@@ -2,6 +2,7 @@
 // and the dump round trip.
 #include "core/config.h"
 #include "core/file_io.h"
+#include "tests/support/paths.h"
 
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
@@ -17,7 +18,7 @@ namespace {
 
 using ::testing::HasSubstr;
 using ::testing::Not;
-const std::string kDir = FACET_SOURCE_DIR "/tests/fixtures/config/";
+const std::string kDir = test_support::source_path("tests/fixtures/config/");
 
 // The message of the facet::Error that `f` throws ("" if none).
 template <class F>

@@ -1,5 +1,6 @@
 #include "core/csv.h"
 #include "core/error.h"
+#include "tests/support/paths.h"
 #include "tests/support/scratch.h"
 
 #include <gmock/gmock.h>
@@ -61,7 +62,7 @@ TEST(Csv, NumberListsRefuseNanAndInfinity) {
 }
 
 TEST(Csv, ReadsTheDeepLesionHeaderAndMissingValues) {
-  const auto t = CsvTable::read(FACET_SOURCE_DIR "/tests/fixtures/csv/dl_info_sample.csv");
+  const auto t = CsvTable::read(test_support::source_path("tests/fixtures/csv/dl_info_sample.csv"));
   ASSERT_EQ(t.rows(), 2u);
   EXPECT_EQ(t.header().size(), 18u);
   EXPECT_EQ(t.numbers(0, t.column("Bounding_boxes"), 4), (std::vector<double>{228.5, 83.7, 265.1, 113.4}));

@@ -1,6 +1,7 @@
 #include "core/error.h"
 #include "core/file_io.h"
 #include "core/safetensors.h"
+#include "tests/support/paths.h"
 
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
@@ -14,7 +15,7 @@ namespace fs = std::filesystem;
 using ::testing::AllOf;
 using ::testing::HasSubstr;
 
-const fs::path kFixtures = FACET_SOURCE_DIR "/tests/fixtures/safetensors";
+const fs::path kFixtures = test_support::source_path("tests/fixtures/safetensors");
 
 fs::path temp_dir(const std::string& name) {
   fs::path dir = fs::temp_directory_path() / ("facet_st_" + name + "_" + std::to_string(::getpid()));
@@ -168,8 +169,8 @@ TEST(Safetensors, PythonReadsWhatFacetWrote) {
   save(dir / "facet.safetensors", expected());
   save_sharded(dir / "sharded", expected(), 100);
   for (const auto& path : {dir / "facet.safetensors", dir / "sharded"}) {
-    const std::string cmd = std::string(FACET_PYTHON) +
-                            " " FACET_SOURCE_DIR "/tools/golden/check_safetensors.py " + path.string();
+    const std::string cmd = std::string(test_support::kPython) +
+                            " " + test_support::source_path("tools/golden/check_safetensors.py") + " " + path.string();
     EXPECT_EQ(std::system(cmd.c_str()), 0) << cmd;
   }
 }

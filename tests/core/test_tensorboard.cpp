@@ -1,5 +1,6 @@
 #include "core/file_io.h"
 #include "core/tensorboard.h"
+#include "tests/support/paths.h"
 
 #include <gtest/gtest.h>
 
@@ -55,7 +56,7 @@ TEST(TensorBoard, TensorBoardItselfReadsTheFile) {
     const std::string png = std::string("\x89PNG\r\n\x1a\n", 8) + std::string(16, '\0');
     writer.add_image("eval/faces", png, 3, 2, 3, 10);
   }
-  const std::string command = std::string(FACET_PYTHON) + " " FACET_SOURCE_DIR "/tools/golden/check_tensorboard.py " +
+  const std::string command = std::string(test_support::kPython) + " " + test_support::source_path("tools/golden/check_tensorboard.py") + " " +
                               file.string();
   EXPECT_EQ(std::system(command.c_str()), 0) << command;
 }

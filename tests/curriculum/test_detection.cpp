@@ -8,6 +8,7 @@
 #include "data/synth.h"
 #include "models/backbones/backbone.h"
 #include "tests/support/scratch.h"
+#include "tests/support/synth_detector.h"
 #include "train/trainer.h"
 
 #include <gtest/gtest.h>
@@ -96,41 +97,17 @@ std::pair<int, int> shift_training_boxes(const fs::path& csv, double fraction, i
 }
 
 Config detector_config(const fs::path& data, const std::string& sampler, int64_t steps, const std::string& extra = "") {
-  return Config::parse(fmt::format(R"(
-experiment: scl_synth
-seed: 1
-data:
-  name: deeplesion
-  root: {}
-  num_slices: 3
-  transforms: [{{name: ct_window, preset: mediastinum}}]
-  eval_transforms: [{{name: ct_window, preset: mediastinum}}]
-  eval_split: test
-  batch_size: 2
-  workers: 1
-  sampler: {}
-model:
-  name: faster_rcnn
-  backbone: {{name: curriculum_tiny_stride4, in_channels: 3, dropout: 0.1}}
-  rpn: {{feat_channels: 32, pre_nms_train: 2000, post_nms_train: 500, pre_nms_test: 1000, post_nms_test: 100}}
-  roi: {{fc: 64}}
-step: {{name: model_losses}}
-metrics: [{{name: froc}}]
-optim: {{name: adam, lr: 2.0e-3}}
-train: {{max_steps: {}, eval_every: {}, log_every: 50, threads: 2}}
-{}
-)",
-                                   data.string(), sampler, steps, steps, extra));
+  test_support::SynthDetector d;
+  d.root = data;
+  d.experiment = "scl_synth";
+  d.backbone = "{name: curriculum_tiny_stride4, in_channels: 3, dropout: 0.1}";
+  d.sampler = sampler;
+  d.steps = steps;
+  d.extra = extra;
+  return test_support::synth_detector_config(d);
 }
 
-// The overall sensitivity at `fps` false positives per image (not a per-thickness or per-type view).
-double sens_at(const std::map<std::string, double>& m, const std::string& fps = "4") {
-  const std::string suffix = "/froc/sens@" + fps;
-  for (const auto& [k, v] : m)
-    if (k.size() >= suffix.size() && k.compare(k.size() - suffix.size(), suffix.size(), suffix) == 0) return v;
-  ADD_FAILURE() << "no " << suffix;
-  return -1;
-}
+double sens_at(const std::map<std::string, double>& m, const std::string& fps) { return test_support::overall_froc(m, "sens@" + fps); }
 double sens_at_4(const std::map<std::string, double>& m) { return sens_at(m, "4"); }
 
 TEST(CurriculumDetection, FasterRcnnTrainsWithMoSclAndMcDropoutScores) {

@@ -6,6 +6,7 @@
 #include "curriculum/samplers.h"
 #include "data/synth.h"
 #include "core/file_io.h"
+#include "tests/support/paths.h"
 #include "tests/support/ranks.h"
 #include "tests/support/scratch.h"
 #include "train/distributed.h"
@@ -50,7 +51,7 @@ Config shapes(const std::vector<std::string>& extra) {
   std::vector<std::string> o = {"train.log_every=1000", "data.workers=1", "train.threads=1", "data.eval_size=16",
                                 "data.train_size=64", "data.batch_size=8", "train.eval_every=0"};
   o.insert(o.end(), extra.begin(), extra.end());
-  return Config::load(FACET_SOURCE_DIR "/experiments/demo/shapes.yaml", o);
+  return Config::load(test_support::source_path("experiments/demo/shapes.yaml"), o);
 }
 
 const curriculum::CurriculumSampler& curriculum_of(Trainer& t) {
@@ -169,7 +170,7 @@ TEST(CurriculumTraining, McDropoutHookNeedsACurriculumSamplerWithThatUncertainty
 TEST(CurriculumTraining, FaceModelTrainsWithMoScl) {
   const fs::path root = test_support::scratch_path("facet_scl", "bp4d");
   data::synth_registry().create(Config::parse("{name: bp4d, frames_per_sequence: 4, size: 64}"), root);
-  Config config = Config::load(FACET_SOURCE_DIR "/experiments/demo/mgrr_net_bp4d.yaml",
+  Config config = Config::load(test_support::source_path("experiments/demo/mgrr_net_bp4d.yaml"),
                                {"data.root=" + root.string(), "data.transforms[0].size=56", "data.eval_transforms[0].size=56",
                                 "train.max_steps=4", "train.eval_every=0", "train.log_every=1000", "model.dim=32", "data.batch_size=4",
                                 "data.workers=1", "train.log_images=0",
@@ -196,7 +197,7 @@ TEST(CurriculumTraining, FaceModelTrainsWithMoScl) {
 // The experiment configs build their samplers, and the sweeps expand to none / SCL / Mo-SCL over
 // three seeds with samplers that build too.
 TEST(CurriculumExperiments, ConfigsAndSweepsBuildTheirSamplers) {
-  const fs::path dir = FACET_SOURCE_DIR "/experiments";
+  const fs::path dir = test_support::source_path("experiments");
   int configs = 0;
   for (const auto& entry : fs::directory_iterator(dir / "curriculum")) {
     const Config c = Config::load(entry.path());

@@ -7,6 +7,7 @@
 #include "data/image/dicom.h"
 #include "data/image/image_io.h"
 #include "data/vindr_cxr/vindr_cxr.h"
+#include "tests/support/paths.h"
 #include "tests/support/scratch.h"
 
 #include <gmock/gmock.h>
@@ -24,7 +25,7 @@ namespace {
 namespace fs = std::filesystem;
 using ::testing::HasSubstr;
 
-const fs::path kDir = fs::path(FACET_SOURCE_DIR) / "tests/fixtures/dicom";
+const fs::path kDir = fs::path(test_support::kSourceDir) / "tests/fixtures/dicom";
 
 fs::path fresh_dir(const std::string& name) { return test_support::scratch_dir("facet_test_image", name); }
 
@@ -324,7 +325,7 @@ namespace {
 // `vindr_cxr`. Colour files are refused by the reader with a message (checked at the end).
 TEST(DicomCodecs, VindrCxrLayoutOfThirdPartyFilesDecodesEveryImage) {
   namespace fs = std::filesystem;
-  const fs::path dir = fs::path(FACET_SOURCE_DIR) / "tests/fixtures/dicom";
+  const fs::path dir = fs::path(test_support::kSourceDir) / "tests/fixtures/dicom";
   const fs::path root = test_support::scratch_dir("facet_test_image", "vindr_layout");
   fs::create_directories(root / "annotations");
   fs::create_directories(root / "train");

@@ -6,6 +6,7 @@
 #include "data/face/align.h"
 #include "data/image/image_io.h"
 #include "data/transform.h"
+#include "tests/support/paths.h"
 
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
@@ -20,7 +21,7 @@ namespace {
 namespace fs = std::filesystem;
 using ::testing::HasSubstr;
 
-const fs::path kFaces = fs::path(FACET_SOURCE_DIR) / "tests/fixtures/faces";
+const fs::path kFaces = fs::path(test_support::kSourceDir) / "tests/fixtures/faces";
 
 // 68 points: eyes, nose and mouth corners where a frontal face has them (continuous pixels of a
 // 100-pixel face centred at (60, 70)); the other points anywhere.

@@ -3,6 +3,7 @@
 // whose configs parse.
 #include "core/config.h"
 #include "models/detection/two_stage.h"
+#include "tests/support/paths.h"
 #include "tests/support/scratch.h"
 #include "train/sweep.h"
 
@@ -15,7 +16,7 @@ namespace facet::models::detection {
 namespace {
 
 namespace fs = std::filesystem;
-const fs::path kExperiments = fs::path(FACET_SOURCE_DIR) / "experiments";
+const fs::path kExperiments = fs::path(test_support::kSourceDir) / "experiments";
 
 TEST(BmConfigs, EveryConfigLoadsAndBuildsWithItsSwitches) {
   int count = 0;

@@ -3,9 +3,11 @@
 // split at 0.5..16 FPs per image. The disabled BmTraining.DISABLED_SeedTable runs the four switches
 // for FACET_BM_SEEDS seeds (default 3) and FACET_BM_STEPS steps and prints mean ± std per column:
 //   build/tests/facet_detection_tests --gtest_also_run_disabled_tests --gtest_filter='BmTrainingTable.DISABLED_SeedTable'
+// (FACET_BM_SWITCHES: a comma-separated list of rows; default plain,bm,bmc,bmc_abm).
 #include "core/config.h"
 #include "data/synth.h"
 #include "tests/support/scratch.h"
+#include "tests/support/synth_detector.h"
 #include "train/trainer.h"
 
 #include <gtest/gtest.h>
@@ -33,16 +35,11 @@ const Switch kSwitches[] = {
     {"bm", "faster_rcnn", ", objectness: bm", ""},
     {"bmc", "faster_rcnn", ", sampling: bmc, proposals: bm_conditioned, conditioned_min_width: 16", ""},
     {"bmc_abm", "mask_rcnn", ", sampling: bmc, proposals: bm_conditioned, conditioned_min_width: 16",
-     "\n  mask: {convs: 1, channels: 16, output_size: 7, targets: abm}"},
+     "  mask: {convs: 1, channels: 16, output_size: 7, targets: abm}"},
+    // BMC's two halves apart (table rows only: FACET_BM_SWITCHES=bmc_sampling,bm_proposals).
+    {"bmc_sampling", "faster_rcnn", ", sampling: bmc", ""},
+    {"bm_proposals", "faster_rcnn", ", proposals: bm_conditioned, conditioned_min_width: 16", ""},
 };
-
-double value_ending(const std::map<std::string, double>& m, const std::string& suffix) {
-  for (const auto& [k, v] : m)
-    if (k.size() >= suffix.size() && k.compare(k.size() - suffix.size(), suffix.size(), suffix) == 0 && k.find("thick") == std::string::npos)
-      return v;
-  ADD_FAILURE() << "no key ending in " << suffix;
-  return -1;
-}
 
 const fs::path& synth_data() {
   static const fs::path data = [] {
@@ -59,29 +56,15 @@ struct TrainRun {
 };
 
 TrainRun train(const Switch& s, int seed, int steps, bool before = true) {
-  Config config = Config::parse(fmt::format(R"(
-experiment: bm_synth_{name}
-seed: {seed}
-data:
-  name: deeplesion
-  root: {root}
-  num_slices: 3
-  transforms: [{{name: ct_window, preset: mediastinum}}]
-  eval_transforms: [{{name: ct_window, preset: mediastinum}}]
-  eval_split: test
-  batch_size: 2
-  workers: 1
-model:
-  name: {model}{extra}
-  backbone: {{name: test_tiny_stride4, in_channels: 3}}
-  rpn: {{feat_channels: 32, pre_nms_train: 2000, post_nms_train: 500, pre_nms_test: 1000, post_nms_test: 100{rpn}}}
-  roi: {{fc: 64}}
-step: {{name: model_losses}}
-metrics: [{{name: froc}}]
-optim: {{name: adam, lr: 2.0e-3}}
-train: {{max_steps: {steps}, eval_every: {steps}, log_every: 1000, threads: 2}}
-)", fmt::arg("name", s.name), fmt::arg("seed", seed), fmt::arg("root", synth_data().string()), fmt::arg("model", s.model),
-                                            fmt::arg("extra", s.extra), fmt::arg("rpn", s.rpn), fmt::arg("steps", steps)));
+  test_support::SynthDetector d;
+  d.root = synth_data();
+  d.experiment = std::string("bm_synth_") + s.name;
+  d.seed = seed;
+  d.model = s.model;
+  d.rpn = s.rpn;
+  d.model_keys = s.extra;
+  d.steps = steps;
+  const Config config = test_support::synth_detector_config(d);
   const auto start = std::chrono::steady_clock::now();
   Trainer trainer(config, test_support::scratch_path("facet_bm", std::string("run_") + s.name), Mode::train);
   TrainRun r;
@@ -107,14 +90,14 @@ TEST_P(BmTraining, SwitchTrainsAndReportsFroc) {
   std::printf("%-8s", s.name);
   double last = 0;
   for (const char* fp : kFps) {
-    const double v = value_ending(r.after, std::string("froc/sens@") + fp);
+    const double v = test_support::overall_froc(r.after, std::string("sens@") + fp);
     std::printf(" sens@%s %.3f", fp, v);
     EXPECT_GE(v, last) << s.name << " @" << fp;
     EXPECT_LE(v, 1.0) << s.name << " @" << fp;
     last = v;
   }
-  std::printf(" | mean %.3f (%.0f s)\n", value_ending(r.after, "froc/mean"), r.seconds);
-  EXPECT_TRUE(std::isfinite(value_ending(r.after, "froc/mean")));
+  std::printf(" | mean %.3f (%.0f s)\n", test_support::overall_froc(r.after, "mean"), r.seconds);
+  EXPECT_TRUE(std::isfinite(test_support::overall_froc(r.after, "mean")));
 }
 
 INSTANTIATE_TEST_SUITE_P(Switches, BmTraining, ::testing::Range(0, 4),
@@ -126,12 +109,14 @@ TEST(BmTrainingTable, DISABLED_SeedTable) {
   std::printf("synthetic DeepLesion test split, FROC sensitivity, mean ± std over %d seeds, %d steps\n%-8s", seeds, steps, "switch");
   for (const char* fp : kFps) std::printf(" | @%-11s", fp);
   std::printf(" | mean\n");
+  const std::string only = std::getenv("FACET_BM_SWITCHES") ? std::getenv("FACET_BM_SWITCHES") : "plain,bm,bmc,bmc_abm";
   for (const auto& s : kSwitches) {
+    if (("," + only + ",").find(std::string(",") + s.name + ",") == std::string::npos) continue;
     std::vector<std::vector<double>> cols(7);
     for (int seed = 1; seed <= seeds; ++seed) {
       const TrainRun r = train(s, seed, steps, /*before=*/false);
-      for (int c = 0; c < 6; ++c) cols[static_cast<size_t>(c)].push_back(value_ending(r.after, std::string("froc/sens@") + kFps[c]));
-      cols[6].push_back(value_ending(r.after, "froc/mean"));
+      for (int c = 0; c < 6; ++c) cols[static_cast<size_t>(c)].push_back(test_support::overall_froc(r.after, std::string("sens@") + kFps[c]));
+      cols[6].push_back(test_support::overall_froc(r.after, "mean"));
     }
     std::printf("%-8s", s.name);
     for (const auto& v : cols) {

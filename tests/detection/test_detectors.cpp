@@ -6,6 +6,7 @@
 #include "core/safetensors.h"
 #include "metrics/froc.h"
 #include "models/detection/two_stage.h"
+#include "tests/support/paths.h"
 #include "tests/detection/tiny_backbone.h"
 #include "train/visualize.h"
 
@@ -26,7 +27,7 @@ namespace fs = std::filesystem;
 using test_support::parameter_count;
 using ::testing::HasSubstr;
 
-const fs::path kOps = fs::path(FACET_SOURCE_DIR) / "tests/fixtures/detection/ops.safetensors";
+const fs::path kOps = fs::path(test_support::kSourceDir) / "tests/fixtures/detection/ops.safetensors";
 
 std::shared_ptr<TwoStageDetector> build(const std::string& yaml) {
   auto model = model_registry().create(Config::parse(yaml));

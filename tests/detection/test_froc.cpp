@@ -4,6 +4,7 @@
 #include "core/config.h"
 #include "metrics/froc.h"
 #include "metrics/metric.h"
+#include "tests/support/paths.h"
 
 #include <nlohmann/json.hpp>
 
@@ -58,7 +59,7 @@ TEST(Froc, CountsHitsMissesAndRepeatedHitsLikeTheReference) {
 }
 
 TEST(Froc, MatchesTheReferenceEvaluationTranscription) {
-  std::ifstream in(fs::path(FACET_SOURCE_DIR) / "tests/fixtures/detection/froc_golden.json");
+  std::ifstream in(fs::path(test_support::kSourceDir) / "tests/fixtures/detection/froc_golden.json");
   const auto cases = nlohmann::json::parse(in);
   ASSERT_EQ(cases.size(), 3u);
   for (const auto& c : cases) {

@@ -3,6 +3,7 @@
 #include "core/error.h"
 #include "core/safetensors.h"
 #include "models/detection/ops.h"
+#include "tests/support/paths.h"
 
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
@@ -13,7 +14,7 @@ namespace facet::models::detection {
 namespace {
 
 namespace fs = std::filesystem;
-const fs::path kOps = fs::path(FACET_SOURCE_DIR) / "tests/fixtures/detection/ops.safetensors";
+const fs::path kOps = fs::path(test_support::kSourceDir) / "tests/fixtures/detection/ops.safetensors";
 
 double max_diff(const torch::Tensor& a, const torch::Tensor& b) {
   EXPECT_EQ(a.sizes(), b.sizes());

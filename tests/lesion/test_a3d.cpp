@@ -7,6 +7,7 @@
 #include "core/safetensors.h"
 #include "models/backbones/a3d_densenet.h"
 #include "models/weights/init_weights.h"
+#include "tests/support/paths.h"
 #include "tests/support/golden_init.h"
 #include "tests/support/scratch.h"
 
@@ -22,7 +23,7 @@ namespace fs = std::filesystem;
 using test_support::parameter_count;
 using test_support::expect_close;
 using ::testing::HasSubstr;
-const fs::path kGoldens = fs::path(FACET_SOURCE_DIR) / "tests/fixtures/a3d";
+const fs::path kGoldens = fs::path(test_support::kSourceDir) / "tests/fixtures/a3d";
 
 A3DDenseNetOptions paper_options(std::array<bool, 3> satr) {
   A3DDenseNetOptions o;  // defaults: 7 slices, growth 32, blocks 6/12/24, 512-wide output

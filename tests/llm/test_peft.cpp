@@ -6,6 +6,7 @@
 #include "models/adapters/peft.h"
 #include "models/llm/llama.h"
 #include "../support/scratch.h"
+#include "tests/support/paths.h"
 
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
@@ -21,7 +22,7 @@ using namespace facet::models::llm;
 
 namespace {
 
-fs::path fixture(const std::string& name) { return fs::path(FACET_SOURCE_DIR) / "tests/fixtures/llm" / name; }
+fs::path fixture(const std::string& name) { return fs::path(facet::test_support::kSourceDir) / "tests/fixtures/llm" / name; }
 
 torch::Tensor logits_of(LlamaForCausalLM& model, const torch::Tensor& ids) {
   torch::NoGradGuard no_grad;
@@ -74,7 +75,7 @@ TEST(Peft, FacetAdapterLoadsIntoPeftWithTheSameLogits) {
   EXPECT_TRUE(torch::equal(logits_of(*fresh, ids), logits));
   // And into PEFT.
   safetensors::save(dir / "inputs.safetensors", {{"input_ids", ids}, {"logits", logits}});
-  const std::string cmd = std::string(FACET_PYTHON) + " " FACET_SOURCE_DIR "/tools/golden/peft_golden.py check " +
+  const std::string cmd = std::string(facet::test_support::kPython) + " " + facet::test_support::source_path("tools/golden/peft_golden.py") + " check " +
                           fixture("tiny_llama_gqa").string() + " " + (dir / "adapter").string() + " " +
                           (dir / "inputs.safetensors").string();
   EXPECT_EQ(std::system(cmd.c_str()), 0) << cmd;

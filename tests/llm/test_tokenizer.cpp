@@ -5,6 +5,7 @@
 #include "data/dataset.h"
 #include "data/text/chat_template.h"
 #include "data/text/tokenizer.h"
+#include "tests/support/paths.h"
 
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
@@ -19,7 +20,7 @@ using namespace facet::data::text;
 
 namespace {
 
-fs::path dir() { return fs::path(FACET_SOURCE_DIR) / "tests/fixtures/llm/tokenizer"; }
+fs::path dir() { return fs::path(facet::test_support::kSourceDir) / "tests/fixtures/llm/tokenizer"; }
 
 TEST(Tokenizer, MatchesSlowLlamaTokenizerTokenForToken) {
   const auto tok = Tokenizer::load(dir());

@@ -6,6 +6,7 @@
 #include "core/config.h"
 #include "core/safetensors.h"
 #include "metrics/metric.h"
+#include "tests/support/paths.h"
 
 #include <gtest/gtest.h>
 
@@ -16,7 +17,7 @@ namespace {
 
 const safetensors::TensorMap& golden() {
   static const safetensors::TensorMap g =
-      safetensors::load(std::filesystem::path(FACET_SOURCE_DIR) / "tests/fixtures/metrics/sklearn_golden.safetensors");
+      safetensors::load(std::filesystem::path(test_support::kSourceDir) / "tests/fixtures/metrics/sklearn_golden.safetensors");
   return g;
 }
 

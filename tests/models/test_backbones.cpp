@@ -6,6 +6,7 @@
 #include "models/backbones/resnet.h"
 #include "models/backbones/vit.h"
 #include "models/face/mgrr_net.h"
+#include "tests/support/paths.h"
 #include "tests/support/golden_init.h"
 #include "tests/support/scratch.h"
 
@@ -21,7 +22,7 @@ namespace fs = std::filesystem;
 using test_support::parameter_count;
 using test_support::expect_close;
 using ::testing::HasSubstr;
-const fs::path kGoldens = fs::path(FACET_SOURCE_DIR) / "tests/fixtures/backbones";
+const fs::path kGoldens = fs::path(test_support::kSourceDir) / "tests/fixtures/backbones";
 
 class ResNetParity : public ::testing::TestWithParam<int> {};
 

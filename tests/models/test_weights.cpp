@@ -17,6 +17,7 @@
 #include "models/weights/converter.h"
 #include "models/weights/init_weights.h"
 #include "tests/support/golden_init.h"
+#include "tests/support/paths.h"
 #include "tests/support/scratch.h"
 
 #include <malloc.h>
@@ -36,7 +37,7 @@ using ::testing::Not;
 using test_support::message_of;
 using Shape = std::vector<int64_t>;
 
-const fs::path kGoldens = fs::path(FACET_SOURCE_DIR) / "tests/fixtures/backbones";
+const fs::path kGoldens = fs::path(test_support::kSourceDir) / "tests/fixtures/backbones";
 
 fs::path fresh_dir(const std::string& name) { return test_support::scratch_dir("facet_test_weights", name); }
 

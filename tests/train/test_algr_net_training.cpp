@@ -10,6 +10,7 @@
 #include "data/synth.h"
 #include "models/face/au_regions.h"
 #include "tests/models/face_batch.h"
+#include "tests/support/paths.h"
 #include "train/sweep.h"
 #include "train/trainer.h"
 #include "tests/support/scratch.h"
@@ -42,7 +43,7 @@ const fs::path& bp4d_root() {
   return root;
 }
 
-const std::string kExperiments = FACET_SOURCE_DIR "/experiments/";
+const std::string kExperiments = test_support::source_path("experiments/");
 
 // The CPU reduction shared by the training runs.
 std::vector<std::string> reduced(const fs::path& root, std::vector<std::string> extra) {

@@ -5,6 +5,7 @@
 #include "core/error.h"
 #include "core/file_io.h"
 #include "core/safetensors.h"
+#include "tests/support/paths.h"
 #include "train/distributed.h"
 
 #include <gmock/gmock.h>
@@ -28,7 +29,7 @@ namespace {
 namespace fs = std::filesystem;
 using ::testing::HasSubstr;
 
-const std::string kFacet = FACET_BINARY_DIR "/tools/cli/facet";
+const std::string kFacet = test_support::binary_path("tools/cli/facet");
 
 
 // Starts facet with `args` and extra environment; stderr goes to `log`.
@@ -487,7 +488,7 @@ TEST(Distributed, DeadOrStalledRankIsAnErrorWithinTheTimeout) {
 // gradient all-reduce runs after backward or overlapped with it.
 TEST(Distributed, TwoRanksMatchOneRank) {
   const fs::path dir = temp("equivalence");
-  const std::vector<std::string> train = {"train", FACET_SOURCE_DIR "/experiments/demo/shapes.yaml",
+  const std::vector<std::string> train = {"train", test_support::source_path("experiments/demo/shapes.yaml"),
                                           "train.max_steps=12", "train.eval_every=0", "model.batch_norm=false",
                                           "model.dropout=0.0", "data.batch_size=16", "train.log_every=1000",
                                           "train.threads=1", "train.dist_timeout_s=60"};
@@ -527,7 +528,7 @@ TEST(Distributed, TwoRanksMatchOneRank) {
 // ranks once, and rank 0's are saved, so they are left out.)
 TEST(Distributed, TwoRanksMatchOneRankWithAccumulation) {
   const fs::path dir = temp("accumulation");
-  const std::vector<std::string> train = {"train", FACET_SOURCE_DIR "/experiments/demo/shapes.yaml",
+  const std::vector<std::string> train = {"train", test_support::source_path("experiments/demo/shapes.yaml"),
                                           "train.max_steps=8", "train.eval_every=0", "model.batch_norm=true",
                                           "model.dropout=0.3", "data.augment_flip=true", "data.train_size=48",
                                           "optim.name=sgd", "optim.momentum=0.9", "optim.lr=0.05", "train.log_every=1000",

@@ -11,6 +11,7 @@
 #include "losses/loss.h"
 #include "metrics/metric.h"
 #include "models/model.h"
+#include "tests/support/paths.h"
 #include "train/optimizer.h"
 #include "train/sweep.h"
 #include "train/trainer.h"
@@ -29,8 +30,8 @@ namespace {
 
 namespace fs = std::filesystem;
 
-const std::string kEmmaConfig = FACET_SOURCE_DIR "/experiments/emma/abaw4_mtl.yaml";
-const std::string kCotexConfig = FACET_SOURCE_DIR "/experiments/masked_cotex/lsd.yaml";
+const std::string kEmmaConfig = test_support::source_path("experiments/emma/abaw4_mtl.yaml");
+const std::string kCotexConfig = test_support::source_path("experiments/masked_cotex/lsd.yaml");
 
 fs::path fresh_dir(const std::string& name) { return test_support::scratch_path("facet_emma_training", name); }
 
@@ -172,12 +173,12 @@ TEST(EmmaRecipe, OptimiserGroupsFollowTheReleasedRecipe) {
 }
 
 TEST(EmmaRecipe, AblationSweepsExpand) {
-  const auto cotex = plan_sweep(FACET_SOURCE_DIR "/experiments/ablations/masked_cotex_mask_ratio.yaml", fresh_dir("sweep1"));
+  const auto cotex = plan_sweep(test_support::source_path("experiments/ablations/masked_cotex_mask_ratio.yaml"), fresh_dir("sweep1"));
   EXPECT_EQ(cotex.runs.size(), 4u * 2u * 3u);
   const auto& last = cotex.runs.back().overrides;
   EXPECT_NE(std::find(last.begin(), last.end(), "model.mask_ratio=0.9"), last.end());
   EXPECT_NE(std::find(last.begin(), last.end(), "data.batch_size=640"), last.end());
-  const auto emma = plan_sweep(FACET_SOURCE_DIR "/experiments/ablations/emma_facial_prior.yaml", fresh_dir("sweep2"));
+  const auto emma = plan_sweep(test_support::source_path("experiments/ablations/emma_facial_prior.yaml"), fresh_dir("sweep2"));
   EXPECT_EQ(emma.runs.size(), 3u * 3u);
   // Every variant's overrides apply to the config they are meant for.
   for (const auto& run : emma.runs) EXPECT_NO_THROW(Config::load(kEmmaConfig, run.overrides)) << run.variant;
@@ -223,7 +224,7 @@ const std::string kEvalTransforms =
 // the trivial baseline for ~800 steps on the drawn faces (transformers' ViT the same), longer than a
 // test trains.
 const std::string kSmallVit = "{image_size: 64, patch_size: 8, embed_dim: 96, depth: 4, num_heads: 4, drop_path: 0.0}";
-const std::string kPretrainedVit = FACET_SOURCE_DIR "/tests/fixtures/pretrained/vit_small_faces.safetensors";
+const std::string kPretrainedVit = test_support::source_path("tests/fixtures/pretrained/vit_small_faces.safetensors");
 
 // Recipe overrides for a 2-core CPU run: small batches, no accumulation, no AMP, a 1-epoch warm-up.
 std::vector<std::string> cpu_overrides(const fs::path& root, int64_t resize, int64_t epochs) {

@@ -5,6 +5,7 @@
 #include "core/file_io.h"
 #include "tests/support/ranks.h"
 #include "tests/support/scratch.h"
+#include "tests/support/paths.h"
 #include "tests/train/toys.h"
 #include "data/pack.h"
 #include "data/synth.h"
@@ -293,21 +294,21 @@ INSTANTIATE_TEST_SUITE_P(
                   "loss: {name: cross_entropy}, optim: {name: adamw, lr: 1.0e-3}, train: {}}",
                   {"data.transforms=" + kFaceEval}},
         ModelKind{"masked_cotex", "{name: lsd, train_images: 12, val_images: 6, size: 64}",
-                  FACET_SOURCE_DIR "/experiments/masked_cotex/lsd.yaml",
+                  test_support::source_path("experiments/masked_cotex/lsd.yaml"),
                   {"data.batch_size=4", "model.vit=" + kSmallVit, "data.transforms=" + kFaceEval,
                    "data.eval_transforms=" + kFaceEval, "train.amp=none", "train.grad_accum=1"}},
         ModelKind{"mgrr_net", "{name: bp4d, frames_per_sequence: 4, size: 96}",
-                  FACET_SOURCE_DIR "/experiments/demo/mgrr_net_bp4d.yaml",
+                  test_support::source_path("experiments/demo/mgrr_net_bp4d.yaml"),
                   {"data.batch_size=4", "data.transforms[0].size=80", "data.eval_transforms[0].size=80", "model.dim=32"}},
         ModelKind{"algr_net", "{name: bp4d, frames_per_sequence: 4, size: 96}",
-                  FACET_SOURCE_DIR "/experiments/algr_net/bp4d_fold1.yaml",
+                  test_support::source_path("experiments/algr_net/bp4d_fold1.yaml"),
                   {"data.batch_size=4", "model.backbone_depth=18", "model.dim=32", "data.transforms[0].size=80",
                    "data.transforms[1].size=72", "data.eval_transforms[0].size=80", "data.eval_transforms[1].size=72",
                    "train.max_epochs=~"}},
         ModelKind{"qface", "{name: face_tasks, train: 64, val: 6, size: 64}",
-                  FACET_SOURCE_DIR "/experiments/qface/synthetic.yaml", {"data.batch_size=4"}},
+                  test_support::source_path("experiments/qface/synthetic.yaml"), {"data.batch_size=4"}},
         ModelKind{"emma", "{name: abaw, train_videos: 3, val_videos: 2, frames_per_video: 3, size: 64}",
-                  FACET_SOURCE_DIR "/experiments/emma/abaw4_mtl.yaml",
+                  test_support::source_path("experiments/emma/abaw4_mtl.yaml"),
                   {"data.batch_size=4", "model.vit=" + kSmallVit, "data.transforms=" + kFaceEval,
                    "data.eval_transforms=" + kFaceEval, "train.amp=none", "train.grad_accum=1", "model.dan=false",
                    "train.max_epochs=~", "schedule.warmup_epochs=~"}}),

@@ -3,6 +3,7 @@
 // the labelled prediction picture is written. Reduced configuration (the demo's) for CPU time.
 #include "core/config.h"
 #include "data/synth.h"
+#include "tests/support/paths.h"
 #include "train/trainer.h"
 
 #include <gmock/gmock.h>
@@ -19,7 +20,7 @@ TEST(MGRRNetTraining, BeatsTheAllPositiveBaselineOnHeldOutSyntheticSubjects) {
   data::synth_registry().create(Config::parse("{name: bp4d, frames_per_sequence: 10, size: 112}"), root);
   const fs::path run = root.string() + "_run";
   fs::remove_all(run);
-  Config config = Config::load(FACET_SOURCE_DIR "/experiments/demo/mgrr_net_bp4d.yaml",
+  Config config = Config::load(test_support::source_path("experiments/demo/mgrr_net_bp4d.yaml"),
                                {"data.root=" + root.string(), "data.transforms[0].size=96", "data.eval_transforms[0].size=96",
                                 "train.max_steps=150", "train.eval_every=150", "train.log_every=1000", "model.dim=64",
                                 "train.log_images=6"});

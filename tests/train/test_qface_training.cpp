@@ -7,6 +7,7 @@
 #include "losses/loss.h"
 #include "metrics/metric.h"
 #include "models/model.h"
+#include "tests/support/paths.h"
 #include "train/sweep.h"
 #include "train/trainer.h"
 #include "tests/support/scratch.h"
@@ -66,10 +67,9 @@ TEST(QFaceTraining, EveryTaskBeatsItsTrivialBaselineOnSyntheticFaces) {
   const auto start = std::chrono::steady_clock::now();
   const fs::path data = fresh_dir("data"), run = fresh_dir("run");
   data::synth_registry().create(Config::parse("{name: face_tasks, train: 1200, val: 300, size: 64, seed: 3}"), data);
-  Trainer trainer(Config::load(FACET_SOURCE_DIR "/experiments/qface/synthetic.yaml",
+  Trainer trainer(Config::load(test_support::source_path("experiments/qface/synthetic.yaml"),
                                {"data.root=" + data.string(), "train.log_every=100",
-                                "train.init_weights=[{path: " FACET_SOURCE_DIR
-                                "/tests/fixtures/pretrained/vit_small_faces.safetensors, convert: timm_vit, add_prefix: vit.}]"}),
+                                "train.init_weights=[{path: " + test_support::source_path("tests/fixtures/pretrained/vit_small_faces.safetensors,") + " convert: timm_vit, add_prefix: vit.}]"}),
                   run, Mode::train);
   const RunResult result = trainer.fit();
   const auto& r = result.last_eval;
@@ -148,7 +148,7 @@ std::vector<std::string> run_config(const fs::path& file, std::vector<std::strin
 }
 
 TEST(QFaceTraining, ConfigsAndAblationVariantsFitTogether) {
-  const fs::path dir = FACET_SOURCE_DIR "/experiments";
+  const fs::path dir = test_support::source_path("experiments");
   const auto multitask = run_config(dir / "qface/multitask.yaml", {}, 40);
   EXPECT_THAT(multitask, ::testing::IsSupersetOf({"val/expression/accuracy", "val/au/f1/mean", "val/attributes/accuracy/mean",
                                                   "val/age/mae/age", "val/pose/mae/mean", "val/attributes/f1/Young"}));
@@ -173,7 +173,7 @@ TEST(QFaceTraining, ConfigsAndAblationVariantsFitTogether) {
 TEST(QFaceTraining, CollidingMetricNamesNeedALabel) {
   const fs::path data = fresh_dir("collide");
   data::synth_registry().create(Config::parse("{name: face_tasks, train: 40, val: 8, size: 64}"), data);
-  Trainer trainer(Config::load(FACET_SOURCE_DIR "/experiments/qface/synthetic.yaml",
+  Trainer trainer(Config::load(test_support::source_path("experiments/qface/synthetic.yaml"),
                                {"data.root=" + data.string(), "metrics[4].label=~", "metrics[3].label=~"}),
                   fresh_dir("collide_run"), Mode::train);
   try {

@@ -5,6 +5,7 @@
 // loses a whole micro-batch.
 #include "core/file_io.h"
 #include "core/safetensors.h"
+#include "tests/support/paths.h"
 #include "tests/support/ranks.h"
 #include "tests/support/scratch.h"
 #include "tests/train/toys.h"
@@ -28,7 +29,7 @@ using ::testing::AllOf;
 using ::testing::HasSubstr;
 using ::testing::Not;
 
-const std::string kFacet = FACET_BINARY_DIR "/tools/cli/facet";
+const std::string kFacet = test_support::binary_path("tools/cli/facet");
 
 fs::path fresh_dir(const std::string& name) { return test_support::scratch_path("facet_resume", name); }
 
@@ -56,7 +57,7 @@ int run_facet(const std::vector<std::string>& args, const std::map<std::string, 
 // with the weights of a run that was never interrupted. The run accumulates gradients over an epoch
 // boundary, with random flips and fp16 autocast with its scaler.
 TEST(Resume, KillDuringACheckpointWriteAtEveryStageResumesExactly) {
-  const std::vector<std::string> train = {"train", FACET_SOURCE_DIR "/experiments/demo/shapes.yaml", "train.max_steps=12",
+  const std::vector<std::string> train = {"train", test_support::source_path("experiments/demo/shapes.yaml"), "train.max_steps=12",
                                           "train.checkpoint_every=2", "train.eval_every=0", "data.train_size=96", "data.eval_size=32",
                                           "data.batch_size=16", "train.grad_accum=2", "train.amp=fp16",
                                           "model.dropout=0.2", "train.log_every=1", "train.threads=1"};
@@ -207,7 +208,7 @@ TEST(Resume, TensorBoardDropsTheEventsOfTheCrashedStretch) {
                     "steps = [e.step for e in acc.Scalars('train/loss')]\n"
                     "print('steps', steps)\n"
                     "sys.exit(0 if steps == sorted(set(steps)) and steps[-1] == 10 else 1)\n");
-  const std::string command = fmt::format("{} {} {} > {} 2>&1", FACET_PYTHON, script.string(), run.string(),
+  const std::string command = fmt::format("{} {} {} > {} 2>&1", test_support::kPython, script.string(), run.string(),
                                           (run / "events.txt").string());
   EXPECT_EQ(std::system(command.c_str()), 0) << read_file(run / "events.txt");
 }

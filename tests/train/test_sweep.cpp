@@ -1,6 +1,7 @@
 #include "core/error.h"
 #include "core/file_io.h"
 #include "core/text.h"
+#include "tests/support/paths.h"
 #include "tests/support/scratch.h"
 #include "train/sweep.h"
 
@@ -26,7 +27,7 @@ fs::path temp(const std::string& name) {
 }
 
 fs::path write_sweep(const fs::path& dir, const std::string& body) {
-  write_file_atomic(dir / "sweep.yaml", "base: " FACET_SOURCE_DIR "/experiments/demo/shapes.yaml\n" + body);
+  write_file_atomic(dir / "sweep.yaml", "base: " + test_support::source_path("experiments/demo/shapes.yaml") + "\n" + body);
   return dir / "sweep.yaml";
 }
 
@@ -106,7 +107,7 @@ reference:
 // The base experiment may state the figures (training ignores the key); the sweep file's replace them.
 TEST(Sweep, ReferenceFromTheBaseConfigAndItsErrors) {
   const fs::path dir = temp("reference_base");
-  write_file_atomic(dir / "base.yaml", "_base_: " FACET_SOURCE_DIR "/experiments/demo/shapes.yaml\n"
+  write_file_atomic(dir / "base.yaml", "_base_: " + test_support::source_path("experiments/demo/shapes.yaml") + "\n"
                                        "reference: {source: base paper, values: {val/accuracy: 0.9}}\n");
   auto plan_with = [&](const std::string& body) {
     write_file_atomic(dir / "sweep.yaml", "base: base.yaml\ngrid: {seed: [0, 1]}\nmetrics: [val/accuracy]\n" + body);
@@ -138,7 +139,7 @@ TEST(Sweep, ReferenceFromTheBaseConfigAndItsErrors) {
 
 // The repository's sweeps with a paper figure plan, and their figures are metrics they report.
 TEST(Sweep, RepositorySweepsStateTheirReferences) {
-  const auto plan = plan_sweep(FACET_SOURCE_DIR "/experiments/mgrr_net/disfa_3fold.yaml", temp("repo") / "out");
+  const auto plan = plan_sweep(test_support::source_path("experiments/mgrr_net/disfa_3fold.yaml"), temp("repo") / "out");
   EXPECT_THAT(plan.reference.source, HasSubstr("TIST 2024"));
   EXPECT_EQ(plan.reference.value("base", "test/f1/mean").value_or(-1), 0.682);
 }
@@ -153,7 +154,7 @@ TEST(Sweep, ErrorsNameTheSweepFile) {
     EXPECT_THAT(e.what(), HasSubstr("bad.yaml:1"));
     EXPECT_THAT(e.what(), HasSubstr("missing.yaml does not exist"));
   }
-  write_file_atomic(dir / "grid.yaml", "base: " FACET_SOURCE_DIR "/experiments/demo/shapes.yaml\nmetrics: [a]\ngrid: {seed: 3}\n");
+  write_file_atomic(dir / "grid.yaml", "base: " + test_support::source_path("experiments/demo/shapes.yaml") + "\nmetrics: [a]\ngrid: {seed: 3}\n");
   EXPECT_THROW(plan_sweep(dir / "grid.yaml"), Error);
 }
 
@@ -184,7 +185,7 @@ nproc_per_node: 2
 // The whole launcher: runs, tabulates, and skips finished runs when started again.
 TEST(Sweep, RunsSkipsFinishedAndTabulates) {
   const fs::path dir = temp("run");
-  write_file_atomic(dir / "base.yaml", "_base_: " FACET_SOURCE_DIR "/experiments/demo/shapes.yaml\n"
+  write_file_atomic(dir / "base.yaml", "_base_: " + test_support::source_path("experiments/demo/shapes.yaml") + "\n"
                                        "reference:\n  source: \"a paper, Table 1\"\n  values: {val/accuracy: 0.5}\n");
   write_file_atomic(dir / "sweep.yaml", "base: base.yaml\n" R"(
 name: tiny
@@ -198,7 +199,7 @@ parallel: 2
     const pid_t pid = ::fork();
     if (pid == 0) {
       if (!std::freopen(log.c_str(), "w", stderr) || ::dup2(::fileno(stderr), ::fileno(stdout)) < 0) ::_exit(126);
-      const std::string facet = FACET_BINARY_DIR "/tools/cli/facet";
+      const std::string facet = test_support::binary_path("tools/cli/facet");
       const std::string out = (dir / "out").string();
       ::execl(facet.c_str(), facet.c_str(), "sweep", file.c_str(), "--out", out.c_str(), flag, nullptr);
       ::_exit(127);

@@ -5,6 +5,7 @@
 #include "data/dataset.h"
 #include "data/sampler.h"
 #include "metrics/metric.h"
+#include "tests/support/paths.h"
 #include "models/model.h"
 #include "train/checkpoint.h"
 #include "train/hook.h"
@@ -41,7 +42,7 @@ void save_recording(const std::filesystem::path& path) {
 Config shapes_experiment(const std::vector<std::string>& overrides) {
   std::vector<std::string> all = {"train.log_every=1000", "data.workers=2", "train.threads=1", "data.eval_size=64"};
   all.insert(all.end(), overrides.begin(), overrides.end());
-  return Config::load(FACET_SOURCE_DIR "/experiments/demo/shapes.yaml", all);
+  return Config::load(test_support::source_path("experiments/demo/shapes.yaml"), all);
 }
 
 namespace {

@@ -3,6 +3,7 @@
 #include "core/config.h"
 #include "core/file_io.h"
 #include "core/safetensors.h"
+#include "tests/support/paths.h"
 #include "train/checkpoint.h"
 #include "train/trainer.h"
 #include "tests/support/scratch.h"
@@ -26,7 +27,7 @@ namespace fs = std::filesystem;
 using ::testing::AllOf;
 using ::testing::HasSubstr;
 
-const std::string kFacet = FACET_BINARY_DIR "/tools/cli/facet";
+const std::string kFacet = test_support::binary_path("tools/cli/facet");
 
 fs::path fresh_dir(const std::string& name) { return test_support::scratch_path("facet_trainer", name); }
 
@@ -34,7 +35,7 @@ fs::path fresh_dir(const std::string& name) { return test_support::scratch_path(
 Config small_experiment(const std::vector<std::string>& extra = {}) {
   std::vector<std::string> overrides = {"train.log_every=1000", "data.workers=2"};
   overrides.insert(overrides.end(), extra.begin(), extra.end());
-  return Config::load(FACET_SOURCE_DIR "/experiments/demo/shapes.yaml", overrides);
+  return Config::load(test_support::source_path("experiments/demo/shapes.yaml"), overrides);
 }
 
 std::string read_bytes(const fs::path& p) { return read_file(p); }
@@ -121,7 +122,7 @@ TEST(Trainer, OverfitsOneBatch) {
 
 // An uninterrupted run and a run killed (SIGTERM, then kill -9) and resumed end bit-identical.
 TEST(Trainer, ResumeAfterSigtermAndKillIsBitIdentical) {
-  const std::vector<std::string> common = {FACET_SOURCE_DIR "/experiments/demo/shapes.yaml", "train.max_steps=40",
+  const std::vector<std::string> common = {test_support::source_path("experiments/demo/shapes.yaml"), "train.max_steps=40",
                                            "train.checkpoint_every=4", "train.eval_every=20", "train.log_every=1000",
                                            "train.ema_decay=0.9", "model.dropout=0.2", "train.threads=1"};
   auto with = [&](std::vector<std::string> extra) {

@@ -3,6 +3,7 @@
 // projector only), from the test-size variants of experiments/vlm/*.yaml.
 #include "core/config.h"
 #include "models/build.h"
+#include "tests/support/paths.h"
 #include "train/optimizer.h"
 
 #include <gtest/gtest.h>
@@ -15,7 +16,7 @@ using namespace facet;
 namespace {
 
 Config experiment(const std::string& name) {
-  return Config::load(std::filesystem::path(FACET_SOURCE_DIR) / "experiments/vlm/tiny" / name);
+  return Config::load(std::filesystem::path(facet::test_support::kSourceDir) / "experiments/vlm/tiny" / name);
 }
 
 // lr -> number of parameters trained at it.

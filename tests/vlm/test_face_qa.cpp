@@ -4,6 +4,7 @@
 #include "core/config.h"
 #include "data/dataset.h"
 #include "data/synth.h"
+#include "tests/support/paths.h"
 #include "tests/support/scratch.h"
 
 #include <gmock/gmock.h>
@@ -18,7 +19,7 @@ namespace fs = std::filesystem;
 using ::testing::HasSubstr;
 using test_support::message_of;
 
-const fs::path kSource(FACET_SOURCE_DIR);
+const fs::path kSource(test_support::kSourceDir);
 const std::string kTokenizer = (kSource / "tests/fixtures/llm/tokenizer").string();
 
 const fs::path& faces() {

@@ -10,6 +10,7 @@
 #include "data/npy.h"
 #include "data/text/tokenizer.h"
 #include "data/vindr_cxr/litegpt_answers.h"
+#include "tests/support/paths.h"
 #include "tests/support/scratch.h"
 
 #include <gmock/gmock.h>
@@ -29,7 +30,7 @@ using ::testing::HasSubstr;
 using json = nlohmann::json;
 using test_support::message_of;
 
-const fs::path kSource(FACET_SOURCE_DIR);
+const fs::path kSource(test_support::kSourceDir);
 const fs::path kFaba = kSource / "tests/fixtures/faba_instruct";
 const fs::path kTokenizer = kSource / "tests/fixtures/llm/tokenizer";
 

@@ -4,6 +4,7 @@
 // spelling "Other disease", and the prompts with their missing comma.
 #include "core/csv.h"
 #include "data/vindr_cxr/litegpt_answers.h"
+#include "tests/support/paths.h"
 #include "tests/support/scratch.h"
 
 #include <gmock/gmock.h>
@@ -21,7 +22,7 @@ namespace fs = std::filesystem;
 using ::testing::HasSubstr;
 using json = nlohmann::json;
 
-const fs::path kDir = fs::path(FACET_SOURCE_DIR) / "tests/fixtures/litegpt_answers";
+const fs::path kDir = fs::path(test_support::kSourceDir) / "tests/fixtures/litegpt_answers";
 
 json expected() {
   std::ifstream f(kDir / "expected.json");

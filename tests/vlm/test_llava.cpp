@@ -11,6 +11,7 @@
 #include "models/vlm/litegpt.h"
 #include "models/vlm/llava.h"
 #include "models/weights/init_weights.h"
+#include "tests/support/paths.h"
 #include "tests/support/tensors.h"
 
 #include <gmock/gmock.h>
@@ -31,7 +32,7 @@ using ::testing::ThrowsMessage;
 
 namespace {
 
-fs::path fixture(const std::string& name) { return fs::path(FACET_SOURCE_DIR) / "tests/fixtures/vlm" / name; }
+fs::path fixture(const std::string& name) { return fs::path(facet::test_support::kSourceDir) / "tests/fixtures/vlm" / name; }
 
 void load(torch::nn::Module& m, const fs::path& path, const std::string& convert, const std::string& extra = "") {
   init_weights(m, Config::parse("w:\n  - {path: '" + path.string() + "', convert: " + convert + extra + "}", "test").at("w"));

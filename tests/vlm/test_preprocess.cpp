@@ -3,6 +3,7 @@
 #include "core/error.h"
 #include "core/safetensors.h"
 #include "models/vlm/clip_preprocess.h"
+#include "tests/support/paths.h"
 
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
@@ -15,7 +16,7 @@ using namespace facet::models::vlm;
 namespace {
 
 TEST(ClipPreprocess, MatchesCLIPImageProcessor) {
-  safetensors::File golden(std::filesystem::path(FACET_SOURCE_DIR) / "tests/fixtures/vlm/preprocess.safetensors");
+  safetensors::File golden(std::filesystem::path(facet::test_support::kSourceDir) / "tests/fixtures/vlm/preprocess.safetensors");
   ClipPreprocessOptions o;
   o.size = 32;
   o.crop_size = 32;

@@ -4,6 +4,7 @@
 // code); then the registered metrics through update / records / merge / compute.
 #include "metrics/metric.h"
 #include "metrics/text_metrics.h"
+#include "tests/support/paths.h"
 #include "tests/support/scratch.h"
 
 #include <gmock/gmock.h>
@@ -20,7 +21,7 @@ using json = nlohmann::json;
 using ::testing::HasSubstr;
 
 const json& golden() {
-  static const json j = json::parse(std::ifstream(std::filesystem::path(FACET_SOURCE_DIR) / "tests/fixtures/text_metrics/expected.json"));
+  static const json j = json::parse(std::ifstream(std::filesystem::path(test_support::kSourceDir) / "tests/fixtures/text_metrics/expected.json"));
   return j;
 }
 

@@ -10,6 +10,7 @@
 #include "data/synth.h"
 #include "models/build.h"
 #include "models/vlm/vlm.h"
+#include "tests/support/paths.h"
 #include "train/evaluator.h"
 #include "train/options.h"
 #include "train/runtime.h"
@@ -31,7 +32,7 @@ namespace {
 namespace fs = std::filesystem;
 using ::testing::HasSubstr;
 
-const fs::path kSource = FACET_SOURCE_DIR;
+const fs::path kSource = test_support::kSourceDir;
 const std::string kTokenizer = (kSource / "tests/fixtures/llm/tokenizer").string();  // SentencePiece, 600 pieces
 
 // The test-size model of experiments/vlm/tiny/<name> as overrides of a stage config's model (the

@@ -9,7 +9,7 @@
 //     - {name: mc_dropout, every: 1, passes: 8, output: logits, top_k: 10}
 //
 // [choice] every: 1 — each visit of a sample refreshes its estimate; raise it to trade freshness
-// for time (bench/curriculum.cpp measures the cost).
+// for time (bench/lesion_switches.cpp measures the cost).
 #include "curriculum/mc_dropout.h"
 #include "curriculum/samplers.h"
 #include "train/hook.h"

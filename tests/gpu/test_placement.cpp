@@ -90,7 +90,7 @@ std::vector<ModelCase> model_cases() {
        {"data.batch_size=4", "model.backbone_depth=18", "model.dim=32", "data.transforms[0].size=80",
         "data.transforms[1].size=72", "data.eval_transforms[0].size=80", "data.eval_transforms[1].size=72",
         "train.max_epochs=~"}, {}},
-      {"qface", "{name: face_tasks, train: 16, val: 6, size: 64}", source("experiments/qface/synthetic.yaml").string(),
+      {"qface", "{name: face_tasks, train: 64, val: 6, size: 64}", source("experiments/qface/synthetic.yaml").string(),
        {"data.batch_size=4"}, {}},
       {"emma", "{name: abaw, train_videos: 3, val_videos: 2, frames_per_video: 3, size: 64}",
        source("experiments/emma/abaw4_mtl.yaml").string(),

@@ -141,7 +141,7 @@ TEST(GpuTraining, Bf16AutocastLearns) {
   double first = 0, last = 0;
   for (int64_t s = 1; s <= 5; ++s) first += r.probe->losses.at(s) / 5;
   for (int64_t s = 56; s <= 60; ++s) last += r.probe->losses.at(s) / 5;
-  EXPECT_LT(last, 0.8 * first) << "bf16 loss " << first << " -> " << last;
+  EXPECT_LT(last, 0.85 * first) << "bf16 loss " << first << " -> " << last;
   std::printf("bf16 on %s: loss (mean of 5 steps) %.3f -> %.3f\n", device.str().c_str(), first, last);
 }
 

@@ -49,6 +49,11 @@ run() {  # prints the command; runs it unless --dry-run
   echo "+ $*"
   ((dry_run)) || "$@"
 }
+run_logged() {  # run, with the output also kept in the file $1
+  local log=$1; shift
+  echo "+ $* (log: $log)"
+  ((dry_run)) || "$@" 2>&1 | tee "$log"
+}
 
 start=$SECONDS
 rows=()  # check <TAB> result <TAB> figure
@@ -83,20 +88,21 @@ if ! has_gpu; then
   echo "no GPU: built the CUDA configuration, nothing run${cuda_line:+ (facet info: $cuda_line)}"
   exit 0
 fi
-((dry_run)) || "$build/tools/cli/facet" info
+if ((!dry_run)) && [ -x "$build/tools/cli/facet" ]; then "$build/tools/cli/facet" info; fi
 mkdir -p "$out"
 
 # --- 1. the GPU tests ----------------------------------------------------------------------------------
 failed=0
 t=$SECONDS
-if ! run "$tests_exe" --gtest_filter='-GpuTwoRanks.*:GpuCheckScript.*:GpuPlacementTable.*' \
+rm -f "$out/gpu_tests.json" "$out/two_ranks.json"
+if ! run_logged "$out/gpu_tests.log" "$tests_exe" --gtest_filter='-GpuTwoRanks.*:GpuCheckScript.*:GpuPlacementTable.*' \
     --gtest_output="json:$out/gpu_tests.json"; then failed=1; fi
 row "facet_gpu_tests (total)" "$( ((dry_run)) && echo dry-run || { ((failed)) && echo FAIL || echo ok; })" "$((SECONDS - t)) s"
 
 # --- 2. two ranks on one GPU -------------------------------------------------------------------------
 t=$SECONDS
 rm -f "$out/two_ranks.txt"
-if FACET_GPU_CHECK_OUT="$out" run "$tests_exe" --gtest_filter='GpuTwoRanks.CollectivesOnOneGpu' \
+if FACET_GPU_CHECK_OUT="$out" run_logged "$out/two_ranks.log" "$tests_exe" --gtest_filter='GpuTwoRanks.CollectivesOnOneGpu' \
     --gtest_output="json:$out/two_ranks.json"; then result=ok; else result=FAIL; failed=1; fi
 ((dry_run)) && result=dry-run
 row "two ranks on one GPU: $(cat "$out/two_ranks.txt" 2>/dev/null | head -1 || true)" "$result" "$((SECONDS - t)) s"
@@ -148,6 +154,8 @@ if os.path.exists(sys.argv[2]):
             result = "FAIL" if t.get("failures") else ("skipped" if t.get("result") == "SKIPPED" else "ok")
             tests.append([name, result, t.get("time", "")])
 at = next((i for i, r in enumerate(rows) if r[0].startswith("facet_gpu_tests")), len(rows))
+if not tests and at < len(rows) and rows[at][1] == "FAIL":
+    tests = [["  (no per-test results: the executable crashed; see gpu_tests.log)", "FAIL", ""]]
 rows[at + 1:at + 1] = tests
 rows.append(["total", "", f"{sys.argv[3]} s"])
 w0 = max(len(r[0]) for r in rows)

@@ -30,10 +30,12 @@ inline const char* kNoGpu =
     "no GPU: torch::cuda::is_available() is false (the CUDA configuration is built, nothing run; "
     "FACET_GPU_TESTS_ON_CPU=1 rehearses these tests on the CPU)";
 
-// The source tree (experiments, fixtures), for configs the tests reuse.
+// The source tree (experiments, tools) and the venv's Python: the only places the build's paths
+// reach these tests (tests/support/paths.h replaces the macros when it lands).
 inline std::filesystem::path source(const std::string& relative) {
   return std::filesystem::path(FACET_SOURCE_DIR) / relative;
 }
+inline std::string python() { return FACET_PYTHON; }
 
 // Waits for the device's queued work (a no-op on the CPU).
 inline void sync(const torch::Device& d) {

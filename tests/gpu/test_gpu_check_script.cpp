@@ -2,6 +2,7 @@
 // says so and exits 0, its GPU branch plans the commands the table needs, and the test filters it
 // names exist in this executable. Runs everywhere (nothing is built or run by the dry runs), so the
 // script cannot go stale before the day a GPU is at hand.
+#include "tests/gpu/gpu.h"
 #include "tests/support/scratch.h"
 
 #include <gmock/gmock.h>
@@ -19,7 +20,7 @@ using ::testing::AllOf;
 using ::testing::HasSubstr;
 using ::testing::Not;
 
-const std::string kScript = FACET_SOURCE_DIR "/tools/gpu_check.sh";
+const std::string kScript = gpu_test::source("tools/gpu_check.sh").string();
 
 // Output (stdout and stderr) and exit code of a shell command.
 std::pair<std::string, int> shell(const std::string& command) {
@@ -47,7 +48,7 @@ TEST(GpuCheckScript, ParsesAndItsNoGpuBranchExitsZero) {
 
 TEST(GpuCheckScript, ItsGpuBranchPlansTheTestsTwoRanksAndBenchmarks) {
   const auto build = test_support::scratch_path("facet_gpu_check", "gpu");
-  const auto [out, code] = shell("FACET_GPU_CHECK_ASSUME=gpu " + kScript + " --dry-run --rounds 1 --python " FACET_PYTHON
+  const auto [out, code] = shell("FACET_GPU_CHECK_ASSUME=gpu " + kScript + " --dry-run --rounds 1 --python " + gpu_test::python() +
                                  " --build " + build.string());
   EXPECT_EQ(code, 0) << out;
   EXPECT_THAT(out, AllOf(HasSubstr("tests/facet_gpu_tests --gtest_filter=-GpuTwoRanks.*"),
@@ -74,7 +75,7 @@ TEST(GpuCheckScript, ItsGpuBranchPlansTheTestsTwoRanksAndBenchmarks) {
 // The benchmark's Python side takes --device and --dtype (and refuses CUDA where there is none).
 TEST(GpuCheckScript, TrainStepPythonBenchTakesDeviceAndDtype) {
   if (torch::cuda::is_available()) GTEST_SKIP() << "a GPU is present: the no-CUDA refusal cannot be seen";
-  const auto [out, code] = shell(FACET_PYTHON " " FACET_SOURCE_DIR "/bench/train_step.py --device cuda --dtype bf16");
+  const auto [out, code] = shell(gpu_test::python() + " " + gpu_test::source("bench/train_step.py").string() + " --device cuda --dtype bf16");
   EXPECT_NE(code, 0);
   EXPECT_THAT(out, HasSubstr("--device cuda, but no CUDA device is usable"));
 }

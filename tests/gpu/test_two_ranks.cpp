@@ -163,7 +163,7 @@ TEST(GpuTwoRanks, CollectivesOnOneGpu) {
   const fs::path dir = test_support::scratch_dir("facet_gpu", "two_ranks");
   std::string used, note;
   if (device.is_cuda()) {
-    const auto codes = start_ranks("nccl", dir, 180);
+    const auto codes = start_ranks("nccl", dir, 90);
     if (codes == std::vector<int>{0, 0}) {
       used = "nccl";
     } else if (codes[0] == kRefused || codes[1] == kRefused) {
@@ -178,7 +178,7 @@ TEST(GpuTwoRanks, CollectivesOnOneGpu) {
     note = "rehearsal on the CPU: no NCCL";
   }
   if (used.empty()) {
-    const auto codes = start_ranks("gloo", dir, 180);
+    const auto codes = start_ranks("gloo", dir, 90);
     ASSERT_EQ(codes, (std::vector<int>{0, 0})) << logs(dir, "gloo");
     used = "gloo over CUDA tensors";
   }

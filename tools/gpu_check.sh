@@ -10,7 +10,7 @@
 #      autocast, images/s and the ratio (bench/train_step.{cpp,py}, alternating runs, median).
 # Without a GPU it builds, says so and exits 0. Budget: under 8 minutes on one H100 once built.
 #
-#   tools/gpu_check.sh [--build DIR] [--python PY] [--jobs N] [--rounds N] [--no-build] [--dry-run]
+#   tools/gpu_check.sh [--build DIR (from the repository root)] [--python PY] [--jobs N] [--rounds N] [--no-build] [--dry-run]
 #
 # --dry-run prints what would run and the table's layout without building or running anything
 # (FACET_GPU_CHECK_ASSUME=gpu|none decides the GPU question there; tests/gpu runs it so the script
@@ -33,7 +33,7 @@ while (($#)); do
     --rounds) rounds=$2; shift 2 ;;
     --no-build) do_build=0; shift ;;
     --dry-run) dry_run=1; shift ;;
-    -h|--help) sed -n '2,19p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h|--help) awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "$0"; exit 0 ;;
     *) echo "gpu_check.sh: unknown argument $1 (see --help)" >&2; exit 2 ;;
   esac
 done

@@ -41,6 +41,9 @@ TEST(GpuCheckScript, ParsesAndItsNoGpuBranchExitsZero) {
   EXPECT_EQ(code, 0) << out;
   EXPECT_THAT(out, AllOf(HasSubstr("+ cmake --build " + build.string() + " -j"), HasSubstr("--target facet facet_gpu_tests train_step_bench"),
                          HasSubstr("no GPU: built the CUDA configuration, nothing run"), Not(HasSubstr("facet_gpu_tests --gtest"))));
+  const auto [help, help_code] = shell(kScript + " --help");
+  EXPECT_EQ(help_code, 0);
+  EXPECT_THAT(help, AllOf(HasSubstr("`make gpu-check`"), HasSubstr("--dry-run prints"), Not(HasSubstr("set -euo"))));
   const auto [bad, bad_code] = shell(kScript + " --frobnicate");
   EXPECT_EQ(bad_code, 2);
   EXPECT_THAT(bad, HasSubstr("unknown argument --frobnicate"));

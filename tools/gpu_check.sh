@@ -95,14 +95,14 @@ mkdir -p "$out"
 failed=0
 t=$SECONDS
 rm -f "$out/gpu_tests.json" "$out/two_ranks.json"
-if ! run_logged "$out/gpu_tests.log" "$tests_exe" --gtest_filter='-GpuTwoRanks.*:GpuCheckScript.*:GpuPlacementTable.*' \
+if ! run_logged "$out/gpu_tests.log" timeout 360 "$tests_exe" --gtest_filter='-GpuTwoRanks.*:GpuCheckScript.*:GpuPlacementTable.*' \
     --gtest_output="json:$out/gpu_tests.json"; then failed=1; fi
 row "facet_gpu_tests (total)" "$( ((dry_run)) && echo dry-run || { ((failed)) && echo FAIL || echo ok; })" "$((SECONDS - t)) s"
 
 # --- 2. two ranks on one GPU -------------------------------------------------------------------------
 t=$SECONDS
 rm -f "$out/two_ranks.txt"
-if FACET_GPU_CHECK_OUT="$out" run_logged "$out/two_ranks.log" "$tests_exe" --gtest_filter='GpuTwoRanks.CollectivesOnOneGpu' \
+if FACET_GPU_CHECK_OUT="$out" run_logged "$out/two_ranks.log" timeout 240 "$tests_exe" --gtest_filter='GpuTwoRanks.CollectivesOnOneGpu' \
     --gtest_output="json:$out/two_ranks.json"; then result=ok; else result=FAIL; failed=1; fi
 ((dry_run)) && result=dry-run
 row "two ranks on one GPU: $(cat "$out/two_ranks.txt" 2>/dev/null | head -1 || true)" "$result" "$((SECONDS - t)) s"
@@ -120,14 +120,19 @@ for b in "${benches[@]}"; do
       facet+=(0) torch+=(0)
       continue
     fi
-    if f=$("$build/bench/train_step_bench" "${args[@]}" --device cuda --dtype bf16 | images_per_s) &&
-       p=$("$python" bench/train_step.py "${args[@]}" --device cuda --dtype bf16 | images_per_s); then
+    # A hang or a crash of either side fails the row, never the whole check.
+    if f=$(timeout 180 "$build/bench/train_step_bench" "${args[@]}" --device cuda --dtype bf16 | images_per_s) &&
+       p=$(timeout 180 "$python" bench/train_step.py "${args[@]}" --device cuda --dtype bf16 | images_per_s); then
       facet+=("$f") torch+=("$p")
     else
+      echo "gpu_check.sh: the train-step benchmark failed ($label, round $((i + 1)))" >&2
       failed=1
     fi
   done
   if ((${#facet[@]} == 0)); then row "train step $label" FAIL "-"; continue; fi
+  result=ok
+  ((dry_run)) && result=dry-run
+  ((${#facet[@]} == rounds)) || result=FAIL
   figure=$("$python" - "${facet[*]}" "${torch[*]}" <<'PY'
 import statistics, sys
 f = [float(x) for x in sys.argv[1].split()]
@@ -137,7 +142,7 @@ ratio = f"{mf / mt:.2f}" if mt else "-"
 print(f"facet {mf:.0f} img/s, pytorch {mt:.0f} img/s, facet/pytorch throughput {ratio} ({len(f)} runs each)")
 PY
 )
-  row "train step $label" "$( ((dry_run)) && echo dry-run || echo ok)" "$figure"
+  row "train step $label" "$result" "$figure"
 done
 
 # --- the table -----------------------------------------------------------------------------------------

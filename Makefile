@@ -12,7 +12,7 @@ ENV_FILE   := $(BUILD)/bootstrap.env
 # Read the bootstrap's results (venv, torch prefix) inside recipes.
 LOAD_ENV   := set -a && . ./$(ENV_FILE) && set +a
 
-.PHONY: all deps configure build build-cli test demo asan fuzz goldens bench clean help
+.PHONY: all deps configure build build-cli test demo asan fuzz goldens bench gpu-check clean help
 
 all: build
 
@@ -23,6 +23,7 @@ help:
 	@echo "make fuzz     run every fuzzer longer (FUZZ_SECONDS each, default 300)"
 	@echo "make goldens  regenerate tests/fixtures with the reference Python libraries"
 	@echo "make bench    benchmarks against PyTorch (Python) on this machine"
+	@echo "make gpu-check  the GPU tests, 2 ranks on one GPU and the GPU benchmarks, one table (builds only, without a GPU)"
 
 # Debian packages + the Python venv with the pinned torch wheel; writes $(ENV_FILE) only when it changes.
 deps:
@@ -82,6 +83,11 @@ goldens: deps
 
 bench: build
 	$(LOAD_ENV) && bench/run.sh $(BUILD) "$$FACET_VENV/bin/python"
+
+# tools/gpu_check.sh: builds what it needs, then (only where LibTorch sees a GPU) the GPU tests,
+# two ranks on one GPU and the bf16 train-step benchmarks against PyTorch, in one table.
+gpu-check: configure
+	$(LOAD_ENV) && tools/gpu_check.sh --build $(BUILD) --python "$$FACET_VENV/bin/python" --jobs $(JOBS)
 
 clean:
 	rm -rf $(BUILD) build-asan

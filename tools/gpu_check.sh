@@ -1,0 +1,176 @@
+#!/usr/bin/env bash
+# `make gpu-check`: everything Facet claims about the GPU, run on the GPU of this machine, in one
+# table. Builds the CUDA configuration (the normal build: the CUDA wheel's LibTorch), then, when
+# LibTorch sees a GPU:
+#   1. facet_gpu_tests: device placement of every model, loss and metric; fp16 autocast with the
+#      gradient scaler killed and resumed; bf16 autocast; pinned memory and non-blocking copies;
+#      the GPU's random stream after a resume (tests/gpu/);
+#   2. two ranks on one GPU: NCCL where it allows it, else Gloo over CUDA tensors (the output says which);
+#   3. the train-step benchmark against PyTorch on the GPU: ResNet-50 and ViT-B/16 under bf16
+#      autocast, images/s and the ratio (bench/train_step.{cpp,py}, alternating runs, median).
+# Without a GPU it builds, says so and exits 0. Budget: under 8 minutes on one H100 once built.
+#
+#   tools/gpu_check.sh [--build DIR (from the repository root)] [--python PY] [--jobs N] [--rounds N] [--no-build] [--dry-run]
+#
+# --dry-run prints what would run and the table's layout without building or running anything
+# (FACET_GPU_CHECK_ASSUME=gpu|none decides the GPU question there; tests/gpu runs it so the script
+# does not go stale). Results and the table go to BUILD/gpu_check/.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+build=build
+python=${FACET_VENV:+$FACET_VENV/bin/python}
+python=${python:-python3}
+jobs=$(nproc)
+rounds=${BENCH_ROUNDS:-3}
+do_build=1
+dry_run=0
+while (($#)); do
+  case $1 in
+    --build) build=$2; shift 2 ;;
+    --python) python=$2; shift 2 ;;
+    --jobs) jobs=$2; shift 2 ;;
+    --rounds) rounds=$2; shift 2 ;;
+    --no-build) do_build=0; shift ;;
+    --dry-run) dry_run=1; shift ;;
+    -h|--help) awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "$0"; exit 0 ;;
+    *) echo "gpu_check.sh: unknown argument $1 (see --help)" >&2; exit 2 ;;
+  esac
+done
+
+out="$build/gpu_check"
+targets=(facet facet_gpu_tests train_step_bench)
+tests_exe="$build/tests/facet_gpu_tests"
+# The benchmarks: label, then the arguments both sides get.
+benches=("ResNet-50 bf16, batch 64, 224 px|--model resnet50 --batch 64 --size 224 --steps 30 --warmup 10"
+         "ViT-B/16 bf16, batch 64, 224 px|--model vit_b16 --batch 64 --size 224 --steps 30 --warmup 10")
+
+run() {  # prints the command; runs it unless --dry-run
+  echo "+ $*"
+  ((dry_run)) || "$@"
+}
+run_logged() {  # run, with the output also kept in the file $1
+  local log=$1; shift
+  echo "+ $* (log: $log)"
+  ((dry_run)) || "$@" 2>&1 | tee "$log"
+}
+
+start=$SECONDS
+rows=()  # check <TAB> result <TAB> figure
+row() { rows+=("$(printf '%s\t%s\t%s' "$1" "$2" "$3")"); }
+
+# --- build ------------------------------------------------------------------------------------------
+if ((do_build)); then
+  t=$SECONDS
+  if [ ! -f "$build/build.ninja" ] && ((!dry_run)); then
+    echo "gpu_check.sh: $build is not configured; run \`make configure\` (or \`make gpu-check\`, which does)" >&2
+    exit 2
+  fi
+  run cmake --build "$build" -j "$jobs" --target "${targets[@]}"
+  row "build (${targets[*]})" "$( ((dry_run)) && echo dry-run || echo ok)" "$((SECONDS - t)) s"
+fi
+
+# --- is there a GPU? ----------------------------------------------------------------------------------
+has_gpu() {
+  case ${FACET_GPU_CHECK_ASSUME:-} in
+    gpu) return 0 ;;
+    none) return 1 ;;
+  esac
+  # LibTorch's own answer (what the tests will see), else the driver's.
+  if [ -x "$build/tools/cli/facet" ]; then
+    "$build/tools/cli/facet" info 2>/dev/null | grep -q '^CUDA *available'
+  else
+    command -v nvidia-smi > /dev/null && nvidia-smi -L 2>/dev/null | grep -q '^GPU'
+  fi
+}
+if ! has_gpu; then
+  cuda_line=$([ -x "$build/tools/cli/facet" ] && "$build/tools/cli/facet" info 2>/dev/null | grep '^CUDA' | tr -s ' ' || true)
+  echo "no GPU: built the CUDA configuration, nothing run${cuda_line:+ (facet info: $cuda_line)}"
+  exit 0
+fi
+if ((!dry_run)) && [ -x "$build/tools/cli/facet" ]; then "$build/tools/cli/facet" info; fi
+mkdir -p "$out"
+
+# --- 1. the GPU tests ----------------------------------------------------------------------------------
+failed=0
+t=$SECONDS
+rm -f "$out/gpu_tests.json" "$out/two_ranks.json"
+if ! run_logged "$out/gpu_tests.log" timeout 360 "$tests_exe" --gtest_filter='-GpuTwoRanks.*:GpuCheckScript.*:GpuPlacementTable.*' \
+    --gtest_output="json:$out/gpu_tests.json"; then failed=1; fi
+row "facet_gpu_tests (total)" "$( ((dry_run)) && echo dry-run || { ((failed)) && echo FAIL || echo ok; })" "$((SECONDS - t)) s"
+
+# --- 2. two ranks on one GPU -------------------------------------------------------------------------
+t=$SECONDS
+rm -f "$out/two_ranks.txt"
+if FACET_GPU_CHECK_OUT="$out" run_logged "$out/two_ranks.log" timeout 240 "$tests_exe" --gtest_filter='GpuTwoRanks.CollectivesOnOneGpu' \
+    --gtest_output="json:$out/two_ranks.json"; then result=ok; else result=FAIL; failed=1; fi
+((dry_run)) && result=dry-run
+row "two ranks on one GPU: $(cat "$out/two_ranks.txt" 2>/dev/null | head -1 || true)" "$result" "$((SECONDS - t)) s"
+
+# --- 3. train step against PyTorch ---------------------------------------------------------------------
+images_per_s() { "$python" -c 'import json,sys;print(json.load(sys.stdin)["images_per_s"])'; }
+for b in "${benches[@]}"; do
+  label=${b%%|*}
+  read -r -a args <<< "${b#*|}"
+  facet=() torch=()
+  for ((i = 0; i < rounds; i++)); do
+    if ((dry_run)); then
+      run "$build/bench/train_step_bench" "${args[@]}" --device cuda --dtype bf16
+      run "$python" bench/train_step.py "${args[@]}" --device cuda --dtype bf16
+      facet+=(0) torch+=(0)
+      continue
+    fi
+    # A hang or a crash of either side fails the row, never the whole check.
+    if f=$(timeout 180 "$build/bench/train_step_bench" "${args[@]}" --device cuda --dtype bf16 | images_per_s) &&
+       p=$(timeout 180 "$python" bench/train_step.py "${args[@]}" --device cuda --dtype bf16 | images_per_s); then
+      facet+=("$f") torch+=("$p")
+    else
+      echo "gpu_check.sh: the train-step benchmark failed ($label, round $((i + 1)))" >&2
+      failed=1
+    fi
+  done
+  if ((${#facet[@]} == 0)); then row "train step $label" FAIL "-"; continue; fi
+  result=ok
+  ((dry_run)) && result=dry-run
+  ((${#facet[@]} == rounds)) || result=FAIL
+  figure=$("$python" - "${facet[*]}" "${torch[*]}" <<'PY'
+import statistics, sys
+f = [float(x) for x in sys.argv[1].split()]
+t = [float(x) for x in sys.argv[2].split()]
+mf, mt = statistics.median(f), statistics.median(t)
+ratio = f"{mf / mt:.2f}" if mt else "-"
+print(f"facet {mf:.0f} img/s, pytorch {mt:.0f} img/s, facet/pytorch throughput {ratio} ({len(f)} runs each)")
+PY
+)
+  row "train step $label" "$result" "$figure"
+done
+
+# --- the table -----------------------------------------------------------------------------------------
+printf '%s\n' "${rows[@]}" > "$out/rows.tsv"
+"$python" - "$out/rows.tsv" "$out/gpu_tests.json" "$((SECONDS - start))" > "$out/summary.txt" <<'PY'
+import json, os, sys
+rows = [line.rstrip("\n").split("\t") for line in open(sys.argv[1]) if line.strip()]
+# Each GPU test as its own row, after the build row.
+tests = []
+if os.path.exists(sys.argv[2]):
+    for suite in json.load(open(sys.argv[2])).get("testsuites", []):
+        for t in suite.get("testsuite", []):
+            name = f"  {suite['name']}.{t['name']}".replace("Models/GpuPlacement.TrainsEvaluatesAndBackpropagatesOnTheGpu/", "placement: ")
+            result = "FAIL" if t.get("failures") else ("skipped" if t.get("result") == "SKIPPED" else "ok")
+            tests.append([name, result, t.get("time", "")])
+at = next((i for i, r in enumerate(rows) if r[0].startswith("facet_gpu_tests")), len(rows))
+if not tests and at < len(rows) and rows[at][1] == "FAIL":
+    tests = [["  (no per-test results: the executable crashed; see gpu_tests.log)", "FAIL", ""]]
+rows[at + 1:at + 1] = tests
+rows.append(["total", "", f"{sys.argv[3]} s"])
+w0 = max(len(r[0]) for r in rows)
+w1 = max(6, max(len(r[1]) for r in rows))
+print(f"{'check':<{w0}}  {'result':<{w1}}  seconds / figure")
+print(f"{'-' * w0}  {'-' * w1}  {'-' * 16}")
+for r in rows:
+    print(f"{r[0]:<{w0}}  {r[1]:<{w1}}  {r[2]}")
+PY
+echo
+cat "$out/summary.txt"
+echo "(table written to $out/summary.txt)"
+exit "$failed"

@@ -236,9 +236,10 @@ void keep_or_remove(const fs::path& run, const std::vector<fs::path>& pictures) 
   fs::remove_all(run);
 }
 
-// (a) A tiny LiteGPT (frozen 2-layer towers at 32 px, a 2-layer decoder of width 32, the whole
-// decoder trained) learns to answer the grounding prompt of the synthetic VinDr-CXR with the right
-// findings and boxes; the untrained model's answers name none.
+// (a) A tiny LiteGPT (frozen 2-layer towers at 32 px, a 2-layer decoder of width 64, the whole
+// decoder trained) learns to describe the synthetic VinDr-CXR's radiographs with grounded answers
+// (the bare image instruction, see experiments/vlm/tiny/litegpt_stage1.yaml) naming findings the
+// images show; the untrained model's answers name none.
 TEST(VlmTraining, TinyLiteGptLearnsGroundedFindingsOnSyntheticVinDr) {
   const auto t0 = std::chrono::steady_clock::now();
   const Config config = Config::load(kLiteGptTiny, litegpt_overrides());
@@ -253,14 +254,17 @@ TEST(VlmTraining, TinyLiteGptLearnsGroundedFindingsOnSyntheticVinDr) {
               "%.1f -> %.1f %% of %.0f boxes, BLEU %.1f -> %.1f\n",
               seconds_since(t0), b.at("test/f1/micro"), a.at("test/f1/micro"), b.at("test/f1/macro"), a.at("test/f1/macro"),
               b.at("test/box_hit_rate"), a.at("test/box_hit_rate"), a.at("test/box_count"), b.at("test/bleu"), a.at("test/bleu"));
-  // Measured (200 steps, 8 test images, 10 boxes): BLEU 0.0 -> 62.4, box hit rate 0 -> 20 %, class F1
-  // macro 0.030 -> 0.043, micro 0.387 -> 0.410 (the untrained model's text never says "No finding", so
-  // the parser's "Finding" class is right for every abnormal image from the start). The sentences and
-  // the boxes of the frequent findings are learned; telling the findings apart needs more than this
-  // test's budget (frozen random 2-layer towers at 32 px).
+  // Measured (200 steps, 43 train / 8 test images, 10 boxes): class F1 macro 0.030 -> 0.088, micro
+  // 0.387 -> 0.435, box hit rate 0 -> 10 %, BLEU 0.0 -> 58.9 (the untrained model's text never says "No
+  // finding", so the parser's "Finding" class is right for every abnormal image from the start). With
+  // the [grounding] prompt (~150 fixture tokens between image and answer) the same training ended at
+  // macro 0.043 with one answer for every image: the decoder ignored the image (tiny/litegpt_stage1.yaml).
+  // The trained model fits the train images (loss 0.05); 43 images are few for 6 findings, so the test
+  // gain is modest; nodules (1-3 px at 32 px) are invisible to a linear probe of the tower features.
   EXPECT_GT(a.at("test/bleu"), b.at("test/bleu") + 40.0);
   EXPECT_GT(a.at("test/box_hit_rate"), b.at("test/box_hit_rate") + 5.0);
-  EXPECT_GE(a.at("test/f1/macro"), b.at("test/f1/macro"));
+  EXPECT_GT(a.at("test/f1/macro"), 2 * b.at("test/f1/macro"));
+  EXPECT_GT(a.at("test/f1/micro"), b.at("test/f1/micro") + 0.02);
 
   // The predictions hold each answer beside the question and the reference.
   const auto lines = read_lines(run / "eval/test_predictions.jsonl");

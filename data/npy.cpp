@@ -162,4 +162,30 @@ NpyArray parse_npy(std::string_view bytes, const std::string& origin) {
 
 NpyArray read_npy(const std::filesystem::path& path) { return parse_npy(read_file(path), path.string()); }
 
+void write_npy(const std::filesystem::path& path, const std::vector<float>& values, const std::vector<int64_t>& shape) {
+  int64_t count = 1;
+  std::string tuple;  // Python's tuple literal: (), (212,), (2, 3)
+  for (size_t i = 0; i < shape.size(); ++i) {
+    if (shape[i] < 0) fail("{}: write_npy: negative dimension {}", path.string(), shape[i]);
+    count *= shape[i];
+    tuple += (i ? ", " : "") + std::to_string(shape[i]);
+  }
+  if (shape.size() == 1) tuple += ",";
+  if (count != static_cast<int64_t>(values.size()))
+    fail("{}: write_npy: {} values for a shape of {}", path.string(), values.size(), count);
+  std::string header = "{'descr': '<f4', 'fortran_order': False, 'shape': (" + tuple + "), }";
+  const size_t unpadded = 10 + header.size() + 1;  // magic, version, length, header, '\n'
+  header.append((64 - unpadded % 64) % 64, ' ');
+  header += '\n';
+  std::string bytes = "\x93NUMPY";
+  bytes += '\x01';
+  bytes += '\x00';
+  bytes += static_cast<char>(header.size() & 0xff);
+  bytes += static_cast<char>((header.size() >> 8) & 0xff);
+  bytes += header;
+  static_assert(sizeof(float) == 4);
+  bytes.append(reinterpret_cast<const char*>(values.data()), values.size() * sizeof(float));  // little-endian host
+  write_file_atomic(path, bytes);
+}
+
 }  // namespace facet::data

@@ -23,4 +23,9 @@ struct NpyArray {
 NpyArray parse_npy(std::string_view bytes, const std::string& origin);
 NpyArray read_npy(const std::filesystem::path& path);
 
+// A little-endian float32 array ('<f4', C order, format 1.0, header padded to 64 bytes as numpy
+// writes it), written atomically; `values` must hold the product of `shape` (for the synthetic
+// FABA-Instruct's landmark vectors).
+void write_npy(const std::filesystem::path& path, const std::vector<float>& values, const std::vector<int64_t>& shape);
+
 }  // namespace facet::data

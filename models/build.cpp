@@ -13,7 +13,7 @@ std::shared_ptr<Model> build_model(const Config& node, const ModelBuildOptions& 
   }
   // LibTorch's own layers ignored the scope: they are float32 on the CPU, and initialised.
   cast_floating(*model, options.dtype);
-  if (options.device != torch::Device(torch::kCPU)) model->to(options.device);
+  if (options.device != torch::Device(torch::kCPU)) to_device(*model, options.device);
   if (node.has("adapters")) apply_adapters(*model, node.at("adapters"));
   return model;
 }

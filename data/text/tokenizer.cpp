@@ -56,13 +56,18 @@ void Tokenizer::set_pad(std::string_view choice) {
   if (choice == "unk") pad_id = unk_id;
   else if (choice == "eos") pad_id = eos_id;
   else if (choice == "bos") pad_id = bos_id;
-  else {
+  else if (!choice.empty() && std::all_of(choice.begin(), choice.end(), [](char c) { return c >= '0' && c <= '9'; })) {
     int64_t id = -1;
     const auto [end, ec] = std::from_chars(choice.data(), choice.data() + choice.size(), id);
-    if (ec != std::errc() || end != choice.data() + choice.size() || id < 0 || id >= vocab_size())
-      throw Error("tokenizer pad: expected unk, eos, bos or a token id below " + std::to_string(vocab_size()) + ", got \"" +
-                  std::string(choice) + "\"");
+    if (ec != std::errc() || end != choice.data() + choice.size() || id >= vocab_size())
+      throw Error("tokenizer pad: token id " + std::string(choice) + " is not below the vocabulary size " + std::to_string(vocab_size()));
     pad_id = id;
+  } else if (!choice.empty()) {
+    // A token string, as transformers' `tokenizer.pad_token = "$$"` (LiteGPT / MiniGPT-v2): its piece's
+    // id, or the unk id when the vocabulary has no such piece (what transformers resolves it to).
+    pad_id = piece_to_id(choice);
+  } else {
+    throw Error("tokenizer pad: expected unk, eos, bos, a token id or a token string, got \"\"");
   }
 }
 

@@ -40,7 +40,9 @@ class Tokenizer {
 
   int64_t bos_id = 1, eos_id = 2, unk_id = 0;
   // Padding: none of the Llama-2 files define one. "unk" (LLaVA / Vicuna training: pad = unk, id 0),
-  // "eos" (MiniGPT-v2 / Llama-2 fine-tuning recipes), "bos", or a number.
+  // "eos" (MiniGPT-v2 / Llama-2 fine-tuning recipes), "bos", a number (a token id), or any other
+  // string as a token (LiteGPT's "$$"): its piece's id, the unk id when the vocabulary lacks it, as
+  // transformers' `tokenizer.pad_token = "$$"` resolves it. The keywords win over pieces so named.
   int64_t pad_id = 0;
   void set_pad(std::string_view choice);
   bool add_bos = true, add_eos = false;

@@ -100,10 +100,59 @@ void check_initialized(const torch::nn::Module& module, std::string_view context
        left.size(), left.size() == 1 ? " was" : "s were", join(shown), left.size() > shown.size() ? ", ..." : "");
 }
 
+namespace {
+
+// The registry of a module's own parameters (protected in torch::nn::Module), reached through a
+// pointer to member named in a derived class, which the language allows.
+struct ParameterRegistry : torch::nn::Module {
+  static torch::OrderedDict<std::string, torch::Tensor>& of(torch::nn::Module& m) { return m.*(&ParameterRegistry::parameters_); }
+};
+
+// The handles LibTorch's layers keep beside their registry, pointed at the new tensors.
+template <typename Impl>
+bool relink(torch::nn::Module& m, const torch::OrderedDict<std::string, torch::Tensor>& params) {
+  auto* impl = dynamic_cast<Impl*>(&m);
+  if (!impl) return false;
+  if (const auto* w = params.find("weight")) impl->weight = *w;
+  if constexpr (requires { impl->bias; })
+    if (const auto* b = params.find("bias")) impl->bias = *b;
+  return true;
+}
+
+}  // namespace
+
+void to_device(torch::nn::Module& module, torch::Device device) {
+  if (device.type() != torch::kMeta) {
+    module.to(device);
+    return;
+  }
+  torch::NoGradGuard no_grad;
+  auto move = [](torch::nn::Module& m) {
+    auto& params = ParameterRegistry::of(m);
+    bool moved = false;
+    for (auto& item : params) {
+      torch::Tensor& t = item.value();
+      if (!t.defined() || t.is_meta()) continue;
+      auto meta = torch::empty(t.sizes(), torch::TensorOptions().dtype(t.scalar_type()).device(torch::kMeta));
+      meta.set_requires_grad(t.requires_grad());
+      t = meta;
+      moved = true;
+    }
+    if (!moved) return;
+    relink<torch::nn::LinearImpl>(m, params) || relink<torch::nn::Conv1dImpl>(m, params) ||
+        relink<torch::nn::Conv2dImpl>(m, params) || relink<torch::nn::Conv3dImpl>(m, params) ||
+        relink<torch::nn::LayerNormImpl>(m, params) || relink<torch::nn::GroupNormImpl>(m, params) ||
+        relink<torch::nn::EmbeddingImpl>(m, params) || relink<torch::nn::BatchNorm1dImpl>(m, params) ||
+        relink<torch::nn::BatchNorm2dImpl>(m, params) || relink<torch::nn::BatchNorm3dImpl>(m, params);
+  };
+  move(module);
+  for (const auto& m : module.modules(/*include_self=*/false)) move(*m);
+}
+
 void to_scope(torch::nn::Module& module) {
   const ConstructionOptions& o = current_options;
   if (o.dtype != torch::kFloat32) cast_floating(module, o.dtype);
-  if (o.device != torch::Device(torch::kCPU)) module.to(o.device);
+  if (o.device != torch::Device(torch::kCPU)) to_device(module, o.device);
 }
 
 void cast_floating(torch::nn::Module& module, torch::Dtype dtype) {

@@ -68,6 +68,13 @@ std::vector<std::string> uninitialized_tensors(const torch::nn::Module& module);
 // (built without initialisation): blocks.0.attn.qkv.weight, ...".
 void check_initialized(const torch::nn::Module& module, std::string_view context);
 
+// module.to(device), the meta device included: there LibTorch's set_data refuses to swap a CPU
+// tensor for a meta one, so each parameter still off meta (LibTorch's own layers: Conv2d, LayerNorm,
+// ...) is replaced by an empty meta tensor of its shape, dtype and requires_grad, in the module's
+// registry and in the weight / bias members of LibTorch's layers; buffers stay where they are
+// (BatchNorm statistics: small, and a model on meta runs nothing). For `facet summary --meta`.
+void to_device(torch::nn::Module& module, torch::Device device);
+
 // A LibTorch module built inside a scope (LayerNorm, Conv2d: they initialise themselves in float32 on
 // the CPU) moved to the scope's dtype and device, so a layer's parts agree; a no-op outside any scope.
 void to_scope(torch::nn::Module& module);

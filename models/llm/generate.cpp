@@ -45,18 +45,41 @@ torch::Tensor process_logits(const torch::Tensor& scores, const torch::Tensor& i
   return s;
 }
 
+bool append_token(Generation& g, int64_t token, const GenerationOptions& o, const Decoder& decode) {
+  g.tokens.push_back(token);
+  if (std::find(o.eos_token_ids.begin(), o.eos_token_ids.end(), token) != o.eos_token_ids.end()) {
+    g.finish_reason = "eos";
+  } else if (!o.stop_strings.empty()) {
+    const std::string text = decode(g.tokens);
+    for (const auto& s : o.stop_strings)
+      if (!s.empty() && text.find(s) != std::string::npos) g.finish_reason = "stop_string";
+  }
+  return !g.finish_reason.empty();
+}
+
+void finish_generation(Generation& g, const GenerationOptions& o, const Decoder& decode) {
+  if (g.finish_reason.empty()) g.finish_reason = "length";
+  if (!decode) return;
+  auto tokens = g.tokens;
+  if (g.finish_reason == "eos") tokens.pop_back();
+  g.text = decode(tokens);
+  if (g.finish_reason == "stop_string") {
+    size_t cut = g.text.size();
+    for (const auto& s : o.stop_strings)
+      if (!s.empty()) cut = std::min(cut, g.text.find(s));
+    g.text.resize(cut);
+  }
+}
+
 std::vector<Generation> generate(LlamaForCausalLM& model, const std::vector<std::vector<int64_t>>& prompts,
                                  const GenerationOptions& o, const Decoder& decode, const TokenCallback& on_token) {
   if (prompts.empty()) return {};
-  if (o.max_new_tokens < 0) throw Error("generation: max_new_tokens must be >= 0");
-  if (!o.stop_strings.empty() && !decode) throw Error("generation: stop strings need a decoder (a tokenizer)");
   const auto batch = static_cast<int64_t>(prompts.size());
   int64_t longest = 0;
   for (size_t i = 0; i < prompts.size(); ++i) {
     if (prompts[i].empty()) throw Error("generation: prompt " + std::to_string(i) + " is empty");
     longest = std::max<int64_t>(longest, static_cast<int64_t>(prompts[i].size()));
   }
-  const auto device = model.head_weight().device();
   const auto vocab = model.config().vocab_size;
   // Left padding: every prompt ends at the same column, so each step appends one column.
   auto ids = torch::full({batch, longest}, o.pad_token_id, torch::kLong);
@@ -70,9 +93,32 @@ std::vector<Generation> generate(LlamaForCausalLM& model, const std::vector<std:
     ids[b].narrow(0, longest - n, n).copy_(torch::tensor(p, torch::kLong));
     mask[b].narrow(0, longest - n, n).fill_(1);
   }
+  Prefill prefill;
+  prefill.input_ids = ids;
+  prefill.attention_mask = mask;
+  prefill.seen_ids = ids;
+  return generate_from(model, prefill, o, decode, on_token);
+}
+
+std::vector<Generation> generate_from(LlamaForCausalLM& model, const Prefill& prefill, const GenerationOptions& o,
+                                      const Decoder& decode, const TokenCallback& on_token) {
+  if (o.max_new_tokens < 0) throw Error("generation: max_new_tokens must be >= 0");
+  if (!o.stop_strings.empty() && !decode) throw Error("generation: stop strings need a decoder (a tokenizer)");
+  if (prefill.input_ids.defined() == prefill.inputs_embeds.defined())
+    throw Error("generation: a prefill holds input_ids or inputs_embeds (exactly one)");
+  const auto& first = prefill.input_ids.defined() ? prefill.input_ids : prefill.inputs_embeds;
+  const int64_t batch = first.size(0), length = first.size(1);
+  if (batch == 0) return {};
+  const auto device = model.head_weight().device();
+  auto mask = prefill.attention_mask.defined() ? prefill.attention_mask.to(device, torch::kLong)
+                                               : torch::ones({batch, length}, torch::TensorOptions(torch::kLong).device(device));
+  if (mask.size(0) != batch || mask.size(1) != length)
+    throw Error("generation: the prefill's attention_mask " + c10::str(mask.sizes()) + " differs from its tokens " +
+                c10::str(first.sizes()));
+  if (!prefill.seen_ids.defined() || prefill.seen_ids.size(0) != batch)
+    throw Error("generation: the prefill needs seen_ids [B, P] for its " + std::to_string(batch) + " rows");
   const bool padded = !mask.all().item<bool>();
-  ids = ids.to(device);
-  mask = mask.to(device);
+  auto seen = prefill.seen_ids.to(device, torch::kLong);
 
   torch::NoGradGuard no_grad;
   const bool was_training = model.is_training();
@@ -83,13 +129,14 @@ std::vector<Generation> generate(LlamaForCausalLM& model, const std::vector<std:
   std::vector<bool> done(batch, false);
   int64_t remaining = batch;
   LlamaInputs in;
-  in.input_ids = ids;
+  if (prefill.input_ids.defined()) in.input_ids = prefill.input_ids.to(device);
+  else in.inputs_embeds = prefill.inputs_embeds.to(device);
   in.attention_mask = padded ? mask : torch::Tensor();
-  if (padded) in.position_ids = positions_from_mask(mask, longest);
+  if (padded) in.position_ids = positions_from_mask(mask, length);
   in.cache = &cache;
   for (int64_t step = 0; step < o.max_new_tokens && remaining > 0; ++step) {
     const auto hidden = model.hidden_states(in);
-    const auto scores = process_logits(model.logits(hidden.select(1, hidden.size(1) - 1)), ids, o);
+    const auto scores = process_logits(model.logits(hidden.select(1, hidden.size(1) - 1)), seen, o);
     torch::Tensor next;
     if (o.do_sample) next = torch::multinomial(scores.softmax(-1).cpu(), 1, false, generator).squeeze(1);
     else next = scores.argmax(-1).cpu();
@@ -99,41 +146,22 @@ std::vector<Generation> generate(LlamaForCausalLM& model, const std::vector<std:
         continue;
       }
       const int64_t token = next[b].item<int64_t>();
-      auto& g = out[b];
-      g.tokens.push_back(token);
+      const bool finished = append_token(out[b], token, o, decode);
       if (on_token) on_token(static_cast<size_t>(b), token);
-      if (std::find(o.eos_token_ids.begin(), o.eos_token_ids.end(), token) != o.eos_token_ids.end()) {
-        g.finish_reason = "eos";
-      } else if (!o.stop_strings.empty()) {
-        const std::string text = decode(g.tokens);
-        for (const auto& s : o.stop_strings)
-          if (!s.empty() && text.find(s) != std::string::npos) g.finish_reason = "stop_string";
-      }
-      if (!g.finish_reason.empty()) {
+      if (finished) {
         done[b] = true;
         --remaining;
       }
     }
     next = next.to(device).unsqueeze(1);
-    ids = torch::cat({ids, next}, 1);
+    seen = torch::cat({seen, next}, 1);
     mask = torch::cat({mask, torch::ones({batch, 1}, mask.options())}, 1);
     in.input_ids = next;
+    in.inputs_embeds = torch::Tensor();
     in.attention_mask = padded ? mask : torch::Tensor();
     if (padded) in.position_ids = positions_from_mask(mask, 1);
   }
-  for (auto& g : out) {
-    if (g.finish_reason.empty()) g.finish_reason = "length";
-    if (!decode) continue;
-    auto tokens = g.tokens;
-    if (g.finish_reason == "eos") tokens.pop_back();
-    g.text = decode(tokens);
-    if (g.finish_reason == "stop_string") {
-      size_t cut = g.text.size();
-      for (const auto& s : o.stop_strings)
-        if (!s.empty()) cut = std::min(cut, g.text.find(s));
-      g.text.resize(cut);
-    }
-  }
+  for (auto& g : out) finish_generation(g, o, decode);
   if (was_training) model.train();
   return out;
 }

@@ -40,6 +40,29 @@ std::vector<Generation> generate(LlamaForCausalLM& model, const std::vector<std:
                                  const GenerationOptions& options, const Decoder& decode = {},
                                  const TokenCallback& on_token = {});
 
+// The prompts as the decoder's first step sees them, for callers that build them themselves (the
+// vision-language models splice image embeddings into the token embeddings).
+struct Prefill {
+  torch::Tensor input_ids;       // [B, L] int64, or
+  torch::Tensor inputs_embeds;   // [B, L, H]
+  torch::Tensor attention_mask;  // [B, L] 1 = real token; left padding only (every row ends at column L)
+  // [B, P] the ids the repetition penalty sees for the prompts (P need not be L: a placeholder that
+  // became many embeddings counts once; give it as the pad id).
+  torch::Tensor seen_ids;
+};
+// generate() from a prefill: the first step runs it whole (positions counted over its real tokens
+// when it is padded), then one token per row and step with the KV cache, with the same options,
+// processors, stop rules and answers as generate().
+std::vector<Generation> generate_from(LlamaForCausalLM& model, const Prefill& prefill, const GenerationOptions& options,
+                                      const Decoder& decode = {}, const TokenCallback& on_token = {});
+
+// One row's bookkeeping, shared by every decoding loop: `append_token` records the row's next token
+// and returns true when it finishes the row (one of eos_token_ids, or a stop string now in the
+// decoded answer; finish_reason set); `finish_generation` closes a row after the loop ("length" when
+// it never finished; the text decoded without the EOS and cut before the stop string).
+bool append_token(Generation& g, int64_t token, const GenerationOptions& options, const Decoder& decode);
+void finish_generation(Generation& g, const GenerationOptions& options, const Decoder& decode);
+
 // transformers' logits processors on scores [B, V] (fp32), each returning new scores:
 // RepetitionPenaltyLogitsProcessor (ids [B, L]: scores of seen tokens divided by the penalty when
 // positive, multiplied when negative), TemperatureLogitsWarper, TopKLogitsWarper and

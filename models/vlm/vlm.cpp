@@ -3,8 +3,6 @@
 #include "core/error.h"
 #include "models/llm/lm_loss.h"
 
-#include <ATen/CPUGeneratorImpl.h>
-
 #include <algorithm>
 
 namespace facet::models::vlm {
@@ -250,68 +248,12 @@ std::vector<llm::Generation> VisionLanguageModel::generate(const data::Batch& im
   eval();
   const torch::Tensor visual = images.fields.contains("image") ? visual_tokens(images) : torch::Tensor();
   const auto s = splice(ids, mask, {}, visual, /*left_pad=*/true);
-  const auto device = s.embeds.device();
-  const bool padded = s.position_ids.defined();
-  auto& lm = *language_model_;
-  llm::KVCache cache(lm.config().num_hidden_layers);
-  llm::LlamaInputs in;
-  in.inputs_embeds = s.embeds;
-  in.attention_mask = padded ? s.attention_mask : torch::Tensor();
-  in.position_ids = s.position_ids;
-  in.cache = &cache;
-  auto attention = s.attention_mask;
+  llm::Prefill prefill;
+  prefill.inputs_embeds = s.embeds;
+  prefill.attention_mask = s.attention_mask;
   // The repetition penalty sees the prompt's text tokens (placeholders as the pad id).
-  auto seen = ids.masked_fill(ids == image_token_id_, o.pad_token_id).to(device);
-  auto generator = at::make_generator<at::CPUGeneratorImpl>(o.seed);
-  std::vector<llm::Generation> out(batch);
-  std::vector<bool> done(batch, false);
-  int64_t remaining = batch;
-  for (int64_t step = 0; step < o.max_new_tokens && remaining > 0; ++step) {
-    const auto hidden = lm.hidden_states(in);
-    const auto scores = llm::process_logits(lm.logits(hidden.select(1, hidden.size(1) - 1)), seen, o);
-    torch::Tensor next = o.do_sample ? torch::multinomial(scores.softmax(-1).cpu(), 1, false, generator).squeeze(1)
-                                     : scores.argmax(-1).cpu();
-    for (int64_t b = 0; b < batch; ++b) {
-      if (done[b]) {
-        next[b] = o.pad_token_id;
-        continue;
-      }
-      const int64_t token = next[b].item<int64_t>();
-      auto& g = out[b];
-      g.tokens.push_back(token);
-      if (std::find(o.eos_token_ids.begin(), o.eos_token_ids.end(), token) != o.eos_token_ids.end()) {
-        g.finish_reason = "eos";
-      } else if (!o.stop_strings.empty()) {
-        const std::string text = decode(g.tokens);
-        for (const auto& stop : o.stop_strings)
-          if (!stop.empty() && text.find(stop) != std::string::npos) g.finish_reason = "stop_string";
-      }
-      if (!g.finish_reason.empty()) {
-        done[b] = true;
-        --remaining;
-      }
-    }
-    next = next.to(device).unsqueeze(1);
-    seen = torch::cat({seen, next}, 1);
-    attention = torch::cat({attention, torch::ones({batch, 1}, attention.options())}, 1);
-    in.inputs_embeds = torch::Tensor();
-    in.input_ids = next;
-    in.attention_mask = padded ? attention : torch::Tensor();
-    in.position_ids = padded ? llm::positions_from_mask(attention, 1) : torch::Tensor();
-  }
-  for (auto& g : out) {
-    if (g.finish_reason.empty()) g.finish_reason = "length";
-    if (!decode) continue;
-    auto tokens = g.tokens;
-    if (g.finish_reason == "eos") tokens.pop_back();
-    g.text = decode(tokens);
-    if (g.finish_reason == "stop_string") {
-      size_t cut = g.text.size();
-      for (const auto& stop : o.stop_strings)
-        if (!stop.empty()) cut = std::min(cut, g.text.find(stop));
-      g.text.resize(cut);
-    }
-  }
+  prefill.seen_ids = ids.masked_fill(ids == image_token_id_, o.pad_token_id);
+  auto out = llm::generate_from(*language_model_, prefill, o, decode);
   if (was_training) train();
   return out;
 }

@@ -5,6 +5,8 @@
 // then skipped inside).
 #pragma once
 
+#include "tests/support/paths.h"
+
 #include <gtest/gtest.h>
 #include <torch/torch.h>
 
@@ -30,12 +32,9 @@ inline const char* kNoGpu =
     "no GPU: torch::cuda::is_available() is false (the CUDA configuration is built, nothing run; "
     "FACET_GPU_TESTS_ON_CPU=1 rehearses these tests on the CPU)";
 
-// The source tree (experiments, tools) and the venv's Python: the only places the build's paths
-// reach these tests (tests/support/paths.h replaces the macros when it lands).
-inline std::filesystem::path source(const std::string& relative) {
-  return std::filesystem::path(FACET_SOURCE_DIR) / relative;
-}
-inline std::string python() { return FACET_PYTHON; }
+// The source tree (experiments, tools) and the venv's Python (tests/support/paths.h).
+inline std::filesystem::path source(const std::string& relative) { return test_support::source_path(relative); }
+inline std::string python() { return test_support::kPython; }
 
 // Waits for the device's queued work (a no-op on the CPU).
 inline void sync(const torch::Device& d) {

@@ -47,7 +47,17 @@ TEST(Tokenizer, PadChoicesAndErrors) {
   EXPECT_EQ(tok.pad_id, 2);
   tok.set_pad("17");
   EXPECT_EQ(tok.pad_id, 17);
-  EXPECT_THAT([&] { tok.set_pad("pad"); }, ::testing::ThrowsMessage<Error>(::testing::HasSubstr("expected unk, eos, bos or a token id below 600")));
+  // A token string (LiteGPT sets pad_token = "$$"): the piece's id, or unk where the vocabulary has no
+  // such piece. transformers 5's LlamaTokenizer on this file: pad_token "er" -> 260, "$$" -> 0.
+  tok.set_pad("er");
+  EXPECT_EQ(tok.pad_id, 260);
+  EXPECT_EQ(tok.piece(260), "er");
+  tok.set_pad("$$");
+  EXPECT_EQ(tok.pad_id, 0);
+  tok.set_pad("bos");  // a keyword, not the piece
+  EXPECT_EQ(tok.pad_id, 1);
+  EXPECT_THAT([&] { tok.set_pad("600"); }, ::testing::ThrowsMessage<Error>(::testing::HasSubstr("token id 600 is not below the vocabulary size 600")));
+  EXPECT_THAT([&] { tok.set_pad(""); }, ::testing::ThrowsMessage<Error>(::testing::HasSubstr("expected unk, eos, bos, a token id or a token string")));
   EXPECT_THAT([] { Tokenizer::load("/nonexistent/tokenizer.model"); }, ::testing::ThrowsMessage<Error>(::testing::HasSubstr("no such file")));
   EXPECT_EQ(tok.encode("hi", true, true).back(), 2);
   EXPECT_EQ(tok.encode("a <s> b", false, false).size(), tok.encode_plain("a ").size() + 1 + tok.encode_plain(" b").size());

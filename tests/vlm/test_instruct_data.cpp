@@ -8,6 +8,7 @@
 #include "data/instruct/vlm_data.h"
 #include "data/loader.h"
 #include "data/npy.h"
+#include "data/synth.h"
 #include "data/text/tokenizer.h"
 #include "data/vindr_cxr/litegpt_answers.h"
 #include "tests/support/paths.h"
@@ -131,6 +132,51 @@ TEST(FabaInstruct, PadToSquareInTrainingCropInEvaluation) {
   const auto eval_pad = open(faba_yaml("  eval_image_mode: pad\n"), "test")->get(0, 0).fields.at("image");
   EXPECT_LT(eval_pad.select(2, 0).select(1, 0).abs().max().item<float>(), 1e-4);
   EXPECT_GT(e.fields.at("image").select(2, 0).select(1, 0).abs().max().item<float>(), 1e-2);
+}
+
+// `facet data synth faba`: FABA-Instruct's layout as faba_instruct reads it, the landmark prior as
+// 212 float32 values in -1..1 (through write_npy and back through the .npy reader), each evaluation
+// label the AU list its reference answer names, the emotion task beside it.
+TEST(FabaSynth, WritesWhatFabaInstructReads) {
+  const fs::path dir = test_support::scratch_dir("facet_test_vlmdata", "faba_synth");
+  const auto r = synth_registry().create(Config::parse("name: faba\ntrain: 6\neval: 5\nsize: 48\nseed: 4", "s.yaml"), dir);
+  EXPECT_THAT(r.summary, HasSubstr("6 train + 5 eval faces"));
+  const std::string yaml = "data:\n  name: faba_instruct\n  root: " + r.root.string() + "\n  tokenizer: " +
+                           kTokenizer.string() + "\n  image_size: 16\n";
+  const auto train = open(yaml + "  task: au\n", "train");
+  ASSERT_EQ(train->size(), 6);
+  const Sample s = train->get(0, 0);
+  EXPECT_EQ(s.text.at("question"), "What AUs are conveyed by this face?");
+  EXPECT_THAT(s.text.at("answer"), ::testing::StartsWith("The face shows "));
+  const auto lm = s.fields.at("landmarks");
+  ASSERT_EQ(lm.sizes(), (std::vector<int64_t>{212}));
+  EXPECT_LE(lm.abs().max().item<float>(), 1.0f);
+  EXPECT_GT(lm.std().item<float>(), 0.1f);
+  const NpyArray raw = read_npy(r.root / "train/landmarks/train_00000.npy");
+  EXPECT_EQ(raw.dtype, "<f4");
+  EXPECT_EQ(raw.shape, (std::vector<int64_t>{212}));
+  EXPECT_FLOAT_EQ(static_cast<float>(raw.values[7]), lm[7].item<float>());
+  const auto eval = open(yaml + "  task: au\n", "test");
+  ASSERT_EQ(eval->size(), 5);
+  int64_t with_aus = 0;
+  for (int64_t i = 0; i < eval->size(); ++i) {
+    const Sample e = eval->get(i, 0);
+    std::string named;  // the AU numbers the reference names, "1, 2, 26"
+    const std::string& ref = e.text.at("reference");
+    for (size_t at = ref.find("AU"); at != std::string::npos; at = ref.find("AU", at + 2)) {
+      size_t end = at + 2;
+      while (end < ref.size() && std::isdigit(static_cast<unsigned char>(ref[end]))) ++end;
+      named += (named.empty() ? "" : ", ") + ref.substr(at + 2, end - at - 2);
+    }
+    EXPECT_EQ(e.text.at("label"), named) << ref;
+    with_aus += !named.empty();
+  }
+  EXPECT_GT(with_aus, 0);
+  const auto emotion = open(yaml + "  task: emotion\n", "test");
+  EXPECT_THAT(emotion->get(0, 0).text.at("reference"), ::testing::StartsWith("This face conveys "));
+  EXPECT_THAT(message_of([&] { synth_registry().create(Config::parse("name: faba\neval: 0", "s.yaml"), dir / "x"); }),
+              HasSubstr("expected at least 1 image each"));
+  fs::remove_all(dir);
 }
 
 TEST(FabaInstruct, ErrorsNameTheKeyOrFile) {
@@ -294,6 +340,10 @@ TEST(VinDrCxrLiteGpt, SamplesCarryTheReferenceAnswersAndTheMiniGptTemplate) {
   EXPECT_EQ(t1.text.at("answer"),
             "Global diseases of this chest radiograph are Other diseases. Local diseases of this chest radiograph are "
             "<p>Pneumothorax</p> {<70><10><90><50>},<p>Rib fracture</p> {<5><6><7><8>}.");
+  // LiteGPT's pad token by string (tokenizer.pad_token = "$$"): that piece's id, unk where the
+  // vocabulary has none (this one has no "$$"; transformers gives 0 too); a piece it has, its id.
+  EXPECT_EQ(open(yaml + "  pad: \"$$\"\n", "train")->padding().at("input_ids").value, 0.0);
+  EXPECT_EQ(open(yaml + "  pad: er\n", "train")->padding().at("prompt_ids").value, 260.0);
   EXPECT_THAT(message_of([&] { open(yaml + "  answer: boxes\n", "train"); }),
               HasSubstr("data.answer: expected one of grounded, global, local, got \"boxes\""));
   fs::remove_all(root);

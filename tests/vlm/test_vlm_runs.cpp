@@ -9,6 +9,7 @@
 #include "data/pack.h"
 #include "data/synth.h"
 #include "models/build.h"
+#include "models/vlm/emola.h"
 #include "models/vlm/vlm.h"
 #include "tests/support/paths.h"
 #include "train/evaluator.h"
@@ -68,6 +69,17 @@ const fs::path& faces() {
     std::atexit([] { std::error_code ec; fs::remove_all(dir, ec); });
     return data::synth_registry()
         .create(Config::parse("name: face_tasks\ntrain: 48\nval: 12\nsize: 64\nmissing: 0\nseed: 2", "synth.yaml"), dir)
+        .root;
+  }();
+  return root;
+}
+
+const fs::path& faba() {
+  static const fs::path root = [] {
+    static const fs::path dir = test_support::scratch_dir("facet_test_vlmrun", "faba");
+    std::atexit([] { std::error_code ec; fs::remove_all(dir, ec); });
+    return data::synth_registry()
+        .create(Config::parse("name: faba\ntrain: 96\neval: 24\nsize: 64\nseed: 3", "synth.yaml"), dir)
         .root;
   }();
   return root;
@@ -225,9 +237,10 @@ void keep_or_remove(const fs::path& run, const std::vector<fs::path>& pictures) 
   fs::remove_all(run);
 }
 
-// (a) A tiny LiteGPT (frozen 2-layer towers at 32 px, a 2-layer decoder of width 32, the whole
-// decoder trained) learns to answer the grounding prompt of the synthetic VinDr-CXR with the right
-// findings and boxes; the untrained model's answers name none.
+// (a) A tiny LiteGPT (frozen 2-layer towers at 32 px, a 2-layer decoder of width 64, the whole
+// decoder trained) learns to describe the synthetic VinDr-CXR's radiographs with grounded answers
+// (the bare image instruction, see experiments/vlm/tiny/litegpt_stage1.yaml) naming findings the
+// images show; the untrained model's answers name none.
 TEST(VlmTraining, TinyLiteGptLearnsGroundedFindingsOnSyntheticVinDr) {
   const auto t0 = std::chrono::steady_clock::now();
   const Config config = Config::load(kLiteGptTiny, litegpt_overrides());
@@ -242,14 +255,17 @@ TEST(VlmTraining, TinyLiteGptLearnsGroundedFindingsOnSyntheticVinDr) {
               "%.1f -> %.1f %% of %.0f boxes, BLEU %.1f -> %.1f\n",
               seconds_since(t0), b.at("test/f1/micro"), a.at("test/f1/micro"), b.at("test/f1/macro"), a.at("test/f1/macro"),
               b.at("test/box_hit_rate"), a.at("test/box_hit_rate"), a.at("test/box_count"), b.at("test/bleu"), a.at("test/bleu"));
-  // Measured (200 steps, 8 test images, 10 boxes): BLEU 0.0 -> 62.4, box hit rate 0 -> 20 %, class F1
-  // macro 0.030 -> 0.043, micro 0.387 -> 0.410 (the untrained model's text never says "No finding", so
-  // the parser's "Finding" class is right for every abnormal image from the start). The sentences and
-  // the boxes of the frequent findings are learned; telling the findings apart needs more than this
-  // test's budget (frozen random 2-layer towers at 32 px).
+  // Measured (200 steps, 43 train / 8 test images, 10 boxes): class F1 macro 0.030 -> 0.088, micro
+  // 0.387 -> 0.435, box hit rate 0 -> 10 %, BLEU 0.0 -> 58.9 (the untrained model's text never says "No
+  // finding", so the parser's "Finding" class is right for every abnormal image from the start). With
+  // the [grounding] prompt (~150 fixture tokens between image and answer) the same training ended at
+  // macro 0.043 with one answer for every image: the decoder ignored the image (tiny/litegpt_stage1.yaml).
+  // The trained model fits the train images (loss 0.05); 43 images are few for 6 findings, so the test
+  // gain is modest; nodules (1-3 px at 32 px) are invisible to a linear probe of the tower features.
   EXPECT_GT(a.at("test/bleu"), b.at("test/bleu") + 40.0);
   EXPECT_GT(a.at("test/box_hit_rate"), b.at("test/box_hit_rate") + 5.0);
-  EXPECT_GE(a.at("test/f1/macro"), b.at("test/f1/macro"));
+  EXPECT_GT(a.at("test/f1/macro"), 2 * b.at("test/f1/macro"));
+  EXPECT_GT(a.at("test/f1/micro"), b.at("test/f1/micro") + 0.02);
 
   // The predictions hold each answer beside the question and the reference.
   const auto lines = read_lines(run / "eval/test_predictions.jsonl");
@@ -298,6 +314,44 @@ TEST(VlmTraining, TinyLlavaLearnsActiveAusOnSyntheticFaces) {
   std::vector<std::string> tags;
   for (const auto& [tag, png] : after.pictures) tags.push_back(tag);
   EXPECT_THAT(tags, ::testing::ElementsAre("val/inputs", "val/answers"));
+  keep_or_remove(run, save_pictures(after, run / "eval"));
+}
+
+// (c) A tiny EmoLA (LLaVA + the 212-d landmark prior token) learns FABA-Instruct's AU answers on the
+// synthetic FABA (`facet data synth faba`: faba_instruct's layout, annotation JSON, images, landmark
+// .npy; pad-to-square in training, the CLIP crop in evaluation), judged by FABA-Bench's REGE against
+// the untrained model. emola_au.yaml at test size, the whole decoder trained (it starts random, so
+// LoRA on it would learn little).
+TEST(VlmTraining, TinyEmolaLearnsActiveAusOnSyntheticFaba) {
+  const auto t0 = std::chrono::steady_clock::now();
+  auto o = tiny_model("emola.yaml");
+  for (const std::string& s :
+       {"data.root=" + faba().string(), "data.tokenizer=" + kTokenizer, std::string("data.image_size=32"),
+        std::string("data.workers=0"), std::string("data.batch_size=8"), std::string("data.eval_batch_size=12"),
+        std::string("data.sampler=~"), "model.generation.tokenizer=" + kTokenizer, std::string("model.generation.max_new_tokens=40"),
+        std::string("model.adapters=[]"), std::string("model.gradient_checkpointing=false"),
+        std::string("model.text.hidden_size=64"), std::string("model.text.intermediate_size=128"), std::string("train.amp=none"),
+        std::string("train.device=cpu"), std::string("train.max_epochs=~"), std::string("train.max_steps=150"),
+        std::string("train.eval_every=150"), std::string("train.log_images=4"), std::string("train.init_weights=[]"),
+        std::string("optim.lr=1e-2"), std::string("optim.freeze=[]"), std::string("optim.groups=[]"),
+        std::string("schedule.warmup_steps=10")})
+    o.push_back(s);
+  const Config config = Config::load(kSource / "experiments/vlm/emola_au.yaml", o);
+  const fs::path run = test_support::scratch_path("facet_test_vlmrun", "emola_run");
+  train::Trainer trainer(config, run, train::Mode::train);
+  ASSERT_NE(dynamic_cast<models::vlm::EmolaModel*>(&trainer.model()), nullptr);
+  const auto before = evaluate(config, trainer.model());
+  trainer.fit();
+  const auto after = evaluate(config, trainer.model(), run / "eval/test_predictions");
+  const auto& b = before.metrics;
+  const auto& a = after.metrics;
+  std::printf("tiny EmoLA on synthetic FABA (%.1f s): REGE S_re (AU F1) %.1f -> %.1f, S_ge (ROUGE-L F x100) %.1f -> %.1f\n",
+              seconds_since(t0), b.at("test/s_re"), a.at("test/s_re"), b.at("test/s_ge"), a.at("test/s_ge"));
+  EXPECT_GT(a.at("test/s_re"), b.at("test/s_re") + 12.0);
+  EXPECT_GT(a.at("test/s_ge"), b.at("test/s_ge") + 30.0);
+  const auto lines = read_lines(run / "eval/test_predictions.jsonl");
+  ASSERT_EQ(lines.size(), 24u);
+  EXPECT_THAT(nlohmann::json::parse(lines[0]).at("generated").get<std::string>(), HasSubstr("The face shows"));
   keep_or_remove(run, save_pictures(after, run / "eval"));
 }
 

@@ -89,6 +89,9 @@ void add_summary_command(CLI::App& app) {
   cmd->callback([args] {
     Config config = Config::load(args->config, args->overrides);
     config.consume();  // summary reads only part of an experiment; the rest is not a typo
+    // A vision-language model's evaluation-time generation (model.generation) needs its tokenizer file,
+    // which a summary has no use for: the probe shows the training outputs (logits) instead.
+    if (config.has("model.generation")) config.set("model.generation", "~");
     const auto start = std::chrono::steady_clock::now();
     models::ModelBuildOptions build{models::parse_dtype(args->dtype, "--dtype"), args->defer_init};
     if (args->meta) {

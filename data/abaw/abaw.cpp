@@ -28,20 +28,19 @@
 #include <fstream>
 #include <optional>
 
-namespace facet::data {
+namespace facet::data::abaw {
 namespace {
 
 namespace fs = std::filesystem;
-using namespace abaw;
 
-struct Options {
+struct ReaderOptions {
   fs::path root;
   std::string train_file{kTrainFile}, val_file{kValFile}, images_dir{kImagesDir};
   int64_t image_size = 0;
   bool skip_missing = false;
 
-  static Options from(const Config& c) {
-    Options o;
+  static ReaderOptions from(const Config& c) {
+    ReaderOptions o;
     o.root = c.get<std::string>("root");
     o.train_file = c.get<std::string>("train_file", o.train_file);
     o.val_file = c.get<std::string>("val_file", o.val_file);
@@ -127,7 +126,7 @@ Annotations read_annotations(const fs::path& path) {
 
 class AbawMtl : public Dataset, public face::AuLabelSource {
  public:
-  AbawMtl(const Config& c, const std::string& split) : o_(Options::from(c)) {
+  AbawMtl(const Config& c, const std::string& split) : o_(ReaderOptions::from(c)) {
     if (split != "train" && split != "val")
       fail("{}: abaw_mtl has the splits train and val (the challenge's test set is unlabelled), not \"{}\"", c.where(), split);
     if (!fs::is_directory(o_.root)) fail("{}: {}: {} is not a directory", c.where("root"), c.full_key("root"), o_.root.string());
@@ -185,7 +184,7 @@ class AbawMtl : public Dataset, public face::AuLabelSource {
   std::vector<std::string> au_label_names() const override { return label_names(); }
 
  private:
-  Options o_;
+  ReaderOptions o_;
   fs::path images_root_;
   std::vector<std::string> images_;
   torch::Tensor va_, va_mask_, expression_, labels_, label_mask_;
@@ -196,4 +195,4 @@ FACET_REGISTER(dataset_registry(), "abaw_mtl",
                [](const Config& c, const std::string& split) { return std::make_shared<AbawMtl>(c, split); });
 
 }  // namespace
-}  // namespace facet::data
+}  // namespace facet::data::abaw

@@ -18,11 +18,10 @@
 #include <filesystem>
 #include <fstream>
 
-namespace facet::data {
+namespace facet::data::abaw {
 namespace {
 
 namespace fs = std::filesystem;
-using namespace abaw;
 using face::Expression;
 
 // ABAW order -> the drawn prototype.
@@ -41,13 +40,13 @@ constexpr std::array<std::array<double, 2>, 8> kCircumplex = {{{0.0, 0.0},
 // Class shares, imbalanced like the real data (Neutral, Happiness and Other common).
 constexpr std::array<double, 8> kShare = {0.22, 0.08, 0.06, 0.07, 0.2, 0.12, 0.1, 0.15};
 
-struct Options {
+struct SynthOptions {
   int64_t train_videos = 8, val_videos = 4, frames_per_video = 30, size = 112;
   uint64_t seed = 0;
   double va_missing = 0.1, expression_missing = 0.1, au_missing = 0.1;
 
-  static Options from(const Config& c) {
-    Options o;
+  static SynthOptions from(const Config& c) {
+    SynthOptions o;
     o.train_videos = c.get<int64_t>("train_videos", o.train_videos);
     o.val_videos = c.get<int64_t>("val_videos", o.val_videos);
     o.frames_per_video = c.get<int64_t>("frames_per_video", o.frames_per_video);
@@ -75,7 +74,7 @@ int sample_class(face::SynthRng& rng) {
 }
 
 // One annotation file and its videos; returns the number of frames written.
-int64_t write_split(const Options& o, const fs::path& root, std::string_view file, int64_t videos, uint64_t split) {
+int64_t write_split(const SynthOptions& o, const fs::path& root, std::string_view file, int64_t videos, uint64_t split) {
   std::ofstream out(root / file);
   out << kHeader << "\n";
   const std::vector<int> coded(kAus.begin(), kAus.end());
@@ -125,7 +124,7 @@ int64_t write_split(const Options& o, const fs::path& root, std::string_view fil
   return frames;
 }
 
-SynthResult write_abaw(const Options& o, const fs::path& root) {
+SynthResult write_abaw(const SynthOptions& o, const fs::path& root) {
   fs::create_directories(root / kImagesDir);
   const int64_t train = write_split(o, root, kTrainFile, o.train_videos, 0);
   const int64_t val = write_split(o, root, kValFile, o.val_videos, 1);
@@ -142,7 +141,7 @@ SynthResult write_abaw(const Options& o, const fs::path& root) {
 FACET_REGISTER(synth_registry(), "abaw",
                "Drawn faces in the ABAW4 MTL layout: annotation files + cropped_aligned JPEGs (options: train_videos, "
                "val_videos, frames_per_video, size, seed, va_missing, expression_missing, au_missing)",
-               [](const Config& c, const fs::path& out) { return write_abaw(Options::from(c), out); });
+               [](const Config& c, const fs::path& out) { return write_abaw(SynthOptions::from(c), out); });
 
 }  // namespace
-}  // namespace facet::data
+}  // namespace facet::data::abaw

@@ -30,13 +30,12 @@
 #include <filesystem>
 #include <set>
 
-namespace facet::data {
+namespace facet::data::bp4d {
 namespace {
 
 namespace fs = std::filesystem;
-using namespace bp4d;
 
-struct Options {
+struct ReaderOptions {
   fs::path root;
   int fold = 1;
   std::string images_dir{kImagesDir};
@@ -44,8 +43,8 @@ struct Options {
   int64_t image_size = 0;
   bool skip_missing = false;
 
-  static Options from(const Config& c) {
-    Options o;
+  static ReaderOptions from(const Config& c) {
+    ReaderOptions o;
     o.root = c.get<std::string>("root");
     o.fold = c.get<int>("fold", o.fold);
     o.images_dir = c.get<std::string>("images_dir", o.images_dir);
@@ -69,7 +68,7 @@ struct Sequence {
 
 class Bp4d : public Dataset, public face::AuLabelSource {
  public:
-  Bp4d(const Config& c, const std::string& split) : o_(Options::from(c)) {
+  Bp4d(const Config& c, const std::string& split) : o_(ReaderOptions::from(c)) {
     if (split != "train" && split != "val" && split != "test" && split != "all")
       fail("{}: bp4d has the splits train, val, test and all, not \"{}\"", c.where(), split);
     const fs::path label_dir = o_.root / kLabelDir;
@@ -174,7 +173,7 @@ class Bp4d : public Dataset, public face::AuLabelSource {
     uint32_t sequence;
     int64_t frame;
   };
-  Options o_;
+  ReaderOptions o_;
   face::FrameNames names_{{{4, ".jpg"}, {0, ".jpg"}, {4, ".png"}, {0, ".png"}}};
   std::vector<Sequence> sequences_;
   std::vector<FrameRef> frames_;
@@ -187,4 +186,4 @@ FACET_REGISTER(dataset_registry(), "bp4d",
                [](const Config& c, const std::string& split) { return std::make_shared<Bp4d>(c, split); });
 
 }  // namespace
-}  // namespace facet::data
+}  // namespace facet::data::bp4d

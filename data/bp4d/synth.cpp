@@ -16,16 +16,15 @@
 #include <filesystem>
 #include <fstream>
 
-namespace facet::data {
+namespace facet::data::bp4d {
 namespace {
 
 namespace fs = std::filesystem;
-using namespace bp4d;
 
 // AU columns of the synthetic CSVs: the 12 benchmark AUs among others that stay uncoded (9).
 constexpr std::array<int, 24> kCsvAus = {1, 2, 3, 4, 5, 6, 7, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20, 22, 23, 24, 27, 28};
 
-struct Options {
+struct SynthOptions {
   std::vector<std::string> subjects = {"F001", "M001", "F003", "M002", "F004", "M003"};
   int64_t tasks = 8, frames_per_sequence = 12, size = 128;
   uint64_t seed = 0;
@@ -33,8 +32,8 @@ struct Options {
   bool landmarks = true;
   double unknown_rate = 0.03;
 
-  static Options from(const Config& c) {
-    Options o;
+  static SynthOptions from(const Config& c) {
+    SynthOptions o;
     o.subjects = c.get<std::vector<std::string>>("subjects", o.subjects);
     o.tasks = c.get<int64_t>("tasks", o.tasks);
     o.frames_per_sequence = c.get<int64_t>("frames_per_sequence", o.frames_per_sequence);
@@ -60,7 +59,7 @@ struct Options {
   }
 };
 
-SynthResult write_bp4d(const Options& o, const fs::path& root) {
+SynthResult write_bp4d(const SynthOptions& o, const fs::path& root) {
   fs::create_directories(root / kLabelDir);
   if (o.landmarks) fs::create_directories(root / kLandmarksDir);
   std::vector<int> coded(face::kBp4dAus.begin(), face::kBp4dAus.end());
@@ -124,7 +123,7 @@ SynthResult write_bp4d(const Options& o, const fs::path& root) {
 FACET_REGISTER(synth_registry(), "bp4d",
                "Drawn faces with AU_OCC CSVs, JPEG frames and 68-pt landmarks (options: subjects, tasks, "
                "frames_per_sequence, size, seed, frame_names: padded|bare, landmarks, unknown_rate)",
-               [](const Config& c, const fs::path& out) { return write_bp4d(Options::from(c), out); });
+               [](const Config& c, const fs::path& out) { return write_bp4d(SynthOptions::from(c), out); });
 
 }  // namespace
-}  // namespace facet::data
+}  // namespace facet::data::bp4d

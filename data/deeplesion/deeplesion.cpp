@@ -38,11 +38,10 @@
 #include <map>
 #include <optional>
 
-namespace facet::data {
+namespace facet::data::deeplesion {
 namespace {
 
 namespace fs = std::filesystem;
-using namespace deeplesion;
 
 struct Lesion {
   std::array<float, 4> box;  // continuous pixels: [x1 − 1, y1 − 1, x2, y2] of the 1-based inclusive CSV box
@@ -379,4 +378,4 @@ FACET_REGISTER(dataset_registry(), "deeplesion",
                [](const Config& c, const std::string& split) { return std::make_shared<DeepLesion>(c, split); });
 
 }  // namespace
-}  // namespace facet::data
+}  // namespace facet::data::deeplesion

@@ -13,18 +13,17 @@
 #include <filesystem>
 #include <fstream>
 
-namespace facet::data {
+namespace facet::data::deeplesion {
 namespace {
 
 namespace fs = std::filesystem;
-using namespace deeplesion;
 
-struct Options {
+struct SynthOptions {
   int64_t patients = 12, lesions_per_patient = 3, size = 128, slices = 24;
   uint64_t seed = 0;
 
-  static Options from(const Config& c) {
-    Options o;
+  static SynthOptions from(const Config& c) {
+    SynthOptions o;
     o.patients = c.get<int64_t>("patients", o.patients);
     o.lesions_per_patient = c.get<int64_t>("lesions_per_patient", o.lesions_per_patient);
     o.size = c.get<int64_t>("size", o.size);
@@ -44,7 +43,7 @@ std::string quoted(const std::vector<double>& v) {
   return fmt::format("\"{}\"", join(parts));
 }
 
-SynthResult write_deeplesion(const Options& o, const fs::path& root) {
+SynthResult write_deeplesion(const SynthOptions& o, const fs::path& root) {
   auto g = at::make_generator<at::CPUGeneratorImpl>(mix_seed(o.seed, 0xDEE9));
   auto uniform = [&](double lo, double hi) { return lo + (hi - lo) * torch::rand({1}, g, torch::TensorOptions().dtype(torch::kDouble)).item<double>(); };
   const int64_t n = o.size;
@@ -128,7 +127,7 @@ SynthResult write_deeplesion(const Options& o, const fs::path& root) {
 
 FACET_REGISTER(synth_registry(), "deeplesion",
                "CT-like uint16 PNG slices with lesion blobs + DL_info.csv (options: patients, lesions_per_patient, size, slices, seed)",
-               [](const Config& c, const fs::path& out) { return write_deeplesion(Options::from(c), out); });
+               [](const Config& c, const fs::path& out) { return write_deeplesion(SynthOptions::from(c), out); });
 
 }  // namespace
-}  // namespace facet::data
+}  // namespace facet::data::deeplesion

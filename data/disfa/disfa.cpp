@@ -31,13 +31,12 @@
 #include <fstream>
 #include <map>
 
-namespace facet::data {
+namespace facet::data::disfa {
 namespace {
 
 namespace fs = std::filesystem;
-using namespace disfa;
 
-struct Options {
+struct ReaderOptions {
   fs::path root;
   int fold = 1;
   std::string images_dir{kImagesDir};
@@ -45,8 +44,8 @@ struct Options {
   int64_t image_size = 0;
   bool skip_missing = false;
 
-  static Options from(const Config& c) {
-    Options o;
+  static ReaderOptions from(const Config& c) {
+    ReaderOptions o;
     o.root = c.get<std::string>("root");
     o.fold = c.get<int>("fold", o.fold);
     o.images_dir = c.get<std::string>("images_dir", o.images_dir);
@@ -100,7 +99,7 @@ struct Subject {
 
 class Disfa : public Dataset, public face::AuLabelSource {
  public:
-  Disfa(const Config& c, const std::string& split) : o_(Options::from(c)) {
+  Disfa(const Config& c, const std::string& split) : o_(ReaderOptions::from(c)) {
     if (split != "train" && split != "val" && split != "test" && split != "all")
       fail("{}: disfa has the splits train, val, test and all, not \"{}\"", c.where(), split);
     const fs::path label_dir = o_.root / kLabelDir;
@@ -202,7 +201,7 @@ class Disfa : public Dataset, public face::AuLabelSource {
     uint32_t subject;
     int64_t frame;  // 1-based label frame
   };
-  Options o_;
+  ReaderOptions o_;
   face::FrameNames names_{{{0, ".png"}, {0, ".jpg"}, {4, ".png"}, {4, ".jpg"}, {5, ".png"}, {5, ".jpg"}}};
   std::vector<Subject> subjects_;
   std::vector<FrameRef> frames_;
@@ -215,4 +214,4 @@ FACET_REGISTER(dataset_registry(), "disfa",
                [](const Config& c, const std::string& split) { return std::make_shared<Disfa>(c, split); });
 
 }  // namespace
-}  // namespace facet::data
+}  // namespace facet::data::disfa

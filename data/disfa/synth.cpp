@@ -19,13 +19,12 @@
 #include <filesystem>
 #include <fstream>
 
-namespace facet::data {
+namespace facet::data::disfa {
 namespace {
 
 namespace fs = std::filesystem;
-using namespace disfa;
 
-struct Options {
+struct SynthOptions {
   std::vector<std::string> subjects = {"SN001", "SN002", "SN006", "SN011", "SN003", "SN004"};
   int64_t frames_per_subject = 24, size = 128;
   uint64_t seed = 0;
@@ -34,8 +33,8 @@ struct Options {
   bool landmarks = true;
   bool videos = false;  // the release's form: Videos_LeftCamera/LeftVideo<SN>_comp.avi (Motion JPEG here)
 
-  static Options from(const Config& c) {
-    Options o;
+  static SynthOptions from(const Config& c) {
+    SynthOptions o;
     o.subjects = c.get<std::vector<std::string>>("subjects", o.subjects);
     o.frames_per_subject = c.get<int64_t>("frames_per_subject", o.frames_per_subject);
     o.size = c.get<int64_t>("size", o.size);
@@ -60,7 +59,7 @@ struct Options {
   }
 };
 
-SynthResult write_disfa(const Options& o, const fs::path& root) {
+SynthResult write_disfa(const SynthOptions& o, const fs::path& root) {
   if (o.landmarks) fs::create_directories(root / kLandmarksDir);
   const std::vector<int> coded(kCodedAus.begin(), kCodedAus.end());
   int64_t files = 0, frames = 0, positives = 0;
@@ -130,7 +129,7 @@ FACET_REGISTER(synth_registry(), "disfa",
                "Drawn faces with per-AU intensity files, 0-based left-camera frames and 68-pt landmarks (options: "
                "subjects, frames_per_subject, size, seed, frame_names: bare|padded, ext: png|jpg, landmarks, videos: the "
                "release's left-camera AVIs instead of frames)",
-               [](const Config& c, const fs::path& out) { return write_disfa(Options::from(c), out); });
+               [](const Config& c, const fs::path& out) { return write_disfa(SynthOptions::from(c), out); });
 
 }  // namespace
-}  // namespace facet::data
+}  // namespace facet::data::disfa

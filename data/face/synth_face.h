@@ -44,6 +44,9 @@ FaceIdentity random_identity(SynthRng& rng, int size);
 enum class Expression { kNeutral = 0, kHappy, kSad, kSurprise, kEmbarrassment, kFear, kPain, kAnger, kDisgust };
 inline constexpr int kExpressions = 9;
 
+// Every AU draw_face can show.
+inline const std::vector<int> kDrawableAus = {1, 2, 4, 5, 6, 7, 9, 10, 12, 14, 15, 17, 20, 23, 24, 25, 26};
+
 // AU intensities 0..5 by AU number for one frame: the expression is shown with probability
 // `show`, each of its AUs with its own probability at intensity 2..5; every AU in `coded` may also
 // occur spontaneously (rarely), and with `traces` an absent AU sometimes shows at intensity 1.

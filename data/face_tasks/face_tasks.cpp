@@ -21,13 +21,12 @@
 #include <cmath>
 #include <filesystem>
 
-namespace facet::data {
+namespace facet::data::face_tasks {
 namespace {
 
 namespace fs = std::filesystem;
-using namespace face_tasks;
 
-struct Options {
+struct ReaderOptions {
   fs::path root;
   std::string images_dir{kImagesDir};
   int64_t image_size = 0;
@@ -36,8 +35,8 @@ struct Options {
   std::vector<std::string> attributes;
   bool check_files = true;
 
-  static Options from(const Config& c) {
-    Options o;
+  static ReaderOptions from(const Config& c) {
+    ReaderOptions o;
     o.root = c.get<std::string>("root");
     o.images_dir = c.get<std::string>("images_dir", o.images_dir);
     o.image_size = c.get<int64_t>("image_size", o.image_size);
@@ -98,7 +97,7 @@ std::vector<std::pair<std::string, size_t>> attribute_columns(const CsvTable& t,
 
 class FaceTasks : public Dataset, public face::AuLabelSource {
  public:
-  FaceTasks(const Config& c, const std::string& split) : o_(Options::from(c)) {
+  FaceTasks(const Config& c, const std::string& split) : o_(ReaderOptions::from(c)) {
     const fs::path csv = o_.root / (split + ".csv");
     if (!fs::is_regular_file(csv)) {
       std::vector<std::string> found;
@@ -241,7 +240,7 @@ class FaceTasks : public Dataset, public face::AuLabelSource {
     return t;
   }
 
-  Options o_;
+  ReaderOptions o_;
   std::vector<std::string> paths_, au_names_, attribute_names_;
   torch::Tensor expressions_, labels_, label_masks_, attributes_, attribute_masks_, ages_, age_masks_, poses_, pose_masks_,
       landmarks_;
@@ -254,4 +253,4 @@ FACET_REGISTER(dataset_registry(), "face_tasks",
                [](const Config& c, const std::string& split) { return std::make_shared<FaceTasks>(c, split); });
 
 }  // namespace
-}  // namespace facet::data
+}  // namespace facet::data::face_tasks

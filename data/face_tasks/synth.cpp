@@ -32,11 +32,10 @@
 #include <fstream>
 #include <numbers>
 
-namespace facet::data {
+namespace facet::data::face_tasks {
 namespace {
 
 namespace fs = std::filesystem;
-using namespace face_tasks;
 using face::Expression;
 
 // RAF-DB class -> the drawn prototype, and how often it occurs.
@@ -53,15 +52,15 @@ const std::array<std::vector<int>, 7>& prototype_aus() {
 }
 const std::vector<std::string> kAttributes = {"Eyeglasses", "Mouth_Slightly_Open", "Pale_Skin", "Smiling", "Wide_Face", "Young"};
 
-struct Options {
+struct SynthOptions {
   int64_t train = 800, val = 200, test = 0, size = 128;
   uint64_t seed = 0;
   double missing = 0.1, unknown_rate = 0.03;
   double max_yaw = 40, max_pitch = 25, max_roll = 30;
   bool landmarks = true, plus_minus_one = true;
 
-  static Options from(const Config& c) {
-    Options o;
+  static SynthOptions from(const Config& c) {
+    SynthOptions o;
     o.train = c.get<int64_t>("train", o.train);
     o.val = c.get<int64_t>("val", o.val);
     o.test = c.get<int64_t>("test", o.test);
@@ -169,7 +168,7 @@ cv::Matx33d pose_homography(double yaw, double pitch, double roll, double cx, do
   return project * rotate * to_plane;
 }
 
-SynthResult write_face_tasks(const Options& o, const fs::path& root) {
+SynthResult write_face_tasks(const SynthOptions& o, const fs::path& root) {
   const std::vector<int> labelled(face::kBp4dAus.begin(), face::kBp4dAus.end());
   std::vector<int> drawn = labelled;
   drawn.insert(drawn.end(), {5, 9, 25, 26});
@@ -266,7 +265,7 @@ FACET_REGISTER(synth_registry(), "face_tasks",
                "Drawn faces with expression, 12 AUs, 6 visible attributes, age and head pose in one CSV per split "
                "(options: train, val, test, size, seed, missing, unknown_rate, max_yaw, max_pitch, max_roll, landmarks, "
                "attribute_values: pm1|01)",
-               [](const Config& c, const fs::path& out) { return write_face_tasks(Options::from(c), out); });
+               [](const Config& c, const fs::path& out) { return write_face_tasks(SynthOptions::from(c), out); });
 
 }  // namespace
-}  // namespace facet::data
+}  // namespace facet::data::face_tasks

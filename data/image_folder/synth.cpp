@@ -24,16 +24,14 @@ using face::Expression;
 // kLsdClasses order -> the drawn prototype.
 constexpr std::array<Expression, 6> kPrototype = {Expression::kAnger, Expression::kDisgust, Expression::kFear,
                                                   Expression::kHappy, Expression::kSad,     Expression::kSurprise};
-// Every AU draw_face can show, so each prototype is drawn in full.
-const std::vector<int> kDrawnAus = {1, 2, 4, 5, 6, 7, 9, 10, 12, 14, 15, 17, 20, 23, 24, 25, 26};
 
-struct Options {
+struct SynthOptions {
   int64_t train_images = 600, val_images = 180, size = 112;
   uint64_t seed = 0;
   std::vector<double> shares = {0.12, 0.08, 0.1, 0.3, 0.2, 0.2};
 
-  static Options from(const Config& c) {
-    Options o;
+  static SynthOptions from(const Config& c) {
+    SynthOptions o;
     o.train_images = c.get<int64_t>("train_images", o.train_images);
     o.val_images = c.get<int64_t>("val_images", o.val_images);
     o.size = c.get<int64_t>("size", o.size);
@@ -49,7 +47,7 @@ struct Options {
   }
 };
 
-int64_t write_split(const Options& o, const fs::path& root, const std::string& split, int64_t images, uint64_t stream) {
+int64_t write_split(const SynthOptions& o, const fs::path& root, const std::string& split, int64_t images, uint64_t stream) {
   for (const auto& name : image_folder::kLsdClasses) fs::create_directories(root / split / std::string(name));
   const double total = std::accumulate(o.shares.begin(), o.shares.end(), 0.0);
   for (int64_t i = 0; i < images; ++i) {
@@ -58,7 +56,8 @@ int64_t write_split(const Options& o, const fs::path& root, const std::string& s
     size_t k = 0;
     while (k + 1 < o.shares.size() && u >= o.shares[k]) u -= o.shares[k++];
     const face::FaceIdentity id = face::random_identity(rng, static_cast<int>(o.size));
-    const auto intensities = face::sample_intensities(rng, kPrototype[k], kDrawnAus, 1.0, false);
+    // Every drawable AU may show, so each prototype is drawn in full.
+    const auto intensities = face::sample_intensities(rng, kPrototype[k], face::kDrawableAus, 1.0, false);
     cv::Mat image(static_cast<int>(o.size), static_cast<int>(o.size), CV_8UC3);
     face::draw_face(image, id, intensities, rng);
     const fs::path path = root / split / std::string(image_folder::kLsdClasses[k]) / fmt::format("{:05d}.jpg", i);
@@ -67,7 +66,7 @@ int64_t write_split(const Options& o, const fs::path& root, const std::string& s
   return images;
 }
 
-SynthResult write_lsd(const Options& o, const fs::path& root) {
+SynthResult write_lsd(const SynthOptions& o, const fs::path& root) {
   SynthResult r;
   r.root = root;
   r.files = write_split(o, root, "train", o.train_images, 0) + write_split(o, root, "val", o.val_images, 1);
@@ -79,7 +78,7 @@ SynthResult write_lsd(const Options& o, const fs::path& root) {
 FACET_REGISTER(synth_registry(), "lsd",
                "Drawn faces of the 6 LSD expressions in the ImageFolder layout (options: train_images, val_images, size, "
                "seed, shares)",
-               [](const Config& c, const fs::path& out) { return write_lsd(Options::from(c), out); });
+               [](const Config& c, const fs::path& out) { return write_lsd(SynthOptions::from(c), out); });
 
 }  // namespace
 }  // namespace facet::data

@@ -12,7 +12,7 @@ namespace fs = std::filesystem;
 
 namespace {
 
-bool is_image(const fs::path& p) {
+bool is_image_or_dicom(const fs::path& p) {
   std::string ext = p.extension().string();
   std::transform(ext.begin(), ext.end(), ext.begin(), [](unsigned char c) { return std::tolower(c); });
   static const std::set<std::string> known = {".png", ".jpg", ".jpeg", ".dcm", ".dicom"};
@@ -28,7 +28,7 @@ ImageListDataset::ImageListDataset(const std::vector<fs::path>& inputs, int64_t 
     if (fs::is_directory(input)) {
       std::vector<fs::path> found;
       for (const auto& e : fs::recursive_directory_iterator(input))
-        if (e.is_regular_file() && is_image(e.path())) found.push_back(e.path());
+        if (e.is_regular_file() && is_image_or_dicom(e.path())) found.push_back(e.path());
       std::sort(found.begin(), found.end());
       if (found.empty()) fail("{}: no PNG, JPEG or DICOM image in this folder", input.string());
       files_.insert(files_.end(), found.begin(), found.end());

@@ -31,12 +31,12 @@ namespace fs = std::filesystem;
 using json = nlohmann::json;
 using face::Expression;
 
-struct Options {
+struct FabaSynthOptions {
   int64_t train = 200, eval = 40, size = 64;
   uint64_t seed = 0;
 
-  static Options from(const Config& c) {
-    Options o;
+  static FabaSynthOptions from(const Config& c) {
+    FabaSynthOptions o;
     o.train = c.get<int64_t>("train", o.train);
     o.eval = c.get<int64_t>("eval", o.eval);
     o.size = c.get<int64_t>("size", o.size);
@@ -62,7 +62,7 @@ constexpr std::array<Emotion, 7> kEmotions = {{{Expression::kNeutral, "Neutral",
                                                {Expression::kDisgust, "Disgust", "disgust"}}};
 
 // FABA's evaluated AUs that synth_face draws (AU43, eyes closed, it cannot).
-constexpr std::array<int, 11> kDrawnAus = {1, 2, 4, 5, 6, 10, 12, 17, 24, 25, 26};
+constexpr std::array<int, 11> kFabaDrawnAus = {1, 2, 4, 5, 6, 10, 12, 17, 24, 25, 26};
 
 // Short on purpose (a test model learns it in seconds): "The face shows AU1, AU2 and AU26."
 std::string au_answer(const std::vector<int>& active) {
@@ -89,8 +89,8 @@ std::vector<float> landmark_vector(const std::vector<cv::Point2f>& lm, int size)
   return v;
 }
 
-SynthResult write_faba(const Options& o, const fs::path& root) {
-  const std::vector<int> coded(kDrawnAus.begin(), kDrawnAus.end());
+SynthResult write_faba(const FabaSynthOptions& o, const fs::path& root) {
+  const std::vector<int> coded(kFabaDrawnAus.begin(), kFabaDrawnAus.end());
   const int n = static_cast<int>(o.size);
   int64_t files = 0, au_positives = 0;
   for (const std::string split : {"train", "eval"}) {
@@ -153,7 +153,7 @@ SynthResult write_faba(const Options& o, const fs::path& root) {
 FACET_REGISTER(synth_registry(), "faba",
                "FABA-Instruct layout (EmoLA): drawn faces, AU and emotion annotation JSON, 212-d landmark .npy "
                "(options: train, eval, size, seed)",
-               [](const Config& c, const fs::path& out) { return write_faba(Options::from(c), out); });
+               [](const Config& c, const fs::path& out) { return write_faba(FabaSynthOptions::from(c), out); });
 
 }  // namespace
 }  // namespace facet::data

@@ -35,15 +35,15 @@ namespace {
 
 namespace fs = std::filesystem;
 
-struct Options {
+struct ReaderOptions {
   fs::path root;
   int64_t grades = palsy::kHouseBrackmannGrades;
   std::vector<std::string> grade_names;
   std::string landmarks = "auto";
   int64_t image_size = 0;
 
-  static Options from(const Config& c) {
-    Options o;
+  static ReaderOptions from(const Config& c) {
+    ReaderOptions o;
     o.root = c.get<std::string>("root");
     o.grades = c.get<int64_t>("grades", o.grades);
     o.grade_names = c.get<std::vector<std::string>>("grade_names", {});
@@ -80,7 +80,7 @@ void read_named_landmarks(const fs::path& path, const fs::path& folder, int64_t&
 
 class Palsy : public Dataset {
  public:
-  Palsy(const Config& c, const std::string& split) : o_(Options::from(c)) {
+  Palsy(const Config& c, const std::string& split) : o_(ReaderOptions::from(c)) {
     if (split != "train" && split != "val" && split != "test" && split != "all")
       fail("{}: palsy has the splits train, val, test and all, not \"{}\"", c.where(), split);
     const fs::path labels_path = o_.root / palsy::kLabels;
@@ -165,7 +165,7 @@ class Palsy : public Dataset {
   }
 
  private:
-  Options o_;
+  ReaderOptions o_;
   std::vector<fs::path> files_;
   torch::Tensor grades_, landmarks_;
   int64_t points_ = 0;

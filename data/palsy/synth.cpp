@@ -74,20 +74,18 @@ namespace {
 
 namespace fs = std::filesystem;
 
-// The AUs draw_face can show: every one may take part in an examination motion.
-const std::vector<int> kDrawnAus = {1, 2, 4, 5, 6, 7, 9, 10, 12, 14, 15, 17, 20, 23, 24, 25, 26};
 // Rest, brow raise, eye squeeze, smile.
 constexpr std::array<face::Expression, 4> kMotions = {face::Expression::kNeutral, face::Expression::kSurprise,
                                                       face::Expression::kPain, face::Expression::kHappy};
 
-struct Options {
+struct PalsySynthOptions {
   int64_t subjects = 30, images_per_subject = 4, size = 128, grades = palsy::kHouseBrackmannGrades;
   std::vector<std::string> splits = {"train", "train", "train", "val", "test"};
   uint64_t seed = 0;
   bool landmarks = true;
 
-  static Options from(const Config& c) {
-    Options o;
+  static PalsySynthOptions from(const Config& c) {
+    PalsySynthOptions o;
     o.subjects = c.get<int64_t>("subjects", o.subjects);
     o.images_per_subject = c.get<int64_t>("images_per_subject", o.images_per_subject);
     o.size = c.get<int64_t>("size", o.size);
@@ -110,12 +108,12 @@ struct Options {
   }
 };
 
-std::string split_of(const Options& o, int64_t subject) {
+std::string split_of(const PalsySynthOptions& o, int64_t subject) {
   const int64_t rank = subject / o.grades;  // among the subjects of its grade
   return o.splits[static_cast<size_t>(rank) % o.splits.size()];
 }
 
-SynthResult write_palsy(const Options& o, const fs::path& root) {
+SynthResult write_palsy(const PalsySynthOptions& o, const fs::path& root) {
   fs::create_directories(root / palsy::kImagesDir);
   std::ofstream labels(root / palsy::kLabels), marks;
   labels << "image,grade,split,subject\n";
@@ -131,7 +129,7 @@ SynthResult write_palsy(const Options& o, const fs::path& root) {
     const std::string subject = fmt::format("P{:03d}", s + 1), split = split_of(o, s);
     for (int64_t k = 0; k < o.images_per_subject; ++k) {
       const auto motion = kMotions[static_cast<size_t>(k) % kMotions.size()];
-      const auto intensities = face::sample_intensities(rng, motion, kDrawnAus, 1.0, false);
+      const auto intensities = face::sample_intensities(rng, motion, face::kDrawableAus, 1.0, false);
       cv::Mat image(static_cast<int>(o.size), static_cast<int>(o.size), CV_8UC3);
       auto points = face::draw_face(image, id, intensities, rng);
       palsy::droop_face(image, points, side, severity, id.half_width);
@@ -166,7 +164,7 @@ SynthResult write_palsy(const Options& o, const fs::path& root) {
 FACET_REGISTER(synth_registry(), "palsy",
                "Drawn faces with a one-sided droop growing with the grade: labels.csv, images/, landmarks.txt "
                "(options: subjects, images_per_subject, size, grades, splits, seed, landmarks)",
-               [](const Config& c, const fs::path& out) { return write_palsy(Options::from(c), out); });
+               [](const Config& c, const fs::path& out) { return write_palsy(PalsySynthOptions::from(c), out); });
 
 }  // namespace
 }  // namespace facet::data

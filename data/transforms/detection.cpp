@@ -14,10 +14,6 @@
 namespace facet::data {
 namespace {
 
-double uniform(at::Generator& g, double lo, double hi) {
-  return lo + (hi - lo) * torch::rand({1}, g, torch::TensorOptions().dtype(torch::kDouble)).item<double>();
-}
-
 int read_interpolation(const Config& c, const std::string& fallback) {
   static const std::map<std::string, int> codes = {
       {"nearest", cv::INTER_NEAREST}, {"linear", cv::INTER_LINEAR}, {"cubic", cv::INTER_CUBIC}, {"area", cv::INTER_AREA}};

@@ -19,10 +19,6 @@ cv::Size read_size(const Config& c, const std::string& key) {
   return cv::Size(static_cast<int>(hw[1]), static_cast<int>(hw[0]));
 }
 
-double uniform(at::Generator& g, double lo, double hi) {
-  return lo + (hi - lo) * torch::rand({1}, g, torch::TensorOptions().dtype(torch::kDouble)).item<double>();
-}
-
 // Resize to a fixed size, or (max_size) so that the longer side is at most max_size.
 class Resize : public Transform {
  public:

@@ -13,6 +13,10 @@ SpatialFields SpatialFields::from(const Config& c) {
   return f;
 }
 
+double uniform(at::Generator& g, double lo, double hi) {
+  return lo + (hi - lo) * torch::rand({1}, g, torch::TensorOptions().dtype(torch::kDouble)).item<double>();
+}
+
 namespace {
 
 template <class Fn>

@@ -23,6 +23,9 @@ struct SpatialFields {
   static SpatialFields from(const Config& transform);
 };
 
+// A uniform draw in [lo, hi) from a random transform's generator (so a seeded pipeline repeats).
+double uniform(at::Generator& g, double lo, double hi);
+
 // [H, W] of the sample's first present image field; fails naming the sample when there is none or
 // when the spatial fields disagree.
 cv::Size spatial_size(const Sample& s, const SpatialFields& fields, std::string_view transform);

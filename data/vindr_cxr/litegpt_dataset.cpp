@@ -33,17 +33,10 @@
 
 #include <filesystem>
 
-namespace facet::data {
+namespace facet::data::vindr_cxr {
 namespace {
 
 namespace fs = std::filesystem;
-using namespace vindr_cxr;
-
-double id_fraction(const std::string& id) {
-  uint64_t h = 1469598103934665603ull;
-  for (unsigned char c : id) h = (h ^ c) * 1099511628211ull;
-  return static_cast<double>(h >> 11) / static_cast<double>(uint64_t{1} << 53);
-}
 
 class VinDrCxrLiteGpt : public Dataset, public vlm::ModalityLengths {
  public:
@@ -159,4 +152,4 @@ FACET_REGISTER(dataset_registry(), "vindr_cxr_litegpt",
                [](const Config& c, const std::string& split) { return std::make_shared<VinDrCxrLiteGpt>(c, split); });
 
 }  // namespace
-}  // namespace facet::data
+}  // namespace facet::data::vindr_cxr

@@ -16,18 +16,17 @@
 #include <fstream>
 #include <set>
 
-namespace facet::data {
+namespace facet::data::vindr_cxr {
 namespace {
 
 namespace fs = std::filesystem;
-using namespace vindr_cxr;
 
-struct Options {
+struct SynthOptions {
   int64_t train = 48, test = 16, size = 256, bits_stored = 12;
   uint64_t seed = 0;
 
-  static Options from(const Config& c) {
-    Options o;
+  static SynthOptions from(const Config& c) {
+    SynthOptions o;
     o.train = c.get<int64_t>("train", o.train);
     o.test = c.get<int64_t>("test", o.test);
     o.size = c.get<int64_t>("size", o.size);
@@ -180,7 +179,7 @@ std::string label_row(const std::vector<const Drawn*>& seen) {
 
 std::string csv_field(std::string_view s) { return s.find(',') != std::string_view::npos ? fmt::format("\"{}\"", s) : std::string(s); }
 
-SynthResult write_vindr_cxr(const Options& o, const fs::path& root) {
+SynthResult write_vindr_cxr(const SynthOptions& o, const fs::path& root) {
   auto g = at::make_generator<at::CPUGeneratorImpl>(mix_seed(o.seed, 0xC8));
   Painter painter(o.size, g);
   fs::create_directories(root / "annotations");
@@ -261,7 +260,7 @@ SynthResult write_vindr_cxr(const Options& o, const fs::path& root) {
 
 FACET_REGISTER(synth_registry(), "vindr-cxr",
                "Radiograph-like 12-bit DICOMs with drawn findings + the four VinDr-CXR CSVs (options: train, test, size, bits_stored, seed)",
-               [](const Config& c, const fs::path& out) { return write_vindr_cxr(Options::from(c), out); });
+               [](const Config& c, const fs::path& out) { return write_vindr_cxr(SynthOptions::from(c), out); });
 
 }  // namespace
-}  // namespace facet::data
+}  // namespace facet::data::vindr_cxr

@@ -34,11 +34,10 @@
 #include <filesystem>
 #include <map>
 
-namespace facet::data {
+namespace facet::data::vindr_cxr {
 namespace {
 
 namespace fs = std::filesystem;
-using namespace vindr_cxr;
 
 using Labels = std::array<float, kNumLabels>;
 
@@ -123,13 +122,6 @@ std::vector<Box> fuse_boxes(const std::vector<Box>& boxes, float threshold) {
 void settle_no_finding(Labels& labels) {
   const bool abnormal = std::any_of(labels.begin(), labels.end() - 1, [](float v) { return v > 0; });
   labels.back() = abnormal ? 0.f : 1.f;
-}
-
-// A stable share in [0, 1) of an image id (FNV-1a), for the val split.
-double id_fraction(const std::string& id) {
-  uint64_t h = 1469598103934665603ull;
-  for (unsigned char c : id) h = (h ^ c) * 1099511628211ull;
-  return static_cast<double>(h >> 11) / static_cast<double>(uint64_t{1} << 53);
 }
 
 class VinDrCxr : public Dataset {
@@ -343,4 +335,4 @@ FACET_REGISTER(dataset_registry(), "vindr_cxr",
                [](const Config& c, const std::string& split) { return std::make_shared<VinDrCxr>(c, split); });
 
 }  // namespace
-}  // namespace facet::data
+}  // namespace facet::data::vindr_cxr

@@ -9,6 +9,8 @@
 #pragma once
 
 #include <array>
+#include <cstdint>
+#include <string>
 #include <string_view>
 
 namespace facet::data::vindr_cxr {
@@ -28,5 +30,13 @@ inline constexpr std::array<std::string_view, 6> kGlobalLabels = {"COPD",       
 inline constexpr std::string_view kOtherDiseaseTestSpelling = "Other disease";
 inline constexpr std::string_view kNoFinding = "No finding";
 inline constexpr size_t kNumLabels = kLocalLabels.size() + kGlobalLabels.size();  // 28
+
+// A stable share in [0, 1) of an image id (FNV-1a): the readers' validation split takes the ids below
+// `val_fraction`, the same ones in every reader.
+inline double id_fraction(const std::string& id) {
+  uint64_t h = 1469598103934665603ull;
+  for (unsigned char c : id) h = (h ^ c) * 1099511628211ull;
+  return static_cast<double>(h >> 11) / static_cast<double>(uint64_t{1} << 53);
+}
 
 }  // namespace facet::data::vindr_cxr

@@ -1,17 +1,10 @@
 #include "models/backbones/satr.h"
 
 #include "core/error.h"
+#include "models/layers/drop_path.h"
 
 namespace facet::models {
 namespace nn = torch::nn;
-
-torch::Tensor drop_path(const torch::Tensor& x, double p, bool training) {
-  if (!training || p <= 0) return x;
-  std::vector<int64_t> shape(static_cast<size_t>(x.dim()), 1);
-  shape[0] = x.size(0);
-  const auto keep = torch::empty(shape, x.options()).bernoulli_(1.0 - p);
-  return x * keep / (1.0 - p);
-}
 
 SliceTokensImpl::SliceTokensImpl(int64_t channels, int64_t num_slices, int64_t patch, const SATrOptions& o)
     : num_slices_(num_slices), patch_(patch) {

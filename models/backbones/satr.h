@@ -101,7 +101,4 @@ class SATrFusionImpl : public torch::nn::Module {
 };
 TORCH_MODULE(SATrFusion);
 
-// Stochastic depth per sample (timm's drop_path): identity unless training with p > 0.
-torch::Tensor drop_path(const torch::Tensor& x, double p, bool training);
-
 }  // namespace facet::models

@@ -1,5 +1,6 @@
 #include "models/backbones/vit.h"
 
+#include "models/layers/drop_path.h"
 #include "models/weights/converter.h"
 
 #include <array>
@@ -58,15 +59,6 @@ nn::LayerNorm layer_norm(const ViTOptions& o) {
 torch::Tensor small_normal(c10::IntArrayRef shape) {
   if (deferring_init()) return empty_parameter(shape);
   return (torch::randn(shape) * 0.02).to(construction_tensor_options());
-}
-
-// Stochastic depth: drop the residual branch per sample with probability p, rescaling the rest.
-torch::Tensor drop_path(const torch::Tensor& branch, double p, bool training) {
-  if (!training || p == 0) return branch;
-  const double keep = 1 - p;
-  std::vector<int64_t> shape(static_cast<size_t>(branch.dim()), 1);
-  shape[0] = branch.size(0);
-  return branch * torch::empty(shape, branch.options()).bernoulli_(keep).div_(keep);
 }
 
 // Holds the patch projection under the name `proj`, so parameters read patch_embed.proj.*.

@@ -13,7 +13,7 @@
 #include <cmath>
 #include <thread>
 
-namespace facet {
+namespace facet::test_config {
 namespace {
 
 using ::testing::HasSubstr;
@@ -548,4 +548,4 @@ TEST(Config, DumpReloadsToTheSameValuesAndTypes) {
 }
 
 }  // namespace
-}  // namespace facet
+}  // namespace facet::test_config

@@ -8,7 +8,7 @@
 
 #include <cmath>
 
-namespace facet {
+namespace facet::test_csv {
 namespace {
 
 using ::testing::HasSubstr;
@@ -73,4 +73,4 @@ TEST(Csv, ReadsTheDeepLesionHeaderAndMissingValues) {
 }
 
 }  // namespace
-}  // namespace facet
+}  // namespace facet::test_csv

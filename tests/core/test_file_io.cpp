@@ -6,7 +6,7 @@
 
 #include <unistd.h>
 
-namespace facet {
+namespace facet::test_file_io {
 namespace {
 
 namespace fs = std::filesystem;
@@ -74,4 +74,4 @@ TEST(FileIo, ErrorsNameThePath) {
 }
 
 }  // namespace
-}  // namespace facet
+}  // namespace facet::test_file_io

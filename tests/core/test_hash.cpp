@@ -7,7 +7,7 @@
 #include <string>
 #include <vector>
 
-namespace facet {
+namespace facet::test_hash {
 namespace {
 
 std::string xxh64(std::string_view s) {
@@ -45,4 +45,4 @@ TEST(Hash64, AnyChunkingGivesTheSameDigest) {
 }
 
 }  // namespace
-}  // namespace facet
+}  // namespace facet::test_hash

@@ -7,7 +7,7 @@
 
 #include <unistd.h>
 
-namespace facet {
+namespace facet::test_log {
 namespace {
 
 using ::testing::HasSubstr;
@@ -64,4 +64,4 @@ TEST_F(LogTest, ParseLevel) {
 }
 
 }  // namespace
-}  // namespace facet
+}  // namespace facet::test_log

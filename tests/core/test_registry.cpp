@@ -5,7 +5,7 @@
 
 #include <memory>
 
-namespace facet {
+namespace facet::test_registry {
 namespace {
 
 using ::testing::HasSubstr;
@@ -91,4 +91,4 @@ TEST(Registry, IndexListsEveryKind) {
 }
 
 }  // namespace
-}  // namespace facet
+}  // namespace facet::test_registry

@@ -8,7 +8,7 @@
 
 #include <unistd.h>
 
-namespace facet::safetensors {
+namespace facet::safetensors::test_safetensors {
 namespace {
 
 namespace fs = std::filesystem;
@@ -374,4 +374,4 @@ TEST(Safetensors, StrictLoadReportsMissingUnexpectedAndMismatched) {
 }
 
 }  // namespace
-}  // namespace facet::safetensors
+}  // namespace facet::safetensors::test_safetensors

@@ -8,7 +8,7 @@
 
 #include <cstdlib>
 
-namespace facet::tensorboard {
+namespace facet::tensorboard::test_tensorboard {
 namespace {
 
 std::string hex(std::string_view bytes) {
@@ -62,4 +62,4 @@ TEST(TensorBoard, TensorBoardItselfReadsTheFile) {
 }
 
 }  // namespace
-}  // namespace facet::tensorboard
+}  // namespace facet::tensorboard::test_tensorboard

@@ -3,7 +3,7 @@
 
 #include <gtest/gtest.h>
 
-namespace facet {
+namespace facet::test_text {
 namespace {
 
 TEST(Text, EditDistanceHandComputed) {
@@ -41,4 +41,4 @@ TEST(Text, FirstInvalidUtf8) {
 }
 
 }  // namespace
-}  // namespace facet
+}  // namespace facet::test_text

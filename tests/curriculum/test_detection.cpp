@@ -20,7 +20,7 @@
 #include <random>
 #include <sstream>
 
-namespace facet::train {
+namespace facet::train::test_detection {
 namespace {
 
 namespace fs = std::filesystem;
@@ -195,4 +195,4 @@ TEST(CurriculumDetection, LabelNoiseRandomOrderVersusMoScl) {
 }
 
 }  // namespace
-}  // namespace facet::train
+}  // namespace facet::train::test_detection

@@ -8,7 +8,7 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
-namespace facet::curriculum {
+namespace facet::curriculum::test_mc_dropout {
 namespace {
 
 using ::testing::HasSubstr;
@@ -97,4 +97,4 @@ TEST(McDropout, RefusesModelsWithoutDropoutAndMissingOutputs) {
 }
 
 }  // namespace
-}  // namespace facet::curriculum
+}  // namespace facet::curriculum::test_mc_dropout

@@ -13,7 +13,7 @@
 #include <algorithm>
 #include <set>
 
-namespace facet::curriculum {
+namespace facet::curriculum::test_samplers {
 namespace {
 
 using ::testing::ElementsAre;
@@ -174,4 +174,4 @@ TEST(CurriculumSamplers, StateDoesNotDependOnTheRankOrderOfTheFeedback) {
 }
 
 }  // namespace
-}  // namespace facet::curriculum
+}  // namespace facet::curriculum::test_samplers

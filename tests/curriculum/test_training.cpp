@@ -22,7 +22,7 @@
 #include <numeric>
 #include <set>
 
-namespace facet::train {
+namespace facet::train::test_training {
 namespace {
 
 namespace fs = std::filesystem;
@@ -221,4 +221,4 @@ TEST(CurriculumExperiments, ConfigsAndSweepsBuildTheirSamplers) {
 }
 
 }  // namespace
-}  // namespace facet::train
+}  // namespace facet::train::test_training

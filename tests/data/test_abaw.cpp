@@ -17,7 +17,7 @@
 #include <set>
 #include <sstream>
 
-namespace facet::data {
+namespace facet::data::test_abaw {
 namespace {
 
 namespace fs = std::filesystem;
@@ -213,4 +213,4 @@ TEST(Abaw, HandMadeValuesMissingMarksAndMissingImages) {
 }
 
 }  // namespace
-}  // namespace facet::data
+}  // namespace facet::data::test_abaw

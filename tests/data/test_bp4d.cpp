@@ -18,7 +18,7 @@
 #include <fstream>
 #include <set>
 
-namespace facet::data {
+namespace facet::data::test_bp4d {
 namespace {
 
 namespace fs = std::filesystem;
@@ -295,4 +295,4 @@ TEST(AuFacts, EveryBenchmarkAuChangesTheDrawnFace) {
 }
 
 }  // namespace
-}  // namespace facet::data
+}  // namespace facet::data::test_bp4d

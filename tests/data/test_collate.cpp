@@ -6,7 +6,7 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
-namespace facet::data {
+namespace facet::data::test_collate {
 namespace {
 
 using ::testing::AllOf;
@@ -158,4 +158,4 @@ TEST(Collate, PerBoxFieldsHaveOneRowPerBox) {
 }
 
 }  // namespace
-}  // namespace facet::data
+}  // namespace facet::data::test_collate

@@ -14,7 +14,7 @@
 #include <filesystem>
 #include <fstream>
 
-namespace facet::data {
+namespace facet::data::test_deeplesion {
 namespace {
 
 namespace fs = std::filesystem;
@@ -116,4 +116,4 @@ TEST(DeepLesion, ReadsTheSyntheticDataset) {
 }
 
 }  // namespace
-}  // namespace facet::data
+}  // namespace facet::data::test_deeplesion

@@ -19,7 +19,7 @@
 #include <fstream>
 #include <iostream>
 
-namespace facet::data::image {
+namespace facet::data::image::test_dicom {
 namespace {
 
 namespace fs = std::filesystem;
@@ -186,9 +186,9 @@ TEST(ImageIo, TruncatedOrMissingFilesAreErrorsNamingTheFile) {
 }
 
 }  // namespace
-}  // namespace facet::data::image
+}  // namespace facet::data::image::test_dicom
 
-namespace facet::data::image {
+namespace facet::data::image::test_dicom {
 namespace {
 
 // The transfer-syntax table: every syntax the README claims, a file other software wrote, compared
@@ -315,9 +315,9 @@ TEST(DicomCodecs, TwelveBitMonochrome1AndWindowMatchPydicomApplyVoiLut) {
 }
 
 }  // namespace
-}  // namespace facet::data::image
+}  // namespace facet::data::image::test_dicom
 
-namespace facet::data {
+namespace facet::data::test_dicom {
 namespace {
 
 // VinDr-CXR as distributed: every monochrome DICOM fixture (other software's files, all syntaxes
@@ -383,4 +383,4 @@ TEST(DicomCodecs, VindrCxrLayoutOfThirdPartyFilesDecodesEveryImage) {
 }
 
 }  // namespace
-}  // namespace facet::data
+}  // namespace facet::data::test_dicom

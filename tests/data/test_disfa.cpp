@@ -16,7 +16,7 @@
 #include <fstream>
 #include <set>
 
-namespace facet::data {
+namespace facet::data::test_disfa {
 namespace {
 
 namespace fs = std::filesystem;
@@ -151,9 +151,9 @@ TEST(Disfa, MalformedLabelFilesNameFileAndLine) {
 }
 
 }  // namespace
-}  // namespace facet::data
+}  // namespace facet::data::test_disfa
 
-namespace facet::data {
+namespace facet::data::test_disfa {
 namespace {
 
 // The release ships videos: `facet data frames` extracts them so that image t holds label frame t + 1.
@@ -201,4 +201,4 @@ TEST(Disfa, FramesExtractedFromTheVideosPairWithTheirLabels) {
 }
 
 }  // namespace
-}  // namespace facet::data
+}  // namespace facet::data::test_disfa

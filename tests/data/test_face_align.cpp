@@ -15,7 +15,7 @@
 #include <numbers>
 #include <sstream>
 
-namespace facet::data::face {
+namespace facet::data::face::test_face_align {
 namespace {
 
 namespace fs = std::filesystem;
@@ -148,4 +148,4 @@ TEST(FaceAlign, RealPhotographIsDetectedLandmarkedAndAligned) {
 }
 
 }  // namespace
-}  // namespace facet::data::face
+}  // namespace facet::data::face::test_face_align

@@ -22,7 +22,7 @@
 #include <functional>
 #include <numbers>
 
-namespace facet::data {
+namespace facet::data::test_face_tasks {
 namespace {
 
 namespace fs = std::filesystem;
@@ -249,4 +249,4 @@ TEST(FaceTasks, HorizontalFlipTurnsTheHeadPoseTheOtherWay) {
 }
 
 }  // namespace
-}  // namespace facet::data
+}  // namespace facet::data::test_face_tasks

@@ -14,7 +14,7 @@
 #include <filesystem>
 #include <fstream>
 
-namespace facet::data {
+namespace facet::data::test_image_folder {
 namespace {
 
 namespace fs = std::filesystem;
@@ -101,4 +101,4 @@ TEST(ImageFolder, ErrorsNameWhatIsMissing) {
 }
 
 }  // namespace
-}  // namespace facet::data
+}  // namespace facet::data::test_image_folder

@@ -10,7 +10,7 @@
 #include <filesystem>
 #include <fstream>
 
-namespace facet::data {
+namespace facet::data::test_instruct {
 namespace {
 
 namespace fs = std::filesystem;
@@ -70,4 +70,4 @@ TEST(Instructions, MalformedRecordsNameFileRecordAndKey) {
 }
 
 }  // namespace
-}  // namespace facet::data
+}  // namespace facet::data::test_instruct

@@ -7,7 +7,7 @@
 
 #include <set>
 
-namespace facet::data {
+namespace facet::data::test_loader {
 namespace {
 
 using ::testing::HasSubstr;
@@ -170,4 +170,4 @@ transforms:
 }
 
 }  // namespace
-}  // namespace facet::data
+}  // namespace facet::data::test_loader

@@ -14,7 +14,7 @@
 #include <fstream>
 #include <iostream>
 
-namespace facet::data {
+namespace facet::data::test_pack {
 namespace {
 
 namespace fs = std::filesystem;
@@ -130,4 +130,4 @@ TEST(Pack, IdsThatDisagreeWithTheSampleCountAreAnErrorNotAnOverflow) {
 }
 
 }  // namespace
-}  // namespace facet::data
+}  // namespace facet::data::test_pack

@@ -19,7 +19,7 @@
 #include <map>
 #include <set>
 
-namespace facet::data {
+namespace facet::data::test_palsy {
 namespace {
 
 namespace fs = std::filesystem;
@@ -227,4 +227,4 @@ TEST(Palsy, LandmarkFilesAreCheckedAndAlignedFoldersRead) {
 }
 
 }  // namespace
-}  // namespace facet::data
+}  // namespace facet::data::test_palsy

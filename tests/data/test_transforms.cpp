@@ -8,7 +8,7 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
-namespace facet::data {
+namespace facet::data::test_transforms {
 namespace {
 
 using ::testing::HasSubstr;
@@ -191,4 +191,4 @@ TEST(Transforms, ColorJitterIsIdentityAtZeroAndDeterministicPerSeed) {
 }
 
 }  // namespace
-}  // namespace facet::data
+}  // namespace facet::data::test_transforms

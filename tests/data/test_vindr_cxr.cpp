@@ -16,7 +16,7 @@
 #include <set>
 #include <sstream>
 
-namespace facet::data {
+namespace facet::data::test_vindr_cxr {
 namespace {
 
 namespace fs = std::filesystem;
@@ -231,4 +231,4 @@ TEST(VinDrCxr, BadFilesAreErrorsNamingFileAndLine) {
 }
 
 }  // namespace
-}  // namespace facet::data
+}  // namespace facet::data::test_vindr_cxr

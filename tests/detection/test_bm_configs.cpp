@@ -12,7 +12,7 @@
 #include <filesystem>
 #include <set>
 
-namespace facet::models::detection {
+namespace facet::models::detection::test_bm_configs {
 namespace {
 
 namespace fs = std::filesystem;
@@ -64,4 +64,4 @@ TEST(BmConfigs, SweepsExpandToTheAblationRows) {
 }
 
 }  // namespace
-}  // namespace facet::models::detection
+}  // namespace facet::models::detection::test_bm_configs

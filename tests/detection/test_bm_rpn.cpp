@@ -10,7 +10,7 @@
 #include <cmath>
 #include <set>
 
-namespace facet::models::detection {
+namespace facet::models::detection::test_bm_rpn {
 namespace {
 
 using ::testing::HasSubstr;
@@ -189,4 +189,4 @@ TEST(Bmc, ConditionedAnchorsAreNearTheObjectnessComponents) {
 }
 
 }  // namespace
-}  // namespace facet::models::detection
+}  // namespace facet::models::detection::test_bm_rpn

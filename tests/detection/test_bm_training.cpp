@@ -16,7 +16,7 @@
 #include <cmath>
 #include <cstdlib>
 
-namespace facet::train {
+namespace facet::train::test_bm_training {
 namespace {
 
 namespace fs = std::filesystem;
@@ -131,4 +131,4 @@ TEST(BmTrainingTable, DISABLED_SeedTable) {
 }
 
 }  // namespace
-}  // namespace facet::train
+}  // namespace facet::train::test_bm_training

@@ -7,7 +7,7 @@
 
 #include <cmath>
 
-namespace facet::models::detection {
+namespace facet::models::detection::test_bounding_maps {
 namespace {
 
 torch::Tensor box(std::initializer_list<float> v) { return torch::tensor(std::vector<float>(v)).view({-1, 4}); }
@@ -137,4 +137,4 @@ TEST(AnchorMapTargets, NearestSamplingPerChannelAndSizeAwareChannels) {
 }
 
 }  // namespace
-}  // namespace facet::models::detection
+}  // namespace facet::models::detection::test_bounding_maps

@@ -11,7 +11,7 @@
 
 #include <chrono>
 
-namespace facet::train {
+namespace facet::train::test_deeplesion_training {
 namespace {
 
 namespace fs = std::filesystem;
@@ -38,4 +38,4 @@ TEST(DeepLesionTraining, FasterRcnnBeatsTheUntrainedModelOnHeldOutImages) {
 }
 
 }  // namespace
-}  // namespace facet::train
+}  // namespace facet::train::test_deeplesion_training

@@ -20,7 +20,7 @@
 
 #include <opencv2/imgcodecs.hpp>
 
-namespace facet::models::detection {
+namespace facet::models::detection::test_detectors {
 namespace {
 
 namespace fs = std::filesystem;
@@ -201,4 +201,4 @@ TEST(Detectors, DetectionPictureShowsTheWindowedKeySliceWithBoxes) {
 }
 
 }  // namespace
-}  // namespace facet::models::detection
+}  // namespace facet::models::detection::test_detectors

@@ -14,7 +14,7 @@
 #include <filesystem>
 #include <fstream>
 
-namespace facet::metrics {
+namespace facet::metrics::test_froc {
 namespace {
 
 namespace fs = std::filesystem;
@@ -151,4 +151,4 @@ TEST(Froc, RegisteredMetricGivesEveryViewAndMergesRanks) {
 }
 
 }  // namespace
-}  // namespace facet::metrics
+}  // namespace facet::metrics::test_froc

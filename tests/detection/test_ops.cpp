@@ -10,7 +10,7 @@
 
 #include <filesystem>
 
-namespace facet::models::detection {
+namespace facet::models::detection::test_ops {
 namespace {
 
 namespace fs = std::filesystem;
@@ -146,4 +146,4 @@ TEST(DetectionOps, RandomSamplerKeepsTheFractionAndTheTotal) {
 }
 
 }  // namespace
-}  // namespace facet::models::detection
+}  // namespace facet::models::detection::test_ops

@@ -13,7 +13,7 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
-namespace facet::train {
+namespace facet::train::test_predict_deeplesion {
 namespace {
 
 namespace fs = std::filesystem;
@@ -80,4 +80,4 @@ train: {{max_steps: 1, eval_every: 0, threads: 1}}
 }
 
 }  // namespace
-}  // namespace facet::train
+}  // namespace facet::train::test_predict_deeplesion

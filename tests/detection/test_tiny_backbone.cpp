@@ -3,7 +3,7 @@
 
 #include <gtest/gtest.h>
 
-namespace facet::models::detection {
+namespace facet::models::detection::test_tiny_backbone {
 namespace {
 
 FACET_REGISTER(backbone_registry(), "test_tiny_stride4", "Test: three convs to one stride-4 map (in_channels, channels)",
@@ -17,4 +17,4 @@ TEST(TinyBackbone, OneStride4Map) {
 }
 
 }  // namespace
-}  // namespace facet::models::detection
+}  // namespace facet::models::detection::test_tiny_backbone

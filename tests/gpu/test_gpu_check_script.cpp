@@ -13,7 +13,7 @@
 #include <cstdio>
 #include <string>
 
-namespace facet {
+namespace facet::test_gpu_check_script {
 namespace {
 
 using ::testing::AllOf;
@@ -84,4 +84,4 @@ TEST(GpuCheckScript, TrainStepPythonBenchTakesDeviceAndDtype) {
 }
 
 }  // namespace
-}  // namespace facet
+}  // namespace facet::test_gpu_check_script

@@ -21,7 +21,7 @@
 #include <functional>
 #include <set>
 
-namespace facet::train {
+namespace facet::train::test_placement {
 namespace {
 
 namespace fs = std::filesystem;
@@ -272,4 +272,4 @@ TEST(GpuPlacementTable, CoversEveryRegisteredModelLossAndMetric) {
 }
 
 }  // namespace
-}  // namespace facet::train
+}  // namespace facet::train::test_placement

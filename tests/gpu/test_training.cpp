@@ -21,7 +21,7 @@
 #include <set>
 #include <sstream>
 
-namespace facet::train {
+namespace facet::train::test_training {
 namespace {
 
 namespace fs = std::filesystem;
@@ -192,4 +192,4 @@ TEST(GpuTraining, PinnedBatchesReachTheGpuByNonBlockingCopies) {
 }
 
 }  // namespace
-}  // namespace facet::train
+}  // namespace facet::train::test_training

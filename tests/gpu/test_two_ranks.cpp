@@ -21,7 +21,7 @@
 
 extern char** environ;
 
-namespace facet::train {
+namespace facet::train::test_two_ranks {
 namespace {
 
 namespace fs = std::filesystem;
@@ -190,4 +190,4 @@ TEST(GpuTwoRanks, CollectivesOnOneGpu) {
 }
 
 }  // namespace
-}  // namespace facet::train
+}  // namespace facet::train::test_two_ranks

@@ -16,7 +16,7 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
-namespace facet::models {
+namespace facet::models::test_a3d {
 namespace {
 
 namespace fs = std::filesystem;
@@ -207,4 +207,4 @@ TEST(A3DDenseNet, LoadsTorchvisionDenseNet121) {
 }
 
 }  // namespace
-}  // namespace facet::models
+}  // namespace facet::models::test_a3d

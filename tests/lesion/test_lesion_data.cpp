@@ -16,7 +16,7 @@
 #include <filesystem>
 #include <fstream>
 
-namespace facet::data {
+namespace facet::data::test_lesion_data {
 namespace {
 
 namespace fs = std::filesystem;
@@ -265,4 +265,4 @@ TEST(LesionData, SatrWindowing) {
 }
 
 }  // namespace
-}  // namespace facet::data
+}  // namespace facet::data::test_lesion_data

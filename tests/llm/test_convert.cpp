@@ -9,8 +9,9 @@
 #include <cstdlib>
 #include <filesystem>
 
+namespace facet::test_convert {
+
 namespace fs = std::filesystem;
-using namespace facet;
 
 namespace {
 
@@ -39,3 +40,5 @@ TEST(ConvertPickle, NestedCheckpointToShardedSafetensors) {
 }
 
 }  // namespace
+
+}  // namespace facet::test_convert

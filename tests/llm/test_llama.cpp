@@ -6,6 +6,7 @@
 #include "models/build.h"
 #include "models/llm/generate.h"
 #include "models/llm/llama.h"
+#include "models/llm/memory.h"
 #include "models/llm/lm_loss.h"
 #include "tests/support/paths.h"
 
@@ -20,8 +21,9 @@
 #include <filesystem>
 #include <functional>
 
+namespace facet::test_llama {
+
 namespace fs = std::filesystem;
-using namespace facet;
 using namespace facet::models::llm;
 
 namespace {
@@ -401,8 +403,6 @@ TEST(Llama, RegisteredModelLearnsACopyTask) {
 
 }  // namespace
 
-#include "models/llm/memory.h"
-
 namespace {
 
 TEST(Llama, TrainingMemoryEstimateFor7BLoRA) {
@@ -434,3 +434,5 @@ TEST(Llama, TrainingMemoryEstimateFor7BLoRA) {
 }
 
 }  // namespace
+
+}  // namespace facet::test_llama

@@ -15,8 +15,9 @@
 #include <cstdlib>
 #include <filesystem>
 
+namespace facet::test_peft {
+
 namespace fs = std::filesystem;
-using namespace facet;
 using namespace facet::models;
 using namespace facet::models::llm;
 
@@ -94,3 +95,5 @@ TEST(Peft, ErrorsNameTheFileAndKey) {
 }
 
 }  // namespace
+
+}  // namespace facet::test_peft

@@ -13,8 +13,9 @@
 
 #include <filesystem>
 
+namespace facet::test_tokenizer {
+
 namespace fs = std::filesystem;
-using namespace facet;
 using namespace facet::data;
 using namespace facet::data::text;
 
@@ -139,3 +140,5 @@ TEST(ChatTemplate, MiniGptV2AndTruncation) {
 }
 
 }  // namespace
+
+}  // namespace facet::test_tokenizer

@@ -12,7 +12,7 @@
 
 #include <cmath>
 
-namespace facet::losses {
+namespace facet::losses::test_losses {
 namespace {
 
 using ::testing::AllOf;
@@ -189,4 +189,4 @@ TEST(Losses, WeightedSumAddsTermsAndLabelsTheirParts) {
 }
 
 }  // namespace
-}  // namespace facet::losses
+}  // namespace facet::losses::test_losses

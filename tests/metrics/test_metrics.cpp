@@ -10,7 +10,7 @@
 
 #include <cmath>
 
-namespace facet::metrics {
+namespace facet::metrics::test_metrics {
 namespace {
 
 std::shared_ptr<Metric> make(const std::string& yaml) { return metric_registry().create(Config::parse(yaml, "m.yaml")); }
@@ -205,4 +205,4 @@ TEST(MetricMerge, AbawMtlSplitsTheSummedStateIntoItsParts) {
 }
 
 }  // namespace
-}  // namespace facet::metrics
+}  // namespace facet::metrics::test_metrics

@@ -12,7 +12,7 @@
 
 #include <set>
 
-namespace facet::metrics {
+namespace facet::metrics::test_metrics_sklearn {
 namespace {
 
 const safetensors::TensorMap& golden() {
@@ -77,4 +77,4 @@ TEST(MetricsSklearn, MaeAndCccPerColumn) {
 }
 
 }  // namespace
-}  // namespace facet::metrics
+}  // namespace facet::metrics::test_metrics_sklearn

@@ -9,7 +9,7 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
-namespace facet::models {
+namespace facet::models::test_adapters {
 namespace {
 
 using ::testing::HasSubstr;
@@ -130,4 +130,4 @@ TEST(Lora, TargetErrorsNameTheKeyAndTheNearestLayers) {
 }
 
 }  // namespace
-}  // namespace facet::models
+}  // namespace facet::models::test_adapters

@@ -17,7 +17,7 @@
 
 #include <filesystem>
 
-namespace facet::models::face {
+namespace facet::models::face::test_algr_net {
 namespace {
 
 namespace fs = std::filesystem;
@@ -266,4 +266,4 @@ TEST(ALGRNet, OverfitsOneBatchOfDrawnFacesForAusAndPalsyGrades) {
 }
 
 }  // namespace
-}  // namespace facet::models::face
+}  // namespace facet::models::face::test_algr_net

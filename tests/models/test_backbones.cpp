@@ -15,7 +15,7 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
-namespace facet::models {
+namespace facet::models::test_backbones {
 namespace {
 
 namespace fs = std::filesystem;
@@ -220,4 +220,4 @@ TEST(Backbones, FaceModelsTakeThemFromConfigUnderTheSameNames) {
 }
 
 }  // namespace
-}  // namespace facet::models
+}  // namespace facet::models::test_backbones

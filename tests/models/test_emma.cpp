@@ -15,7 +15,7 @@
 #include <set>
 #include <unistd.h>
 
-namespace facet::models::face {
+namespace facet::models::face::test_emma {
 namespace {
 
 namespace fs = std::filesystem;
@@ -322,4 +322,4 @@ TEST(Emma, OverfitsOneBatchOfDrawnFaces) {
 }
 
 }  // namespace
-}  // namespace facet::models::face
+}  // namespace facet::models::face::test_emma

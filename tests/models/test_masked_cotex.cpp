@@ -12,7 +12,7 @@
 #include <filesystem>
 #include <unistd.h>
 
-namespace facet::models::face {
+namespace facet::models::face::test_masked_cotex {
 namespace {
 
 namespace fs = std::filesystem;
@@ -208,4 +208,4 @@ TEST(MaskedCotex, OverfitsOneBatchWithMaskedViews) {
 }
 
 }  // namespace
-}  // namespace facet::models::face
+}  // namespace facet::models::face::test_masked_cotex

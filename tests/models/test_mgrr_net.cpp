@@ -7,7 +7,7 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
-namespace facet::models::face {
+namespace facet::models::face::test_mgrr_net {
 namespace {
 
 using ::testing::HasSubstr;
@@ -119,4 +119,4 @@ TEST(MGRRNet, OverfitsOneBatchOfDrawnFaces) {
 }
 
 }  // namespace
-}  // namespace facet::models::face
+}  // namespace facet::models::face::test_mgrr_net

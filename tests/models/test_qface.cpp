@@ -15,7 +15,7 @@
 #include <filesystem>
 #include <functional>
 
-namespace facet::models::face {
+namespace facet::models::face::test_qface {
 namespace {
 
 namespace fs = std::filesystem;
@@ -349,4 +349,4 @@ TEST(QFace, OverfitsOneBatchOfDrawnFacesOnEveryTask) {
 }
 
 }  // namespace
-}  // namespace facet::models::face
+}  // namespace facet::models::face::test_qface

@@ -28,7 +28,7 @@
 
 #include <fstream>
 
-namespace facet::models {
+namespace facet::models::test_weights {
 namespace {
 
 namespace fs = std::filesystem;
@@ -403,4 +403,4 @@ TEST(InitWeightsMessages, ModelConstructorsReadNoFiles) {
 }
 
 }  // namespace
-}  // namespace facet::models
+}  // namespace facet::models::test_weights

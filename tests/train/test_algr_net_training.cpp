@@ -24,7 +24,7 @@
 #include <filesystem>
 #include <set>
 
-namespace facet::train {
+namespace facet::train::test_algr_net_training {
 namespace {
 
 namespace fs = std::filesystem;
@@ -155,4 +155,4 @@ TEST(ALGRNetConfigs, EveryConfigBuildsATrainerAndTheSweepsExpand) {
 }
 
 }  // namespace
-}  // namespace facet::train
+}  // namespace facet::train::test_algr_net_training

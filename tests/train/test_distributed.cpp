@@ -23,7 +23,7 @@
 #include <functional>
 #include <thread>
 
-namespace facet::train {
+namespace facet::train::test_distributed {
 namespace {
 
 namespace fs = std::filesystem;
@@ -561,4 +561,4 @@ TEST(Distributed, TwoRanksMatchOneRankWithAccumulation) {
 }
 
 }  // namespace
-}  // namespace facet::train
+}  // namespace facet::train::test_distributed

@@ -25,7 +25,7 @@
 #include <numeric>
 #include <unistd.h>
 
-namespace facet::train {
+namespace facet::train::test_emma_training {
 namespace {
 
 namespace fs = std::filesystem;
@@ -317,4 +317,4 @@ TEST(CotexTraining, LearnsSyntheticLsdAboveTheMajorityClass) {
 }
 
 }  // namespace
-}  // namespace facet::train
+}  // namespace facet::train::test_emma_training

@@ -25,7 +25,7 @@
 #include <cmath>
 #include <sstream>
 
-namespace facet::train {
+namespace facet::train::test_evaluation {
 namespace {
 
 namespace fs = std::filesystem;
@@ -315,4 +315,4 @@ INSTANTIATE_TEST_SUITE_P(
     [](const ::testing::TestParamInfo<ModelKind>& info) { return info.param.name; });
 
 }  // namespace
-}  // namespace facet::train
+}  // namespace facet::train::test_evaluation

@@ -15,7 +15,7 @@
 
 #include <algorithm>
 
-namespace facet::train {
+namespace facet::train::test_hooks {
 namespace {
 
 namespace fs = std::filesystem;
@@ -186,4 +186,4 @@ TEST(Hooks, McDropoutPassesLeaveBatchNormAndTrainingUntouched) {
 }
 
 }  // namespace
-}  // namespace facet::train
+}  // namespace facet::train::test_hooks

@@ -9,7 +9,7 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
-namespace facet::train {
+namespace facet::train::test_init_weights {
 using models::init_weights;
 namespace {
 
@@ -43,4 +43,4 @@ TEST(InitWeights, LoadsABackboneUnderAPrefixAndIgnoresItsHead) {
 }
 
 }  // namespace
-}  // namespace facet::train
+}  // namespace facet::train::test_init_weights

@@ -9,7 +9,7 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
-namespace facet::train {
+namespace facet::train::test_mgrr_net_training {
 namespace {
 
 namespace fs = std::filesystem;
@@ -33,4 +33,4 @@ TEST(MGRRNetTraining, BeatsTheAllPositiveBaselineOnHeldOutSyntheticSubjects) {
 }
 
 }  // namespace
-}  // namespace facet::train
+}  // namespace facet::train::test_mgrr_net_training

@@ -9,7 +9,7 @@
 #include <cmath>
 #include <numbers>
 
-namespace facet::train {
+namespace facet::train::test_optim_schedule {
 namespace {
 
 using ::testing::HasSubstr;
@@ -159,4 +159,4 @@ TEST(Schedule, AppliesToEveryGroup) {
 }
 
 }  // namespace
-}  // namespace facet::train
+}  // namespace facet::train::test_optim_schedule

@@ -22,7 +22,7 @@
 #include <set>
 #include <filesystem>
 
-namespace facet::train {
+namespace facet::train::test_qface_training {
 namespace {
 
 namespace fs = std::filesystem;
@@ -185,4 +185,4 @@ TEST(QFaceTraining, CollidingMetricNamesNeedALabel) {
 }
 
 }  // namespace
-}  // namespace facet::train
+}  // namespace facet::train::test_qface_training

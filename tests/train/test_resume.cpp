@@ -21,7 +21,7 @@
 
 #include <set>
 
-namespace facet::train {
+namespace facet::train::test_resume {
 namespace {
 
 namespace fs = std::filesystem;
@@ -270,4 +270,4 @@ TEST(Resume, AMicroBatchLostOnOneRankIsSkippedByEveryRank) {
 }
 
 }  // namespace
-}  // namespace facet::train
+}  // namespace facet::train::test_resume

@@ -13,7 +13,7 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
-namespace facet::train {
+namespace facet::train::test_steps {
 namespace {
 
 namespace fs = std::filesystem;
@@ -249,4 +249,4 @@ TEST(Steps, EveryStepKindResumesExactly) {
 }
 
 }  // namespace
-}  // namespace facet::train
+}  // namespace facet::train::test_steps

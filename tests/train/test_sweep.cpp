@@ -11,7 +11,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-namespace facet::train {
+namespace facet::train::test_sweep {
 namespace {
 
 namespace fs = std::filesystem;
@@ -224,4 +224,4 @@ parallel: 2
 }
 
 }  // namespace
-}  // namespace facet::train
+}  // namespace facet::train::test_sweep

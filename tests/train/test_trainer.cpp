@@ -20,7 +20,7 @@
 #include <sstream>
 #include <thread>
 
-namespace facet::train {
+namespace facet::train::test_trainer {
 namespace {
 
 namespace fs = std::filesystem;
@@ -354,4 +354,4 @@ TEST(Trainer, ResumeRejectsACheckpointOfAnotherModel) {
 }
 
 }  // namespace
-}  // namespace facet::train
+}  // namespace facet::train::test_trainer

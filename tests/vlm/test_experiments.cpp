@@ -14,7 +14,8 @@
 #include <filesystem>
 #include <set>
 
-using namespace facet;
+namespace facet::test_experiments {
+
 
 namespace {
 
@@ -117,3 +118,5 @@ TEST(VlmExperiments, EveryPublishedConfigBuildsOnTheMetaDevice) {
 }
 
 }  // namespace
+
+}  // namespace facet::test_experiments

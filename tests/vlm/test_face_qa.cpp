@@ -12,7 +12,7 @@
 
 #include <filesystem>
 
-namespace facet::data {
+namespace facet::data::test_face_qa {
 namespace {
 
 namespace fs = std::filesystem;
@@ -123,4 +123,4 @@ TEST(VlmDataParts, StageConfigsExpandAndBuild) {
 }
 
 }  // namespace
-}  // namespace facet::data
+}  // namespace facet::data::test_face_qa

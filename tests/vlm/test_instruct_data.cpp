@@ -23,7 +23,7 @@
 #include <fstream>
 #include <set>
 
-namespace facet::data {
+namespace facet::data::test_instruct_data {
 namespace {
 
 namespace fs = std::filesystem;
@@ -350,4 +350,4 @@ TEST(VinDrCxrLiteGpt, SamplesCarryTheReferenceAnswersAndTheMiniGptTemplate) {
 }
 
 }  // namespace
-}  // namespace facet::data
+}  // namespace facet::data::test_instruct_data

@@ -15,7 +15,7 @@
 #include <filesystem>
 #include <fstream>
 
-namespace facet::data::vindr_cxr {
+namespace facet::data::vindr_cxr::test_litegpt_answers {
 namespace {
 
 namespace fs = std::filesystem;
@@ -138,4 +138,4 @@ TEST(LiteGptAnswers, ErrorsNameTheFileLineAndImage) {
 }
 
 }  // namespace
-}  // namespace facet::data::vindr_cxr
+}  // namespace facet::data::vindr_cxr::test_litegpt_answers

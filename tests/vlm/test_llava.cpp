@@ -21,8 +21,9 @@
 
 #include <filesystem>
 
+namespace facet::test_llava {
+
 namespace fs = std::filesystem;
-using namespace facet;
 using namespace facet::models;
 using namespace facet::models::vlm;
 using facet::test_support::expect_close;
@@ -393,3 +394,5 @@ TEST(LiteGpt, ParameterCountsAtThePaperConfiguration) {
 }
 
 }  // namespace
+
+}  // namespace facet::test_llava

@@ -10,7 +10,8 @@
 
 #include <filesystem>
 
-using namespace facet;
+namespace facet::test_preprocess {
+
 using namespace facet::models::vlm;
 
 namespace {
@@ -46,3 +47,5 @@ TEST(ClipPreprocess, ShapesAndErrors) {
 }
 
 }  // namespace
+
+}  // namespace facet::test_preprocess

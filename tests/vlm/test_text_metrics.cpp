@@ -14,7 +14,7 @@
 #include <filesystem>
 #include <fstream>
 
-namespace facet::metrics {
+namespace facet::metrics::test_text_metrics {
 namespace {
 
 using json = nlohmann::json;
@@ -212,4 +212,4 @@ TEST(TextMetrics, ErrorsNameTheMissingText) {
 }
 
 }  // namespace
-}  // namespace facet::metrics
+}  // namespace facet::metrics::test_text_metrics

@@ -15,8 +15,9 @@
 
 #include <filesystem>
 
+namespace facet::test_towers {
+
 namespace fs = std::filesystem;
-using namespace facet;
 using namespace facet::models;
 using namespace facet::models::vlm;
 using facet::test_support::expect_close;
@@ -116,3 +117,5 @@ TEST(BiomedClipVit, MatchesTimmForwardFeatures) {
 }
 
 }  // namespace
+
+}  // namespace facet::test_towers

@@ -27,7 +27,7 @@
 #include <filesystem>
 #include <fstream>
 
-namespace facet {
+namespace facet::test_vlm_runs {
 namespace {
 
 namespace fs = std::filesystem;
@@ -356,4 +356,4 @@ TEST(VlmTraining, TinyEmolaLearnsActiveAusOnSyntheticFaba) {
 }
 
 }  // namespace
-}  // namespace facet
+}  // namespace facet::test_vlm_runs

@@ -46,7 +46,7 @@ std::vector<int64_t> encode(const data::text::Tokenizer& tok, const Args& a, con
 
 // The printable part of a streamed answer: held back while it ends inside a UTF-8 sequence that the
 // next byte-fallback token completes (SentencePiece decodes a partial sequence as U+FFFD).
-size_t printable(const std::string& text) {
+size_t printable_length(const std::string& text) {
   static const std::string replacement = "\xEF\xBF\xBD";
   size_t n = text.size();
   while (n >= replacement.size() && text.compare(n - replacement.size(), replacement.size(), replacement) == 0) n -= replacement.size();
@@ -86,7 +86,7 @@ void run(const Args& a) {
     const auto answers = models::llm::generate(*model, {encode(tok, a, a.prompt)}, o, decode, [&](size_t, int64_t token) {
       so_far.push_back(token);
       const std::string text = tok.decode(so_far);
-      const size_t n = printable(text);
+      const size_t n = printable_length(text);
       if (n > shown) {
         std::fwrite(text.data() + shown, 1, n - shown, stdout);
         std::fflush(stdout);

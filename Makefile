@@ -12,7 +12,7 @@ ENV_FILE   := $(BUILD)/bootstrap.env
 # Read the bootstrap's results (venv, torch prefix) inside recipes.
 LOAD_ENV   := set -a && . ./$(ENV_FILE) && set +a
 
-.PHONY: all deps configure build build-cli test demo asan fuzz goldens bench gpu-check clean help
+.PHONY: all deps configure build build-cli test demo asan tsan fuzz goldens bench gpu-check clean help
 
 all: build
 
@@ -20,6 +20,7 @@ help:
 	@echo "make demo     set up, build and run the main job"
 	@echo "make test     set up, build and run every test (ctest)"
 	@echo "make asan     the same tests under AddressSanitizer + UndefinedBehaviorSanitizer (build-asan/)"
+	@echo "make tsan     the loader and distributed-training tests under ThreadSanitizer (build-tsan/)"
 	@echo "make fuzz     run every fuzzer longer (FUZZ_SECONDS each, default 300)"
 	@echo "make goldens  regenerate tests/fixtures with the reference Python libraries"
 	@echo "make bench    benchmarks against PyTorch (Python) on this machine"
@@ -68,6 +69,17 @@ demo: build-cli
 asan:
 	$(MAKE) test BUILD=build-asan BUILD_TYPE=RelWithDebInfo CMAKE_ARGS=-DFACET_SANITIZE=ON
 
+# ThreadSanitizer on the code that runs threads: the loader (worker threads, prefetch, shutdown) and
+# data-parallel training (c10d process groups, gradient buckets, the overlap hook). LibTorch's OpenMP
+# pool is not instrumented, so the run keeps intra-op parallelism at one thread (TSan would report
+# its synchronisation as races).
+TSAN_TESTS ?= ^(data\.Loader|data\.Pack|train\.Distributed)\.
+tsan:
+	$(MAKE) configure BUILD=build-tsan BUILD_TYPE=RelWithDebInfo CMAKE_ARGS="-DFACET_TSAN=ON -DFACET_FUZZ=OFF"
+	cmake --build build-tsan -j $(JOBS) --target facet_data_tests facet_train_tests facet
+	cd build-tsan && OMP_NUM_THREADS=1 TSAN_OPTIONS="halt_on_error=1 second_deadlock_stack=1" \
+	  ctest --output-on-failure -j $(JOBS) -R '$(TSAN_TESTS)' $(CTEST_ARGS)
+
 FUZZ_SECONDS ?= 300
 fuzz: build
 	tests/fuzz/run_fuzzer.sh $(BUILD)/tests/fuzz/fuzz_safetensors_header tests/fixtures '*.safetensors' $(BUILD)/tests/fuzz/corpus_fuzz_safetensors_header $(FUZZ_SECONDS)
@@ -76,12 +88,14 @@ fuzz: build
 	tests/fuzz/run_fuzzer.sh $(BUILD)/tests/fuzz/fuzz_config tests/fixtures '*.yaml' $(BUILD)/tests/fuzz/corpus_fuzz_config $(FUZZ_SECONDS)
 	tests/fuzz/run_fuzzer.sh $(BUILD)/tests/fuzz/fuzz_dicom tests/fixtures '*.dcm' $(BUILD)/tests/fuzz/corpus_fuzz_dicom $(FUZZ_SECONDS)
 	tests/fuzz/run_fuzzer.sh $(BUILD)/tests/fuzz/fuzz_image tests/fixtures '*.png *.jpg' $(BUILD)/tests/fuzz/corpus_fuzz_image $(FUZZ_SECONDS)
+	tests/fuzz/run_fuzzer.sh $(BUILD)/tests/fuzz/fuzz_npy tests/fixtures '*.npy' $(BUILD)/tests/fuzz/corpus_fuzz_npy $(FUZZ_SECONDS)
 	tests/fuzz/run_fuzzer.sh $(BUILD)/tests/fuzz/fuzz_pack tests/fixtures '*.h5' $(BUILD)/tests/fuzz/corpus_fuzz_pack $(FUZZ_SECONDS)
 
 goldens: deps
 	$(LOAD_ENV) && for script in tools/golden/*_golden.py; do "$$FACET_VENV/bin/python" "$$script" || exit 1; done
 
-bench: build
+bench: configure
+	cmake --build $(BUILD) -j $(JOBS) --target facet facet_benchmarks
 	$(LOAD_ENV) && bench/run.sh $(BUILD) "$$FACET_VENV/bin/python"
 
 # tools/gpu_check.sh: builds what it needs, then (only where LibTorch sees a GPU) the GPU tests,
@@ -90,4 +104,4 @@ gpu-check: configure
 	$(LOAD_ENV) && tools/gpu_check.sh --build $(BUILD) --python "$$FACET_VENV/bin/python" --jobs $(JOBS)
 
 clean:
-	rm -rf $(BUILD) build-asan
+	rm -rf $(BUILD) build-asan build-tsan

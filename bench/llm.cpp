@@ -79,7 +79,9 @@ int main(int argc, char** argv) {
   o.max_new_tokens = fresh;  // no stop token: every run generates the same count
   std::vector<int64_t> ids(prompt);
   for (int64_t i = 0; i < prompt; ++i) ids[i] = 100 + i;
-  generate(*model, {ids}, GenerationOptions{.max_new_tokens = 4});  // warm-up
+  GenerationOptions warm_up;
+  warm_up.max_new_tokens = 4;
+  generate(*model, {ids}, warm_up);
   start = std::chrono::steady_clock::now();
   const auto out = generate(*model, {ids}, o);
   const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();

@@ -23,6 +23,11 @@ if(FACET_SANITIZE)
   add_compile_options(-fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined)
   add_link_options(-fsanitize=address,undefined)
 endif()
+option(FACET_TSAN "Build with ThreadSanitizer (make tsan: the loader and distributed tests)" OFF)
+if(FACET_TSAN)
+  add_compile_options(-fsanitize=thread -fno-omit-frame-pointer)
+  add_link_options(-fsanitize=thread)
+endif()
 
 # facet_add_library(NAME SOURCES ... DEPS ...): one static library per top-level folder.
 function(facet_add_library name)

@@ -151,11 +151,10 @@ DistributedEnv DistributedEnv::from_environment() {
 
 // --- buckets ---------------------------------------------------------------------------------------
 
-namespace {
-
 // Consecutive tensors (in `order`) of one dtype, flattened into one buffer whose tail holds one
 // "this rank had a gradient" flag per member: after the sum, a zero flag means no rank had one.
-struct Bucket {
+// (Outside the anonymous namespace: OverlappedGradientReducer::State, declared in the header, holds them.)
+struct GradientBucket {
   std::vector<size_t> members;
   std::vector<int64_t> offsets;
   int64_t numel = 0;
@@ -163,9 +162,11 @@ struct Bucket {
   int64_t size() const { return numel + static_cast<int64_t>(members.size()); }
 };
 
-std::vector<Bucket> plan_buckets(const std::vector<torch::Tensor>& tensors, const std::vector<size_t>& order,
+namespace {
+
+std::vector<GradientBucket> plan_buckets(const std::vector<torch::Tensor>& tensors, const std::vector<size_t>& order,
                                  int64_t cap_bytes, int64_t first_cap_bytes) {
-  std::vector<Bucket> buckets;
+  std::vector<GradientBucket> buckets;
   int64_t bytes = 0;
   for (const size_t i : order) {
     const auto& t = tensors[i];
@@ -197,7 +198,7 @@ const torch::Tensor& gradient_of(const torch::Tensor& p) {
 }
 
 // Writes the summed bucket back: averaged gradients for every parameter some rank had one for.
-void unpack(const std::vector<torch::Tensor>& params, const Bucket& b, const torch::Tensor& flat, int world) {
+void unpack(const std::vector<torch::Tensor>& params, const GradientBucket& b, const torch::Tensor& flat, int world) {
   if (!divide_first(b.dtype)) flat.narrow(0, 0, b.numel).div_(world);
   const auto used = flat.narrow(0, b.numel, static_cast<int64_t>(b.members.size())).to(torch::kCPU, torch::kFloat);
   const auto flags = used.accessor<float, 1>();
@@ -434,7 +435,7 @@ void ProcessGroup::barrier() {
 struct OverlappedGradientReducer::State {
   ProcessGroup* group = nullptr;
   std::vector<torch::Tensor> params;
-  std::vector<Bucket> buckets;
+  std::vector<GradientBucket> buckets;
   std::vector<torch::Tensor> flats;          // per bucket, reused every step
   std::vector<std::vector<float>> used;      // per bucket and member
   std::vector<int64_t> pending;              // gradients still to arrive, per bucket

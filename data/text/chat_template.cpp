@@ -125,7 +125,8 @@ std::string render(const std::vector<Turn>& turns, const ChatOptions& o, bool fo
   std::string s;
   if (o.style == "llama2") {
     for (size_t i = 0; i < turns.size(); i += 2) {
-      s += "<s>" + llama2_user(turns[i].text, system, i == 0);
+      s += "<s>";  // (two appends: GCC 12 misreads "<s>" + string&& as an oversized memcpy)
+      s += llama2_user(turns[i].text, system, i == 0);
       if (i + 1 < turns.size()) s += " " + strip(turns[i + 1].text) + " </s>";
     }
   } else if (o.style == "vicuna_v1") {

@@ -91,7 +91,9 @@ void rewrite_ids(const fs::path& file, const std::string& split, hsize_t count, 
   ASSERT_GE(ds, 0);
   std::vector<const char*> ids(count, "x");
   const std::string fixed(count, 'x');
-  if (count > 0) ASSERT_GE(H5Dwrite(ds, type, H5S_ALL, H5S_ALL, H5P_DEFAULT, variable ? static_cast<const void*>(ids.data()) : fixed.data()), 0);
+  if (count > 0) {
+    ASSERT_GE(H5Dwrite(ds, type, H5S_ALL, H5S_ALL, H5P_DEFAULT, variable ? static_cast<const void*>(ids.data()) : fixed.data()), 0);
+  }
   H5Dclose(ds);
   H5Sclose(space);
   H5Tclose(type);

@@ -120,7 +120,9 @@ TEST(VinDrCxr, ReaderPoliciesVotesAndFusion) {
   for (int64_t i = 0; i < 3; ++i) {
     if (labels[i].item<int64_t>() != 15) continue;
     ++nodules;
-    if (boxes[i][0].item<float>() < 50) EXPECT_TRUE(torch::allclose(boxes[i], torch::tensor({12.f, 12.f, 32.f, 32.f})));
+    if (boxes[i][0].item<float>() < 50) {
+      EXPECT_TRUE(torch::allclose(boxes[i], torch::tensor({12.f, 12.f, 32.f, 32.f})));
+    }
   }
   EXPECT_EQ(nodules, 2);
   // test: the consensus, with the "Other disease" spelling of the test file.

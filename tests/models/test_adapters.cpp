@@ -44,7 +44,9 @@ TEST(Lora, PeftNamesAndShapesAndTheOutputUnchangedAtInit) {
   EXPECT_GT(names.at("vit.blocks.0.attn.qkv.lora_A.weight").abs().sum().item<float>(), 0);  // kaiming, as PEFT
   // PEFT's adapter_model.safetensors names these base_model.model.<path>.lora_A.weight: the same tails.
   for (const auto& [name, t] : names)
-    if (name.find("lora_") != std::string::npos) EXPECT_THAT(name, ::testing::MatchesRegex(R"(vit\.blocks\.[01]\.attn\.(qkv|proj)\.lora_[AB]\.weight)"));
+    if (name.find("lora_") != std::string::npos) {
+      EXPECT_THAT(name, ::testing::MatchesRegex(R"(vit\.blocks\.[01]\.attn\.(qkv|proj)\.lora_[AB]\.weight)"));
+    }
   // Base weights frozen, the adapters not; the base weights keep their names and values.
   EXPECT_FALSE(names.at("vit.blocks.0.attn.qkv.weight").requires_grad());
   EXPECT_FALSE(names.at("vit.blocks.0.attn.qkv.bias").requires_grad());

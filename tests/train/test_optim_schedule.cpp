@@ -43,7 +43,9 @@ TEST(Optimizer, LayerDecayScalesEachDepthsLearningRate) {
   EXPECT_DOUBLE_EQ(lr_of.at("vit.norm.weight"), 0.8);
   EXPECT_DOUBLE_EQ(lr_of.at("head.weight"), 0.8);
   for (const auto& g : groups)
-    if (g.label.find("(no decay)") != std::string::npos) EXPECT_EQ(g.weight_decay, 0.0) << g.label;
+    if (g.label.find("(no decay)") != std::string::npos) {
+      EXPECT_EQ(g.weight_decay, 0.0) << g.label;
+    }
   TwoPartNet plain;
   try {
     make_param_groups(Config::parse("{name: sgd, lr: 0.1, layer_decay: 0.5}", "o.yaml"), plain);

@@ -1,0 +1,11 @@
+# Read by ctest after the discovered GoogleTest cases (tests/CMakeLists.txt): the trainings that run
+# for tens of seconds on two threads count as two processors, so `ctest -j2` never puts two of them
+# side by side on a 2-core machine (QFace and EMMA together took 98 s and 79 s, over the 60-s rule;
+# alone 52 s and 41 s).
+foreach(test
+    train.QFaceTraining.EveryTaskBeatsItsTrivialBaselineOnSyntheticFaces
+    train.MGRRNetTraining.BeatsTheAllPositiveBaselineOnHeldOutSyntheticSubjects
+    train.EmmaTraining.LearnsSyntheticAbawFarAboveTheConstantPredictor
+    train.CotexTraining.LearnsSyntheticLsdAboveTheMajorityClass)
+  set_tests_properties(${test} PROPERTIES PROCESSORS 2)
+endforeach()

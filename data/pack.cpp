@@ -240,7 +240,6 @@ class PackDataset : public Dataset {
       if (shape.empty() || shape[0] != size_) fail("{}: {}/fields/{}: expected {} rows", file.string(), split, name, size_);
       shape.erase(shape.begin());
       check_row_values(shape, 1, file, split + "/fields/" + name);
-      check_stored_bytes(ds.get(), file, split + "/fields/" + name);
       fields_.push_back({name, std::move(ds), &type, shape, torch::Tensor()});
     }
     for (const auto& name : member_names("ragged")) {
@@ -258,7 +257,6 @@ class PackDataset : public Dataset {
         fail("{}: {}/offsets do not describe {} rows", file.string(), base, shape.at(0));
       shape.erase(shape.begin());
       check_row_values(shape, size_ > 0 ? off.diff().max().item<int64_t>() : 0, file, split + "/" + base);
-      check_stored_bytes(values.get(), file, split + "/" + base + "/values");
       ragged_.push_back({name, std::move(values), &type, shape, off});
     }
     Handle ids(check(H5Dopen2(group_.get(), "ids", H5P_DEFAULT), file, "open ids"), H5Dclose);
@@ -298,21 +296,6 @@ class PackDataset : public Dataset {
         fail("{}: {}: {} rows of {} dimensions are too large (damaged pack?)", file.string(), what, rows, shape.size());
       values *= std::max<int64_t>(d, 1);
     }
-  }
-
-  // A compact or contiguous dataset stores every value, so fewer stored bytes than its dataspace
-  // holds is a damaged file; libhdf5 1.10.8 would read past its own buffer (found by fuzz_pack).
-  // Chunked (compressed) datasets are exempt: they legitimately store fewer bytes.
-  static void check_stored_bytes(hid_t dataset, const fs::path& file, const std::string& what) {
-    Handle plist(H5Dget_create_plist(dataset), H5Pclose);
-    const H5D_layout_t layout = H5Pget_layout(plist.get());
-    if (layout != H5D_COMPACT && layout != H5D_CONTIGUOUS) return;
-    Handle type(H5Dget_type(dataset), H5Tclose);
-    uint64_t bytes = H5Tget_size(type.get());
-    for (const int64_t d : sizes_of(dataset)) bytes *= static_cast<uint64_t>(std::max<int64_t>(d, 0));
-    if (H5Dget_storage_size(dataset) < bytes)
-      fail("{}: {}: stores {} bytes for {} bytes of values (damaged pack?)", file.string(), what,
-           static_cast<uint64_t>(H5Dget_storage_size(dataset)), bytes);
   }
 
   ~PackDataset() override {

@@ -77,7 +77,7 @@ TSAN_TESTS ?= ^(data\.Loader|data\.Pack|train\.Distributed)\.
 tsan:
 	$(MAKE) configure BUILD=build-tsan BUILD_TYPE=RelWithDebInfo CMAKE_ARGS="-DFACET_TSAN=ON -DFACET_FUZZ=OFF"
 	cmake --build build-tsan -j $(JOBS) --target facet_data_tests facet_train_tests facet
-	cd build-tsan && OMP_NUM_THREADS=1 TSAN_OPTIONS="halt_on_error=1 second_deadlock_stack=1" \
+	cd build-tsan && OMP_NUM_THREADS=1 TSAN_OPTIONS="halt_on_error=1 second_deadlock_stack=1 suppressions=$(CURDIR)/tests/support/tsan.supp" \
 	  ctest --output-on-failure -j $(JOBS) -R '$(TSAN_TESTS)' $(CTEST_ARGS)
 
 FUZZ_SECONDS ?= 300

@@ -32,26 +32,10 @@ namespace {
 namespace fs = std::filesystem;
 using namespace facet;
 
-class BenchBackbone : public models::Backbone {
- public:
-  BenchBackbone(int64_t in_channels, int64_t channels, double p) : channels_(channels) {
-    namespace nn = torch::nn;
-    net_ = register_module("net", nn::Sequential(nn::Conv2d(nn::Conv2dOptions(in_channels, 16, 3).stride(2).padding(1)), nn::ReLU(true),
-                                                 nn::Conv2d(nn::Conv2dOptions(16, channels, 3).stride(2).padding(1)),
-                                                 nn::BatchNorm2d(channels), nn::ReLU(true), nn::Dropout2d(p),
-                                                 nn::Conv2d(nn::Conv2dOptions(channels, channels, 3).padding(1)), nn::ReLU(true)));
-  }
-  std::vector<models::FeatureInfo> feature_info() const override { return {{"c4", 4, channels_}}; }
-  TensorDict forward_features(const torch::Tensor& images) override { return {{"c4", net_->forward(images)}}; }
-
- private:
-  int64_t channels_;
-  torch::nn::Sequential net_{nullptr};
-};
-
 FACET_REGISTER(models::backbone_registry(), "bench_tiny_stride4_dropout", "Bench: three convs, BatchNorm, channel dropout",
                [](const Config& c) {
-                 return std::make_shared<BenchBackbone>(c.get<int64_t>("in_channels", 3), c.get<int64_t>("channels", 32), 0.1);
+                 return std::make_shared<test_support::TinyDropoutBackbone>(c.get<int64_t>("in_channels", 3),
+                                                                            c.get<int64_t>("channels", 32), 0.1, /*batch_norm=*/true);
                });
 
 double seconds_since(std::chrono::steady_clock::time_point t) {

@@ -27,27 +27,10 @@ namespace fs = std::filesystem;
 
 // Three convs to one stride-4 map with channel dropout before the last, so MC dropout has something
 // to sample: `curriculum_tiny_stride4` (in_channels, channels, dropout).
-class TinyDropoutBackbone : public models::Backbone {
- public:
-  TinyDropoutBackbone(int64_t in_channels, int64_t channels, double p) : channels_(channels) {
-    namespace nn = torch::nn;
-    net_ = register_module("net", nn::Sequential(nn::Conv2d(nn::Conv2dOptions(in_channels, 16, 3).stride(2).padding(1)), nn::ReLU(true),
-                                                 nn::Conv2d(nn::Conv2dOptions(16, channels, 3).stride(2).padding(1)), nn::ReLU(true),
-                                                 nn::Dropout2d(p), nn::Conv2d(nn::Conv2dOptions(channels, channels, 3).padding(1)),
-                                                 nn::ReLU(true)));
-  }
-  std::vector<models::FeatureInfo> feature_info() const override { return {{"c4", 4, channels_}}; }
-  TensorDict forward_features(const torch::Tensor& images) override { return {{"c4", net_->forward(images)}}; }
-
- private:
-  int64_t channels_;
-  torch::nn::Sequential net_{nullptr};
-};
-
 FACET_REGISTER(models::backbone_registry(), "curriculum_tiny_stride4", "Test: three convs with channel dropout, one stride-4 map",
                [](const Config& c) {
-                 return std::make_shared<TinyDropoutBackbone>(c.get<int64_t>("in_channels", 3), c.get<int64_t>("channels", 32),
-                                                              c.get<double>("dropout", 0.1));
+                 return std::make_shared<test_support::TinyDropoutBackbone>(c.get<int64_t>("in_channels", 3), c.get<int64_t>("channels", 32),
+                                                                            c.get<double>("dropout", 0.1), /*batch_norm=*/false);
                });
 
 // Splits one DL_info.csv line into fields ("..." fields keep their commas).

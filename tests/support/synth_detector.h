@@ -4,15 +4,42 @@
 #pragma once
 
 #include "core/config.h"
+#include "models/backbones/backbone.h"
 
 #include <fmt/format.h>
+#include <torch/torch.h>
 
 #include <filesystem>
 #include <map>
 #include <stdexcept>
 #include <string>
+#include <vector>
 
 namespace facet::test_support {
+
+// A backbone small enough to train a detector in seconds, with the channel dropout MC dropout needs:
+// three convolutions (two of stride 2), one stride-4 map "c4"; `batch_norm` adds a BatchNorm after the
+// second. Each user registers it under its own name.
+class TinyDropoutBackbone : public models::Backbone {
+ public:
+  TinyDropoutBackbone(int64_t in_channels, int64_t channels, double p, bool batch_norm) : channels_(channels) {
+    namespace nn = torch::nn;
+    nn::Sequential net(nn::Conv2d(nn::Conv2dOptions(in_channels, 16, 3).stride(2).padding(1)), nn::ReLU(true),
+                       nn::Conv2d(nn::Conv2dOptions(16, channels, 3).stride(2).padding(1)));
+    if (batch_norm) net->push_back(nn::BatchNorm2d(channels));
+    net->push_back(nn::ReLU(true));
+    net->push_back(nn::Dropout2d(p));
+    net->push_back(nn::Conv2d(nn::Conv2dOptions(channels, channels, 3).padding(1)));
+    net->push_back(nn::ReLU(true));
+    net_ = register_module("net", net);
+  }
+  std::vector<models::FeatureInfo> feature_info() const override { return {{"c4", 4, channels_}}; }
+  TensorDict forward_features(const torch::Tensor& images) override { return {{"c4", net_->forward(images)}}; }
+
+ private:
+  int64_t channels_;
+  torch::nn::Sequential net_{nullptr};
+};
 
 struct SynthDetector {
   std::filesystem::path root;        // the synthetic DeepLesion

@@ -55,7 +55,7 @@ std::string detector(const std::string& name, const std::string& extra) {
          " step: {name: model_losses}, metrics: [{name: froc}], optim: {name: adam, lr: 1.0e-4}, train: {}}";
 }
 
-// Token sequences with the image placeholder (99) second, the answer tokens labelled.
+// Two token sequences whose second token is the image token (id 99); labels mark the answer tokens.
 data::Batch text_batch(bool image, bool landmarks) {
   data::Batch b;
   b.fields["input_ids"] = torch::tensor({1, 99, 5, 6, 7, 8, 1, 99, 9, 10, 11, 12}, torch::kLong).view({2, 6});

@@ -109,8 +109,15 @@ TEST(CurriculumTraining, TwoRanksAgree) {
     return c;
   };
   const fs::path dir = test_support::scratch_dir("facet_scl", "ranks");
-  const auto codes = test_support::fork_ranks(2, pick_free_port(), dir, [&](int rank) {
+  // Each of the two runs rendezvouses on its own port: on a shared one, the rank that finishes the
+  // first run early could reach the first run's store while the other rank still closes it, and wait
+  // out the timeout (seen once under load: 62 s, failed).
+  const int first_port = pick_free_port();
+  int second_port = pick_free_port();
+  while (second_port == first_port) second_port = pick_free_port();
+  const auto codes = test_support::fork_ranks(2, first_port, dir, [&](int rank) {
     for (const bool mc : {true, false}) {
+      ::setenv("MASTER_PORT", std::to_string(mc ? first_port : second_port).c_str(), 1);
       Trainer t(config(mc), dir / (mc ? "run_mc" : "run"));
       t.fit();
       nlohmann::json j = {{"state", t.sampler().state()}, {"order", t.loader().epoch_order()}};

@@ -8,6 +8,7 @@
 #include "models/backbones/resnet.h"
 #include "models/backbones/vit.h"
 #include "train/amp.h"
+#include "train/optimizer.h"
 
 #include <fmt/format.h>
 #include <torch/torch.h>
@@ -20,6 +21,7 @@ int main(int argc, char** argv) {
   std::string model = "resnet18";
   std::string device_name = "cpu", dtype = "fp32";
   int64_t batch = 16, size = 112, steps = 20, warmup = 5, threads = 0;
+  bool optim_loop = false;
   for (int i = 1; i + 1 < argc; i += 2) {
     const std::string flag = argv[i], value = argv[i + 1];
     if (flag == "--model") model = value;
@@ -30,6 +32,7 @@ int main(int argc, char** argv) {
     else if (flag == "--threads") threads = std::stoll(value);
     else if (flag == "--device") device_name = value;
     else if (flag == "--dtype") dtype = value;
+    else if (flag == "--optim-loop") optim_loop = value == "1";
   }
   if (device_name != "cpu" && device_name != "cuda") {
     fmt::print(stderr, "train_step_bench: unknown --device {} (cpu, cuda)\n", device_name);
@@ -74,7 +77,12 @@ int main(int argc, char** argv) {
   }
   net->to(device);
   net->train();
-  torch::optim::SGD optimizer(net->parameters(), torch::optim::SGDOptions(0.01).momentum(0.9));
+  // Facet's optimiser as the trainer builds it (`optim: {name: sgd, lr: 0.01, momentum: 0.9}`): fused
+  // unless --optim-loop asks for LibTorch's loop over parameters.
+  const auto optimizer_ptr = facet::train::optimizer_registry().create(
+      facet::Config::parse(fmt::format("name: sgd\nlr: 0.01\nmomentum: 0.9\nfused: {}", !optim_loop)),
+      {{"all", net->parameters(), 0.01, 0.0}});
+  auto& optimizer = *optimizer_ptr;
   // Drawn on the CPU as before (the CPU numbers stay comparable), then moved.
   const auto x = torch::randn({batch, 3, size, size}).to(device);
   const auto y = torch::randint(0, 10, {batch}, torch::kInt64).to(device);

@@ -4,13 +4,18 @@
 #include "data/pack.h"
 #include "train/amp.h"
 #include "train/builder.h"
+#include "train/memory_format.h"
 #include "train/predictions.h"
 
 namespace facet::train {
 
 Evaluator::Evaluator(const Config& config, std::string split, const Runtime& runtime, const TrainOptions& options,
                      const models::Model& model)
-    : split_(std::move(split)), runtime_(runtime), amp_(options.amp), log_images_(options.log_images) {
+    : split_(std::move(split)),
+      runtime_(runtime),
+      amp_(options.amp),
+      channels_last_(options.channels_last),
+      log_images_(options.log_images) {
   const Config data = config.at("data");
   batch_size_ = data.get<int64_t>("eval_batch_size", data.get<int64_t>("batch_size"));
   if (batch_size_ < 1) fail("{}: data.eval_batch_size: expected >= 1, got {}", data.where("eval_batch_size"), batch_size_);
@@ -44,7 +49,8 @@ EvalOutput Evaluator::run(models::Model& model, const std::filesystem::path& pre
   const auto label_names = dataset_->label_names();
   bool drawn = false;
   while (auto batch = loader.next()) {
-    const data::Batch b = batch->to(runtime_.device, lo.pin_memory);
+    data::Batch b = batch->to(runtime_.device, lo.pin_memory);
+    if (channels_last_) batch_to_channels_last(b);
     Outputs outputs;
     {
       AutocastGuard autocast(runtime_.device, amp_);

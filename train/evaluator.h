@@ -44,6 +44,7 @@ class Evaluator {
   std::string split_;
   const Runtime& runtime_;
   std::optional<torch::ScalarType> amp_;
+  bool channels_last_ = false;
   int64_t batch_size_ = 1, log_images_ = 0;
   int workers_ = 2;
   std::shared_ptr<data::Dataset> dataset_;

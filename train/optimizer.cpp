@@ -1,6 +1,7 @@
 #include "train/optimizer.h"
 
 #include "core/log.h"
+#include "train/fused_optimizers.h"
 #include "models/model.h"
 
 #include <cmath>
@@ -159,8 +160,11 @@ std::unique_ptr<torch::optim::Optimizer> build_optimizer(const Config& optim, to
 namespace {
 
 // Every group gets complete options (torch versions differ in how partial options are merged).
-template <class Options, class Optimizer>
-std::unique_ptr<torch::optim::Optimizer> make(const std::vector<GroupSpec>& specs, const Options& defaults) {
+// `optim.fused` (default true) picks ATen's one-kernel-per-group step over LibTorch's loop over
+// parameters; both keep the same state, so a checkpoint of either resumes in the other.
+template <class Options, class Loop, class Fused>
+std::unique_ptr<torch::optim::Optimizer> make(const Config& c, const std::vector<GroupSpec>& specs,
+                                             const Options& defaults) {
   std::vector<torch::optim::OptimizerParamGroup> groups;
   for (const auto& s : specs) {
     auto options = std::make_unique<Options>(defaults);
@@ -168,7 +172,8 @@ std::unique_ptr<torch::optim::Optimizer> make(const std::vector<GroupSpec>& spec
     options->weight_decay(s.weight_decay);
     groups.emplace_back(s.params, std::move(options));
   }
-  return std::make_unique<Optimizer>(std::move(groups), defaults);
+  if (c.get<bool>("fused", true)) return std::make_unique<Fused>(std::move(groups), defaults);
+  return std::make_unique<Loop>(std::move(groups), defaults);
 }
 
 std::tuple<double, double> betas(const Config& c) {
@@ -186,7 +191,7 @@ FACET_REGISTER(optimizer_registry(), "sgd", "SGD with momentum and optional Nest
                               .momentum(c.get_in_range<double>("momentum", 0.0, Range::closed_open(0, 1)))
                               .nesterov(c.get<bool>("nesterov", false))
                               .dampening(c.get_in_range<double>("dampening", 0.0, Range::closed(0, 1)));
-                 return make<torch::optim::SGDOptions, torch::optim::SGD>(groups, o);
+                 return make<torch::optim::SGDOptions, torch::optim::SGD, FusedSGD>(c, groups, o);
                });
 FACET_REGISTER(optimizer_registry(), "adam", "Adam with L2 weight decay (betas, eps, amsgrad)",
                [](const Config& c, const std::vector<GroupSpec>& groups) {
@@ -194,7 +199,7 @@ FACET_REGISTER(optimizer_registry(), "adam", "Adam with L2 weight decay (betas, 
                               .betas(betas(c))
                               .eps(c.get_in_range<double>("eps", 1e-8, Range::above(0)))
                               .amsgrad(c.get<bool>("amsgrad", false));
-                 return make<torch::optim::AdamOptions, torch::optim::Adam>(groups, o);
+                 return make<torch::optim::AdamOptions, torch::optim::Adam, FusedAdam>(c, groups, o);
                });
 FACET_REGISTER(optimizer_registry(), "adamw", "AdamW, decoupled weight decay (betas, eps, amsgrad)",
                [](const Config& c, const std::vector<GroupSpec>& groups) {
@@ -202,7 +207,7 @@ FACET_REGISTER(optimizer_registry(), "adamw", "AdamW, decoupled weight decay (be
                               .betas(betas(c))
                               .eps(c.get_in_range<double>("eps", 1e-8, Range::above(0)))
                               .amsgrad(c.get<bool>("amsgrad", false));
-                 return make<torch::optim::AdamWOptions, torch::optim::AdamW>(groups, o);
+                 return make<torch::optim::AdamWOptions, torch::optim::AdamW, FusedAdamW>(c, groups, o);
                });
 
 }  // namespace

@@ -4,6 +4,7 @@
 //
 //   optim:
 //     name: adamw            # sgd | adam | adamw
+//     fused: true            # one ATen kernel per parameter group (false: LibTorch's loop)
 //     lr: 1e-3
 //     weight_decay: 0.05
 //     groups: [{match: "backbone.*", lr_mult: 0.1}]

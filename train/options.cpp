@@ -67,6 +67,8 @@ TrainOptions TrainOptions::from(const Config& t) {
   o.weights_dtype = models::parse_dtype(t.get<std::string>("weights_dtype", "float32"),
                                         t.where("weights_dtype") + ": " + t.full_key("weights_dtype"));
   o.defer_init = t.get<bool>("defer_init", false);
+  o.channels_last = t.get<bool>("channels_last", false);
+  o.cudnn_benchmark = t.get<bool>("cudnn_benchmark", false);
   if (o.defer_init && !t.has("init_weights"))
     fail("{}: {}: a model built without initialisation needs train.init_weights to cover it", t.where("defer_init"),
          t.full_key("defer_init"));

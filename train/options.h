@@ -37,6 +37,8 @@ struct TrainOptions {
   int64_t log_images = 0;           // eval inputs shown per evaluation (TensorBoard + visuals/); 0: none
   torch::Dtype weights_dtype = torch::kFloat32;  // the model's floating tensors (bfloat16 for frozen giants)
   bool defer_init = false;          // build without random initialisation: init_weights must cover the model
+  bool channels_last = false;       // NHWC convolution weights and image batches (train/memory_format.h)
+  bool cudnn_benchmark = false;     // cuDNN times its algorithms for each new shape and keeps the fastest
 
   static TrainOptions from(const Config& train);
 };

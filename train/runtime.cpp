@@ -36,6 +36,7 @@ Runtime make_runtime(const Config& config, const TrainOptions& options, bool con
   log::set_rank(r.env.rank, r.env.world_size);
   r.device = choose_device(options.device, r.env.local_rank);
   if (options.threads > 0) torch::set_num_threads(options.threads);
+  if (options.cudnn_benchmark) at::globalContext().setBenchmarkCuDNN(true);
   r.seed = static_cast<uint64_t>(config.get<int64_t>("seed", 0));
   if (connect && r.env.enabled()) {
     r.group = ProcessGroup::create(r.env, r.device,

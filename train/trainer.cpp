@@ -9,6 +9,7 @@
 #include "train/builder.h"
 #include "train/checkpoint.h"
 #include "train/hooks/builtin.h"
+#include "train/memory_format.h"
 #include "train/metric_table.h"
 #include "train/optimization.h"
 
@@ -144,6 +145,7 @@ void Trainer::build_data() {
 
 void Trainer::build_model_and_step(Mode mode) {
   model_ = build_model(config_, options_, runtime_.device);
+  if (options_.channels_last) use_channels_last(*model_);
   if (mode == Mode::train) init_weights_record_ = load_init_weights(config_, *model_);
   else if (config_.at("train").has("init_weights")) config_.at("train").consume("init_weights");  // the checkpoint has them
   step_ = step_registry().create(config_.has("step") ? config_.at("step") : Config::parse("name: supervised"), *model_);
@@ -319,6 +321,7 @@ RunResult Trainer::fit() {
         break;
       }
       micro.push_back(batch->to(runtime_.device, /*non_blocking=*/runtime_.device.is_cuda()));
+      if (options_.channels_last) batch_to_channels_last(micro.back());
       state_.batch_in_epoch = loader_->position();  // counts batches the loader skipped, too
       if (static_cast<int64_t>(micro.size()) < options_.grad_accum) continue;
       if (any_rank_empty(micro)) {

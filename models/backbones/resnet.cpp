@@ -45,10 +45,13 @@ BasicBlockImpl::BasicBlockImpl(int64_t in, int64_t planes, int64_t stride) {
   if (auto d = make_downsample(in, planes * expansion, stride)) downsample = register_module("downsample", d);
 }
 
+// In place, as torchvision's ReLU(inplace=True) and `out += identity`: batch norm's and addition's
+// backward do not read their outputs, so overwriting them saves an allocation and a pass per op.
 torch::Tensor BasicBlockImpl::forward(const torch::Tensor& x) {
-  auto out = torch::relu(bn1(conv1(x)));
+  auto out = bn1(conv1(x)).relu_();
   out = bn2(conv2(out));
-  return torch::relu(out + (downsample ? downsample->forward(x) : x));
+  out += downsample ? downsample->forward(x) : x;
+  return out.relu_();
 }
 
 BottleneckImpl::BottleneckImpl(int64_t in, int64_t planes, int64_t stride) {
@@ -63,10 +66,11 @@ BottleneckImpl::BottleneckImpl(int64_t in, int64_t planes, int64_t stride) {
 }
 
 torch::Tensor BottleneckImpl::forward(const torch::Tensor& x) {
-  auto out = torch::relu(bn1(conv1(x)));
-  out = torch::relu(bn2(conv2(out)));
+  auto out = bn1(conv1(x)).relu_();
+  out = bn2(conv2(out)).relu_();
   out = bn3(conv3(out));
-  return torch::relu(out + (downsample ? downsample->forward(x) : x));
+  out += downsample ? downsample->forward(x) : x;
+  return out.relu_();
 }
 
 ResNetImpl::ResNetImpl(ResNetOptions options) : options_(options) {
@@ -142,7 +146,7 @@ void ResNetImpl::train(bool on) {
 }
 
 std::vector<torch::Tensor> ResNetImpl::features(const torch::Tensor& x) {
-  auto y = torch::max_pool2d(torch::relu(bn1(conv1(x))), 3, 2, 1);
+  auto y = torch::max_pool2d(bn1(conv1(x)).relu_(), 3, 2, 1);
   std::vector<torch::Tensor> out;
   for (auto* layer : {&layer1, &layer2, &layer3, &layer4}) {
     if (!*layer) break;

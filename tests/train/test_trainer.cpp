@@ -202,6 +202,32 @@ TEST(Trainer, GradientAccumulationEqualsTheLargerBatch) {
   for (const auto& [name, t] : big) EXPECT_TRUE(torch::allclose(t, accumulated.at(name), 1e-5, 1e-6)) << name;
 }
 
+// train.channels_last changes the memory order, not the arithmetic: the same 8 steps end with the
+// same weights (to float rounding), and the convolution weights are NHWC throughout.
+TEST(Trainer, ChannelsLastTrainsTheSameWeights) {
+  auto run = [&](const std::string& name, bool channels_last) {
+    Trainer t(small_experiment({"train.max_steps=8", "train.eval_every=0", "data.train_size=64", "train.threads=1",
+                                fmt::format("train.channels_last={}", channels_last)}),
+              fresh_dir(name), Mode::train);
+    t.fit();
+    // (The first convolution has one input channel: its weight is both NCHW and NHWC.)
+    int64_t nhwc = 0, nchw = 0;
+    for (const auto& p : t.model().parameters())
+      if (p.dim() == 4) {
+        nhwc += p.is_contiguous(torch::MemoryFormat::ChannelsLast);
+        nchw += p.is_contiguous();
+      }
+    return std::make_tuple(safetensors::state_dict(t.model()), nhwc, nchw);
+  };
+  const auto [nchw, nchw_run_nhwc, nchw_run_nchw] = run("memory_nchw", false);
+  const auto [nhwc, nhwc_run_nhwc, nhwc_run_nchw] = run("memory_nhwc", true);
+  EXPECT_EQ(nchw_run_nchw, 3) << "simple_cnn has three convolutions";
+  EXPECT_EQ(nchw_run_nhwc, 1);
+  EXPECT_EQ(nhwc_run_nhwc, 3);
+  EXPECT_EQ(nhwc_run_nchw, 1);
+  for (const auto& [name, t] : nchw) EXPECT_TRUE(torch::allclose(t, nhwc.at(name), 1e-4, 1e-5)) << name;
+}
+
 TEST(Trainer, Bf16AutocastOnCpuTrains) {
   const fs::path run = fresh_dir("bf16");
   Trainer trainer(small_experiment({"train.amp=bf16", "train.max_steps=80", "train.eval_every=80"}), run, Mode::train);

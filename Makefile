@@ -96,7 +96,7 @@ goldens: deps
 
 bench: configure
 	cmake --build $(BUILD) -j $(JOBS) --target facet facet_benchmarks
-	$(LOAD_ENV) && bench/run.sh $(BUILD) "$$FACET_VENV/bin/python"
+	$(LOAD_ENV) && "$$FACET_VENV/bin/python" bench/run.py $(BUILD)
 
 # tools/gpu_check.sh: builds what it needs, then (only where LibTorch sees a GPU) the GPU tests,
 # two ranks on one GPU and the bf16 train-step benchmarks against PyTorch, in one table.

@@ -5,6 +5,7 @@
 //   generate: greedy decoding with the KV cache, new tokens per second.
 // Prints one JSON line per part.
 //   llm_bench [--batch 4] [--seq 128] [--steps 5] [--warmup 2] [--prompt 16] [--new 32] [--threads N]
+#include "bench/common.h"
 #include "core/config.h"
 #include "models/adapters/adapter.h"
 #include "models/llm/generate.h"
@@ -44,30 +45,22 @@ int main(int argc, char** argv) {
   c.tie_word_embeddings = true;
   auto model = std::make_shared<LlamaForCausalLM>(c);
   models::apply_adapters(*model, Config::parse("adapters: [{name: lora, targets: [q_proj, v_proj], rank: 8, alpha: 16}]").at("adapters"));
-  std::vector<torch::Tensor> trainable;
-  for (auto& item : model->named_parameters()) {
-    const std::string& name = item.key();
-    auto& p = item.value();
-    if (name.find("lora_") == std::string::npos) p.requires_grad_(false);
-    else trainable.push_back(p);
-  }
-  torch::optim::AdamW optimizer(trainable, torch::optim::AdamWOptions(1e-4));
+  const auto trainable = bench::train_only(*model, [](const std::string& name) { return name.find("lora_") != std::string::npos; });
+  // torch.optim.AdamW(lr=1e-4)'s defaults (weight decay 0.01), Facet's fused kernel.
+  auto optimizer = bench::optimizer("{name: adamw, lr: 1.0e-4, weight_decay: 0.01}", trainable);
   data::Batch b;
   b.fields["input_ids"] = torch::randint(0, c.vocab_size, {batch, seq}, torch::kLong);
   b.fields["labels"] = b.fields["input_ids"];
   b.indices = torch::arange(batch);
   model->train();
   auto step = [&] {
-    optimizer.zero_grad();
+    optimizer->zero_grad();
     Outputs out;
     auto r = model->forward_losses(b, out);
     r.total.backward();
-    optimizer.step();
+    optimizer->step();
   };
-  for (int64_t i = 0; i < warmup; ++i) step();
-  auto start = std::chrono::steady_clock::now();
-  for (int64_t i = 0; i < steps; ++i) step();
-  const double ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count() / steps;
+  const double ms = bench::ms_per_call(step, warmup, steps);
   int64_t params = 0;
   for (const auto& p : model->parameters()) params += p.numel();
   fmt::print("{{\"impl\": \"facet\", \"part\": \"train\", \"params\": {}, \"batch\": {}, \"seq\": {}, \"threads\": {}, \"ms_per_step\": {:.2f}}}\n",
@@ -82,7 +75,7 @@ int main(int argc, char** argv) {
   GenerationOptions warm_up;
   warm_up.max_new_tokens = 4;
   generate(*model, {ids}, warm_up);
-  start = std::chrono::steady_clock::now();
+  const auto start = std::chrono::steady_clock::now();
   const auto out = generate(*model, {ids}, o);
   const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   fmt::print("{{\"impl\": \"facet\", \"part\": \"generate\", \"prompt\": {}, \"new_tokens\": {}, \"threads\": {}, \"tokens_per_s\": {:.2f}}}\n",

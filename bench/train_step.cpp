@@ -1,27 +1,108 @@
-// Training-step time of a backbone in Facet (LibTorch, C++), compared by bench/train_step.py with
-// the same model, batch, input and threads in PyTorch (Python): torchvision's ResNet-18/50 and
-// transformers' ViT-B/16 (with a linear head on the CLS token). Prints one JSON line.
-//   train_step_bench [--model resnet18|resnet50|vit_b16] [--batch 16] [--size 112] [--steps 20]
-//                    [--warmup 5] [--threads N] [--device cpu|cuda] [--dtype fp32|bf16]
+// Training-step time of a model in Facet (LibTorch, C++), compared by bench/train_step.py with the
+// same model, batch, input, optimiser and threads in PyTorch (Python). Prints one JSON line.
+//   train_step_bench [--model resnet18|resnet50|vit_b16|simple_cnn|mgrr_net] [--batch 16] [--size 112]
+//                    [--steps 20] [--warmup 5] [--threads N] [--device cpu|cuda] [--dtype fp32|bf16]
+//                    [--channels-last 0|1] [--fused 0|1]
+// The step is the trainer's: zero_grad (gradients set to none), forward, loss, backward, and the
+// optimiser the trainer builds from `optim: {name: sgd, lr: 0.01, momentum: 0.9}` (fused unless
+// --fused 0). --channels-last 1 is `train.channels_last: true` (NHWC weights and images).
 // --dtype bf16 runs forward and loss under autocast (train/amp.h), as torch.autocast(device,
 // torch.bfloat16) does in the Python side; on CUDA the timed region is bracketed by device syncs.
+//   resnet18/50   torchvision's ResNet, 10 classes, cross-entropy
+//   vit_b16       ViT-B/16 (transformers' ViTModel, eps 1e-12) + a linear head on the CLS token
+//   simple_cnn    the demo model (experiments/demo/shapes.yaml): 1 x 32 x 32 inputs, 4 classes; the
+//                 step where per-op overhead, not arithmetic, dominates
+//   mgrr_net      the `make demo` MGRR-Net (ResNet-18 trunk, dim 128, 2 layers, 12 AUs) on images
+//                 and 68 landmarks, BCE; no Python side (no public implementation to compare with)
+#include "bench/common.h"
 #include "models/backbones/resnet.h"
 #include "models/backbones/vit.h"
+#include "models/build.h"
 #include "train/amp.h"
-#include "train/optimizer.h"
+#include "train/memory_format.h"
 
 #include <fmt/format.h>
 #include <torch/torch.h>
 
-#include <chrono>
+#include <sys/resource.h>
+
 #include <functional>
 #include <string>
+
+using namespace facet;
+
+namespace {
+
+// The process's peak resident memory (Linux reports KiB).
+double peak_rss_mib() {
+  rusage usage{};
+  getrusage(RUSAGE_SELF, &usage);
+  return static_cast<double>(usage.ru_maxrss) / 1024.0;
+}
+
+// A model the step can train: its parameters, and its loss on the batch.
+struct Workload {
+  std::shared_ptr<torch::nn::Module> net;
+  std::function<torch::Tensor(const data::Batch&)> loss;
+  data::Batch batch;
+};
+
+Workload make_workload(const std::string& model, int64_t batch, int64_t size) {
+  Workload w;
+  const auto ce = [](const torch::Tensor& logits, const data::Batch& b) {
+    return torch::nn::functional::cross_entropy(logits, b.fields.at("label"));
+  };
+  if (model == "resnet18" || model == "resnet50") {
+    models::ResNetOptions o;
+    o.depth = model == "resnet18" ? 18 : 50;
+    o.num_classes = 10;
+    auto resnet = models::ResNet(o);
+    w.net = resnet.ptr();
+    w.loss = [resnet, ce](const data::Batch& b) mutable { return ce(resnet->forward(b.fields.at("image")), b); };
+  } else if (model == "vit_b16") {
+    models::ViTOptions o;
+    o.image_size = size;
+    o.norm_eps = 1e-12;  // as transformers' ViT
+    auto vit = models::ViT(o);
+    auto head = torch::nn::Linear(o.embed_dim, 10);
+    auto both = std::make_shared<torch::nn::Module>();
+    both->register_module("vit", vit);
+    both->register_module("head", head);
+    w.net = both;
+    w.loss = [vit, head, ce](const data::Batch& b) mutable { return ce(head->forward(vit->forward(b.fields.at("image"))), b); };
+  } else if (model == "simple_cnn" || model == "mgrr_net") {
+    const bool cnn = model == "simple_cnn";
+    auto m = models::build_model(Config::parse(cnn ? "name: simple_cnn" : "{name: mgrr_net, backbone_depth: 18, dim: 128, num_layers: 2}"));
+    w.net = m;
+    if (cnn) {
+      w.loss = [m, ce](const data::Batch& b) { return ce(m->forward(b).at("logits"), b); };
+    } else {
+      w.loss = [m](const data::Batch& b) {
+        return torch::nn::functional::binary_cross_entropy_with_logits(m->forward(b).at("logits"), b.fields.at("aus"));
+      };
+    }
+  } else {
+    fmt::print(stderr, "train_step_bench: unknown --model {} (resnet18, resnet50, vit_b16, simple_cnn, mgrr_net)\n", model);
+    std::exit(2);
+  }
+  // Drawn on the CPU (the CPU numbers stay comparable across devices), moved by the caller.
+  const int64_t channels = model == "simple_cnn" ? 1 : 3, classes = model == "simple_cnn" ? 4 : 10;
+  w.batch.fields["image"] = torch::randn({batch, channels, size, size});
+  w.batch.fields["label"] = torch::randint(0, classes, {batch}, torch::kInt64);
+  if (model == "mgrr_net") {
+    w.batch.fields["landmarks"] = torch::rand({batch, 68, 2}) * (0.6 * static_cast<double>(size)) + 0.2 * static_cast<double>(size);
+    w.batch.fields["aus"] = torch::randint(0, 2, {batch, 12}).to(torch::kFloat);
+  }
+  return w;
+}
+
+}  // namespace
 
 int main(int argc, char** argv) {
   std::string model = "resnet18";
   std::string device_name = "cpu", dtype = "fp32";
   int64_t batch = 16, size = 112, steps = 20, warmup = 5, threads = 0;
-  bool optim_loop = false;
+  bool channels_last = false, fused = true;
   for (int i = 1; i + 1 < argc; i += 2) {
     const std::string flag = argv[i], value = argv[i + 1];
     if (flag == "--model") model = value;
@@ -32,7 +113,12 @@ int main(int argc, char** argv) {
     else if (flag == "--threads") threads = std::stoll(value);
     else if (flag == "--device") device_name = value;
     else if (flag == "--dtype") dtype = value;
-    else if (flag == "--optim-loop") optim_loop = value == "1";
+    else if (flag == "--channels-last") channels_last = value == "1";
+    else if (flag == "--fused") fused = value == "1";
+    else {
+      fmt::print(stderr, "train_step_bench: unknown flag {}\n", flag);
+      return 2;
+    }
   }
   if (device_name != "cpu" && device_name != "cuda") {
     fmt::print(stderr, "train_step_bench: unknown --device {} (cpu, cuda)\n", device_name);
@@ -51,63 +137,31 @@ int main(int argc, char** argv) {
       dtype == "bf16" ? std::optional<torch::ScalarType>(torch::kBFloat16) : std::nullopt;
   if (threads > 0) torch::set_num_threads(static_cast<int>(threads));
   torch::manual_seed(0);
-  std::shared_ptr<torch::nn::Module> net;
-  std::function<torch::Tensor(const torch::Tensor&)> forward;
-  if (model == "resnet18" || model == "resnet50") {
-    facet::models::ResNetOptions o;
-    o.depth = model == "resnet18" ? 18 : 50;
-    o.num_classes = 10;
-    auto resnet = facet::models::ResNet(o);
-    net = resnet.ptr();
-    forward = [resnet](const torch::Tensor& x) mutable { return resnet->forward(x); };
-  } else if (model == "vit_b16") {
-    facet::models::ViTOptions o;
-    o.image_size = size;
-    o.norm_eps = 1e-12;  // as transformers' ViT
-    auto vit = facet::models::ViT(o);
-    auto head = torch::nn::Linear(o.embed_dim, 10);
-    auto both = std::make_shared<torch::nn::Module>();
-    both->register_module("vit", vit);
-    both->register_module("head", head);
-    net = both;
-    forward = [vit, head](const torch::Tensor& x) mutable { return head->forward(vit->forward(x)); };
-  } else {
-    fmt::print(stderr, "train_step_bench: unknown --model {} (resnet18, resnet50, vit_b16)\n", model);
-    return 2;
+  Workload w = make_workload(model, batch, size);
+  w.net->to(device);
+  w.net->train();
+  data::Batch b = w.batch.to(device);
+  if (channels_last) {
+    train::use_channels_last(*w.net);
+    train::batch_to_channels_last(b);
   }
-  net->to(device);
-  net->train();
-  // Facet's optimiser as the trainer builds it (`optim: {name: sgd, lr: 0.01, momentum: 0.9}`): fused
-  // unless --optim-loop asks for LibTorch's loop over parameters.
-  const auto optimizer_ptr = facet::train::optimizer_registry().create(
-      facet::Config::parse(fmt::format("name: sgd\nlr: 0.01\nmomentum: 0.9\nfused: {}", !optim_loop)),
-      {{"all", net->parameters(), 0.01, 0.0}});
-  auto& optimizer = *optimizer_ptr;
-  // Drawn on the CPU as before (the CPU numbers stay comparable), then moved.
-  const auto x = torch::randn({batch, 3, size, size}).to(device);
-  const auto y = torch::randint(0, 10, {batch}, torch::kInt64).to(device);
+  auto optimizer = bench::optimizer(fmt::format("{{name: sgd, lr: 0.01, momentum: 0.9, fused: {}}}", fused), w.net->parameters());
   auto step = [&] {
-    optimizer.zero_grad();
+    optimizer->zero_grad();
     torch::Tensor loss;
     {
-      facet::train::AutocastGuard guard(device, autocast);
-      loss = torch::nn::functional::cross_entropy(forward(x), y);
+      train::AutocastGuard guard(device, autocast);
+      loss = w.loss(b);
     }
     loss.backward();
-    optimizer.step();
+    optimizer->step();
   };
-  auto sync = [&] {
+  const double ms = bench::ms_per_call(step, warmup, steps, [&] {
     if (device.is_cuda()) torch::cuda::synchronize();
-  };
-  for (int64_t i = 0; i < warmup; ++i) step();
-  sync();
-  const auto start = std::chrono::steady_clock::now();
-  for (int64_t i = 0; i < steps; ++i) step();
-  sync();
-  const double ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count() /
-                    static_cast<double>(steps);
+  });
   fmt::print("{{\"impl\": \"facet\", \"model\": \"{}\", \"batch\": {}, \"size\": {}, \"threads\": {}, "
-             "\"device\": \"{}\", \"dtype\": \"{}\", \"ms_per_step\": {:.3f}, \"images_per_s\": {:.1f}}}\n",
-             model, batch, size, torch::get_num_threads(), device_name, dtype, ms,
-             1000.0 * static_cast<double>(batch) / ms);
+             "\"device\": \"{}\", \"dtype\": \"{}\", \"channels_last\": {}, \"fused\": {}, \"ms_per_step\": {:.3f}, "
+             "\"images_per_s\": {:.1f}, \"peak_rss_mib\": {:.0f}}}\n",
+             model, batch, size, torch::get_num_threads(), device_name, dtype, channels_last, fused, ms,
+             1000.0 * static_cast<double>(batch) / ms, peak_rss_mib());
 }

@@ -6,6 +6,7 @@
 //   generate: greedy decoding of `--new` tokens for one image + prompt, new tokens per second.
 // Prints one JSON line per part.
 //   vlm_bench [--batch 2] [--text 64] [--steps 5] [--warmup 2] [--prompt 16] [--new 32] [--threads N]
+#include "bench/common.h"
 #include "core/config.h"
 #include "models/adapters/adapter.h"
 #include "models/vlm/llava.h"
@@ -51,14 +52,11 @@ int main(int argc, char** argv) {
   auto model = std::make_shared<LlavaModel>(o);
   models::apply_adapters(*model, Config::parse("a: [{name: lora, targets: [model.layers.*.self_attn.q_proj, model.layers.*.self_attn.v_proj], "
                                                "rank: 8, alpha: 16}]").at("a"));
-  std::vector<torch::Tensor> trainable;
-  for (auto& item : model->named_parameters()) {
-    const std::string& name = item.key();
-    auto& p = item.value();
-    if (name.find("lora_") == std::string::npos && !name.starts_with("multi_modal_projector.")) p.requires_grad_(false);
-    else trainable.push_back(p);
-  }
-  torch::optim::AdamW optimizer(trainable, torch::optim::AdamWOptions(1e-4));
+  const auto trainable = bench::train_only(*model, [](const std::string& name) {
+    return name.find("lora_") != std::string::npos || name.starts_with("multi_modal_projector.");
+  });
+  // torch.optim.AdamW(lr=1e-4)'s defaults (weight decay 0.01), Facet's fused kernel.
+  auto optimizer = bench::optimizer("{name: adamw, lr: 1.0e-4, weight_decay: 0.01}", trainable);
   data::Batch b;
   auto ids = torch::randint(3, 31000, {batch, text}, torch::kLong);
   ids.select(1, 1).fill_(o.image_token_id);
@@ -69,16 +67,13 @@ int main(int argc, char** argv) {
   b.indices = torch::arange(batch);
   model->train();
   auto step = [&] {
-    optimizer.zero_grad();
+    optimizer->zero_grad();
     Outputs out;
     auto r = model->forward_losses(b, out);
     r.total.backward();
-    optimizer.step();
+    optimizer->step();
   };
-  for (int64_t i = 0; i < warmup; ++i) step();
-  auto start = std::chrono::steady_clock::now();
-  for (int64_t i = 0; i < steps; ++i) step();
-  const double ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count() / steps;
+  const double ms = bench::ms_per_call(step, warmup, steps);
   int64_t params = 0;
   for (const auto& p : model->parameters()) params += p.numel();
   fmt::print("{{\"impl\": \"facet\", \"part\": \"train\", \"params\": {}, \"batch\": {}, \"text\": {}, \"threads\": {}, \"ms_per_step\": {:.2f}}}\n",
@@ -95,7 +90,7 @@ int main(int argc, char** argv) {
   g.max_new_tokens = 4;
   model->generate(image, {p}, g);  // warm-up
   g.max_new_tokens = fresh;  // no stop token: every run generates the same count
-  start = std::chrono::steady_clock::now();
+  const auto start = std::chrono::steady_clock::now();
   const auto out = model->generate(image, {p}, g);
   const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   fmt::print("{{\"impl\": \"facet\", \"part\": \"generate\", \"prompt\": {}, \"new_tokens\": {}, \"threads\": {}, \"tokens_per_s\": {:.2f}}}\n",

@@ -6,6 +6,7 @@ import json
 import time
 
 import torch
+from timing import ms_per_call
 from peft import LoraConfig, get_peft_model
 from transformers import CLIPVisionConfig, LlamaConfig, LlavaConfig, LlavaForConditionalGeneration
 
@@ -43,12 +44,7 @@ def step():
     opt.step()
 
 
-for _ in range(a.warmup):
-    step()
-t = time.perf_counter()
-for _ in range(a.steps):
-    step()
-ms = (time.perf_counter() - t) * 1000 / a.steps
+ms = ms_per_call(step, a.warmup, a.steps)
 params = sum(p.numel() for p in model.parameters())
 print(json.dumps({"impl": "transformers+peft", "part": "train", "params": params, "batch": a.batch, "text": a.text,
                   "threads": torch.get_num_threads(), "ms_per_step": round(ms, 2)}))

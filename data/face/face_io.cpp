@@ -123,16 +123,20 @@ void write_landmark_line(std::ostream& out, int64_t frame, const std::vector<flo
 
 torch::Tensor read_frame(const fs::path& path, int64_t size, torch::Tensor* landmarks) {
   // Decoded straight to RGB and resized while still 8-bit: both are several times cheaper there.
-  cv::Mat rgb = image::read_image_mat(path);
+  // A JPEG at least twice `size` on both sides decodes at a reduced scale first (image/jpeg.h).
+  int reduction = 1;
+  cv::Mat rgb = image::read_image_mat(path, size, &reduction);
   if (rgb.channels() == 1) cv::cvtColor(rgb, rgb, cv::COLOR_GRAY2RGB);
   if (rgb.channels() != 3) fail("{}: expected a colour frame, got {} channels", path.string(), rgb.channels());
-  if (size <= 0 || (rgb.rows == size && rgb.cols == size)) return image::mat_to_chw(rgb);
+  if (size <= 0 || (rgb.rows * reduction == size && rgb.cols * reduction == size)) return image::mat_to_chw(rgb);
   if (landmarks != nullptr && landmarks->defined()) {
-    // Continuous coordinates with pixel centres at +0.5 scale exactly by the size ratio.
-    const auto scale = torch::tensor({static_cast<float>(size) / static_cast<float>(rgb.cols),
-                                      static_cast<float>(size) / static_cast<float>(rgb.rows)});
+    // Continuous coordinates with pixel centres at +0.5 scale exactly by the ratio of `size` to the
+    // stored frame's sides (a reduced decode divides them exactly by `reduction`).
+    const auto scale = torch::tensor({static_cast<float>(size) / static_cast<float>(rgb.cols * reduction),
+                                      static_cast<float>(size) / static_cast<float>(rgb.rows * reduction)});
     *landmarks = *landmarks * scale;
   }
+  if (rgb.rows == size && rgb.cols == size) return image::mat_to_chw(rgb);  // the reduced decode did it all
   if (rgb.depth() == CV_8U) {
     // Antialiased bilinear on the 8-bit frame, the kernel torchvision's Resize(antialias=True) runs
     // (its channels-last uint8 path is vectorised; OpenCV's area resize at non-integer ratios is not).
@@ -144,7 +148,8 @@ torch::Tensor read_frame(const fs::path& path, int64_t size, torch::Tensor* land
     const torch::Tensor resized = F::interpolate(
         nhwc.permute({0, 3, 1, 2}),
         F::InterpolateFuncOptions().size(std::vector<int64_t>{size, size}).mode(torch::kBilinear).align_corners(false).antialias(true));
-    return resized[0].to(torch::kFloat).contiguous();
+    // uint8 HWC to float CHW in one copy (not a float HWC copy, then a contiguous one).
+    return resized[0].to(torch::kFloat, /*non_blocking=*/false, /*copy=*/false, torch::MemoryFormat::Contiguous);
   }
   cv::Mat resized;
   cv::resize(rgb, resized, cv::Size(static_cast<int>(size), static_cast<int>(size)), 0, 0,

@@ -64,7 +64,8 @@ void write_landmark_line(std::ostream& out, int64_t frame, const std::vector<flo
 
 // Decodes a colour frame to float32 [3, H, W] RGB in 0..255. With `size` > 0 the frame is resized
 // to size x size (8-bit frames: antialiased bilinear, as torchvision's Resize(antialias=True)) and
-// `landmarks` ([K, 2], may be undefined) is scaled the same way. Errors name the file.
+// `landmarks` ([K, 2], may be undefined) is scaled the same way; a JPEG at least twice `size` on
+// both sides is first decoded at 1/2, 1/4 or 1/8 scale (image/jpeg.h). Errors name the file.
 torch::Tensor read_frame(const std::filesystem::path& path, int64_t size, torch::Tensor* landmarks);
 
 }  // namespace facet::data::face

@@ -18,10 +18,11 @@ bool is_dicom_path(const fs::path& path) {
   return ext == ".dcm" || ext == ".dicom" || (ext.empty() && looks_like_dicom(path));
 }
 
-cv::Mat read_image_mat(const fs::path& path) {
+cv::Mat read_image_mat(const fs::path& path, int64_t min_side, int* reduction) {
+  if (reduction) *reduction = 1;
   if (!fs::exists(path)) fail("{}: no such image file", path.string());
   if (fs::file_size(path) == 0) fail("{}: empty image file", path.string());
-  if (is_jpeg(path)) return decode_jpeg(path);
+  if (is_jpeg(path)) return decode_jpeg(path, min_side, reduction);
   const cv::Mat raw = cv::imread(path.string(), cv::IMREAD_UNCHANGED);
   if (raw.empty()) fail("{}: cannot decode the image (truncated, or not PNG/JPEG)", path.string());
   if (raw.depth() != CV_8U && raw.depth() != CV_16U)

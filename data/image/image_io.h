@@ -17,8 +17,9 @@ namespace facet::data::image {
 torch::Tensor read_image(const std::filesystem::path& path, const DicomReadOptions& dicom = {});
 
 // PNG/JPEG/TIFF/BMP as an OpenCV image in RGB (or grey) order, 8 or 16 bits, for readers that
-// resize before converting to float. Same errors as read_image.
-cv::Mat read_image_mat(const std::filesystem::path& path);
+// resize before converting to float. Same errors as read_image. min_side > 0: a JPEG may decode at
+// 1/2, 1/4 or 1/8 scale with both sides still >= min_side (decode_jpeg); `reduction` gets the factor.
+cv::Mat read_image_mat(const std::filesystem::path& path, int64_t min_side = 0, int* reduction = nullptr);
 
 // [C, H, W] float32 from an 8- or 16-bit OpenCV image (channels in the Mat's order).
 torch::Tensor mat_to_chw(const cv::Mat& image);

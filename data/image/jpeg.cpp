@@ -36,7 +36,7 @@ void on_message(j_common_ptr cinfo, int level) {
 }
 
 // The decode proper, free of objects with destructors between setjmp and longjmp.
-bool decode(const std::vector<unsigned char>& bytes, cv::Mat& out, ErrorManager& err) {
+bool decode(const std::vector<unsigned char>& bytes, int64_t min_side, cv::Mat& out, int& reduction, ErrorManager& err) {
   jpeg_decompress_struct cinfo;
   cinfo.err = jpeg_std_error(&err.pub);
   err.pub.error_exit = on_error;
@@ -49,6 +49,18 @@ bool decode(const std::vector<unsigned char>& bytes, cv::Mat& out, ErrorManager&
   jpeg_mem_src(&cinfo, bytes.data(), static_cast<unsigned long>(bytes.size()));
   jpeg_read_header(&cinfo, TRUE);
   cinfo.out_color_space = cinfo.num_components == 1 ? JCS_GRAYSCALE : JCS_RGB;
+  // The largest of libjpeg-turbo's SIMD-accelerated reductions (1/2, 1/4, 1/8) that keeps both
+  // sides at least min_side and divides them (so coordinates scale exactly): the scaled inverse DCT
+  // does the first averaging of the downscale.
+  reduction = 1;
+  const auto w = static_cast<int64_t>(cinfo.image_width), h = static_cast<int64_t>(cinfo.image_height);
+  for (int denom = 8; min_side > 0 && denom > 1; denom /= 2)
+    if (w % denom == 0 && h % denom == 0 && w / denom >= min_side && h / denom >= min_side) {
+      cinfo.scale_num = 1;
+      cinfo.scale_denom = static_cast<unsigned>(denom);
+      reduction = denom;
+      break;
+    }
   jpeg_start_decompress(&cinfo);
   out.create(static_cast<int>(cinfo.output_height), static_cast<int>(cinfo.output_width),
              cinfo.output_components == 1 ? CV_8UC1 : CV_8UC3);
@@ -69,16 +81,22 @@ bool is_jpeg(const fs::path& path) {
   return in.read(reinterpret_cast<char*>(head), 2) && head[0] == 0xFF && head[1] == 0xD8;
 }
 
-cv::Mat decode_jpeg(const fs::path& path) {
-  std::ifstream in(path, std::ios::binary);
+cv::Mat decode_jpeg(const fs::path& path, int64_t min_side, int* reduction) {
+  std::ifstream in(path, std::ios::binary | std::ios::ate);
   if (!in) fail("{}: no such image file", path.string());
-  const std::vector<unsigned char> bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  std::vector<unsigned char> bytes(static_cast<size_t>(in.tellg()));
+  in.seekg(0);
+  if (!in.read(reinterpret_cast<char*>(bytes.data()), static_cast<std::streamsize>(bytes.size())))
+    fail("{}: cannot read the file", path.string());
   if (bytes.size() < 2 || bytes[0] != 0xFF || bytes[1] != 0xD8) fail("{}: not a JPEG file", path.string());
   ErrorManager err;
   cv::Mat out;
-  if (!decode(bytes, out, err)) fail("{}: cannot decode the JPEG ({})", path.string(), err.message);
+  int reduced = 1;
+  if (reduction) *reduction = 1;
+  if (!decode(bytes, min_side, out, reduced, err)) fail("{}: cannot decode the JPEG ({})", path.string(), err.message);
   if (err.truncated) fail("{}: truncated JPEG (premature end of data)", path.string());
   if (out.channels() != 1 && out.channels() != 3) fail("{}: JPEG with {} components", path.string(), out.channels());
+  if (reduction) *reduction = reduced;
   return out;
 }
 

@@ -143,8 +143,8 @@ void crop_fields(Sample& s, const SpatialFields& fields, cv::Rect window, double
   for_each_field(s, fields, [&](torch::Tensor& field, bool is_mask) {
     const cv::Rect image(0, 0, static_cast<int>(field.size(-1)), static_cast<int>(field.size(-2)));
     const cv::Rect inside = window & image;
-    if (inside == window) {  // the common case: a view, no resampling
-      field = field.narrow(-2, window.y, window.height).narrow(-1, window.x, window.width).contiguous();
+    if (inside == window) {  // the common case: a view, no copy (the next op or the collate copies it once)
+      field = field.narrow(-2, window.y, window.height).narrow(-1, window.x, window.width);
       return;
     }
     std::vector<int64_t> shape = field.sizes().vec();

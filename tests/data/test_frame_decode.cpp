@@ -1,0 +1,68 @@
+// Face frames decoded at a reduced JPEG scale (libjpeg-turbo's scaled inverse DCT) when the reader
+// shrinks them anyway: the factor chosen, the pixels against the full decode + the same resize, and
+// the landmarks scaled by the stored frame's size, not the decoded one.
+#include "data/face/face_io.h"
+#include "data/image/jpeg.h"
+#include "tests/support/scratch.h"
+
+#include <gtest/gtest.h>
+#include <opencv2/imgcodecs.hpp>
+#include <opencv2/imgproc.hpp>
+
+namespace facet::data::test_frame_decode {
+namespace {
+
+namespace fs = std::filesystem;
+
+// A smooth colour frame (gradients and a disc), as a quality-95 JPEG of `rows` x `cols`.
+fs::path smooth_jpeg(const std::string& name, int rows, int cols) {
+  cv::Mat bgr(rows, cols, CV_8UC3);
+  for (int y = 0; y < rows; ++y)
+    for (int x = 0; x < cols; ++x)
+      bgr.at<cv::Vec3b>(y, x) = cv::Vec3b(static_cast<uchar>(255 * x / cols), static_cast<uchar>(255 * y / rows), 90);
+  cv::circle(bgr, {cols / 2, rows / 2}, rows / 4, cv::Scalar(30, 200, 240), -1, cv::LINE_AA);
+  const fs::path path = test_support::scratch_dir("facet_frame_decode", name) / "frame.jpg";
+  EXPECT_TRUE(cv::imwrite(path.string(), bgr, {cv::IMWRITE_JPEG_QUALITY, 95}));
+  return path;
+}
+
+TEST(FrameDecode, PicksTheLargestReductionThatKeepsBothSidesAndDividesThem) {
+  const fs::path bp4d = smooth_jpeg("bp4d", 1040, 1392);  // BP4D's frame size
+  int reduction = 0;
+  const cv::Mat quarter = image::decode_jpeg(bp4d, 200, &reduction);
+  EXPECT_EQ(reduction, 4);  // 1/8 would give 130 rows
+  EXPECT_EQ(quarter.rows, 260);
+  EXPECT_EQ(quarter.cols, 348);
+  EXPECT_EQ(image::decode_jpeg(bp4d, 0, &reduction).rows, 1040);
+  EXPECT_EQ(reduction, 1);
+  EXPECT_EQ(image::decode_jpeg(bp4d, 600, &reduction).rows, 1040);  // 520 rows at 1/2 is too few
+  EXPECT_EQ(reduction, 1);
+  // A side a factor does not divide would scale coordinates inexactly: the next factor, or none.
+  image::decode_jpeg(smooth_jpeg("even", 1040, 1390), 200, &reduction);
+  EXPECT_EQ(reduction, 2);
+  image::decode_jpeg(smooth_jpeg("odd", 1040, 1389), 200, &reduction);
+  EXPECT_EQ(reduction, 1);
+}
+
+TEST(FrameDecode, ReducedDecodeMatchesTheFullDecodeAndMovesLandmarksAlike) {
+  const fs::path path = smooth_jpeg("frame", 1040, 1392);
+  torch::Tensor landmarks = torch::tensor({{100.5f, 50.5f}, {1300.0f, 1000.0f}});
+  const torch::Tensor fast = face::read_frame(path, 200, &landmarks);
+  ASSERT_EQ(fast.sizes(), (std::vector<int64_t>{3, 200, 200}));
+  EXPECT_TRUE(torch::allclose(landmarks, torch::tensor({{100.5f * 200 / 1392, 50.5f * 200 / 1040},
+                                                        {1300.0f * 200 / 1392, 1000.0f * 200 / 1040}})));
+  // The reference: every pixel decoded, then the same antialiased resize.
+  const cv::Mat full = image::decode_jpeg(path);
+  const torch::Tensor nchw =
+      torch::from_blob(full.data, {1, full.rows, full.cols, 3}, torch::kUInt8).permute({0, 3, 1, 2});
+  namespace F = torch::nn::functional;
+  const torch::Tensor reference =
+      F::interpolate(nchw, F::InterpolateFuncOptions().size(std::vector<int64_t>{200, 200}).mode(torch::kBilinear)
+                               .align_corners(false).antialias(true))[0].to(torch::kFloat);
+  const double mean_diff = (fast - reference).abs().mean().item<double>();
+  EXPECT_LT(mean_diff, 1.5) << "grey levels";
+  EXPECT_GT(mean_diff, 0.0) << "the reduced path was not taken";
+}
+
+}  // namespace
+}  // namespace facet::data::test_frame_decode

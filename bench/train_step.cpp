@@ -2,7 +2,7 @@
 // same model, batch, input, optimiser and threads in PyTorch (Python). Prints one JSON line.
 //   train_step_bench [--model resnet18|resnet50|vit_b16|simple_cnn|mgrr_net] [--batch 16] [--size 112]
 //                    [--steps 20] [--warmup 5] [--threads N] [--device cpu|cuda] [--dtype fp32|bf16]
-//                    [--channels-last 0|1] [--fused 0|1]
+//                    [--channels-last 0|1] [--fused 0|1] [--cudnn-benchmark 0|1]
 // The step is the trainer's: zero_grad (gradients set to none), forward, loss, backward, and the
 // optimiser the trainer builds from `optim: {name: sgd, lr: 0.01, momentum: 0.9}` (fused unless
 // --fused 0). --channels-last 1 is `train.channels_last: true` (NHWC weights and images).
@@ -102,7 +102,7 @@ int main(int argc, char** argv) {
   std::string model = "resnet18";
   std::string device_name = "cpu", dtype = "fp32";
   int64_t batch = 16, size = 112, steps = 20, warmup = 5, threads = 0;
-  bool channels_last = false, fused = true;
+  bool channels_last = false, fused = true, cudnn_benchmark = false;
   for (int i = 1; i + 1 < argc; i += 2) {
     const std::string flag = argv[i], value = argv[i + 1];
     if (flag == "--model") model = value;
@@ -115,6 +115,7 @@ int main(int argc, char** argv) {
     else if (flag == "--dtype") dtype = value;
     else if (flag == "--channels-last") channels_last = value == "1";
     else if (flag == "--fused") fused = value == "1";
+    else if (flag == "--cudnn-benchmark") cudnn_benchmark = value == "1";
     else {
       fmt::print(stderr, "train_step_bench: unknown flag {}\n", flag);
       return 2;
@@ -136,6 +137,7 @@ int main(int argc, char** argv) {
   const std::optional<torch::ScalarType> autocast =
       dtype == "bf16" ? std::optional<torch::ScalarType>(torch::kBFloat16) : std::nullopt;
   if (threads > 0) torch::set_num_threads(static_cast<int>(threads));
+  if (cudnn_benchmark) at::globalContext().setBenchmarkCuDNN(true);  // what train.cudnn_benchmark sets
   torch::manual_seed(0);
   Workload w = make_workload(model, batch, size);
   w.net->to(device);

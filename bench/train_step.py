@@ -5,6 +5,7 @@ batch, input size, optimiser and thread count: torchvision's ResNet-18/50, or tr
     python bench/train_step.py [--model resnet18|resnet50|vit_b16|simple_cnn] [--batch 16] [--size 112]
                                [--steps 20] [--warmup 5] [--threads N] [--device cpu|cuda]
                                [--dtype fp32|bf16] [--channels-last 0|1] [--fused 0|1]
+                               [--cudnn-benchmark 0|1]
 
 Without the last two flags this is PyTorch as a user runs it by default: NCHW, and SGD's default
 implementation (on CPU the loop over parameters, on CUDA foreach). --channels-last 1 (model and input
@@ -60,11 +61,13 @@ def main() -> None:
     p.add_argument("--dtype", default="fp32", choices=["fp32", "bf16"])
     p.add_argument("--channels-last", type=int, default=0, choices=[0, 1])
     p.add_argument("--fused", type=int, default=0, choices=[0, 1])
+    p.add_argument("--cudnn-benchmark", type=int, default=0, choices=[0, 1])
     a = p.parse_args()
     if a.device == "cuda" and not torch.cuda.is_available():
         raise SystemExit("train_step.py: --device cuda, but no CUDA device is usable")
     if a.threads > 0:
         torch.set_num_threads(a.threads)
+    torch.backends.cudnn.benchmark = bool(a.cudnn_benchmark)
     torch.manual_seed(0)
     if a.model == "vit_b16":
         net = ViTClassifier(a.size)

@@ -42,8 +42,13 @@ out="$build/gpu_check"
 targets=(facet facet_gpu_tests train_step_bench)
 tests_exe="$build/tests/facet_gpu_tests"
 # The benchmarks: label, then the arguments both sides get.
-benches=("ResNet-50 bf16, batch 64, 224 px|--model resnet50 --batch 64 --size 224 --steps 30 --warmup 10"
-         "ViT-B/16 bf16, batch 64, 224 px|--model vit_b16 --batch 64 --size 224 --steps 30 --warmup 10")
+# label|both sides' flags|Facet's extra flags|PyTorch's extra flags. The tuned rows give both sides the
+# same tuning (channels-last, fused SGD, cuDNN benchmark mode): Facet's config switches
+# train.channels_last, optim.fused (on by default) and train.cudnn_benchmark.
+benches=("ResNet-50 bf16, batch 64, 224 px|--model resnet50 --batch 64 --size 224 --steps 30 --warmup 10||"
+         "ResNet-50 bf16, batch 64, tuned both sides|--model resnet50 --batch 64 --size 224 --steps 30 --warmup 10 --channels-last 1 --cudnn-benchmark 1||--fused 1"
+         "ViT-B/16 bf16, batch 64, 224 px|--model vit_b16 --batch 64 --size 224 --steps 30 --warmup 10||"
+         "ViT-B/16 bf16, batch 64, fused SGD both sides|--model vit_b16 --batch 64 --size 224 --steps 30 --warmup 10||--fused 1")
 
 run() {  # prints the command; runs it unless --dry-run
   echo "+ $*"
@@ -110,19 +115,21 @@ row "two ranks on one GPU: $(cat "$out/two_ranks.txt" 2>/dev/null | head -1 || t
 # --- 3. train step against PyTorch ---------------------------------------------------------------------
 images_per_s() { "$python" -c 'import json,sys;print(json.load(sys.stdin)["images_per_s"])'; }
 for b in "${benches[@]}"; do
-  label=${b%%|*}
-  read -r -a args <<< "${b#*|}"
+  IFS='|' read -r label common facet_extra torch_extra <<< "$b"
+  read -r -a args <<< "$common"
+  read -r -a fargs <<< "$facet_extra"
+  read -r -a targs <<< "$torch_extra"
   facet=() torch=()
   for ((i = 0; i < rounds; i++)); do
     if ((dry_run)); then
-      run "$build/bench/train_step_bench" "${args[@]}" --device cuda --dtype bf16
-      run "$python" bench/train_step.py "${args[@]}" --device cuda --dtype bf16
+      run "$build/bench/train_step_bench" "${args[@]}" "${fargs[@]}" --device cuda --dtype bf16
+      run "$python" bench/train_step.py "${args[@]}" "${targs[@]}" --device cuda --dtype bf16
       facet+=(0) torch+=(0)
       continue
     fi
     # A hang or a crash of either side fails the row, never the whole check.
-    if f=$(timeout 180 "$build/bench/train_step_bench" "${args[@]}" --device cuda --dtype bf16 | images_per_s) &&
-       p=$(timeout 180 "$python" bench/train_step.py "${args[@]}" --device cuda --dtype bf16 | images_per_s); then
+    if f=$(timeout 180 "$build/bench/train_step_bench" "${args[@]}" "${fargs[@]}" --device cuda --dtype bf16 | images_per_s) &&
+       p=$(timeout 180 "$python" bench/train_step.py "${args[@]}" "${targs[@]}" --device cuda --dtype bf16 | images_per_s); then
       facet+=("$f") torch+=("$p")
     else
       echo "gpu_check.sh: the train-step benchmark failed ($label, round $((i + 1)))" >&2

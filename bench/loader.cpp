@@ -1,9 +1,10 @@
-// Data-loading throughput of Facet's Loader (worker threads) on a BP4D-format folder of JPEG
-// frames: decode, resize to 200 (the reader's image_size, done on the 8-bit frame), random 176
-// crop, horizontal flip, normalise, collate batches.
-// bench/loader.py does the same work with PyTorch's DataLoader (worker processes) and torchvision.
+// Data-loading throughput of Facet's Loader (worker threads) on a dataset in its published layout,
+// with the transforms of a bench/loaders/<dataset>.yaml data node (reading, decoding and the
+// reader's resampling included), collated into batches. bench/loader.py does the same work with
+// PyTorch's DataLoader (worker processes) the way the reference repositories do.
 // Prints one JSON line; the first epoch warms the page cache and is not timed.
-//   loader_bench --root DIR [--workers 2] [--batch 32] [--epochs 2]
+//   loader_bench --config bench/loaders/bp4d.yaml --root DIR [--workers 2] [--batch 32] [--epochs 3]
+//                [--set key=value ...]
 #include "core/config.h"
 #include "data/dataset.h"
 #include "data/loader.h"
@@ -14,35 +15,30 @@
 
 #include <chrono>
 #include <string>
+#include <vector>
 
 int main(int argc, char** argv) {
-  std::string root;
-  int64_t workers = 2, batch = 32, epochs = 2;
+  std::string config, root;
+  std::vector<std::string> overrides;
+  int64_t workers = 2, batch = 32, epochs = 3;
   for (int i = 1; i + 1 < argc; i += 2) {
     const std::string flag = argv[i], value = argv[i + 1];
-    if (flag == "--root") root = value;
+    if (flag == "--config") config = value;
+    else if (flag == "--root") root = value;
     else if (flag == "--workers") workers = std::stoll(value);
     else if (flag == "--batch") batch = std::stoll(value);
     else if (flag == "--epochs") epochs = std::stoll(value);
+    else if (flag == "--set") overrides.push_back(value);
   }
-  if (root.empty()) {
-    fmt::print(stderr, "usage: loader_bench --root BP4D_DIR [--workers N] [--batch B] [--epochs E]\n");
+  if (config.empty() || root.empty()) {
+    fmt::print(stderr, "usage: loader_bench --config bench/loaders/NAME.yaml --root DIR [--workers N] [--batch B] [--epochs E] [--set key=value]\n");
     return 2;
   }
   try {
     torch::set_num_threads(1);  // the workers are the parallelism, as in the PyTorch reference
-    const facet::Config data = facet::Config::parse(fmt::format(R"(
-name: bp4d
-root: {}
-fold: 1
-landmarks_dir: ""
-image_size: 200
-transforms:
-  - {{name: random_crop, size: 176}}
-  - {{name: random_hflip, p: 0.5}}
-  - {{name: normalize, mean: [127.5, 127.5, 127.5], std: [127.5, 127.5, 127.5]}}
-)", root), "loader_bench");
-    auto dataset = facet::data::dataset_registry().create(data, "all");
+    overrides.push_back("root=" + root);
+    const facet::Config data = facet::Config::load(config, overrides);
+    auto dataset = facet::data::dataset_registry().create(data, data.has("split") ? data.get<std::string>("split") : "train");
     facet::data::LoaderOptions options;
     options.batch_size = batch;
     options.workers = static_cast<int>(workers);
@@ -61,8 +57,8 @@ transforms:
       seconds += std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
       samples += n;
     }
-    fmt::print("{{\"impl\": \"facet\", \"workers\": {}, \"batch\": {}, \"samples\": {}, \"samples_per_s\": {:.1f}}}\n",
-               workers, batch, samples, static_cast<double>(samples) / seconds);
+    fmt::print("{{\"impl\": \"facet\", \"dataset\": \"{}\", \"workers\": {}, \"batch\": {}, \"samples\": {}, \"samples_per_s\": {:.1f}}}\n",
+               data.get<std::string>("name"), workers, batch, samples, static_cast<double>(samples) / seconds);
   } catch (const std::exception& e) {
     fmt::print(stderr, "loader_bench: {}\n", e.what());
     return 1;

@@ -110,6 +110,35 @@ def train_rows(b):
                   "--threads", t], "ms_per_step", note="no public MGRR-Net implementation to compare with")
 
 
+def loader_rows(b):
+    """Facet's Loader against DataLoader on synthetic data in each dataset's published layout."""
+    facet_cli = os.path.join(b.build, "tools", "cli", "facet")
+    w = str(int(os.environ.get("BENCH_WORKERS", b.threads)))
+    rows = [  # (label, dataset, synth writer + options, batch, Facet overrides, Python flags)
+        ("BP4D JPEGs 256 px: resize 200, crop 176, flip, normalise", "bp4d", ["bp4d", "frames_per_sequence=30", "size=256"],
+         32, [], []),
+        ("BP4D JPEGs 1024 px (decoded at 1/4 scale): resize 200, crop 176, flip, normalise", "bp4d",
+         ["bp4d", "frames_per_sequence=8", "size=1024"], 32, [], []),
+        ("DeepLesion 16-bit PNG, 3 slices (3DCE), window, flip", "deeplesion", ["deeplesion", "size=512", "patients=40"],
+         8, ["--set", "num_slices=3"], ["--slices", "3"]),
+        ("DeepLesion 16-bit PNG, 7 slices (A3D/SATr), window, flip", "deeplesion", ["deeplesion", "size=512", "patients=40"],
+         8, ["--set", "num_slices=7"], ["--slices", "7"]),
+        ("VinDr-CXR 12-bit DICOM 1024 px: min-max, resize 512, flip, normalise", "vindr_cxr",
+         ["vindr-cxr", "size=1024", "train=96", "test=4"], 16, [], []),
+    ]
+    for label, dataset, synth, batch, facet_extra, python_extra in rows:
+        data = os.path.join(b.build, "bench_data", "_".join(x.replace("=", "") for x in synth))
+        if not os.path.isdir(data):
+            subprocess.run([facet_cli, "data", "synth", synth[0], "--out", data, *synth[1:]], check=True,
+                           stdout=subprocess.DEVNULL, cwd=ROOT)
+        common = ["--root", data, "--workers", w, "--batch", str(batch)]
+        b.paired(f"loader: {label}; batch {batch}, {w} workers",
+                 [b.exe("loader_bench"), "--config", f"bench/loaders/{dataset}.yaml", *common, *facet_extra],
+                 {f"bench/loader.py --dataset {dataset} (DataLoader)": [PYTHON, "bench/loader.py", "--dataset", dataset,
+                                                                       *common, *python_extra]},
+                 "samples_per_s", higher=True, unit="samples/s")
+
+
 def scaling_rows(b):
     """Time per step and peak memory against batch and image size (Facet, one run each)."""
     print("scaling: ResNet-50 and ViT-B/16, time per step and peak memory", flush=True)
@@ -158,15 +187,7 @@ def main():
             b.paired(f"detection {args[1]}", [b.exe("detection_bench"), *args, "--threads", t],
                      {"bench/detection.py (torchvision)": [PYTHON, "bench/detection.py", *args, "--threads", t]}, "ms_per_step")
     if "loader" in parts:
-        data = os.path.join(a.build, "bench_data", "bp4d")
-        if not os.path.isdir(os.path.join(data, "AUCoding")):
-            subprocess.run([os.path.join(a.build, "tools", "cli", "facet"), "data", "synth", "bp4d", "--out", data,
-                            "frames_per_sequence=30", "size=256"], check=True, stdout=subprocess.DEVNULL, cwd=ROOT)
-        w = str(int(os.environ.get("BENCH_WORKERS", a.threads)))
-        b.paired(f"loader: BP4D JPEGs 256 px -> resize 200, crop 176, flip, normalise; batch 32, {w} workers",
-                 [b.exe("loader_bench"), "--root", data, "--workers", w],
-                 {"bench/loader.py (DataLoader + torchvision.io + v2)": [PYTHON, "bench/loader.py", "--root", data, "--workers", w]},
-                 "samples_per_s", higher=True, unit="samples/s")
+        loader_rows(b)
     if "lesion" in parts:
         lines = run([b.exe("lesion_switches_bench"), "--rounds", str(a.rounds), "--threads", t])
         r = lines[0]

@@ -47,9 +47,11 @@ void setup_dcmtk() {
 
 template <class T>
 torch::Tensor plane_to_tensor(const void* data, int64_t rows, int64_t columns) {
+  // Converted straight into the tensor: one pass, no staging copy.
   const auto* p = static_cast<const T*>(data);
-  std::vector<float> values(p, p + rows * columns);
-  return torch::from_blob(values.data(), {1, rows, columns}, torch::kFloat).clone();
+  torch::Tensor out = torch::empty({1, rows, columns}, torch::kFloat);
+  std::copy(p, p + rows * columns, out.data_ptr<float>());
+  return out;
 }
 
 torch::Tensor plane(const void* data, EP_Representation representation, int64_t rows, int64_t columns) {
@@ -243,7 +245,7 @@ DicomFrame read_dicom(const fs::path& path, const DicomReadOptions& options) {
     if (!has_modality_lut) {
       out.slope = get_double(dataset, DCM_RescaleSlope).value_or(1.0);
       out.intercept = get_double(dataset, DCM_RescaleIntercept).value_or(0.0);
-      if (out.slope != 1.0 || out.intercept != 0.0) out.pixels = out.pixels * out.slope + out.intercept;
+      if (out.slope != 1.0 || out.intercept != 0.0) out.pixels.mul_(out.slope).add_(out.intercept);  // ours: in place
     }
     const auto center = get_double(dataset, DCM_WindowCenter), width = get_double(dataset, DCM_WindowWidth);
     if (center && width && *width >= 1) out.window = std::make_pair(*center, *width);

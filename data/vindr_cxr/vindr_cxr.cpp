@@ -265,8 +265,9 @@ class VinDrCxr : public Dataset {
       image = frame.pixels;
       if (frame.windowed) image = image * 255;
       else if (intensity_ != "raw") {
-        const float lo = image.min().item<float>(), hi = image.max().item<float>();
-        image = (image - lo) * (hi > lo ? 255.f / (hi - lo) : 0.f);
+        const auto [min, max] = torch::aminmax(image);  // one pass for both
+        const float lo = min.item<float>(), hi = max.item<float>();
+        image.sub_(lo).mul_(hi > lo ? 255.f / (hi - lo) : 0.f);  // the reader's own tensor: in place
       }
       grid_w = static_cast<float>(frame.columns), grid_h = static_cast<float>(frame.rows);
     } else {

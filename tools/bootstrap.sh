@@ -23,6 +23,7 @@ debian_packages=(
   libgloo-dev                       # the torch wheel ships no gloo headers; see cmake/FacetTorch.cmake
   libdlib-dev libdlib-data          # face detection + the 68-point landmark model (facet data align)
   zlib1g-dev libjpeg62-turbo-dev  # libjpeg-turbo: JPEG decoding straight to RGB (data/image/jpeg.cpp)
+  libdeflate-dev                  # whole-buffer inflate for PNG decoding (data/image/png.cpp)
 )
 missing=()
 for p in "${debian_packages[@]}"; do

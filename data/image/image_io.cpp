@@ -2,6 +2,7 @@
 
 #include "core/error.h"
 #include "data/image/jpeg.h"
+#include "data/image/png.h"
 
 #include <opencv2/imgcodecs.hpp>
 #include <opencv2/imgproc.hpp>
@@ -23,6 +24,8 @@ cv::Mat read_image_mat(const fs::path& path, int64_t min_side, int* reduction) {
   if (!fs::exists(path)) fail("{}: no such image file", path.string());
   if (fs::file_size(path) == 0) fail("{}: empty image file", path.string());
   if (is_jpeg(path)) return decode_jpeg(path, min_side, reduction);
+  if (is_png(path))
+    if (auto png = decode_png(path)) return *png;  // else a kind our decoder leaves to OpenCV
   const cv::Mat raw = cv::imread(path.string(), cv::IMREAD_UNCHANGED);
   if (raw.empty()) fail("{}: cannot decode the image (truncated, or not PNG/JPEG)", path.string());
   if (raw.depth() != CV_8U && raw.depth() != CV_16U)

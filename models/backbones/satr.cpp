@@ -44,10 +44,12 @@ torch::Tensor SliceAttentionImpl::forward(const torch::Tensor& x) {
     if (i != mid) others.push_back(i);
   // Q and K per token position from the neighbours' tokens side by side (slice-major channels).
   const auto neighbours = x.index_select(1, torch::tensor(others, torch::TensorOptions().dtype(torch::kLong).device(x.device())));
-  auto qkv = qk(neighbours.permute({0, 2, 1, 3}).reshape({b, n, (s - 1) * d}));
-  qkv = qkv.reshape({b, n, 2, num_heads_, dh}).permute({2, 0, 3, 1, 4});  // [2, B, heads, N, dh]
+  const auto qk_heads = qk(neighbours.permute({0, 2, 1, 3}).reshape({b, n, (s - 1) * d}))
+                           .reshape({b, n, 2, num_heads_, dh})
+                           .permute({2, 0, 3, 1, 4})
+                           .unbind(0);  // 2 x [B, heads, N, dh]; unbind's backward stacks once (see ViT)
   const auto values = v(x.select(1, mid)).reshape({b, n, num_heads_, dh}).transpose(1, 2);
-  const auto y = at::scaled_dot_product_attention(qkv[0], qkv[1], values);
+  const auto y = at::scaled_dot_product_attention(qk_heads[0], qk_heads[1], values);
   return proj(y.transpose(1, 2).reshape({b, n, d}));
 }
 

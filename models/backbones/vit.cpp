@@ -77,7 +77,9 @@ ViTAttentionImpl::ViTAttentionImpl(int64_t dim, int64_t heads, bool qkv_bias) : 
 
 torch::Tensor ViTAttentionImpl::forward(const torch::Tensor& x) {
   const int64_t b = x.size(0), l = x.size(1), d = x.size(2);
-  const auto qkv_heads = qkv(x).view({b, l, 3, heads_, d / heads_}).permute({2, 0, 3, 1, 4});  // [3, B, H, L, Dh]
+  // unbind, not three selects: its backward stacks the three gradients once, where each select's
+  // backward would zero-fill a tensor of the whole qkv size and the three would be summed.
+  const auto qkv_heads = qkv(x).view({b, l, 3, heads_, d / heads_}).permute({2, 0, 3, 1, 4}).unbind(0);  // 3 x [B, H, L, Dh]
   const auto out = at::scaled_dot_product_attention(qkv_heads[0], qkv_heads[1], qkv_heads[2]);
   return proj(out.transpose(1, 2).reshape({b, l, d}));
 }

@@ -1,7 +1,8 @@
-// libFuzzer target: any bytes given to read_image as a PNG or a JPEG (libjpeg-turbo straight to
-// RGB for JPEG, OpenCV's imread for PNG, then the [C, H, W] conversion) must decode or raise
-// facet::Error — never crash, read out of bounds or trip UBSan. read_image picks the decoder by the
-// file's content (JPEG's SOI marker, else imread's signatures), so one extension reaches both.
+// libFuzzer target: any bytes given to read_image as a PNG or a JPEG (libjpeg-turbo straight to RGB
+// for JPEG; for PNG our chunk parser, libdeflate and unfiltering, or OpenCV's imread for the kinds it
+// leaves; then the [C, H, W] conversion) must decode or raise facet::Error — never crash, read out of
+// bounds or trip UBSan. read_image picks the decoder by the file's content (JPEG's SOI marker, PNG's
+// signature, else imread's signatures), so one extension reaches all of them.
 #include "core/error.h"
 #include "data/image/image_io.h"
 

@@ -8,6 +8,8 @@
 #include <opencv2/imgproc.hpp>
 
 #include <algorithm>
+#include <array>
+#include <string_view>
 #include <fstream>
 
 namespace facet::data::image {
@@ -19,6 +21,23 @@ bool is_dicom_path(const fs::path& path) {
   return ext == ".dcm" || ext == ".dicom" || (ext.empty() && looks_like_dicom(path));
 }
 
+namespace {
+
+// Whether the file starts like a format we hand to OpenCV (PNG kinds our decoder leaves, TIFF, BMP,
+// WebP). Anything else is refused before imread, which would otherwise try every codec it has —
+// GDCM among them, which asserts (aborts) on damaged files (found by fuzz_image).
+bool opencv_format(const fs::path& path) {
+  std::ifstream in(path, std::ios::binary);
+  std::array<char, 12> h{};
+  in.read(h.data(), h.size());
+  const std::string_view head(h.data(), static_cast<size_t>(in.gcount()));
+  return head.starts_with("\x89PNG\r\n\x1a\n") || head.starts_with(std::string_view("II*\0", 4)) ||
+         head.starts_with(std::string_view("MM\0*", 4)) || head.starts_with("BM") ||
+         (head.starts_with("RIFF") && head.size() == 12 && head.substr(8) == "WEBP");
+}
+
+}  // namespace
+
 cv::Mat read_image_mat(const fs::path& path, int64_t min_side, int* reduction) {
   if (reduction) *reduction = 1;
   if (!fs::exists(path)) fail("{}: no such image file", path.string());
@@ -26,6 +45,7 @@ cv::Mat read_image_mat(const fs::path& path, int64_t min_side, int* reduction) {
   if (is_jpeg(path)) return decode_jpeg(path, min_side, reduction);
   if (is_png(path))
     if (auto png = decode_png(path)) return *png;  // else a kind our decoder leaves to OpenCV
+  if (!opencv_format(path)) fail("{}: not a PNG, JPEG, TIFF, BMP or WebP image", path.string());
   const cv::Mat raw = cv::imread(path.string(), cv::IMREAD_UNCHANGED);
   if (raw.empty()) fail("{}: cannot decode the image (truncated, or not PNG/JPEG)", path.string());
   if (raw.depth() != CV_8U && raw.depth() != CV_16U)

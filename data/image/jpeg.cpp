@@ -48,6 +48,12 @@ bool decode(const std::vector<unsigned char>& bytes, int64_t min_side, cv::Mat& 
   jpeg_create_decompress(&cinfo);
   jpeg_mem_src(&cinfo, bytes.data(), static_cast<unsigned long>(bytes.size()));
   jpeg_read_header(&cinfo, TRUE);
+  // A header may claim up to 65535 x 65535 pixels (12 GB of RGB): refused rather than allocated.
+  if (uint64_t{cinfo.image_width} * cinfo.image_height > (uint64_t{1} << 28)) {
+    std::snprintf(err.message, sizeof(err.message), "%ux%u pixels, more than 2^28", cinfo.image_width, cinfo.image_height);
+    jpeg_destroy_decompress(&cinfo);
+    return false;
+  }
   cinfo.out_color_space = cinfo.num_components == 1 ? JCS_GRAYSCALE : JCS_RGB;
   // The largest of libjpeg-turbo's SIMD-accelerated reductions (1/2, 1/4, 1/8) that keeps both
   // sides at least min_side and divides them (so coordinates scale exactly): the scaled inverse DCT

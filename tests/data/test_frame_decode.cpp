@@ -1,6 +1,7 @@
 // Face frames decoded at a reduced JPEG scale (libjpeg-turbo's scaled inverse DCT) when the reader
 // shrinks them anyway: the factor chosen, the pixels against the full decode + the same resize, and
 // the landmarks scaled by the stored frame's size, not the decoded one.
+#include "core/error.h"
 #include "data/face/face_io.h"
 #include "data/image/jpeg.h"
 #include "tests/support/scratch.h"
@@ -8,6 +9,8 @@
 #include <gtest/gtest.h>
 #include <opencv2/imgcodecs.hpp>
 #include <opencv2/imgproc.hpp>
+
+#include <fstream>
 
 namespace facet::data::test_frame_decode {
 namespace {
@@ -62,6 +65,29 @@ TEST(FrameDecode, ReducedDecodeMatchesTheFullDecodeAndMovesLandmarksAlike) {
   const double mean_diff = (fast - reference).abs().mean().item<double>();
   EXPECT_LT(mean_diff, 1.5) << "grey levels";
   EXPECT_GT(mean_diff, 0.0) << "the reduced path was not taken";
+}
+
+// fuzz_image's find: a header claiming 60000 x 60000 pixels made the decoder allocate 10 GB.
+TEST(FrameDecode, AJpegClaimingAHugeSizeIsRefusedBeforeAllocating) {
+  const fs::path small = smooth_jpeg("huge", 16, 16);
+  std::ifstream in(small, std::ios::binary);
+  std::string bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  const size_t sof = bytes.find("\xFF\xC0");
+  ASSERT_NE(sof, std::string::npos);
+  for (const size_t at : {sof + 5, sof + 7}) {  // height, then width, big-endian
+    bytes[at] = static_cast<char>(0xEA);
+    bytes[at + 1] = static_cast<char>(0x60);
+  }
+  const fs::path huge = small.parent_path() / "huge.jpg";
+  std::ofstream(huge, std::ios::binary) << bytes;
+  try {
+    image::decode_jpeg(huge);
+    FAIL() << "no error";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("huge.jpg: cannot decode the JPEG (60000x60000 pixels, more than 2^28)"),
+              std::string::npos)
+        << e.what();
+  }
 }
 
 }  // namespace

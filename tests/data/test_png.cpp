@@ -4,6 +4,7 @@
 #include "core/error.h"
 #include "data/image/image_io.h"
 #include "data/image/png.h"
+#include "tests/support/paths.h"
 #include "tests/support/scratch.h"
 
 #include <gmock/gmock.h>
@@ -90,6 +91,18 @@ TEST(Png, DamagedFilesAreErrorsNamingTheFile) {
   EXPECT_THAT(message(crc), HasSubstr(crc.string() + ": cannot decode the PNG (chunk CRC mismatch)"));
   const fs::path cut = write("cut.png", bytes.substr(0, bytes.size() / 2));
   EXPECT_THAT(message(cut), HasSubstr(cut.string() + ": cannot decode the PNG (truncated chunk)"));
+}
+
+// fuzz_image's find: a JPEG 2000 codestream with "DICM" inside, named .png. OpenCV's imread tried its
+// codecs down to GDCM, which asserted (abort); such files are now refused before imread.
+TEST(Png, FilesOfNoFormatWeReadAreRefusedBeforeOpenCv) {
+  const fs::path file = test_support::source_path("tests/fixtures/png/gdcm_assert.png");
+  try {
+    image::read_image(file);
+    FAIL() << "no error";
+  } catch (const Error& e) {
+    EXPECT_THAT(e.what(), HasSubstr("gdcm_assert.png: not a PNG, JPEG, TIFF, BMP or WebP image"));
+  }
 }
 
 }  // namespace

@@ -112,8 +112,11 @@ Batch Loader::load_batch(int64_t batch_index) {
   }
   if (samples.empty()) return Batch{};
   Batch batch = collate(std::move(samples), std::move(kept), padding_);
-  if (options_.pin_memory && torch::cuda::is_available())
+  if (options_.pin_memory && torch::cuda::is_available()) {
     for (auto& [name, t] : batch.fields) t = t.pin_memory();
+    for (auto& [name, list] : batch.ragged)  // boxes, masks: their copies are non-blocking too
+      for (auto& t : list) t = t.pin_memory();
+  }
   return batch;
 }
 

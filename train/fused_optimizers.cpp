@@ -35,10 +35,11 @@ const torch::Tensor& checked_grad(const torch::Tensor& p, const char* optimizer)
   return g;
 }
 
-// Adam and AdamW share everything but the kernel and how weight decay enters.
+using StateMap = ska::flat_hash_map<void*, std::unique_ptr<torch::optim::OptimizerParamState>>;
+
+// Adam and AdamW differ only in the kernel (where weight decay enters).
 template <class Options, class State, class Kernel>
-void adam_step(torch::optim::Optimizer& optimizer, ska::flat_hash_map<void*, std::unique_ptr<torch::optim::OptimizerParamState>>& state,
-               const char* name, Kernel kernel) {
+void adam_step(torch::optim::Optimizer& optimizer, StateMap& state, const char* name, Kernel kernel) {
   for (auto& group : optimizer.param_groups()) {
     const auto& o = static_cast<const Options&>(group.options());
     std::map<Key, Lists> lists;

@@ -29,6 +29,7 @@
 #include "data/dataset.h"
 #include "data/deeplesion/deeplesion.h"
 #include "data/image/image_io.h"
+#include "data/image/png.h"
 #include "data/image_list/image_list.h"
 
 #include <opencv2/imgcodecs.hpp>
@@ -98,6 +99,7 @@ struct StackOptions {
 
 cv::Mat read_png16(const fs::path& path) {
   if (!fs::exists(path)) fail("{}: no such slice file", path.string());
+  if (!image::is_png(path)) fail("{}: cannot decode the PNG (no PNG signature)", path.string());
   // Our libdeflate PNG decoder (image/png.h): its inflate is most of a DeepLesion loader's time.
   const cv::Mat raw = image::read_image_mat(path);
   if (raw.type() != CV_16UC1)

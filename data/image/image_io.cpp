@@ -9,8 +9,8 @@
 
 #include <algorithm>
 #include <array>
-#include <string_view>
 #include <fstream>
+#include <string_view>
 
 namespace facet::data::image {
 namespace fs = std::filesystem;
@@ -47,7 +47,7 @@ cv::Mat read_image_mat(const fs::path& path, int64_t min_side, int* reduction) {
     if (auto png = decode_png(path)) return *png;  // else a kind our decoder leaves to OpenCV
   if (!opencv_format(path)) fail("{}: not a PNG, JPEG, TIFF, BMP or WebP image", path.string());
   const cv::Mat raw = cv::imread(path.string(), cv::IMREAD_UNCHANGED);
-  if (raw.empty()) fail("{}: cannot decode the image (truncated, or not PNG/JPEG)", path.string());
+  if (raw.empty()) fail("{}: cannot decode the image (truncated or damaged)", path.string());
   if (raw.depth() != CV_8U && raw.depth() != CV_16U)
     fail("{}: unsupported pixel depth (only 8- and 16-bit images)", path.string());
   cv::Mat rgb;

@@ -1,5 +1,6 @@
 #include "core/config.h"
 #include "models/model.h"
+#include "train/fused_optimizers.h"
 #include "train/optimizer.h"
 #include "train/schedule.h"
 
@@ -159,6 +160,17 @@ TEST(Optimizer, FusedKernelsMatchLibTorchsLoop) {
                                                                    << (fused[i] - loop[i]).abs().max().item<double>();
     }
   }
+}
+
+TEST(Optimizer, FusedIsTheDefaultAndFusedFalseIsLibTorchsLoop) {
+  auto w = torch::zeros({2}, torch::requires_grad());
+  const GroupSpec g{"all", {w}, 0.1, 0.0};
+  EXPECT_NE(dynamic_cast<FusedSGD*>(optimizer_registry().create(Config::parse("name: sgd\nlr: 0.1"), {g}).get()), nullptr);
+  EXPECT_NE(dynamic_cast<FusedAdam*>(optimizer_registry().create(Config::parse("name: adam\nlr: 0.1"), {g}).get()), nullptr);
+  EXPECT_NE(dynamic_cast<FusedAdamW*>(optimizer_registry().create(Config::parse("name: adamw\nlr: 0.1"), {g}).get()), nullptr);
+  const auto loop = optimizer_registry().create(Config::parse("name: adamw\nlr: 0.1\nfused: false"), {g});
+  EXPECT_EQ(dynamic_cast<FusedAdamW*>(loop.get()), nullptr);
+  EXPECT_NE(dynamic_cast<torch::optim::AdamW*>(loop.get()), nullptr);
 }
 
 TEST(Optimizer, FusedAndLoopStatesResumeInEachOther) {

@@ -5,6 +5,7 @@
 #include "core/safetensors.h"
 #include "tests/support/paths.h"
 #include "train/checkpoint.h"
+#include "train/memory_format.h"
 #include "train/trainer.h"
 #include "tests/support/scratch.h"
 
@@ -200,6 +201,28 @@ TEST(Trainer, GradientAccumulationEqualsTheLargerBatch) {
   const auto big = run("accum_big", {"data.batch_size=16"});
   const auto accumulated = run("accum_small", {"data.batch_size=8", "train.grad_accum=2", "data.workers=0"});
   for (const auto& [name, t] : big) EXPECT_TRUE(torch::allclose(t, accumulated.at(name), 1e-5, 1e-6)) << name;
+}
+
+TEST(MemoryFormat, OnlyFourDimensionalTensorsAndFloatingFieldsTurnNhwc) {
+  torch::nn::Sequential net(torch::nn::Conv2d(torch::nn::Conv2dOptions(3, 4, 3)), torch::nn::BatchNorm2d(4),
+                            torch::nn::Linear(4, 2));
+  const torch::Tensor conv_weight = net->parameters()[0];
+  use_channels_last(*net);
+  EXPECT_TRUE(conv_weight.is_contiguous(torch::MemoryFormat::ChannelsLast)) << "the same tensor, converted in place";
+  EXPECT_FALSE(conv_weight.is_contiguous());
+  for (const auto& p : net->parameters()) {
+    if (p.dim() != 4) {
+      EXPECT_TRUE(p.is_contiguous());
+    }
+  }
+  data::Batch b;
+  b.fields["image"] = torch::rand({2, 3, 5, 5});
+  b.fields["mask"] = torch::zeros({2, 1, 5, 5}, torch::kUInt8);
+  b.fields["label"] = torch::zeros({2});
+  batch_to_channels_last(b);
+  EXPECT_TRUE(b.fields.at("image").is_contiguous(torch::MemoryFormat::ChannelsLast));
+  EXPECT_FALSE(b.fields.at("image").is_contiguous());
+  EXPECT_TRUE(b.fields.at("mask").is_contiguous()) << "integer fields (masks, ids) keep their layout";
 }
 
 // train.channels_last changes the memory order, not the arithmetic: the same 8 steps end with the

@@ -90,7 +90,7 @@ class Bench:
                  "|---|---|---|---|---|---|"]
         for r in self.rows:
             f = statistics.median(r.facet)
-            refs = r.torch.items() or [("(none)", None)]
+            refs = r.torch.items() or [(r.note or "(none)", None)]
             for label, runs in refs:
                 if runs is None:
                     lines.append(f"| {r.work} | {label} | {f:.1f} {r.unit} | | | {spread(r.facet):.0f} % / |")

@@ -77,10 +77,6 @@ void adam_step(torch::optim::Optimizer& optimizer, StateMap& state, const char* 
 
 }  // namespace
 
-bool fused_optimizers_support(torch::DeviceType device) {
-  return device == torch::kCPU || device == torch::kCUDA;
-}
-
 torch::Tensor FusedSGD::step(LossClosure closure) {
   torch::NoGradGuard no_grad;
   const torch::Tensor loss = run_closure(closure);

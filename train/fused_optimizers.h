@@ -31,7 +31,4 @@ class FusedAdamW : public torch::optim::AdamW {
   torch::Tensor step(LossClosure closure = nullptr) override;
 };
 
-// Whether ATen has fused optimiser kernels for tensors of this device type (CPU, CUDA).
-bool fused_optimizers_support(torch::DeviceType device);
-
 }  // namespace facet::train

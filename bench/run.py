@@ -3,7 +3,7 @@ table. Each row states the PyTorch program it is compared with (bench/<name>.py,
 threads, dtype and optimiser); the ratio is Facet's time over PyTorch's (for throughputs, PyTorch's
 rate over Facet's), so below 1.0 Facet is faster. Train-step rows come twice: (a) against PyTorch as
 a user runs it by default, (b) against PyTorch with the tuning Facet applies (fused SGD, channels-last
-where Facet uses it), so the gain is honest.
+where Facet uses it, glibc's malloc thresholds as Facet sets them), so the gain is honest.
 
     python bench/run.py BUILD_DIR [--rounds 3] [--threads N] [--only train,loader,...]
 
@@ -19,6 +19,9 @@ import sys
 from dataclasses import dataclass, field
 
 PYTHON = sys.executable
+# glibc's allocator as every Facet training process sets it (data::keep_freed_buffers_in_the_heap),
+# given to the tuned PyTorch runs through glibc's environment variables.
+FACET_MALLOC = ["env", "MALLOC_MMAP_THRESHOLD_=67108864", "MALLOC_TRIM_THRESHOLD_=536870912"]
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
@@ -117,8 +120,8 @@ def train_rows(b):
         b.paired(f"train step {model}, batch {batch}, {size} px, SGD momentum" + (", channels-last" if channels_last else ""),
                  [step, *args, *cl],
                  {"(a) bench/train_step.py default": [PYTHON, "bench/train_step.py", *args],
-                  "(b) bench/train_step.py --fused 1" + (" --channels-last 1" if channels_last else ""):
-                      [PYTHON, "bench/train_step.py", *args, *cl, "--fused", "1"]},
+                  "(b) bench/train_step.py --fused 1" + (" --channels-last 1" if channels_last else "") + ", Facet's malloc":
+                      [*FACET_MALLOC, PYTHON, "bench/train_step.py", *args, *cl, "--fused", "1"]},
                  "ms_per_step")
     b.facet_only("train step MGRR-Net demo (ResNet-18 trunk, dim 128), batch 16, 112 px",
                  [step, "--model", "mgrr_net", "--batch", "16", "--size", "112", "--steps", "10", "--warmup", "3",

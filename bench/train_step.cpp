@@ -15,6 +15,7 @@
 //   mgrr_net      the `make demo` MGRR-Net (ResNet-18 trunk, dim 128, 2 layers, 12 AUs) on images
 //                 and 68 landmarks, BCE; no Python side (no public implementation to compare with)
 #include "bench/common.h"
+#include "data/loader.h"
 #include "models/backbones/resnet.h"
 #include "models/backbones/vit.h"
 #include "models/build.h"
@@ -137,6 +138,7 @@ int main(int argc, char** argv) {
   const std::optional<torch::ScalarType> autocast =
       dtype == "bf16" ? std::optional<torch::ScalarType>(torch::kBFloat16) : std::nullopt;
   if (threads > 0) torch::set_num_threads(static_cast<int>(threads));
+  data::keep_freed_buffers_in_the_heap();  // as in every Facet training process (its Loader does it)
   if (cudnn_benchmark) at::globalContext().setBenchmarkCuDNN(true);  // what train.cudnn_benchmark sets
   torch::manual_seed(0);
   Workload w = make_workload(model, batch, size);

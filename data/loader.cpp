@@ -6,12 +6,7 @@
 
 namespace facet::data {
 
-namespace {
-
-// Decoded samples are a few hundred KiB each. With glibc's defaults such buffers are mmapped and
-// unmapped one by one, and every sample pays page faults and page zeroing (a tenth of a face
-// loader's time); keeping freed buffers in the heap lets the next sample reuse them.
-void keep_sample_buffers_in_the_heap() {
+void keep_freed_buffers_in_the_heap() {
   static const bool once = [] {
     mallopt(M_MMAP_THRESHOLD, 64 << 20);
     mallopt(M_TRIM_THRESHOLD, 512 << 20);
@@ -20,11 +15,9 @@ void keep_sample_buffers_in_the_heap() {
   (void)once;
 }
 
-}  // namespace
-
 Loader::Loader(std::shared_ptr<Dataset> dataset, std::shared_ptr<Sampler> sampler, LoaderOptions options)
     : dataset_(std::move(dataset)), sampler_(std::move(sampler)), options_(options), padding_(dataset_->padding()) {
-  keep_sample_buffers_in_the_heap();
+  keep_freed_buffers_in_the_heap();
   if (options_.batch_size <= 0) fail("data.batch_size must be positive, got {}", options_.batch_size);
   if (options_.world_size <= 0 || options_.batch_size % options_.world_size != 0)
     fail("data.batch_size ({}) must be divisible by the number of ranks ({})", options_.batch_size,

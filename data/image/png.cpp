@@ -111,7 +111,11 @@ std::optional<cv::Mat> decode_png(const std::filesystem::path& path) {
   }
   const size_t channels = colour == 0 ? 1 : colour == 2 ? 3 : colour == 4 ? 2 : 4;
   const size_t sample = depth / 8, bpp = channels * sample, stride = size_t{width} * bpp;
-  std::vector<uint8_t> raw(size_t{height} * (stride + 1));
+  const size_t expected = size_t{height} * (stride + 1);
+  // Deflate expands at most ~1032:1, so a header promising more than the data can hold is damaged:
+  // refused before allocating for it.
+  if (expected / 1032 > idat.size() + 64) return bad("corrupt or truncated image data");
+  std::vector<uint8_t> raw(expected);
   size_t produced = 0;
   static thread_local Decompressor inflater;
   if (!inflater.d) fail("{}: libdeflate: out of memory", path.string());

@@ -1,12 +1,13 @@
 #include "data/image/jpeg.h"
 
 #include "core/error.h"
+#include "core/file_io.h"
 
 #include <csetjmp>
 #include <cstdio>
 #include <fstream>
+#include <span>
 #include <string>
-#include <vector>
 
 #include <jpeglib.h>
 #include <jerror.h>
@@ -36,7 +37,7 @@ void on_message(j_common_ptr cinfo, int level) {
 }
 
 // The decode proper, free of objects with destructors between setjmp and longjmp.
-bool decode(const std::vector<unsigned char>& bytes, int64_t min_side, cv::Mat& out, int& reduction, ErrorManager& err) {
+bool decode(std::span<const unsigned char> bytes, int64_t min_side, cv::Mat& out, int& reduction, ErrorManager& err) {
   jpeg_decompress_struct cinfo;
   cinfo.err = jpeg_std_error(&err.pub);
   err.pub.error_exit = on_error;
@@ -88,12 +89,9 @@ bool is_jpeg(const fs::path& path) {
 }
 
 cv::Mat decode_jpeg(const fs::path& path, int64_t min_side, int* reduction) {
-  std::ifstream in(path, std::ios::binary | std::ios::ate);
-  if (!in) fail("{}: no such image file", path.string());
-  std::vector<unsigned char> bytes(static_cast<size_t>(in.tellg()));
-  in.seekg(0);
-  if (!in.read(reinterpret_cast<char*>(bytes.data()), static_cast<std::streamsize>(bytes.size())))
-    fail("{}: cannot read the file", path.string());
+  if (!fs::exists(path)) fail("{}: no such image file", path.string());
+  const std::string file = read_file(path);
+  const std::span<const unsigned char> bytes(reinterpret_cast<const unsigned char*>(file.data()), file.size());
   if (bytes.size() < 2 || bytes[0] != 0xFF || bytes[1] != 0xD8) fail("{}: not a JPEG file", path.string());
   ErrorManager err;
   cv::Mat out;

@@ -4,7 +4,7 @@
 #include "data/pack.h"
 #include "train/amp.h"
 #include "train/builder.h"
-#include "train/memory_format.h"
+#include "train/device_prefetch.h"
 #include "train/predictions.h"
 
 namespace facet::train {
@@ -15,6 +15,7 @@ Evaluator::Evaluator(const Config& config, std::string split, const Runtime& run
       runtime_(runtime),
       amp_(options.amp),
       channels_last_(options.channels_last),
+      prefetch_(options.prefetch_to_device),
       log_images_(options.log_images) {
   const Config data = config.at("data");
   batch_size_ = data.get<int64_t>("eval_batch_size", data.get<int64_t>("batch_size"));
@@ -48,9 +49,10 @@ EvalOutput Evaluator::run(models::Model& model, const std::filesystem::path& pre
   EvalOutput out;
   const auto label_names = dataset_->label_names();
   bool drawn = false;
-  while (auto batch = loader.next()) {
-    data::Batch b = batch->to(runtime_.device, lo.pin_memory);
-    if (channels_last_) batch_to_channels_last(b);
+  DevicePrefetcher prefetcher(loader, {runtime_.device, channels_last_, prefetch_ && runtime_.device.is_cuda()});
+  while (auto ready = prefetcher.next()) {
+    const data::Batch* batch = &ready->host;
+    data::Batch& b = ready->device;
     Outputs outputs;
     {
       AutocastGuard autocast(runtime_.device, amp_);

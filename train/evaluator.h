@@ -45,6 +45,7 @@ class Evaluator {
   const Runtime& runtime_;
   std::optional<torch::ScalarType> amp_;
   bool channels_last_ = false;
+  bool prefetch_ = true;
   int64_t batch_size_ = 1, log_images_ = 0;
   int workers_ = 2;
   std::shared_ptr<data::Dataset> dataset_;

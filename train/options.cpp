@@ -69,6 +69,8 @@ TrainOptions TrainOptions::from(const Config& t) {
   o.defer_init = t.get<bool>("defer_init", false);
   o.channels_last = t.get<bool>("channels_last", false);
   o.cudnn_benchmark = t.get<bool>("cudnn_benchmark", false);
+  o.prefetch_to_device = t.get<bool>("prefetch_to_device", true);
+  o.cuda_graph = t.get<bool>("cuda_graph", false);
   if (o.defer_init && !t.has("init_weights"))
     fail("{}: {}: a model built without initialisation needs train.init_weights to cover it", t.where("defer_init"),
          t.full_key("defer_init"));

@@ -82,6 +82,7 @@ void Trainer::build(Mode mode) {
   build_model_and_step(mode);
   build_optimizations();
   find_frozen();
+  if (options_.cuda_graph) build_cuda_graph();
   if (config_.has("metrics")) {
     evaluator_ = std::make_unique<Evaluator>(config_, config_.get<std::string>("data.eval_split", "val"), runtime_, options_,
                                              *model_);
@@ -131,6 +132,9 @@ void Trainer::build_data() {
   sampler->set_batch_size(lo.batch_size);
   adaptive_sampler_ = sampler->uses_feedback();
   loader_ = std::make_unique<data::Loader>(train_set_, sampler, lo);
+  prefetcher_ = std::make_unique<DevicePrefetcher>(
+      *loader_, PrefetchOptions{runtime_.device, options_.channels_last,
+                                options_.prefetch_to_device && runtime_.device.is_cuda()});
   state_.steps_per_epoch = loader_->batches_per_epoch() / options_.grad_accum;
   if (state_.steps_per_epoch < 1)
     fail("{}: data.batch_size: the train split has {} samples, fewer than one optimiser step needs ({} x {})",
@@ -141,6 +145,51 @@ void Trainer::build_data() {
     if (first.fields.contains("image")) image_channels_ = first.fields.at("image").size(0);
   } catch (const std::exception&) {
   }
+}
+
+void Trainer::build_cuda_graph() {
+  const Config train = config_.at("train");
+  if (!runtime_.device.is_cuda())
+    fail("{}: train.cuda_graph: CUDA graphs need a CUDA device, and this run is on {} (set train.cuda_graph: false)",
+         train.where("cuda_graph"), runtime_.device.str());
+  const auto step = config_.get<std::string>("step.name", "supervised");
+  if (step != "supervised")
+    fail("{}: train.cuda_graph: only the supervised step runs through CUDA graphs; step {} does not (set "
+         "train.cuda_graph: false)",
+         train.where("cuda_graph"), step);
+  // The graph sees the batch's fields; its ids and indices (host data) come from the batch captured.
+  graph_ = std::make_unique<GraphedFunction>(
+      [this](const TensorDict& fields) {
+        data::Batch b;
+        b.fields = fields;
+        b.ids = graph_batch_->ids;
+        b.indices = graph_batch_->indices;
+        Outputs out = model_->forward(b);
+        if (!out.ragged.empty() || !out.text.empty())
+          fail("train.cuda_graph: model {} returns per-sample outputs or text; a CUDA graph captures fixed-shape tensors "
+               "only (set train.cuda_graph: false)",
+               config_.get<std::string>("model.name"));
+        return static_cast<TensorDict>(out);
+      },
+      model_->parameters(), model_.get());
+}
+
+Outputs Trainer::forward(const data::Batch& batch) {
+  if (!graph_ || !model_->is_training()) return model_->forward(batch);
+  if (!batch.ragged.empty() || !batch.text.empty())
+    fail("train.cuda_graph: the batch has per-sample fields or text ({}); a CUDA graph captures fixed-shape tensors only "
+         "(set train.cuda_graph: false)",
+         batch.ragged.empty() ? batch.text.begin()->first : batch.ragged.begin()->first);
+  graph_batch_ = &batch;
+  auto out = (*graph_)(batch.fields);
+  graph_batch_ = nullptr;
+  if (out) return Outputs(std::move(*out));
+  if (!graph_fallback_logged_) {
+    log::info("train.cuda_graph: a batch of {} samples has other shapes than the captured ones and runs eagerly "
+              "(logged once)", batch.size());
+    graph_fallback_logged_ = true;
+  }
+  return model_->forward(batch);
 }
 
 void Trainer::build_model_and_step(Mode mode) {
@@ -311,18 +360,18 @@ RunResult Trainer::fit() {
   std::vector<int64_t> order = std::move(resumed_order_);
   while (state_.step < state_.total_steps && stop_reason_.empty()) {
     loader_->start_epoch(state_.epoch, state_.batch_in_epoch, std::move(order));
+    prefetcher_->restart();
     order.clear();
     std::vector<data::Batch> micro;
     bool epoch_done = false;
     while (state_.step < state_.total_steps && stop_reason_.empty()) {
-      auto batch = loader_->next();
+      auto batch = prefetcher_->next();
       if (!batch) {
         epoch_done = true;
         break;
       }
-      micro.push_back(batch->to(runtime_.device, /*non_blocking=*/runtime_.device.is_cuda()));
-      if (options_.channels_last) batch_to_channels_last(micro.back());
-      state_.batch_in_epoch = loader_->position();  // counts batches the loader skipped, too
+      micro.push_back(std::move(batch->device));
+      state_.batch_in_epoch = batch->position;  // counts batches the loader skipped, too
       if (static_cast<int64_t>(micro.size()) < options_.grad_accum) continue;
       if (any_rank_empty(micro)) {
         log::warn("step {}: a micro-batch of some rank has no sample that loaded; every rank skips these batches",

@@ -13,6 +13,8 @@
 
 #include "core/config.h"
 #include "data/loader.h"
+#include "train/cuda_graph.h"
+#include "train/device_prefetch.h"
 #include "losses/loss.h"
 #include "models/model.h"
 #include "train/evaluator.h"
@@ -81,11 +83,15 @@ class Trainer {
   const Runtime& runtime() const { return runtime_; }
   const std::filesystem::path& run_dir() const { return run_dir_; }
   models::Model& model() { return *model_; }
+  // The model's forward as a training step runs it: through the CUDA graphs with train.cuda_graph
+  // (eagerly for a batch of other shapes), else model().forward(batch).
+  Outputs forward(const data::Batch& batch);
   losses::Loss& loss();
   Optimization& optimization(const std::string& name = "main");
   const std::vector<std::unique_ptr<Optimization>>& optimizations() const { return optimizations_; }
   data::Loader& loader() { return *loader_; }
   data::Sampler& sampler() { return loader_->sampler(); }
+  const DevicePrefetcher& prefetcher() const { return *prefetcher_; }
   const data::Dataset& train_set() const { return *train_set_; }
   bool has_evaluation() const { return evaluator_ != nullptr; }
   const std::map<std::string, double>& last_eval() const { return last_eval_; }
@@ -117,6 +123,7 @@ class Trainer {
   void build_model_and_step(Mode mode);
   void build_optimizations();
   void find_frozen();
+  void build_cuda_graph();
   void build_hooks();
   void restore(const std::filesystem::path& checkpoint);
   // Rank 0: an evaluation's headline in the log, its values in metrics.csv and TensorBoard, its pictures.
@@ -145,9 +152,13 @@ class Trainer {
 
   std::shared_ptr<data::Dataset> train_set_;
   std::unique_ptr<data::Loader> loader_;
+  std::unique_ptr<DevicePrefetcher> prefetcher_;  // the loader's batches on the device, one ahead on a GPU
   std::shared_ptr<models::Model> model_;
   std::shared_ptr<losses::Loss> loss_;
   std::shared_ptr<TrainStep> step_;
+  std::unique_ptr<GraphedFunction> graph_;  // train.cuda_graph
+  const data::Batch* graph_batch_ = nullptr;  // the batch being graphed (its ids and indices, at capture)
+  bool graph_fallback_logged_ = false;
   std::vector<std::unique_ptr<Optimization>> optimizations_;
   std::vector<torch::nn::Module*> frozen_modules_;
   std::set<std::string> frozen_tensors_;  // frozen parameters, and the buffers of frozen modules

@@ -191,5 +191,44 @@ TEST(GpuTraining, PinnedBatchesReachTheGpuByNonBlockingCopies) {
   EXPECT_EQ(batches, 4);
 }
 
+TEST(GpuTraining, BatchesCopiedAheadOnASideStreamTrainAsDirectCopies) {
+  FACET_GPU_DEVICE(device);
+  deterministic();
+  const std::vector<std::string> ahead = {"train.max_steps=12", "train.checkpoint_every=3", "data.train_size=64",
+                                          "data.batch_size=16", "model.dropout=0.2"};
+  auto direct = ahead;
+  direct.push_back("train.prefetch_to_device=false");
+  {
+    Trainer t(shapes(device, ahead), test_support::scratch_path("facet_gpu", "prefetch_probe"));
+    EXPECT_EQ(t.prefetcher().looks_ahead(), device.is_cuda()) << "a GPU run copies one batch ahead by default";
+  }
+  const Outcome a = train(device, direct, test_support::scratch_path("facet_gpu", "prefetch_off"), -1);
+  const Outcome b = train(device, ahead, test_support::scratch_path("facet_gpu", "prefetch_on"), -1);
+  EXPECT_EQ(b.probe->losses, a.probe->losses) << "copying on a side stream changed what the steps computed";
+  EXPECT_EQ(b.weights, a.weights);
+  // Killed with a batch fetched ahead: the checkpoint's position is the last batch trained on.
+  const Outcome resumed = train(device, ahead, test_support::scratch_path("facet_gpu", "prefetch_resumed"), 8);
+  EXPECT_EQ(resumed.weights, a.weights) << "the resumed run (look-ahead on) ends with other weights";
+}
+
+TEST(GpuTraining, CudaGraphsTrainAsTheEagerStep) {
+  FACET_GPU_DEVICE(device);
+  if (!device.is_cuda()) GTEST_SKIP() << "CUDA graphs need a CUDA device (this is the CPU rehearsal)";
+  deterministic();
+  const std::vector<std::string> eager = {"train.max_steps=12", "train.checkpoint_every=3", "data.train_size=64",
+                                          "data.batch_size=16", "model.dropout=0.2"};
+  auto graphed = eager;
+  graphed.push_back("train.cuda_graph=true");
+  const Outcome a = train(device, eager, test_support::scratch_path("facet_gpu", "graph_off"), -1);
+  const Outcome b = train(device, graphed, test_support::scratch_path("facet_gpu", "graph_on"), -1);
+  ASSERT_EQ(a.probe->losses.size(), b.probe->losses.size());
+  for (const auto& [step, loss] : a.probe->losses)
+    EXPECT_NEAR(b.probe->losses.at(step), loss, 1e-4 * std::abs(loss)) << "loss of step " << step;
+  // Resumed with graphs: the capture happens again in the new process and the run ends the same.
+  const Outcome resumed = train(device, graphed, test_support::scratch_path("facet_gpu", "graph_resumed"), 8);
+  for (const auto& [step, loss] : resumed.probe->losses)
+    EXPECT_NEAR(loss, b.probe->losses.at(step), 1e-4 * std::abs(loss)) << "loss of step " << step << " after the resume";
+}
+
 }  // namespace
 }  // namespace facet::train::test_training

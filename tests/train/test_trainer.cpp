@@ -5,6 +5,7 @@
 #include "core/safetensors.h"
 #include "tests/support/paths.h"
 #include "train/checkpoint.h"
+#include "train/cuda_graph.h"
 #include "train/memory_format.h"
 #include "train/trainer.h"
 #include "tests/support/scratch.h"
@@ -249,6 +250,24 @@ TEST(Trainer, ChannelsLastTrainsTheSameWeights) {
   EXPECT_EQ(nhwc_run_nhwc, 3);
   EXPECT_EQ(nhwc_run_nchw, 1);
   for (const auto& [name, t] : nchw) EXPECT_TRUE(torch::allclose(t, nhwc.at(name), 1e-4, 1e-5)) << name;
+}
+
+TEST(Trainer, CudaGraphsAreRefusedOffTheGpu) {
+  try {
+    Trainer t(small_experiment({"train.cuda_graph=true", "train.device=cpu"}), fresh_dir("graph_cpu"), Mode::check);
+    ADD_FAILURE() << "train.cuda_graph on the CPU was accepted";
+  } catch (const Error& e) {
+    EXPECT_THAT(e.what(), HasSubstr("train.cuda_graph: CUDA graphs need a CUDA device, and this run is on cpu"));
+  }
+  // The class itself refuses inputs that are not on a CUDA device, before touching CUDA.
+  GraphedFunction graphed([](const TensorDict& in) { return TensorDict{{"y", in.at("x") * 2}}; }, {}, nullptr);
+  try {
+    graphed(TensorDict{{"x", torch::ones({2})}});
+    ADD_FAILURE() << "a graph of CPU inputs was accepted";
+  } catch (const Error& e) {
+    EXPECT_THAT(e.what(), HasSubstr("input \"x\" is on cpu; a CUDA graph needs every input on one CUDA device"));
+  }
+  EXPECT_FALSE(graphed.captured());
 }
 
 TEST(Trainer, Bf16AutocastOnCpuTrains) {

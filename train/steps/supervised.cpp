@@ -12,7 +12,7 @@ class SupervisedStep : public TrainStep {
   bool uses_loss() const override { return true; }
   StepResult run(Trainer& trainer, std::vector<data::Batch>& micro_batches) override {
     return run_objective(trainer, micro_batches, trainer.optimization(), [&](const data::Batch& batch, Outputs& outputs) {
-      outputs = trainer.model().forward(batch);
+      outputs = trainer.forward(batch);
       return trainer.loss()(outputs, batch);
     });
   }

@@ -2,12 +2,14 @@
 // same model, batch, input, optimiser and threads in PyTorch (Python). Prints one JSON line.
 //   train_step_bench [--model resnet18|resnet50|vit_b16|simple_cnn|mgrr_net] [--batch 16] [--size 112]
 //                    [--steps 20] [--warmup 5] [--threads N] [--device cpu|cuda] [--dtype fp32|bf16]
-//                    [--channels-last 0|1] [--fused 0|1] [--cudnn-benchmark 0|1]
+//                    [--channels-last 0|1] [--fused 0|1] [--cudnn-benchmark 0|1] [--cuda-graph 0|1]
 // The step is the trainer's: zero_grad (gradients set to none), forward, loss, backward, and the
 // optimiser the trainer builds from `optim: {name: sgd, lr: 0.01, momentum: 0.9}` (fused unless
 // --fused 0). --channels-last 1 is `train.channels_last: true` (NHWC weights and images).
 // --dtype bf16 runs forward and loss under autocast (train/amp.h), as torch.autocast(device,
 // torch.bfloat16) does in the Python side; on CUDA the timed region is bracketed by device syncs.
+// --cuda-graph 1 (CUDA) replays the model's forward and backward as CUDA graphs through
+// train/cuda_graph.h, as `train.cuda_graph: true` does (the Python side: make_graphed_callables).
 //   resnet18/50   torchvision's ResNet, 10 classes, cross-entropy
 //   vit_b16       ViT-B/16 (transformers' ViTModel, eps 1e-12) + a linear head on the CLS token
 //   simple_cnn    the demo model (experiments/demo/shapes.yaml): 1 x 32 x 32 inputs, 4 classes; the
@@ -20,6 +22,7 @@
 #include "models/backbones/vit.h"
 #include "models/build.h"
 #include "train/amp.h"
+#include "train/cuda_graph.h"
 #include "train/memory_format.h"
 
 #include <fmt/format.h>
@@ -41,16 +44,17 @@ double peak_rss_mib() {
   return static_cast<double>(usage.ru_maxrss) / 1024.0;
 }
 
-// A model the step can train: its parameters, and its loss on the batch.
+// A model the step can train: its parameters, its logits for a batch, and the loss of those.
 struct Workload {
   std::shared_ptr<torch::nn::Module> net;
-  std::function<torch::Tensor(const data::Batch&)> loss;
+  std::function<torch::Tensor(const data::Batch&)> forward;
+  std::function<torch::Tensor(const torch::Tensor& logits, const data::Batch&)> loss;
   data::Batch batch;
 };
 
 Workload make_workload(const std::string& model, int64_t batch, int64_t size) {
   Workload w;
-  const auto ce = [](const torch::Tensor& logits, const data::Batch& b) {
+  w.loss = [](const torch::Tensor& logits, const data::Batch& b) {
     return torch::nn::functional::cross_entropy(logits, b.fields.at("label"));
   };
   if (model == "resnet18" || model == "resnet50") {
@@ -59,7 +63,7 @@ Workload make_workload(const std::string& model, int64_t batch, int64_t size) {
     o.num_classes = 10;
     auto resnet = models::ResNet(o);
     w.net = resnet.ptr();
-    w.loss = [resnet, ce](const data::Batch& b) mutable { return ce(resnet->forward(b.fields.at("image")), b); };
+    w.forward = [resnet](const data::Batch& b) mutable { return resnet->forward(b.fields.at("image")); };
   } else if (model == "vit_b16") {
     models::ViTOptions o;
     o.image_size = size;
@@ -70,18 +74,16 @@ Workload make_workload(const std::string& model, int64_t batch, int64_t size) {
     both->register_module("vit", vit);
     both->register_module("head", head);
     w.net = both;
-    w.loss = [vit, head, ce](const data::Batch& b) mutable { return ce(head->forward(vit->forward(b.fields.at("image"))), b); };
+    w.forward = [vit, head](const data::Batch& b) mutable { return head->forward(vit->forward(b.fields.at("image"))); };
   } else if (model == "simple_cnn" || model == "mgrr_net") {
     const bool cnn = model == "simple_cnn";
     auto m = models::build_model(Config::parse(cnn ? "name: simple_cnn" : "{name: mgrr_net, backbone_depth: 18, dim: 128, num_layers: 2}"));
     w.net = m;
-    if (cnn) {
-      w.loss = [m, ce](const data::Batch& b) { return ce(m->forward(b).at("logits"), b); };
-    } else {
-      w.loss = [m](const data::Batch& b) {
-        return torch::nn::functional::binary_cross_entropy_with_logits(m->forward(b).at("logits"), b.fields.at("aus"));
+    w.forward = [m](const data::Batch& b) { return m->forward(b).at("logits"); };
+    if (!cnn)
+      w.loss = [](const torch::Tensor& logits, const data::Batch& b) {
+        return torch::nn::functional::binary_cross_entropy_with_logits(logits, b.fields.at("aus"));
       };
-    }
   } else {
     fmt::print(stderr, "train_step_bench: unknown --model {} (resnet18, resnet50, vit_b16, simple_cnn, mgrr_net)\n", model);
     std::exit(2);
@@ -103,7 +105,7 @@ int main(int argc, char** argv) {
   std::string model = "resnet18";
   std::string device_name = "cpu", dtype = "fp32";
   int64_t batch = 16, size = 112, steps = 20, warmup = 5, threads = 0;
-  bool channels_last = false, fused = true, cudnn_benchmark = false;
+  bool channels_last = false, fused = true, cudnn_benchmark = false, cuda_graph = false;
   for (int i = 1; i + 1 < argc; i += 2) {
     const std::string flag = argv[i], value = argv[i + 1];
     if (flag == "--model") model = value;
@@ -117,6 +119,7 @@ int main(int argc, char** argv) {
     else if (flag == "--channels-last") channels_last = value == "1";
     else if (flag == "--fused") fused = value == "1";
     else if (flag == "--cudnn-benchmark") cudnn_benchmark = value == "1";
+    else if (flag == "--cuda-graph") cuda_graph = value == "1";
     else {
       fmt::print(stderr, "train_step_bench: unknown flag {}\n", flag);
       return 2;
@@ -128,6 +131,10 @@ int main(int argc, char** argv) {
   }
   if (dtype != "fp32" && dtype != "bf16") {
     fmt::print(stderr, "train_step_bench: unknown --dtype {} (fp32, bf16)\n", dtype);
+    return 2;
+  }
+  if (cuda_graph && device_name != "cuda") {
+    fmt::print(stderr, "train_step_bench: --cuda-graph 1 needs --device cuda\n");
     return 2;
   }
   if (device_name == "cuda" && !torch::cuda::is_available()) {
@@ -150,12 +157,23 @@ int main(int argc, char** argv) {
     train::batch_to_channels_last(b);
   }
   auto optimizer = bench::optimizer(fmt::format("{{name: sgd, lr: 0.01, momentum: 0.9, fused: {}}}", fused), w.net->parameters());
+  // The trainer's graph: the model's forward and backward, with the batch's fields as inputs.
+  std::unique_ptr<train::GraphedFunction> graph;
+  if (cuda_graph)
+    graph = std::make_unique<train::GraphedFunction>(
+        [&](const TensorDict& fields) {
+          data::Batch in;
+          in.fields = fields;
+          return TensorDict{{"logits", w.forward(in)}};
+        },
+        w.net->parameters(), w.net.get());
   auto step = [&] {
     optimizer->zero_grad();
     torch::Tensor loss;
     {
       train::AutocastGuard guard(device, autocast);
-      loss = w.loss(b);
+      const torch::Tensor logits = graph ? (*graph)(b.fields).value().at("logits") : w.forward(b);
+      loss = w.loss(logits, b);
     }
     loss.backward();
     optimizer->step();
@@ -164,8 +182,8 @@ int main(int argc, char** argv) {
     if (device.is_cuda()) torch::cuda::synchronize();
   });
   fmt::print("{{\"impl\": \"facet\", \"model\": \"{}\", \"batch\": {}, \"size\": {}, \"threads\": {}, "
-             "\"device\": \"{}\", \"dtype\": \"{}\", \"channels_last\": {}, \"fused\": {}, \"ms_per_step\": {:.3f}, "
-             "\"images_per_s\": {:.1f}, \"peak_rss_mib\": {:.0f}}}\n",
-             model, batch, size, torch::get_num_threads(), device_name, dtype, channels_last, fused, ms,
+             "\"device\": \"{}\", \"dtype\": \"{}\", \"channels_last\": {}, \"fused\": {}, \"cuda_graph\": {}, "
+             "\"ms_per_step\": {:.3f}, \"images_per_s\": {:.1f}, \"peak_rss_mib\": {:.0f}}}\n",
+             model, batch, size, torch::get_num_threads(), device_name, dtype, channels_last, fused, cuda_graph, ms,
              1000.0 * static_cast<double>(batch) / ms, peak_rss_mib());
 }

@@ -5,7 +5,7 @@ batch, input size, optimiser and thread count: torchvision's ResNet-18/50, or tr
     python bench/train_step.py [--model resnet18|resnet50|vit_b16|simple_cnn] [--batch 16] [--size 112]
                                [--steps 20] [--warmup 5] [--threads N] [--device cpu|cuda]
                                [--dtype fp32|bf16] [--channels-last 0|1] [--fused 0|1]
-                               [--cudnn-benchmark 0|1]
+                               [--cudnn-benchmark 0|1] [--cuda-graph 0|1] [--compile 0|1]
 
 Without the last two flags this is PyTorch as a user runs it by default: NCHW, and SGD's default
 implementation (on CPU the loop over parameters, on CUDA foreach). --channels-last 1 (model and input
@@ -16,6 +16,11 @@ global average pooling and a linear layer to 4 classes, on 1 x 32 x 32 inputs.
 
 --dtype bf16: forward and loss under torch.autocast(device, torch.bfloat16), backward outside it.
 On CUDA the timed region is bracketed by torch.cuda.synchronize().
+
+GPU only: --cuda-graph 1 graphs the model with torch.cuda.make_graphed_callables (forward and
+backward replayed as CUDA graphs; loss and optimiser eager, autocast's cache off as its docs ask) —
+what Facet's train.cuda_graph does. --compile 1 runs torch.compile(model) (default mode; the
+warm-up steps include the compilation and are not timed).
 """
 import contextlib
 import argparse
@@ -62,7 +67,13 @@ def main() -> None:
     p.add_argument("--channels-last", type=int, default=0, choices=[0, 1])
     p.add_argument("--fused", type=int, default=0, choices=[0, 1])
     p.add_argument("--cudnn-benchmark", type=int, default=0, choices=[0, 1])
+    p.add_argument("--cuda-graph", type=int, default=0, choices=[0, 1])
+    p.add_argument("--compile", type=int, default=0, choices=[0, 1])
     a = p.parse_args()
+    if (a.cuda_graph or a.compile) and a.device != "cuda":
+        raise SystemExit("train_step.py: --cuda-graph and --compile are for --device cuda")
+    if a.cuda_graph and a.compile:
+        raise SystemExit("train_step.py: --cuda-graph and --compile are two ways of doing it: pick one")
     if a.device == "cuda" and not torch.cuda.is_available():
         raise SystemExit("train_step.py: --device cuda, but no CUDA device is usable")
     if a.threads > 0:
@@ -87,8 +98,14 @@ def main() -> None:
 
     def autocast():
         if a.dtype == "bf16":
-            return torch.autocast(a.device, torch.bfloat16)
+            return torch.autocast(a.device, torch.bfloat16, cache_enabled=not a.cuda_graph)
         return contextlib.nullcontext()
+
+    if a.cuda_graph:
+        with autocast():
+            net = torch.cuda.make_graphed_callables(net, (x,))
+    elif a.compile:
+        net = torch.compile(net)
 
     def step() -> None:
         opt.zero_grad()
@@ -105,6 +122,7 @@ def main() -> None:
     print(json.dumps({"impl": "pytorch", "model": a.model, "batch": a.batch, "size": a.size,
                       "threads": torch.get_num_threads(), "device": a.device, "dtype": a.dtype,
                       "channels_last": bool(a.channels_last), "fused": bool(a.fused),
+                      "cuda_graph": bool(a.cuda_graph), "compile": bool(a.compile),
                       "ms_per_step": round(ms, 3), "images_per_s": round(1000 * a.batch / ms, 1)}))
 
 

@@ -6,9 +6,12 @@
 #      gradient scaler killed and resumed; bf16 autocast; pinned memory and non-blocking copies;
 #      the GPU's random stream after a resume (tests/gpu/);
 #   2. two ranks on one GPU: NCCL where it allows it, else Gloo over CUDA tensors (the output says which);
-#   3. the train-step benchmark against PyTorch on the GPU: ResNet-50 and ViT-B/16 under bf16
-#      autocast, images/s and the ratio (bench/train_step.{cpp,py}, alternating runs, median).
-# Without a GPU it builds, says so and exits 0. Budget: under 8 minutes on one H100 once built.
+#   3. the train-step benchmark against PyTorch on the GPU: ResNet-50, ViT-B/16 and the demo CNN
+#      under bf16 autocast — default, tuned, CUDA graphs, and against torch.compile — images/s and
+#      the ratio (bench/train_step.{cpp,py}, alternating runs, median).
+# Without a GPU it builds, says so and exits 0. Budget (estimated, never run: no GPU yet): about 9
+# minutes on one H100 once built at the default 2 rounds, torch.compile of ResNet-50 included;
+# --rounds 1 halves the benchmark part.
 #
 #   tools/gpu_check.sh [--build DIR (from the repository root)] [--python PY] [--jobs N] [--rounds N] [--no-build] [--dry-run]
 #
@@ -22,7 +25,7 @@ build=build
 python=${FACET_VENV:+$FACET_VENV/bin/python}
 python=${python:-python3}
 jobs=$(nproc)
-rounds=${BENCH_ROUNDS:-3}
+rounds=${BENCH_ROUNDS:-2}
 do_build=1
 dry_run=0
 while (($#)); do
@@ -41,14 +44,20 @@ done
 out="$build/gpu_check"
 targets=(facet facet_gpu_tests train_step_bench)
 tests_exe="$build/tests/facet_gpu_tests"
-# The benchmarks: label, then the arguments both sides get.
 # label|both sides' flags|Facet's extra flags|PyTorch's extra flags. The tuned rows give both sides the
 # same tuning (channels-last, fused SGD, cuDNN benchmark mode): Facet's config switches
-# train.channels_last, optim.fused (on by default) and train.cudnn_benchmark.
+# train.channels_last, optim.fused (on by default) and train.cudnn_benchmark. The graph rows replay
+# forward and backward as CUDA graphs on both sides (train.cuda_graph; make_graphed_callables); the
+# compile rows put Facet's best (tuned + graphs) against torch.compile of the tuned PyTorch model.
+tuned="--channels-last 1 --cudnn-benchmark 1"
 benches=("ResNet-50 bf16, batch 64, 224 px|--model resnet50 --batch 64 --size 224 --steps 30 --warmup 10||"
-         "ResNet-50 bf16, batch 64, tuned both sides|--model resnet50 --batch 64 --size 224 --steps 30 --warmup 10 --channels-last 1 --cudnn-benchmark 1||--fused 1"
+         "ResNet-50 bf16, batch 64, tuned both sides|--model resnet50 --batch 64 --size 224 --steps 30 --warmup 10 $tuned||--fused 1"
+         "ResNet-50 bf16, batch 64, tuned + CUDA graphs both sides|--model resnet50 --batch 64 --size 224 --steps 30 --warmup 10 $tuned --cuda-graph 1||--fused 1"
+         "ResNet-50 bf16, batch 64: Facet tuned + graphs vs torch.compile|--model resnet50 --batch 64 --size 224 --steps 30 --warmup 10 $tuned|--cuda-graph 1|--fused 1 --compile 1"
          "ViT-B/16 bf16, batch 64, 224 px|--model vit_b16 --batch 64 --size 224 --steps 30 --warmup 10||"
-         "ViT-B/16 bf16, batch 64, fused SGD both sides|--model vit_b16 --batch 64 --size 224 --steps 30 --warmup 10||--fused 1")
+         "ViT-B/16 bf16, batch 64, fused SGD both sides|--model vit_b16 --batch 64 --size 224 --steps 30 --warmup 10||--fused 1"
+         "demo CNN bf16, batch 32, 32 px (launch-bound)|--model simple_cnn --batch 32 --size 32 --steps 200 --warmup 20||--fused 1"
+         "demo CNN bf16, batch 32, CUDA graphs both sides|--model simple_cnn --batch 32 --size 32 --steps 200 --warmup 20 --cuda-graph 1||--fused 1")
 
 run() {  # prints the command; runs it unless --dry-run
   echo "+ $*"
@@ -128,8 +137,8 @@ for b in "${benches[@]}"; do
       continue
     fi
     # A hang or a crash of either side fails the row, never the whole check.
-    if f=$(timeout 180 "$build/bench/train_step_bench" "${args[@]}" "${fargs[@]}" --device cuda --dtype bf16 | images_per_s) &&
-       p=$(timeout 180 "$python" bench/train_step.py "${args[@]}" "${targs[@]}" --device cuda --dtype bf16 | images_per_s); then
+    if f=$(timeout 300 "$build/bench/train_step_bench" "${args[@]}" "${fargs[@]}" --device cuda --dtype bf16 | images_per_s) &&
+       p=$(timeout 300 "$python" bench/train_step.py "${args[@]}" "${targs[@]}" --device cuda --dtype bf16 | images_per_s); then
       facet+=("$f") torch+=("$p")
     else
       echo "gpu_check.sh: the train-step benchmark failed ($label, round $((i + 1)))" >&2

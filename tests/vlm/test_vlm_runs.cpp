@@ -22,6 +22,7 @@
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdlib>
 #include <filesystem>
@@ -57,7 +58,7 @@ const fs::path& vindr() {
     static const fs::path dir = test_support::scratch_dir("facet_test_vlmrun", "vindr");
     std::atexit([] { std::error_code ec; fs::remove_all(dir, ec); });  // shared by the tests, removed at exit
     return data::synth_registry()
-        .create(Config::parse("name: vindr-cxr\ntrain: 48\ntest: 8\nsize: 64\nseed: 1", "synth.yaml"), dir)
+        .create(Config::parse("name: vindr-cxr\ntrain: 400\ntest: 32\nsize: 64\nseed: 1", "synth.yaml"), dir)
         .root;
   }();
   return root;
@@ -238,9 +239,9 @@ void keep_or_remove(const fs::path& run, const std::vector<fs::path>& pictures) 
 }
 
 // (a) A tiny LiteGPT (frozen 2-layer towers at 32 px, a 2-layer decoder of width 64, the whole
-// decoder trained) learns to describe the synthetic VinDr-CXR's radiographs with grounded answers
-// (the bare image instruction, see experiments/vlm/tiny/litegpt_stage1.yaml) naming findings the
-// images show; the untrained model's answers name none.
+// decoder trained) learns to describe unseen synthetic VinDr-CXR radiographs with grounded answers
+// (the bare image instruction, see experiments/vlm/tiny/litegpt_stage1.yaml): the findings the images
+// show, boxed where they are; the untrained model's answers name none.
 TEST(VlmTraining, TinyLiteGptLearnsGroundedFindingsOnSyntheticVinDr) {
   const auto t0 = std::chrono::steady_clock::now();
   const Config config = Config::load(kLiteGptTiny, litegpt_overrides());
@@ -251,28 +252,42 @@ TEST(VlmTraining, TinyLiteGptLearnsGroundedFindingsOnSyntheticVinDr) {
   const auto after = evaluate(config, trainer.model(), run / "eval/test_predictions");
   const auto& b = before.metrics;
   const auto& a = after.metrics;
-  std::printf("tiny LiteGPT on synthetic VinDr-CXR (%.1f s): class F1 micro %.3f -> %.3f, macro %.3f -> %.3f, box hit rate "
-              "%.1f -> %.1f %% of %.0f boxes, BLEU %.1f -> %.1f\n",
+  // The reference's macro F1 averages over every class of the list, most absent from this synthetic
+  // set (its ceiling here is 11/33); the mean over the classes the test split has is printed beside it.
+  auto present_macro = [](const std::map<std::string, double>& m) {
+    double sum = 0;
+    int n = 0;
+    for (const auto& [key, support] : m)
+      if (key.starts_with("test/support/") && support > 0) {
+        sum += m.at("test/f1/" + key.substr(13));
+        ++n;
+      }
+    return n ? sum / n : 0.0;
+  };
+  std::printf("tiny LiteGPT on synthetic VinDr-CXR (%.1f s): class F1 micro %.3f -> %.3f, macro %.3f -> %.3f (over the "
+              "classes present %.3f -> %.3f), box hit rate %.1f -> %.1f %% of %.0f boxes, BLEU %.1f -> %.1f\n",
               seconds_since(t0), b.at("test/f1/micro"), a.at("test/f1/micro"), b.at("test/f1/macro"), a.at("test/f1/macro"),
-              b.at("test/box_hit_rate"), a.at("test/box_hit_rate"), a.at("test/box_count"), b.at("test/bleu"), a.at("test/bleu"));
-  // Measured (200 steps, 43 train / 8 test images, 10 boxes): class F1 macro 0.030 -> 0.088, micro
-  // 0.387 -> 0.435, box hit rate 0 -> 10 %, BLEU 0.0 -> 58.9 (the untrained model's text never says "No
-  // finding", so the parser's "Finding" class is right for every abnormal image from the start). With
-  // the [grounding] prompt (~150 fixture tokens between image and answer) the same training ended at
-  // macro 0.043 with one answer for every image: the decoder ignored the image (tiny/litegpt_stage1.yaml).
-  // The trained model fits the train images (loss 0.05); 43 images are few for 6 findings, so the test
-  // gain is modest; nodules (1-3 px at 32 px) are invisible to a linear probe of the tower features.
-  EXPECT_GT(a.at("test/bleu"), b.at("test/bleu") + 40.0);
-  EXPECT_GT(a.at("test/box_hit_rate"), b.at("test/box_hit_rate") + 5.0);
-  EXPECT_GT(a.at("test/f1/macro"), 2 * b.at("test/f1/macro"));
-  EXPECT_GT(a.at("test/f1/micro"), b.at("test/f1/micro") + 0.02);
+              present_macro(b), present_macro(a), b.at("test/box_hit_rate"), a.at("test/box_hit_rate"),
+              a.at("test/box_count"), b.at("test/bleu"), a.at("test/bleu"));
+  // Measured (600 steps of 16 on 357 train images; 32 test images, 43 boxes; 30 s): class F1 macro
+  // 0.030 -> 0.234 (over the 11 classes present 0.078 -> 0.618; aortic enlargement, cardiomegaly,
+  // effusion and their global labels near 0.9, consolidation and opacity, alike at 32 px, lower, nodules
+  // of 1-3 px lowest), micro 0.381 -> 0.667, box hit rate 0 -> 30.2 %, BLEU 0.0 -> 69.4. The untrained
+  // model's micro F1 is not 0: its text never says "No finding", so the parser's "Finding" class is
+  // right for every abnormal image. Before (48 images, 200 steps of 8, lr 1e-2, projector 320 -> 48 ->
+  // 64): macro 0.088, micro 0.435, box hit rate 10 %: the decoder memorised its few images.
+  EXPECT_GT(a.at("test/bleu"), b.at("test/bleu") + 50.0);
+  EXPECT_GT(a.at("test/box_hit_rate"), b.at("test/box_hit_rate") + 20.0);
+  EXPECT_GT(a.at("test/f1/macro"), std::max(5 * b.at("test/f1/macro"), 0.15));
+  EXPECT_GT(present_macro(a), 0.45);
+  EXPECT_GT(a.at("test/f1/micro"), b.at("test/f1/micro") + 0.2);
 
   // The predictions hold each answer beside the question and the reference.
   const auto lines = read_lines(run / "eval/test_predictions.jsonl");
-  ASSERT_EQ(lines.size(), 8u);
+  ASSERT_EQ(lines.size(), 32u);
   const auto first = nlohmann::json::parse(lines[0]);
   EXPECT_TRUE(first.at("generated").is_string());
-  EXPECT_THAT(first.at("answer").get<std::string>(), HasSubstr("<p>"));
+  EXPECT_TRUE(first.at("answer").is_string());
   EXPECT_TRUE(first.contains("question"));
   EXPECT_FALSE(first.contains("prompt"));
   // The pictures: inputs and the boxes of the generated answers.

@@ -8,10 +8,11 @@
 #   2. two ranks on one GPU: NCCL where it allows it, else Gloo over CUDA tensors (the output says which);
 #   3. the train-step benchmark against PyTorch on the GPU: ResNet-50, ViT-B/16 and the demo CNN
 #      under bf16 autocast — default, tuned, CUDA graphs, and against torch.compile — images/s and
-#      the ratio (bench/train_step.{cpp,py}, alternating runs, median).
-# Without a GPU it builds, says so and exits 0. Budget (estimated, never run: no GPU yet): about 9
-# minutes on one H100 once built at the default 2 rounds, torch.compile of ResNet-50 included;
-# --rounds 1 halves the benchmark part.
+#      the ratio (bench/train_step.{cpp,py}, alternating runs, median);
+#   4. the EmoLA training step at 7B with LoRA: tokens/s and MFU (bench/emola_step.cpp).
+# Without a GPU it builds, says so and exits 0. Budget (estimated, never run: no GPU yet): about 11
+# minutes on one H100 once built at the default 2 rounds, torch.compile of ResNet-50 and the 7B EmoLA
+# step included; --rounds 1 halves the train-step part.
 #
 #   tools/gpu_check.sh [--build DIR (from the repository root)] [--python PY] [--jobs N] [--rounds N] [--no-build] [--dry-run]
 #
@@ -42,7 +43,7 @@ while (($#)); do
 done
 
 out="$build/gpu_check"
-targets=(facet facet_gpu_tests train_step_bench)
+targets=(facet facet_gpu_tests train_step_bench emola_step_bench)
 tests_exe="$build/tests/facet_gpu_tests"
 # label|both sides' flags|Facet's extra flags|PyTorch's extra flags. The tuned rows give both sides the
 # same tuning (channels-last, fused SGD, cuDNN benchmark mode): Facet's config switches
@@ -160,6 +161,24 @@ PY
 )
   row "train step $label" "$result" "$figure"
 done
+
+# --- 4. the EmoLA step at 7B ----------------------------------------------------------------------------
+# LLaVA-1.5-7B + the prior token, LoRA r 128 on all seven projections, bf16, checkpointing, batch 16
+# (bench/emola_step.cpp): Facet alone (tokens/s and model-FLOPs utilisation against 989 TFLOP/s).
+result=ok figure="-"
+if run_logged "$out/emola_step.log" timeout 480 "$build/bench/emola_step_bench" --device cuda; then
+  ((dry_run)) || figure=$("$python" - "$out/emola_step.log" <<'PY'
+import json, sys
+d = [json.loads(l) for l in open(sys.argv[1]) if l.startswith('{"impl"')][-1]
+print(f"{d['tokens_per_s']:.0f} tokens/s, MFU {d['mfu']:.3f}, {d['ms_per_step']:.0f} ms/step "
+      f"(batch {d['batch']} x {d['sequence']} tokens, {d['trainable']:,} trainable)")
+PY
+)
+else
+  result=FAIL failed=1
+fi
+((dry_run)) && result=dry-run
+row "EmoLA 7B LoRA step (bf16, batch 16)" "$result" "$figure"
 
 # --- the table -----------------------------------------------------------------------------------------
 printf '%s\n' "${rows[@]}" > "$out/rows.tsv"

@@ -4,6 +4,7 @@
 
 #include <ATen/autocast_mode.h>
 #include <ATen/cuda/CUDAEvent.h>
+#include <ATen/cuda/CUDAGeneratorImpl.h>
 #include <ATen/cuda/CUDAGraph.h>
 #include <c10/cuda/CUDAGuard.h>
 #include <c10/cuda/CUDAStream.h>
@@ -107,6 +108,13 @@ void GraphedFunction::capture(const TensorDict& inputs) {
   std::vector<std::pair<torch::Tensor, torch::Tensor>> buffers;
   if (module_)
     for (auto& b : module_->buffers()) buffers.emplace_back(b, b.clone());
+  // Nor may it use up the random stream: the first replay draws what the eager step would have.
+  at::Generator generator = at::cuda::detail::getDefaultCUDAGenerator(device.index());
+  at::Tensor random_state;
+  {
+    const std::lock_guard<std::mutex> lock(generator.mutex());
+    random_state = generator.get_state();
+  }
 
   // Capture runs on a side stream (CUDA refuses to capture the legacy default stream), ordered
   // after what the current stream has queued, and the current stream waits for it after.
@@ -132,6 +140,8 @@ void GraphedFunction::capture(const TensorDict& inputs) {
     {
       const torch::NoGradGuard no_grad;
       for (auto& [b, saved] : buffers) b.copy_(saved);
+      const std::lock_guard<std::mutex> lock(generator.mutex());
+      generator.set_state(random_state);
     }
     s->forward.capture_begin();
     s->outputs = function_(s->inputs);

@@ -14,7 +14,8 @@
 //   - outputs read before the next call: they live in the graph's memory and the next replay
 //     overwrites them (as in PyTorch).
 // Warm-up runs (3, as PyTorch's docs advise) happen on a side stream before capture; the module's
-// buffers (BatchNorm statistics) are restored after them, so capture leaves no trace in the model.
+// buffers (BatchNorm statistics) and the CUDA random state are restored after them, so capture
+// leaves no trace in the model and the first replay draws what the eager step would.
 // Random ops (dropout) draw from the CUDA generator's state at each replay: the per-micro-batch
 // reseeding of the trainer (exact resume) holds with graphs too.
 #pragma once

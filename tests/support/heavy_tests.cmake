@@ -6,6 +6,8 @@ foreach(test
     train.QFaceTraining.EveryTaskBeatsItsTrivialBaselineOnSyntheticFaces
     train.MGRRNetTraining.BeatsTheAllPositiveBaselineOnHeldOutSyntheticSubjects
     train.EmmaTraining.LearnsSyntheticAbawFarAboveTheConstantPredictor
-    train.CotexTraining.LearnsSyntheticLsdAboveTheMajorityClass)
+    train.CotexTraining.LearnsSyntheticLsdAboveTheMajorityClass
+    # 31 s alone, 72 s beside another test.
+    vlm.VlmTraining.TinyLiteGptLearnsGroundedFindingsOnSyntheticVinDr)
   set_tests_properties(${test} PROPERTIES PROCESSORS 2)
 endforeach()

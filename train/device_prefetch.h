@@ -6,8 +6,10 @@
 // a CUDA-stream prefetcher does in the NVIDIA/apex examples). The loader's batches are pinned, so
 // the copies are truly asynchronous.
 //
-// On the CPU, or with look-ahead off, each batch is taken from the loader when asked for: the
-// loader's worker threads already prepare batches ahead, and there is nothing to overlap.
+// On the CPU there is no copy to overlap (the loader's worker threads already prepare batches
+// ahead), but a CPU run looks ahead the same way: one batch held back costs nothing there, and every
+// CPU test of training, resuming and evaluating then exercises the bookkeeping a GPU run relies on.
+// With look-ahead off (`train.prefetch_to_device: false`) each batch is taken when asked for.
 //
 // Positions: a batch handed out carries the loader position just after it, so a checkpoint written
 // after its step resumes at the batch that follows it, not after the one fetched ahead.
@@ -31,8 +33,8 @@ struct DeviceBatch {
 struct PrefetchOptions {
   torch::Device device = torch::kCPU;
   bool channels_last = false;  // 4-D floating fields to NHWC (train/memory_format.h)
-  // Hold the next batch on the device while the current one computes. Only a CUDA device has
-  // something to overlap; `ahead` on the CPU exercises the same bookkeeping (tests do).
+  // Hold the next batch on the device while the current one computes (on a CUDA device, copied on
+  // a stream of its own).
   bool ahead = true;
 };
 
@@ -48,7 +50,6 @@ class DevicePrefetcher {
   // The next batch of the epoch, ready to compute on the current stream; nullopt at its end.
   std::optional<DeviceBatch> next();
 
-  // Whether batches are fetched one ahead (CUDA device and `ahead`, or `ahead` forced on the CPU).
   bool looks_ahead() const { return look_ahead_; }
 
  private:

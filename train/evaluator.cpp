@@ -49,7 +49,7 @@ EvalOutput Evaluator::run(models::Model& model, const std::filesystem::path& pre
   EvalOutput out;
   const auto label_names = dataset_->label_names();
   bool drawn = false;
-  DevicePrefetcher prefetcher(loader, {runtime_.device, channels_last_, prefetch_ && runtime_.device.is_cuda()});
+  DevicePrefetcher prefetcher(loader, {runtime_.device, channels_last_, prefetch_});
   while (auto ready = prefetcher.next()) {
     const data::Batch* batch = &ready->host;
     data::Batch& b = ready->device;

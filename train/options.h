@@ -40,7 +40,7 @@ struct TrainOptions {
   bool channels_last = false;       // NHWC convolution weights and image batches (train/memory_format.h)
   bool cudnn_benchmark = false;     // cuDNN times its algorithms for each new shape and keeps the fastest
   bool cuda_graph = false;          // capture the model's forward and backward as CUDA graphs (train/cuda_graph.h)
-  bool prefetch_to_device = true;   // GPU: copy batch k+1 on a side stream while k computes (train/device_prefetch.h)
+  bool prefetch_to_device = true;   // batch k+1 fetched (GPU: copied on a side stream) while k computes (train/device_prefetch.h)
 
   static TrainOptions from(const Config& train);
 };

@@ -133,8 +133,7 @@ void Trainer::build_data() {
   adaptive_sampler_ = sampler->uses_feedback();
   loader_ = std::make_unique<data::Loader>(train_set_, sampler, lo);
   prefetcher_ = std::make_unique<DevicePrefetcher>(
-      *loader_, PrefetchOptions{runtime_.device, options_.channels_last,
-                                options_.prefetch_to_device && runtime_.device.is_cuda()});
+      *loader_, PrefetchOptions{runtime_.device, options_.channels_last, options_.prefetch_to_device});
   state_.steps_per_epoch = loader_->batches_per_epoch() / options_.grad_accum;
   if (state_.steps_per_epoch < 1)
     fail("{}: data.batch_size: the train split has {} samples, fewer than one optimiser step needs ({} x {})",

@@ -200,7 +200,7 @@ TEST(GpuTraining, BatchesCopiedAheadOnASideStreamTrainAsDirectCopies) {
   direct.push_back("train.prefetch_to_device=false");
   {
     Trainer t(shapes(device, ahead), test_support::scratch_path("facet_gpu", "prefetch_probe"));
-    EXPECT_EQ(t.prefetcher().looks_ahead(), device.is_cuda()) << "a GPU run copies one batch ahead by default";
+    EXPECT_TRUE(t.prefetcher().looks_ahead()) << "a run fetches one batch ahead by default";
   }
   const Outcome a = train(device, direct, test_support::scratch_path("facet_gpu", "prefetch_off"), -1);
   const Outcome b = train(device, ahead, test_support::scratch_path("facet_gpu", "prefetch_on"), -1);

@@ -252,6 +252,20 @@ TEST(Trainer, ChannelsLastTrainsTheSameWeights) {
   for (const auto& [name, t] : nchw) EXPECT_TRUE(torch::allclose(t, nhwc.at(name), 1e-4, 1e-5)) << name;
 }
 
+TEST(Trainer, LookingOneBatchAheadTrainsTheSameWeights) {
+  // 12 steps of 16 over 64 samples: three epoch boundaries with a batch fetched ahead at each.
+  auto run = [&](const std::string& name, bool ahead) {
+    Trainer t(small_experiment({"train.max_steps=12", "train.eval_every=0", "data.train_size=64", "data.batch_size=16",
+                                "train.threads=1", fmt::format("train.prefetch_to_device={}", ahead)}),
+              fresh_dir(name), Mode::train);
+    EXPECT_EQ(t.prefetcher().looks_ahead(), ahead);
+    t.fit();
+    return safetensors::state_dict(t.model());
+  };
+  const auto direct = run("ahead_off", false), ahead = run("ahead_on", true);
+  for (const auto& [name, t] : direct) EXPECT_TRUE(torch::equal(t, ahead.at(name))) << name;
+}
+
 TEST(Trainer, CudaGraphsAreRefusedOffTheGpu) {
   try {
     Trainer t(small_experiment({"train.cuda_graph=true", "train.device=cpu"}), fresh_dir("graph_cpu"), Mode::check);

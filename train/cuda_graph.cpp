@@ -143,14 +143,17 @@ void GraphedFunction::capture(const TensorDict& inputs) {
       const std::lock_guard<std::mutex> lock(generator.mutex());
       generator.set_state(random_state);
     }
-    s->forward.capture_begin();
+    // Thread-local capture mode: the loader's worker threads pin host memory while we capture, which
+    // the global mode would refuse from any thread; the capturing stream records whatever is queued
+    // on it, from this thread or from the autograd engine's.
+    s->forward.capture_begin({0, 0}, cudaStreamCaptureModeThreadLocal);
     s->outputs = function_(s->inputs);
     s->forward.capture_end();
     s->differentiable = params_.empty() ? std::vector<std::string>{} : differentiable(s->outputs);
     if (!s->differentiable.empty()) {
       for (const auto& t : pick(s->outputs, s->differentiable)) s->grad_outputs.push_back(torch::empty_like(t));
       // The backward graph shares the forward graph's memory pool (they replay in that order).
-      s->backward.capture_begin(s->forward.pool());
+      s->backward.capture_begin(s->forward.pool(), cudaStreamCaptureModeThreadLocal);
       s->grad_params = torch::autograd::grad(pick(s->outputs, s->differentiable), params_, s->grad_outputs,
                                              /*retain_graph=*/false, /*create_graph=*/false, /*allow_unused=*/true);
       s->backward.capture_end();

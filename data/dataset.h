@@ -109,6 +109,10 @@ class Dataset {
   // The fields of varying length that `collate` pads, and how (none by default: every field stacks);
   // whoever collates this dataset's samples passes it on.
   virtual PaddingSpec padding() const { return {}; }
+  // Whether get() puts the reader's image straight into the sample untouched, so that under
+  // EightBitImages (data/transform.h) it may be 8-bit: the face readers (face::read_frame). A
+  // dataset that works on the pixels itself, or wraps another, keeps the default.
+  virtual bool passes_eight_bit_images() const { return false; }
 };
 
 // Built from the `data` node of a config and the split name ("train", "val", "test").

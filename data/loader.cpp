@@ -24,6 +24,7 @@ Loader::Loader(std::shared_ptr<Dataset> dataset, std::shared_ptr<Sampler> sample
          options_.world_size);
   if (options_.workers < 0) fail("data.workers must be >= 0, got {}", options_.workers);
   options_.prefetch = std::max(options_.prefetch, 1);
+  eight_bit_ = dataset_->passes_eight_bit_images() && takes_eight_bit_images(options_.transforms);
   sampler_->attach(*dataset_);  // samplers that need more than the size (lengths) read it here
 }
 
@@ -79,6 +80,8 @@ Batch Loader::load_batch(int64_t batch_index) {
   std::vector<Sample> samples;
   std::vector<int64_t> kept;
   samples.reserve(indices.size());
+  std::optional<EightBitImages> eight_bit;  // readers may hand over 8-bit pixels: normalize converts them
+  if (eight_bit_) eight_bit.emplace();
   for (int64_t index : indices) {
     try {
       const uint64_t seed = mix_seed(options_.seed, static_cast<uint64_t>(epoch_), static_cast<uint64_t>(index));

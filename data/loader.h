@@ -65,6 +65,9 @@ class Loader {
   // Batches of this epoch behind us, delivered or skipped because none of their samples loaded:
   // where start_epoch(epoch, position()) would continue.
   int64_t position() const;
+  // Whether samples reach the transforms with 8-bit images (Dataset::passes_eight_bit_images and
+  // takes_eight_bit_images): decoded pixels become normalised floats in one pass.
+  bool eight_bit_images() const { return eight_bit_; }
   int64_t local_batch_size() const { return options_.batch_size / options_.world_size; }
   // Samples skipped under on_error = skip in the current epoch (reported at its end).
   int64_t skipped() const { return skipped_; }
@@ -81,6 +84,7 @@ class Loader {
   std::shared_ptr<Sampler> sampler_;
   LoaderOptions options_;
   PaddingSpec padding_;  // the dataset's, asked once
+  bool eight_bit_ = false;  // the transforms take 8-bit images (takes_eight_bit_images)
 
   // Per-epoch plan, written before workers start.
   int64_t epoch_ = 0;

@@ -14,4 +14,23 @@ std::vector<std::shared_ptr<Transform>> build_transforms(const Config& list) {
   return out;
 }
 
+bool takes_eight_bit_images(const std::vector<std::shared_ptr<Transform>>& transforms) {
+  for (const auto& t : transforms) {
+    switch (t->eight_bit_image()) {
+      case Transform::EightBit::keeps: continue;
+      case Transform::EightBit::converts: return true;
+      case Transform::EightBit::refuses: return false;
+    }
+  }
+  return false;  // nothing converts: the images must reach the batch as float
+}
+
+namespace {
+thread_local bool g_eight_bit_images = false;
+}
+
+EightBitImages::EightBitImages() : previous_(g_eight_bit_images) { g_eight_bit_images = true; }
+EightBitImages::~EightBitImages() { g_eight_bit_images = previous_; }
+bool EightBitImages::allowed() { return g_eight_bit_images; }
+
 }  // namespace facet::data

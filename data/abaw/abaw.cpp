@@ -165,6 +165,7 @@ class AbawMtl : public Dataset, public face::AuLabelSource {
 
   int64_t size() const override { return static_cast<int64_t>(images_.size()); }
   std::vector<std::string> label_names() const override { return face::au_names(kAus); }
+  bool passes_eight_bit_images() const override { return true; }  // face::read_frame's image, untouched
 
   Sample get(int64_t index, uint64_t) const override {
     const fs::path path = images_root_ / images_.at(static_cast<size_t>(index));

@@ -148,6 +148,7 @@ class Bp4d : public Dataset, public face::AuLabelSource {
 
   int64_t size() const override { return static_cast<int64_t>(frames_.size()); }
   std::vector<std::string> label_names() const override { return face::au_names(face::kBp4dAus); }
+  bool passes_eight_bit_images() const override { return true; }  // face::read_frame's image, untouched
 
   Sample get(int64_t index, uint64_t) const override {
     const auto& [seq_index, frame] = frames_.at(static_cast<size_t>(index));

@@ -2,6 +2,7 @@
 
 #include "core/error.h"
 #include "data/image/image_io.h"
+#include "data/transform.h"
 
 #include <opencv2/imgcodecs.hpp>
 #include <opencv2/imgproc.hpp>
@@ -121,6 +122,20 @@ void write_landmark_line(std::ostream& out, int64_t frame, const std::vector<flo
   out << '\n';
 }
 
+namespace {
+
+// [C, H, W] of a decoded frame: float, or under EightBitImages an 8-bit view of the frame's own
+// buffer (the view keeps the cv::Mat alive).
+torch::Tensor chw(const cv::Mat& rgb) {
+  if (!EightBitImages::allowed() || rgb.depth() != CV_8U) return image::mat_to_chw(rgb);
+  const int64_t c = rgb.channels();
+  return torch::from_blob(rgb.data, {rgb.rows, rgb.cols, c}, {static_cast<int64_t>(rgb.step1()), c, 1},
+                          [keep = rgb](void*) mutable { keep.release(); }, torch::kUInt8)
+      .permute({2, 0, 1});
+}
+
+}  // namespace
+
 torch::Tensor read_frame(const fs::path& path, int64_t size, torch::Tensor* landmarks) {
   // Decoded straight to RGB and resized while still 8-bit: both are several times cheaper there.
   // A JPEG at least twice `size` on both sides decodes at a reduced scale first (image/jpeg.h).
@@ -128,7 +143,7 @@ torch::Tensor read_frame(const fs::path& path, int64_t size, torch::Tensor* land
   cv::Mat rgb = image::read_image_mat(path, size, &reduction);
   if (rgb.channels() == 1) cv::cvtColor(rgb, rgb, cv::COLOR_GRAY2RGB);
   if (rgb.channels() != 3) fail("{}: expected a colour frame, got {} channels", path.string(), rgb.channels());
-  if (size <= 0 || (rgb.rows * reduction == size && rgb.cols * reduction == size)) return image::mat_to_chw(rgb);
+  if (size <= 0 || (rgb.rows * reduction == size && rgb.cols * reduction == size)) return chw(rgb);
   if (landmarks != nullptr && landmarks->defined()) {
     // Continuous coordinates with pixel centres at +0.5 scale exactly by the ratio of `size` to the
     // stored frame's sides (a reduced decode divides them exactly by `reduction`).
@@ -136,7 +151,7 @@ torch::Tensor read_frame(const fs::path& path, int64_t size, torch::Tensor* land
                                       static_cast<float>(size) / static_cast<float>(rgb.rows * reduction)});
     *landmarks = *landmarks * scale;
   }
-  if (rgb.rows == size && rgb.cols == size) return image::mat_to_chw(rgb);  // the reduced decode did it all
+  if (rgb.rows == size && rgb.cols == size) return chw(rgb);  // the reduced decode did it all
   if (rgb.depth() == CV_8U) {
     // Antialiased bilinear on the 8-bit frame, the kernel torchvision's Resize(antialias=True) runs
     // (its channels-last uint8 path is vectorised; OpenCV's area resize at non-integer ratios is not).
@@ -148,14 +163,16 @@ torch::Tensor read_frame(const fs::path& path, int64_t size, torch::Tensor* land
     const torch::Tensor resized = F::interpolate(
         nhwc.permute({0, 3, 1, 2}),
         F::InterpolateFuncOptions().size(std::vector<int64_t>{size, size}).mode(torch::kBilinear).align_corners(false).antialias(true));
-    // uint8 HWC to float CHW in one copy (not a float HWC copy, then a contiguous one).
+    // 8-bit when the loader's transforms take it (data/transform.h), else uint8 HWC to float CHW in one
+    // copy (not a float HWC copy, then a contiguous one).
+    if (EightBitImages::allowed()) return resized[0];
     return resized[0].to(torch::kFloat, /*non_blocking=*/false, /*copy=*/false, torch::MemoryFormat::Contiguous);
   }
   cv::Mat resized;
   cv::resize(rgb, resized, cv::Size(static_cast<int>(size), static_cast<int>(size)), 0, 0,
              rgb.rows > size || rgb.cols > size ? cv::INTER_AREA : cv::INTER_LINEAR);
   rgb = resized;
-  return image::mat_to_chw(rgb);
+  return chw(rgb);
 }
 
 }  // namespace facet::data::face

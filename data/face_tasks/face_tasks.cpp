@@ -200,6 +200,7 @@ class FaceTasks : public Dataset, public face::AuLabelSource {
   int64_t size() const override { return static_cast<int64_t>(paths_.size()); }
   // The AU names (the `labels` field); attribute metrics name theirs with `names:`.
   std::vector<std::string> label_names() const override { return au_names_; }
+  bool passes_eight_bit_images() const override { return true; }  // face::read_frame's image, untouched
   const std::vector<std::string>& attribute_names() const { return attribute_names_; }
 
   Sample get(int64_t index, uint64_t) const override {

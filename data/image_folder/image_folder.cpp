@@ -78,6 +78,7 @@ class ImageFolder : public Dataset {
 
   int64_t size() const override { return static_cast<int64_t>(items_.size()); }
   std::vector<std::string> label_names() const override { return classes_; }
+  bool passes_eight_bit_images() const override { return true; }  // face::read_frame's image, untouched
 
   Sample get(int64_t index, uint64_t) const override {
     const auto& item = items_.at(static_cast<size_t>(index));

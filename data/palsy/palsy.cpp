@@ -151,6 +151,7 @@ class Palsy : public Dataset {
 
   int64_t size() const override { return static_cast<int64_t>(files_.size()); }
   std::vector<std::string> label_names() const override { return o_.grade_names; }
+  bool passes_eight_bit_images() const override { return true; }  // face::read_frame's image, untouched
 
   Sample get(int64_t index, uint64_t) const override {
     const fs::path& path = files_.at(static_cast<size_t>(index));

@@ -71,6 +71,8 @@ class Crop : public Transform {
     crop_fields(s, fields_, window, fill_);
     map_geometry(s, cv::Matx23d(1, 0, -window.x, 0, 1, -window.y), size_);
   }
+  // Without padding the window lies inside the image: a view, whatever the pixel type.
+  EightBit eight_bit_image() const override { return padding_ == 0 ? EightBit::keeps : EightBit::refuses; }
 
  private:
   SpatialFields fields_;
@@ -122,6 +124,7 @@ class HorizontalFlip : public Transform {
     // x' = W - x; boxes swap their x1 and x2 through the corner mapping.
     map_geometry(s, cv::Matx23d(-1, 0, in.width, 0, 1, 0), in, 0.0);
   }
+  EightBit eight_bit_image() const override { return EightBit::keeps; }
 
  private:
   SpatialFields fields_;

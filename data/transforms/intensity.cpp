@@ -32,20 +32,49 @@ class Normalize : public Transform {
     if ((std_ <= 0).any().item<bool>()) fail("{}: {}.std: every value must be positive", c.where("std"), c.prefix());
     scale_ = 1 / std_;
     shift_ = -mean_ / std_;
+    // Every 8-bit value's result per channel, by the float path's own kernel: [channels or 1, 256].
+    eight_bit_values_ = torch::addcmul(shift_.view({-1, 1}), torch::arange(256, torch::kFloat).view({1, -1}),
+                                       scale_.view({-1, 1}))
+                            .contiguous();
   }
   void apply(Sample& s, at::Generator&) const override {
     if (!s.fields.contains(field_)) fail("{}: normalize: the sample has no field \"{}\"", s.id, field_);
     auto& x = s.fields[field_];
     if (mean_.numel() != 1 && x.size(0) != mean_.numel())
       fail("{}: normalize: field \"{}\" has {} channels, mean/std have {}", s.id, field_, x.size(0), mean_.numel());
+    if (x.scalar_type() == torch::kUInt8 && x.dim() == 3) {
+      x = normalize_eight_bit(x);
+      return;
+    }
     // One pass: x * (1 / std) + (-mean / std).
     const auto shape = channel_shape(x);
     x = torch::addcmul(shift_.view(shape), x.to(torch::kFloat), scale_.view(shape));
   }
+  EightBit eight_bit_image() const override { return field_ == "image" ? EightBit::converts : EightBit::refuses; }
 
  private:
+  // 8-bit [C, H, W] with any strides (a crop of a decoded HWC buffer, flipped or not) to contiguous
+  // float in one pass, each pixel looked up among its channel's 256 precomputed values.
+  torch::Tensor normalize_eight_bit(const torch::Tensor& x) const {
+    const int64_t channels = x.size(0), h = x.size(1), w = x.size(2);
+    const int64_t sc = x.stride(0), sy = x.stride(1), sx = x.stride(2);
+    torch::Tensor out = torch::empty({channels, h, w}, torch::kFloat);
+    const uint8_t* in = x.data_ptr<uint8_t>();
+    float* o = out.data_ptr<float>();
+    const bool per_channel = eight_bit_values_.size(0) > 1;
+    for (int64_t c = 0; c < channels; ++c) {
+      const float* value = eight_bit_values_.data_ptr<float>() + (per_channel ? 256 * c : 0);
+      for (int64_t y = 0; y < h; ++y) {
+        const uint8_t* row = in + c * sc + y * sy;
+        float* dst = o + (c * h + y) * w;
+        for (int64_t i = 0; i < w; ++i) dst[i] = value[row[i * sx]];
+      }
+    }
+    return out;
+  }
+
   std::string field_;
-  torch::Tensor mean_, std_, scale_, shift_;
+  torch::Tensor mean_, std_, scale_, shift_, eight_bit_values_;
 };
 
 // CT windowing: Hounsfield units clipped to [lo, hi] and mapped to [0, scale]. Several windows

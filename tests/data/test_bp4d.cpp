@@ -7,7 +7,9 @@
 #include "data/face/au.h"
 #include "data/face/face_io.h"
 #include "data/face/synth_face.h"
+#include "data/loader.h"
 #include "data/synth.h"
+#include "data/transform.h"
 #include "tests/support/scratch.h"
 
 #include <gmock/gmock.h>
@@ -69,6 +71,39 @@ TEST(Bp4d, ReadsTheSyntheticLayoutWithShapesAndLandmarks) {
   EXPECT_EQ(half.id, s.id);
   // Without landmarks_dir there is no landmark field.
   EXPECT_FALSE(open(synth_root(), "all")->get(0, 0).fields.contains("landmarks"));
+}
+
+// The face models' pipeline (crop, flip, normalize) takes the decoded 8-bit pixels to normalised
+// floats in one pass; the batches are those of the float path (forced here by a `scale: 1` between
+// flip and normalize, which needs float pixels).
+TEST(Bp4d, EightBitPixelsGiveTheFloatPathsBatches) {
+  // image_size 48: resized from the stored 64; 64: the decoded buffer itself.
+  for (const int64_t size : {48, 64}) {
+    auto batches = [&](const std::string& middle) {
+      const auto d = open(synth_root(), "all", fmt::format(", landmarks_dir: landmarks, image_size: {}", size));
+      LoaderOptions o;
+      o.batch_size = 8;
+      o.workers = 2;
+      o.transforms = build_transforms(Config::parse("t: [{name: random_crop, size: 40}, {name: random_hflip}, " + middle +
+                                                    "{name: normalize, mean: [127.5, 120, 110], std: [127.5, 60, 70]}]").at("t"));
+      Loader loader(d, std::make_shared<RandomSampler>(d->size(), 3), o);
+      loader.start_epoch(0);
+      std::vector<Batch> out;
+      while (auto b = loader.next()) out.push_back(std::move(*b));
+      return std::make_pair(loader.eight_bit_images(), std::move(out));
+    };
+    const auto [eight_bit, fast] = batches("");
+    const auto [float_path, slow] = batches("{name: scale, factor: 1.0}, ");
+    EXPECT_TRUE(eight_bit);
+    EXPECT_FALSE(float_path);
+    ASSERT_EQ(fast.size(), slow.size());
+    ASSERT_FALSE(fast.empty());
+    for (size_t i = 0; i < fast.size(); ++i) {
+      EXPECT_EQ(fast[i].fields.at("image").sizes(), (std::vector<int64_t>{8, 3, 40, 40}));
+      EXPECT_TRUE(torch::allclose(fast[i].fields.at("image"), slow[i].fields.at("image"), 0, 1e-6)) << size << ", batch " << i;
+      EXPECT_TRUE(torch::equal(fast[i].fields.at("landmarks"), slow[i].fields.at("landmarks"))) << size << ", batch " << i;
+    }
+  }
 }
 
 TEST(Bp4d, LabelCountsAndUnknownsMatchTheCsvs) {

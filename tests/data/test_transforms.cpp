@@ -190,5 +190,39 @@ TEST(Transforms, ColorJitterIsIdentityAtZeroAndDeterministicPerSeed) {
   EXPECT_GE(a.fields.at("image").min().item<float>(), 0.0f);
 }
 
+TEST(Transforms, EightBitImagesGoThroughCropsAndFlipsUntilNormalize) {
+  auto takes = [](const std::string& yaml) { return takes_eight_bit_images(build_transforms(Config::parse("t: [" + yaml + "]").at("t"))); };
+  EXPECT_TRUE(takes("{name: random_crop, size: 4}, {name: random_hflip}, {name: normalize, mean: [1], std: [2]}"));
+  EXPECT_TRUE(takes("{name: normalize, mean: [1], std: [2]}, {name: color_jitter, brightness: 0.2}")) << "float after normalize";
+  EXPECT_FALSE(takes("{name: random_crop, size: 4}, {name: random_hflip}")) << "nothing converts: the batch must be float";
+  EXPECT_FALSE(takes("{name: random_crop, size: 4, padding: 2}, {name: normalize, mean: [1], std: [2]}")) << "padding fills";
+  EXPECT_FALSE(takes("{name: color_jitter, brightness: 0.2}, {name: normalize, mean: [1], std: [2]}"));
+  EXPECT_FALSE(takes("{name: normalize, field: depth, mean: [1], std: [2]}"));
+  EXPECT_FALSE(EightBitImages::allowed());
+  {
+    const EightBitImages scope;
+    EXPECT_TRUE(EightBitImages::allowed());
+  }
+  EXPECT_FALSE(EightBitImages::allowed());
+}
+
+TEST(Transforms, NormalizeOfEightBitPixelsEqualsTheFloatPath) {
+  // A decoded HWC buffer seen as [C, H, W], cropped (a strided view), flipped or not (a copy).
+  const torch::Tensor hwc = torch::randint(0, 256, {20, 24, 3}, torch::kUInt8);
+  const torch::Tensor chw = hwc.permute({2, 0, 1}).narrow(1, 3, 12).narrow(2, 5, 16);
+  for (const std::string& mean_std : {"mean: [127.5, 100, 90], std: [127.5, 60, 70]", "mean: [0.5], std: [0.25]"})
+    for (const bool flipped : {false, true}) {
+      Sample eight, floats;
+      eight.fields["image"] = flipped ? chw.flip({-1}) : chw;
+      floats.fields["image"] = eight.fields["image"].to(torch::kFloat);
+      run("{name: normalize, " + mean_std + "}", eight);
+      run("{name: normalize, " + mean_std + "}", floats);
+      const torch::Tensor& got = eight.fields["image"];
+      EXPECT_EQ(got.scalar_type(), torch::kFloat);
+      EXPECT_TRUE(got.is_contiguous());
+      EXPECT_TRUE(torch::allclose(got, floats.fields["image"], 0, 1e-6)) << mean_std << (flipped ? ", flipped" : "");
+    }
+}
+
 }  // namespace
 }  // namespace facet::data::test_transforms

@@ -256,6 +256,7 @@ class VinDrCxr : public Dataset {
     const Entry& e = entries_.at(static_cast<size_t>(index));
     const fs::path file = files_dir_ / (e.image_id + "." + format_);
     torch::Tensor image;
+    float gain = 1, offset = 0;    // the intensity mapping, applied after the resize
     float grid_w = 0, grid_h = 0;  // the DICOM grid the boxes are in
     if (format_ == "dicom") {
       image::DicomReadOptions options;
@@ -263,11 +264,16 @@ class VinDrCxr : public Dataset {
       const image::DicomFrame frame = image::read_dicom(file, options);
       if (frame.pixels.size(0) != 1) fail("{}: expected a monochrome radiograph, got {} channels", file.string(), frame.pixels.size(0));
       image = frame.pixels;
-      if (frame.windowed) image = image * 255;
-      else if (intensity_ != "raw") {
+      // The intensity mapping is affine (x * gain + offset): it commutes with the resize below (an
+      // average with weights summing to one), so it is applied after it, to a quarter of the pixels
+      // when 1024 goes to 512. The range comes from the full-resolution pixels, as the reference's.
+      if (frame.windowed) {
+        gain = 255;
+      } else if (intensity_ != "raw") {
         const auto [min, max] = torch::aminmax(image);  // one pass for both
         const float lo = min.item<float>(), hi = max.item<float>();
-        image.sub_(lo).mul_(hi > lo ? 255.f / (hi - lo) : 0.f);  // the reader's own tensor: in place
+        gain = hi > lo ? 255.f / (hi - lo) : 0.f;
+        offset = -lo * gain;
       }
       grid_w = static_cast<float>(frame.columns), grid_h = static_cast<float>(frame.rows);
     } else {
@@ -289,6 +295,7 @@ class VinDrCxr : public Dataset {
       image = resized;
       h = w = image_size_;
     }
+    if (gain != 1 || offset != 0) image.mul_(gain).add_(offset);  // the reader's own tensor: in place
     Sample s;
     s.id = file.string();
     s.fields["image"] = image.contiguous();

@@ -1,6 +1,6 @@
 // `train.channels_last`: convolution weights and 4-D image batches in NHWC order. oneDNN (CPU) and
 // cuDNN run most convolutional networks faster that way (ResNet-50 training step on 2 CPU cores:
-// 0.87x the NCHW time, bench/README.md); the model's arithmetic is unchanged. Off by default: a model
+// 0.87x the NCHW time, README.md "Benchmarks"); the model's arithmetic is unchanged. Off by default: a model
 // that calls view() on a feature map needs contiguous NCHW and fails with LibTorch's view error.
 #pragma once
 

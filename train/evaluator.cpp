@@ -51,19 +51,19 @@ EvalOutput Evaluator::run(models::Model& model, const std::filesystem::path& pre
   bool drawn = false;
   DevicePrefetcher prefetcher(loader, {runtime_.device, channels_last_, prefetch_});
   while (auto ready = prefetcher.next()) {
-    const data::Batch* batch = &ready->host;
-    data::Batch& b = ready->device;
+    const data::Batch& host = ready->host;  // predictions and pictures read the host copy
+    const data::Batch& b = ready->device;
     Outputs outputs;
     {
       AutocastGuard autocast(runtime_.device, amp_);
       outputs = model.forward(b);
     }
     for (auto& m : metrics_) m->update(outputs, b);
-    if (!predictions.empty()) writer.add(*batch, outputs);
+    if (!predictions.empty()) writer.add(host, outputs);
     if (!drawn && log_images_ > 0 && runtime_.leader()) {
       drawn = true;
       const Outputs shown = outputs.to(torch::kCPU);
-      const VisualInput input{*batch, shown, label_names};
+      const VisualInput input{host, shown, label_names};
       if (auto grid = visualizer_registry().create(Config::parse("name: image_grid"))->draw(input, log_images_))
         out.pictures.emplace_back(split_ + "/inputs", std::move(*grid));
       if (visualizer_->tag() != "inputs")

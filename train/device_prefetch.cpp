@@ -27,7 +27,7 @@ void for_each_tensor(data::Batch& batch, F&& f) {
 }  // namespace
 
 DevicePrefetcher::DevicePrefetcher(data::Loader& loader, PrefetchOptions options)
-    : loader_(loader), options_(options), look_ahead_(options.ahead) {
+    : loader_(loader), options_(options) {
   if (options_.device.is_cuda() && options_.ahead) {
     const auto index = options_.device.has_index() ? options_.device.index() : c10::cuda::current_device();
     cuda_ = std::make_unique<Cuda>(index);
@@ -63,7 +63,7 @@ std::optional<DeviceBatch> DevicePrefetcher::fetch() {
 }
 
 std::optional<DeviceBatch> DevicePrefetcher::next() {
-  if (!look_ahead_) return fetch();
+  if (!options_.ahead) return fetch();
   if (!fetched_) ahead_ = fetch();
   std::optional<DeviceBatch> ready = std::move(ahead_);
   ahead_.reset();

@@ -50,14 +50,13 @@ class DevicePrefetcher {
   // The next batch of the epoch, ready to compute on the current stream; nullopt at its end.
   std::optional<DeviceBatch> next();
 
-  bool looks_ahead() const { return look_ahead_; }
+  bool looks_ahead() const { return options_.ahead; }
 
  private:
   std::optional<DeviceBatch> fetch();  // the loader's next batch, its copy issued
 
   data::Loader& loader_;
   PrefetchOptions options_;
-  bool look_ahead_ = false;
   bool fetched_ = false;  // `ahead_` holds the result of a fetch (a batch, or the epoch's end)
   std::optional<DeviceBatch> ahead_;
   struct Cuda;  // copy stream and event, defined where CUDA's headers are included

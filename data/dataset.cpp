@@ -1,5 +1,7 @@
 #include "data/dataset.h"
 
+#include "data/batch_slots.h"
+
 namespace facet::data {
 
 DatasetRegistry& dataset_registry() {
@@ -99,7 +101,8 @@ torch::Tensor pad_field(const std::vector<Sample>& samples, const std::string& n
 
 }  // namespace
 
-Batch collate(std::vector<Sample> samples, std::vector<int64_t> indices, const PaddingSpec& padding) {
+Batch collate(std::vector<Sample> samples, std::vector<int64_t> indices, const PaddingSpec& padding,
+              const BatchSlots* slots) {
   Batch batch;
   if (samples.empty()) fail("collate: empty batch");
   if (indices.size() != samples.size()) fail("collate: {} samples but {} indices", samples.size(), indices.size());
@@ -130,6 +133,11 @@ Batch collate(std::vector<Sample> samples, std::vector<int64_t> indices, const P
              s.id, name, c10::str(t.sizes()), first.id, c10::str(parts.front().sizes()));
       parts.push_back(t);
     }
+    if (slots != nullptr)
+      if (torch::Tensor stacked = slots->stacked(name, parts); stacked.defined()) {
+        batch.fields[name] = std::move(stacked);
+        continue;
+      }
     batch.fields[name] = torch::stack(parts);
   }
   for (auto& s : samples) {

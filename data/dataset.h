@@ -14,6 +14,8 @@
 
 namespace facet::data {
 
+class BatchSlots;
+
 // One example. `fields` of equal shape across samples are stacked by `collate` (the fields a dataset
 // pads, see Padding, may differ in their first dimension); `ragged` fields (boxes, landmarks of
 // varying count) stay one tensor per sample. Every sample of a batch has the same field and ragged
@@ -94,8 +96,10 @@ void check_per_box_fields(const Sample& s, std::string_view where);
 
 // Stacks fields, padding those in `padding` (with their masks); keeps ragged fields as per-sample
 // lists. Fails naming the sample ids when a field's shapes disagree and naming the sample and key
-// when a sample lacks a field or ragged key another sample has.
-Batch collate(std::vector<Sample> samples, std::vector<int64_t> indices, const PaddingSpec& padding = {});
+// when a sample lacks a field or ragged key another sample has. A field whose samples' tensors are
+// already the rows of one of `slots`' tensors (data/batch_slots.h) is that tensor, not a copy.
+Batch collate(std::vector<Sample> samples, std::vector<int64_t> indices, const PaddingSpec& padding = {},
+              const BatchSlots* slots = nullptr);
 
 class Dataset {
  public:

@@ -1,5 +1,7 @@
 #include "data/loader.h"
 
+#include "data/batch_slots.h"
+
 #include "core/log.h"
 
 #include <malloc.h>
@@ -82,8 +84,11 @@ Batch Loader::load_batch(int64_t batch_index) {
   samples.reserve(indices.size());
   std::optional<EightBitImages> eight_bit;  // readers may hand over 8-bit pixels: normalize converts them
   if (eight_bit_) eight_bit.emplace();
+  const bool pin = options_.pin_memory && torch::cuda::is_available();
+  BatchSlots slots(static_cast<int64_t>(indices.size()), pin);  // normalize writes into the batch's rows
   for (int64_t index : indices) {
     try {
+      const BatchSlots::Row row(slots, static_cast<int64_t>(samples.size()));
       const uint64_t seed = mix_seed(options_.seed, static_cast<uint64_t>(epoch_), static_cast<uint64_t>(index));
       Sample sample = dataset_->get(index, seed);
       if (!options_.transforms.empty()) {
@@ -107,9 +112,9 @@ Batch Loader::load_batch(int64_t batch_index) {
     }
   }
   if (samples.empty()) return Batch{};
-  Batch batch = collate(std::move(samples), std::move(kept), padding_);
-  if (options_.pin_memory && torch::cuda::is_available()) {
-    for (auto& [name, t] : batch.fields) t = t.pin_memory();
+  Batch batch = collate(std::move(samples), std::move(kept), padding_, &slots);
+  if (pin) {
+    for (auto& [name, t] : batch.fields) t = t.pin_memory();  // a no-op on the slots' pinned tensors
     for (auto& [name, list] : batch.ragged)  // boxes, masks: their copies are non-blocking too
       for (auto& t : list) t = t.pin_memory();
   }

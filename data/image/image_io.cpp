@@ -1,6 +1,7 @@
 #include "data/image/image_io.h"
 
 #include "core/error.h"
+#include "core/file_io.h"
 #include "data/image/jpeg.h"
 #include "data/image/png.h"
 
@@ -24,16 +25,12 @@ bool is_dicom_path(const fs::path& path) {
 namespace {
 
 // Whether the file starts like a format we hand to OpenCV (PNG kinds our decoder leaves, TIFF, BMP,
-// WebP). Anything else is refused before imread, which would otherwise try every codec it has —
+// WebP). Anything else is refused before decoding, which would otherwise try every codec OpenCV has —
 // GDCM among them, which asserts (aborts) on damaged files (found by fuzz_image).
-bool opencv_format(const fs::path& path) {
-  std::ifstream in(path, std::ios::binary);
-  std::array<char, 12> h{};
-  in.read(h.data(), h.size());
-  const std::string_view head(h.data(), static_cast<size_t>(in.gcount()));
+bool opencv_format(std::string_view head) {
   return head.starts_with("\x89PNG\r\n\x1a\n") || head.starts_with(std::string_view("II*\0", 4)) ||
          head.starts_with(std::string_view("MM\0*", 4)) || head.starts_with("BM") ||
-         (head.starts_with("RIFF") && head.size() == 12 && head.substr(8) == "WEBP");
+         (head.starts_with("RIFF") && head.size() >= 12 && head.substr(8, 4) == "WEBP");
 }
 
 }  // namespace
@@ -41,12 +38,14 @@ bool opencv_format(const fs::path& path) {
 cv::Mat read_image_mat(const fs::path& path, int64_t min_side, int* reduction) {
   if (reduction) *reduction = 1;
   if (!fs::exists(path)) fail("{}: no such image file", path.string());
-  if (fs::file_size(path) == 0) fail("{}: empty image file", path.string());
-  if (is_jpeg(path)) return decode_jpeg(path, min_side, reduction);
-  if (is_png(path))
-    if (auto png = decode_png(path)) return *png;  // else a kind our decoder leaves to OpenCV
-  if (!opencv_format(path)) fail("{}: not a PNG, JPEG, TIFF, BMP or WebP image", path.string());
-  const cv::Mat raw = cv::imread(path.string(), cv::IMREAD_UNCHANGED);
+  const std::string file = read_file(path);  // once: the decoders below take the bytes
+  if (file.empty()) fail("{}: empty image file", path.string());
+  if (file.starts_with("\xFF\xD8")) return decode_jpeg(path, file, min_side, reduction);
+  if (file.starts_with("\x89PNG\r\n\x1a\n"))
+    if (auto png = decode_png(path, file)) return *png;  // else a kind our decoder leaves to OpenCV
+  if (!opencv_format(file)) fail("{}: not a PNG, JPEG, TIFF, BMP or WebP image", path.string());
+  const cv::Mat encoded(1, static_cast<int>(file.size()), CV_8UC1, const_cast<char*>(file.data()));
+  const cv::Mat raw = cv::imdecode(encoded, cv::IMREAD_UNCHANGED);
   if (raw.empty()) fail("{}: cannot decode the image (truncated or damaged)", path.string());
   if (raw.depth() != CV_8U && raw.depth() != CV_16U)
     fail("{}: unsupported pixel depth (only 8- and 16-bit images)", path.string());

@@ -90,7 +90,10 @@ bool is_jpeg(const fs::path& path) {
 
 cv::Mat decode_jpeg(const fs::path& path, int64_t min_side, int* reduction) {
   if (!fs::exists(path)) fail("{}: no such image file", path.string());
-  const std::string file = read_file(path);
+  return decode_jpeg(path, read_file(path), min_side, reduction);
+}
+
+cv::Mat decode_jpeg(const fs::path& path, std::string_view file, int64_t min_side, int* reduction) {
   const std::span<const unsigned char> bytes(reinterpret_cast<const unsigned char*>(file.data()), file.size());
   if (bytes.size() < 2 || bytes[0] != 0xFF || bytes[1] != 0xD8) fail("{}: not a JPEG file", path.string());
   ErrorManager err;

@@ -6,6 +6,7 @@
 #include <opencv2/core.hpp>
 
 #include <filesystem>
+#include <string_view>
 
 namespace facet::data::image {
 
@@ -15,6 +16,9 @@ namespace facet::data::image {
 // are divisible by the factor, which goes to `reduction` (1: full size): for a caller that shrinks
 // the image to min_side anyway.
 cv::Mat decode_jpeg(const std::filesystem::path& path, int64_t min_side = 0, int* reduction = nullptr);
+// The same, of the file's bytes already read (`path` names it in errors).
+cv::Mat decode_jpeg(const std::filesystem::path& path, std::string_view file, int64_t min_side = 0,
+                    int* reduction = nullptr);
 
 // Whether the file starts with the JPEG SOI marker.
 bool is_jpeg(const std::filesystem::path& path);

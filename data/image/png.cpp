@@ -68,11 +68,12 @@ bool is_png(const std::filesystem::path& path) {
   return in.read(reinterpret_cast<char*>(head.data()), head.size()) && head == kSignature;
 }
 
-std::optional<cv::Mat> decode_png(const std::filesystem::path& path) {
+std::optional<cv::Mat> decode_png(const std::filesystem::path& path) { return decode_png(path, read_file(path)); }
+
+std::optional<cv::Mat> decode_png(const std::filesystem::path& path, std::string_view file) {
   const auto bad = [&](std::string_view why) -> std::optional<cv::Mat> {
     fail("{}: cannot decode the PNG ({})", path.string(), why);
   };
-  const std::string file = read_file(path);
   const std::span<const uint8_t> bytes(reinterpret_cast<const uint8_t*>(file.data()), file.size());
   if (bytes.size() < kSignature.size() || std::memcmp(bytes.data(), kSignature.data(), kSignature.size()) != 0)
     return bad("no PNG signature");

@@ -10,6 +10,7 @@
 #include <cstdint>
 #include <filesystem>
 #include <optional>
+#include <string_view>
 
 namespace facet::data::image {
 
@@ -19,5 +20,7 @@ bool is_png(const std::filesystem::path& path);
 // CV_8UC1/CV_8UC3/CV_16UC1/CV_16UC3 in RGB order (16-bit in host byte order); nullopt for a valid PNG
 // of a kind this decoder leaves to OpenCV. Errors name the file.
 std::optional<cv::Mat> decode_png(const std::filesystem::path& path);
+// The same, of the file's bytes already read (`path` names it in errors).
+std::optional<cv::Mat> decode_png(const std::filesystem::path& path, std::string_view file);
 
 }  // namespace facet::data::image

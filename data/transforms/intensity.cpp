@@ -1,5 +1,7 @@
 // Intensity transforms: they change the values of the image field only, never its geometry.
+#include "data/batch_slots.h"
 #include "data/transform.h"
+#include "data/transforms/eight_bit_normalize.h"
 
 #include <map>
 
@@ -20,61 +22,46 @@ std::vector<int64_t> channel_shape(const torch::Tensor& t) {
   return v;
 }
 
+// normalize's std: as many values as the mean, all positive.
+torch::Tensor checked_std(const Config& c, int64_t mean_count) {
+  const auto std = torch::tensor(c.get<std::vector<double>>("std"), torch::kFloat);
+  if (std.numel() != mean_count) fail("{}: {}: mean and std must have the same length", c.where("std"), c.prefix());
+  if ((std <= 0).any().item<bool>()) fail("{}: {}.std: every value must be positive", c.where("std"), c.prefix());
+  return std;
+}
+
 // (x - mean) / std per channel; a single mean/std applies to every channel.
 class Normalize : public Transform {
  public:
   explicit Normalize(const Config& c)
       : field_(c.get<std::string>("field", "image")),
         mean_(torch::tensor(c.get<std::vector<double>>("mean"), torch::kFloat)),
-        std_(torch::tensor(c.get<std::vector<double>>("std"), torch::kFloat)) {
-    if (mean_.numel() != std_.numel())
-      fail("{}: {}: mean and std must have the same length", c.where("std"), c.prefix());
-    if ((std_ <= 0).any().item<bool>()) fail("{}: {}.std: every value must be positive", c.where("std"), c.prefix());
-    scale_ = 1 / std_;
-    shift_ = -mean_ / std_;
-    // Every 8-bit value's result per channel, by the float path's own kernel: [channels or 1, 256].
-    eight_bit_values_ = torch::addcmul(shift_.view({-1, 1}), torch::arange(256, torch::kFloat).view({1, -1}),
-                                       scale_.view({-1, 1}))
-                            .contiguous();
-  }
+        std_(checked_std(c, mean_.numel())),
+        scale_(1 / std_),
+        shift_(-mean_ / std_),
+        eight_bit_(scale_, shift_) {}
   void apply(Sample& s, at::Generator&) const override {
     if (!s.fields.contains(field_)) fail("{}: normalize: the sample has no field \"{}\"", s.id, field_);
     auto& x = s.fields[field_];
     if (mean_.numel() != 1 && x.size(0) != mean_.numel())
       fail("{}: normalize: field \"{}\" has {} channels, mean/std have {}", s.id, field_, x.size(0), mean_.numel());
+    // Written into the sample's row of the batch when the loader offers one (data/batch_slots.h).
+    torch::Tensor out = BatchSlots::output(field_, x.sizes(), torch::kFloat);
     if (x.scalar_type() == torch::kUInt8 && x.dim() == 3) {
-      x = normalize_eight_bit(x);
-      return;
+      eight_bit_(x, out);
+    } else {
+      // One pass: x * (1 / std) + (-mean / std).
+      const auto shape = channel_shape(x);
+      torch::addcmul_out(out, shift_.view(shape), x.to(torch::kFloat), scale_.view(shape));
     }
-    // One pass: x * (1 / std) + (-mean / std).
-    const auto shape = channel_shape(x);
-    x = torch::addcmul(shift_.view(shape), x.to(torch::kFloat), scale_.view(shape));
+    x = std::move(out);
   }
   EightBit eight_bit_image() const override { return field_ == "image" ? EightBit::converts : EightBit::refuses; }
 
  private:
-  // 8-bit [C, H, W] with any strides (a crop of a decoded HWC buffer, flipped or not) to contiguous
-  // float in one pass, each pixel looked up among its channel's 256 precomputed values.
-  torch::Tensor normalize_eight_bit(const torch::Tensor& x) const {
-    const int64_t channels = x.size(0), h = x.size(1), w = x.size(2);
-    const int64_t sc = x.stride(0), sy = x.stride(1), sx = x.stride(2);
-    torch::Tensor out = torch::empty({channels, h, w}, torch::kFloat);
-    const uint8_t* in = x.data_ptr<uint8_t>();
-    float* o = out.data_ptr<float>();
-    const bool per_channel = eight_bit_values_.size(0) > 1;
-    for (int64_t c = 0; c < channels; ++c) {
-      const float* value = eight_bit_values_.data_ptr<float>() + (per_channel ? 256 * c : 0);
-      for (int64_t y = 0; y < h; ++y) {
-        const uint8_t* row = in + c * sc + y * sy;
-        float* dst = o + (c * h + y) * w;
-        for (int64_t i = 0; i < w; ++i) dst[i] = value[row[i * sx]];
-      }
-    }
-    return out;
-  }
-
   std::string field_;
-  torch::Tensor mean_, std_, scale_, shift_, eight_bit_values_;
+  torch::Tensor mean_, std_, scale_, shift_;
+  EightBitNormalize eight_bit_;
 };
 
 // CT windowing: Hounsfield units clipped to [lo, hi] and mapped to [0, scale]. Several windows

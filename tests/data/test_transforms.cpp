@@ -207,21 +207,24 @@ TEST(Transforms, EightBitImagesGoThroughCropsAndFlipsUntilNormalize) {
 }
 
 TEST(Transforms, NormalizeOfEightBitPixelsEqualsTheFloatPath) {
-  // A decoded HWC buffer seen as [C, H, W], cropped (a strided view), flipped or not (a copy).
-  const torch::Tensor hwc = torch::randint(0, 256, {20, 24, 3}, torch::kUInt8);
-  const torch::Tensor chw = hwc.permute({2, 0, 1}).narrow(1, 3, 12).narrow(2, 5, 16);
-  for (const std::string& mean_std : {"mean: [127.5, 100, 90], std: [127.5, 60, 70]", "mean: [0.5], std: [0.25]"})
-    for (const bool flipped : {false, true}) {
-      Sample eight, floats;
-      eight.fields["image"] = flipped ? chw.flip({-1}) : chw;
-      floats.fields["image"] = eight.fields["image"].to(torch::kFloat);
-      run("{name: normalize, " + mean_std + "}", eight);
-      run("{name: normalize, " + mean_std + "}", floats);
-      const torch::Tensor& got = eight.fields["image"];
-      EXPECT_EQ(got.scalar_type(), torch::kFloat);
-      EXPECT_TRUE(got.is_contiguous());
-      EXPECT_TRUE(torch::allclose(got, floats.fields["image"], 0, 1e-6)) << mean_std << (flipped ? ", flipped" : "");
-    }
+  // A decoded HWC buffer seen as [C, H, W], cropped (a strided view: the interleaved kernel) to a width
+  // of whole 8-pixel steps or not, flipped or not (a copy in the same layout), or made planar (the
+  // table); bitwise the float path's result, whichever kernel ATen's addcmul runs on this CPU.
+  const torch::Tensor hwc = torch::randint(0, 256, {20, 32, 3}, torch::kUInt8);
+  for (const int64_t width : {16, 19, 5})
+    for (const std::string mean_std : {"mean: [127.5, 100, 90], std: [127.5, 60, 70]", "mean: [123.675], std: [58.395]"})
+      for (const std::string layout : {"interleaved", "flipped", "planar"}) {
+        const torch::Tensor chw = hwc.permute({2, 0, 1}).narrow(1, 3, 12).narrow(2, 5, width);
+        Sample eight, floats;
+        eight.fields["image"] = layout == "flipped" ? chw.flip({-1}) : layout == "planar" ? chw.contiguous() : chw;
+        floats.fields["image"] = eight.fields["image"].to(torch::kFloat);
+        run("{name: normalize, " + mean_std + "}", eight);
+        run("{name: normalize, " + mean_std + "}", floats);
+        const torch::Tensor& got = eight.fields["image"];
+        EXPECT_EQ(got.scalar_type(), torch::kFloat);
+        EXPECT_TRUE(got.is_contiguous());
+        EXPECT_TRUE(torch::equal(got, floats.fields["image"])) << mean_std << ", " << layout << ", width " << width;
+      }
 }
 
 }  // namespace

@@ -1,0 +1,126 @@
+#include "core/config.h"
+#include "data/batch_slots.h"
+#include "data/loader.h"
+#include "data/transform.h"
+
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <set>
+
+namespace facet::data::test_batch_slots {
+namespace {
+
+void run(const std::string& yaml, Sample& s) {
+  const auto transforms = build_transforms(Config::parse("t: [" + yaml + "]").at("t"));
+  auto g = at::make_generator<at::CPUGeneratorImpl>(0);
+  for (const auto& t : transforms) t->apply(s, g);
+}
+
+Sample image_sample(float value) {
+  Sample s;
+  s.id = "sample_" + std::to_string(static_cast<int>(value));
+  s.fields["image"] = torch::full({3, 4, 5}, value);
+  return s;
+}
+
+const std::string normalize = "{name: normalize, mean: [1], std: [2]}";
+
+TEST(BatchSlots, NormalizeWritesEachSampleIntoItsRowAndCollateCopiesNothing) {
+  BatchSlots slots(3, /*pinned=*/false);
+  std::vector<Sample> samples;
+  for (int i = 0; i < 3; ++i) {
+    const BatchSlots::Row row(slots, i);
+    samples.push_back(image_sample(static_cast<float>(i)));
+    run(normalize, samples.back());
+  }
+  const void* first_row = samples[0].fields.at("image").data_ptr();
+  const Batch batch = collate(std::move(samples), {0, 1, 2}, {}, &slots);
+  const torch::Tensor& images = batch.fields.at("image");
+  EXPECT_EQ(images.data_ptr(), first_row) << "the rows the samples were written into, not a copy";
+  EXPECT_EQ(images.sizes(), (std::vector<int64_t>{3, 3, 4, 5}));
+  for (int i = 0; i < 3; ++i) EXPECT_TRUE(torch::equal(images[i], torch::full({3, 4, 5}, (i - 1.0f) / 2))) << i;
+}
+
+TEST(BatchSlots, FieldsThatLeftTheirRowAreStackedAsBefore) {
+  // Sample 1 is flipped after normalize (a new tensor), and normalize runs twice on sample 2: the
+  // second cannot write over the row it reads, so it gets a tensor of its own.
+  BatchSlots slots(4, false);
+  std::vector<Sample> samples;
+  const std::vector<std::string> pipelines = {normalize, normalize + ", {name: random_hflip, p: 1.0}",
+                                              normalize + ", " + normalize};
+  for (int i = 0; i < 3; ++i) {
+    const BatchSlots::Row row(slots, i);
+    samples.push_back(image_sample(static_cast<float>(i)));
+    run(pipelines[static_cast<size_t>(i)], samples.back());
+  }
+  const void* first_row = samples[0].fields.at("image").data_ptr();
+  const Batch batch = collate(std::move(samples), {0, 1, 2}, {}, &slots);
+  const torch::Tensor& images = batch.fields.at("image");
+  EXPECT_NE(images.data_ptr(), first_row);
+  EXPECT_EQ(images.size(0), 3);
+  EXPECT_TRUE(torch::equal(images[0], torch::full({3, 4, 5}, -0.5f)));
+  EXPECT_TRUE(torch::equal(images[1], torch::full({3, 4, 5}, 0.0f)));
+  EXPECT_TRUE(torch::equal(images[2], torch::full({3, 4, 5}, (0.5f - 1) / 2)));
+
+  // A short batch (2 of 4 planned rows) is the first rows of the slots' tensor.
+  BatchSlots short_slots(4, false);
+  std::vector<Sample> two;
+  for (int i = 0; i < 2; ++i) {
+    const BatchSlots::Row row(short_slots, i);
+    two.push_back(image_sample(static_cast<float>(i)));
+    run(normalize, two.back());
+  }
+  const void* short_first = two[0].fields.at("image").data_ptr();
+  const Batch short_batch = collate(std::move(two), {0, 1}, {}, &short_slots);
+  EXPECT_EQ(short_batch.fields.at("image").data_ptr(), short_first);
+  EXPECT_EQ(short_batch.fields.at("image").size(0), 2);
+
+  // Outside a Row (a transform run by hand), normalize makes a tensor of its own.
+  Sample alone = image_sample(3);
+  run(normalize, alone);
+  EXPECT_TRUE(torch::equal(alone.fields.at("image"), torch::full({3, 4, 5}, 1.0f)));
+}
+
+// Sample i: an image of value i; the samples in `bad` fail after normalize has written their row.
+class Images : public Dataset {
+ public:
+  explicit Images(std::set<int64_t> bad) : bad_(std::move(bad)) {}
+  int64_t size() const override { return 12; }
+  Sample get(int64_t i, uint64_t) const override { return image_sample(static_cast<float>(i)); }
+  std::set<int64_t> bad_;
+};
+
+class FailOn : public Transform {
+ public:
+  explicit FailOn(std::set<int64_t> bad) : bad_(std::move(bad)) {}
+  void apply(Sample& s, at::Generator&) const override {
+    if (bad_.contains(std::lround(s.fields.at("image").view(-1)[0].item<float>() * 2 + 1)))  // undo (i - 1) / 2
+      fail("{}: damaged", s.id);
+  }
+  std::set<int64_t> bad_;
+};
+
+TEST(BatchSlots, TheLoadersBatchesAreTheNormalisedSamplesEvenWhenOneFailsAfterWritingItsRow) {
+  LoaderOptions o;
+  o.batch_size = 4;
+  o.workers = 2;
+  o.on_error = OnError::skip;
+  o.transforms = build_transforms(Config::parse("t: [" + normalize + "]").at("t"));
+  o.transforms.push_back(std::make_shared<FailOn>(std::set<int64_t>{5}));
+  Loader loader(std::make_shared<Images>(std::set<int64_t>{}), std::make_shared<SequentialSampler>(12), o);
+  loader.start_epoch(0);
+  std::vector<float> seen;
+  while (auto batch = loader.next()) {
+    const torch::Tensor& images = batch->fields.at("image");
+    ASSERT_TRUE(images.is_contiguous());
+    for (int64_t r = 0; r < images.size(0); ++r) {
+      EXPECT_TRUE(torch::equal(images[r], torch::full({3, 4, 5}, images[r][0][0][0].item<float>())));
+      seen.push_back(images[r][0][0][0].item<float>() * 2 + 1);
+    }
+  }
+  EXPECT_EQ(seen, (std::vector<float>{0, 1, 2, 3, 4, 6, 7, 8, 9, 10, 11})) << "sample 5 failed after writing its row: skipped, and its row went to sample 6";
+}
+
+}  // namespace
+}  // namespace facet::data::test_batch_slots

@@ -37,8 +37,13 @@ bool opencv_format(std::string_view head) {
 
 cv::Mat read_image_mat(const fs::path& path, int64_t min_side, int* reduction) {
   if (reduction) *reduction = 1;
-  if (!fs::exists(path)) fail("{}: no such image file", path.string());
-  const std::string file = read_file(path);  // once: the decoders below take the bytes
+  std::string file;  // read once: the decoders below take the bytes
+  try {
+    file = read_file(path);
+  } catch (const Error&) {
+    if (!fs::exists(path)) fail("{}: no such image file", path.string());  // looked at only when it fails
+    throw;
+  }
   if (file.empty()) fail("{}: empty image file", path.string());
   if (file.starts_with("\xFF\xD8")) return decode_jpeg(path, file, min_side, reduction);
   if (file.starts_with("\x89PNG\r\n\x1a\n"))

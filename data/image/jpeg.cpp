@@ -8,6 +8,7 @@
 #include <fstream>
 #include <span>
 #include <string>
+#include <vector>
 
 #include <jpeglib.h>
 #include <jerror.h>
@@ -71,10 +72,11 @@ bool decode(std::span<const unsigned char> bytes, int64_t min_side, cv::Mat& out
   jpeg_start_decompress(&cinfo);
   out.create(static_cast<int>(cinfo.output_height), static_cast<int>(cinfo.output_width),
              cinfo.output_components == 1 ? CV_8UC1 : CV_8UC3);
-  while (cinfo.output_scanline < cinfo.output_height) {
-    JSAMPROW row = out.ptr<unsigned char>(static_cast<int>(cinfo.output_scanline));
-    jpeg_read_scanlines(&cinfo, &row, 1);
-  }
+  // Rows in groups as large as the decoder's output buffer (an iMCU row), not one call per row.
+  std::vector<JSAMPROW> rows(static_cast<size_t>(cinfo.output_height));
+  for (JDIMENSION y = 0; y < cinfo.output_height; ++y) rows[y] = out.ptr<unsigned char>(static_cast<int>(y));
+  while (cinfo.output_scanline < cinfo.output_height)
+    jpeg_read_scanlines(&cinfo, rows.data() + cinfo.output_scanline, cinfo.output_height - cinfo.output_scanline);
   jpeg_finish_decompress(&cinfo);
   jpeg_destroy_decompress(&cinfo);
   return true;

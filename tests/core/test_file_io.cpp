@@ -57,6 +57,28 @@ TEST(FileIo, MappedFileSeesBytes) {
   EXPECT_EQ(map.bytes().size(), 0u);
 }
 
+TEST(FileIo, ReadFileReadsWholeFilesOfAnySizeTheKernelReports) {
+  const fs::path dir = fs::temp_directory_path() / ("facet_read_file_" + std::to_string(::getpid()));
+  fs::create_directories(dir);
+  std::string big(100'003, '\0');
+  for (size_t i = 0; i < big.size(); ++i) big[i] = static_cast<char>(i * 31 % 251);
+  write_file_atomic(dir / "big.bin", big);
+  write_file_atomic(dir / "empty.bin", "");
+  EXPECT_EQ(read_file(dir / "big.bin"), big);
+  EXPECT_EQ(read_file(dir / "empty.bin"), "");
+  // /proc files report size 0 to stat and hold more than one first guess of 4 KiB.
+  const std::string maps = read_file("/proc/self/maps");
+  EXPECT_GT(maps.size(), 4096u);
+  EXPECT_EQ(maps.back(), '\n');
+  try {
+    read_file(dir);
+    FAIL();
+  } catch (const Error& e) {
+    EXPECT_THAT(e.what(), HasSubstr(dir.string() + ": read failed"));
+  }
+  fs::remove_all(dir);
+}
+
 TEST(FileIo, ErrorsNameThePath) {
   try {
     MappedFile map("/nonexistent/facet/file.safetensors");

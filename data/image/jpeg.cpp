@@ -37,8 +37,10 @@ void on_message(j_common_ptr cinfo, int level) {
   if (level < 0 && (cinfo->err->msg_code == JWRN_JPEG_EOF || cinfo->err->msg_code == JWRN_HIT_MARKER)) e->truncated = true;
 }
 
-// The decode proper, free of objects with destructors between setjmp and longjmp.
-bool decode(std::span<const unsigned char> bytes, int64_t min_side, cv::Mat& out, int& reduction, ErrorManager& err) {
+// The decode proper, free of objects with destructors between setjmp and longjmp: `out` and `rows`
+// belong to the caller (a local vector's buffer would leak on an error's jump, found by fuzz_image).
+bool decode(std::span<const unsigned char> bytes, int64_t min_side, cv::Mat& out, std::vector<JSAMPROW>& rows,
+            int& reduction, ErrorManager& err) {
   jpeg_decompress_struct cinfo;
   cinfo.err = jpeg_std_error(&err.pub);
   err.pub.error_exit = on_error;
@@ -73,7 +75,7 @@ bool decode(std::span<const unsigned char> bytes, int64_t min_side, cv::Mat& out
   out.create(static_cast<int>(cinfo.output_height), static_cast<int>(cinfo.output_width),
              cinfo.output_components == 1 ? CV_8UC1 : CV_8UC3);
   // Rows in groups as large as the decoder's output buffer (an iMCU row), not one call per row.
-  std::vector<JSAMPROW> rows(static_cast<size_t>(cinfo.output_height));
+  rows.resize(static_cast<size_t>(cinfo.output_height));
   for (JDIMENSION y = 0; y < cinfo.output_height; ++y) rows[y] = out.ptr<unsigned char>(static_cast<int>(y));
   while (cinfo.output_scanline < cinfo.output_height)
     jpeg_read_scanlines(&cinfo, rows.data() + cinfo.output_scanline, cinfo.output_height - cinfo.output_scanline);
@@ -100,9 +102,10 @@ cv::Mat decode_jpeg(const fs::path& path, std::string_view file, int64_t min_sid
   if (bytes.size() < 2 || bytes[0] != 0xFF || bytes[1] != 0xD8) fail("{}: not a JPEG file", path.string());
   ErrorManager err;
   cv::Mat out;
+  std::vector<JSAMPROW> rows;
   int reduced = 1;
   if (reduction) *reduction = 1;
-  if (!decode(bytes, min_side, out, reduced, err)) fail("{}: cannot decode the JPEG ({})", path.string(), err.message);
+  if (!decode(bytes, min_side, out, rows, reduced, err)) fail("{}: cannot decode the JPEG ({})", path.string(), err.message);
   if (err.truncated) fail("{}: truncated JPEG (premature end of data)", path.string());
   if (out.channels() != 1 && out.channels() != 3) fail("{}: JPEG with {} components", path.string(), out.channels());
   if (reduction) *reduction = reduced;

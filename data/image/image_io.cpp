@@ -9,8 +9,7 @@
 #include <opencv2/imgproc.hpp>
 
 #include <algorithm>
-#include <array>
-#include <fstream>
+#include <climits>
 #include <string_view>
 
 namespace facet::data::image {
@@ -49,6 +48,7 @@ cv::Mat read_image_mat(const fs::path& path, int64_t min_side, int* reduction) {
   if (file.starts_with("\x89PNG\r\n\x1a\n"))
     if (auto png = decode_png(path, file)) return *png;  // else a kind our decoder leaves to OpenCV
   if (!opencv_format(file)) fail("{}: not a PNG, JPEG, TIFF, BMP or WebP image", path.string());
+  if (file.size() > INT_MAX) fail("{}: {} bytes, more than OpenCV decodes", path.string(), file.size());
   const cv::Mat encoded(1, static_cast<int>(file.size()), CV_8UC1, const_cast<char*>(file.data()));
   const cv::Mat raw = cv::imdecode(encoded, cv::IMREAD_UNCHANGED);
   if (raw.empty()) fail("{}: cannot decode the image (truncated or damaged)", path.string());

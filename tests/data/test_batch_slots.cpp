@@ -26,14 +26,20 @@ Sample image_sample(float value) {
 
 const std::string normalize = "{name: normalize, mean: [1], std: [2]}";
 
+// Sample i (an image of value i) through pipelines[i], in row i of `slots`, as the loader runs it.
+std::vector<Sample> transformed(BatchSlots& slots, const std::vector<std::string>& pipelines) {
+  std::vector<Sample> samples;
+  for (size_t i = 0; i < pipelines.size(); ++i) {
+    const BatchSlots::Row row(slots, static_cast<int64_t>(i));
+    samples.push_back(image_sample(static_cast<float>(i)));
+    run(pipelines[i], samples.back());
+  }
+  return samples;
+}
+
 TEST(BatchSlots, NormalizeWritesEachSampleIntoItsRowAndCollateCopiesNothing) {
   BatchSlots slots(3, /*pinned=*/false);
-  std::vector<Sample> samples;
-  for (int i = 0; i < 3; ++i) {
-    const BatchSlots::Row row(slots, i);
-    samples.push_back(image_sample(static_cast<float>(i)));
-    run(normalize, samples.back());
-  }
+  std::vector<Sample> samples = transformed(slots, {normalize, normalize, normalize});
   const void* first_row = samples[0].fields.at("image").data_ptr();
   const Batch batch = collate(std::move(samples), {0, 1, 2}, {}, &slots);
   const torch::Tensor& images = batch.fields.at("image");
@@ -46,14 +52,8 @@ TEST(BatchSlots, FieldsThatLeftTheirRowAreStackedAsBefore) {
   // Sample 1 is flipped after normalize (a new tensor), and normalize runs twice on sample 2: the
   // second cannot write over the row it reads, so it gets a tensor of its own.
   BatchSlots slots(4, false);
-  std::vector<Sample> samples;
-  const std::vector<std::string> pipelines = {normalize, normalize + ", {name: random_hflip, p: 1.0}",
-                                              normalize + ", " + normalize};
-  for (int i = 0; i < 3; ++i) {
-    const BatchSlots::Row row(slots, i);
-    samples.push_back(image_sample(static_cast<float>(i)));
-    run(pipelines[static_cast<size_t>(i)], samples.back());
-  }
+  std::vector<Sample> samples =
+      transformed(slots, {normalize, normalize + ", {name: random_hflip, p: 1.0}", normalize + ", " + normalize});
   const void* first_row = samples[0].fields.at("image").data_ptr();
   const Batch batch = collate(std::move(samples), {0, 1, 2}, {}, &slots);
   const torch::Tensor& images = batch.fields.at("image");
@@ -65,12 +65,7 @@ TEST(BatchSlots, FieldsThatLeftTheirRowAreStackedAsBefore) {
 
   // A short batch (2 of 4 planned rows) is the first rows of the slots' tensor.
   BatchSlots short_slots(4, false);
-  std::vector<Sample> two;
-  for (int i = 0; i < 2; ++i) {
-    const BatchSlots::Row row(short_slots, i);
-    two.push_back(image_sample(static_cast<float>(i)));
-    run(normalize, two.back());
-  }
+  std::vector<Sample> two = transformed(short_slots, {normalize, normalize});
   const void* short_first = two[0].fields.at("image").data_ptr();
   const Batch short_batch = collate(std::move(two), {0, 1}, {}, &short_slots);
   EXPECT_EQ(short_batch.fields.at("image").data_ptr(), short_first);

@@ -5,7 +5,6 @@
 
 #include <csetjmp>
 #include <cstdio>
-#include <fstream>
 #include <span>
 #include <string>
 #include <vector>
@@ -85,12 +84,6 @@ bool decode(std::span<const unsigned char> bytes, int64_t min_side, cv::Mat& out
 }
 
 }  // namespace
-
-bool is_jpeg(const fs::path& path) {
-  std::ifstream in(path, std::ios::binary);
-  unsigned char head[2] = {};
-  return in.read(reinterpret_cast<char*>(head), 2) && head[0] == 0xFF && head[1] == 0xD8;
-}
 
 cv::Mat decode_jpeg(const fs::path& path, int64_t min_side, int* reduction) {
   if (!fs::exists(path)) fail("{}: no such image file", path.string());

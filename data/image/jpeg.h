@@ -20,7 +20,4 @@ cv::Mat decode_jpeg(const std::filesystem::path& path, int64_t min_side = 0, int
 cv::Mat decode_jpeg(const std::filesystem::path& path, std::string_view file, int64_t min_side = 0,
                     int* reduction = nullptr);
 
-// Whether the file starts with the JPEG SOI marker.
-bool is_jpeg(const std::filesystem::path& path);
-
 }  // namespace facet::data::image

@@ -2,6 +2,7 @@
 
 #include "core/error.h"
 #include "data/image/image_io.h"
+#include "data/image/resample.h"
 #include "data/transform.h"
 
 #include <opencv2/imgcodecs.hpp>
@@ -153,20 +154,18 @@ torch::Tensor read_frame(const fs::path& path, int64_t size, torch::Tensor* land
   }
   if (rgb.rows == size && rgb.cols == size) return chw(rgb);  // the reduced decode did it all
   if (rgb.depth() == CV_8U) {
-    // Antialiased bilinear on the 8-bit frame, the kernel torchvision's Resize(antialias=True) runs
-    // (its channels-last uint8 path is vectorised; OpenCV's area resize at non-integer ratios is not).
+    // Antialiased bilinear on the 8-bit frame, bitwise torchvision's Resize(antialias=True) on a uint8
+    // tensor, with its weight tables made once per size (image/resample.h); OpenCV's area resize at
+    // non-integer ratios is neither the same nor vectorised.
     const int64_t c = rgb.channels();
-    const torch::Tensor nhwc = torch::from_blob(rgb.data, {1, rgb.rows, rgb.cols, c},
-                                                {static_cast<int64_t>(rgb.step1()) * rgb.rows, static_cast<int64_t>(rgb.step1()), c, 1},
-                                                torch::kUInt8);
-    namespace F = torch::nn::functional;
-    const torch::Tensor resized = F::interpolate(
-        nhwc.permute({0, 3, 1, 2}),
-        F::InterpolateFuncOptions().size(std::vector<int64_t>{size, size}).mode(torch::kBilinear).align_corners(false).antialias(true));
+    torch::Tensor resized = torch::empty({size, size, c}, torch::kUInt8);
+    image::resize_antialiased({rgb.data, rgb.rows, rgb.cols, c, static_cast<int64_t>(rgb.step1())},
+                              resized.data_ptr<uint8_t>(), size, size);
+    resized = resized.permute({2, 0, 1});
     // 8-bit when the loader's transforms take it (data/transform.h), else uint8 HWC to float CHW in one
     // copy (not a float HWC copy, then a contiguous one).
-    if (EightBitImages::allowed()) return resized[0];
-    return resized[0].to(torch::kFloat, /*non_blocking=*/false, /*copy=*/false, torch::MemoryFormat::Contiguous);
+    if (EightBitImages::allowed()) return resized;
+    return resized.to(torch::kFloat, /*non_blocking=*/false, /*copy=*/false, torch::MemoryFormat::Contiguous);
   }
   cv::Mat resized;
   cv::resize(rgb, resized, cv::Size(static_cast<int>(size), static_cast<int>(size)), 0, 0,

@@ -67,6 +67,19 @@ TEST(FrameDecode, ReducedDecodeMatchesTheFullDecodeAndMovesLandmarksAlike) {
   EXPECT_GT(mean_diff, 0.0) << "the reduced path was not taken";
 }
 
+TEST(FrameDecode, AFrameResizedInTheReaderIsBitwiseTorchvisionsResize) {
+  const fs::path path = smooth_jpeg("resized", 256, 256);  // too small for a reduced decode to 200
+  const torch::Tensor frame = face::read_frame(path, 200, nullptr);
+  const cv::Mat full = image::decode_jpeg(path);
+  const torch::Tensor nchw =
+      torch::from_blob(full.data, {1, full.rows, full.cols, 3}, torch::kUInt8).permute({0, 3, 1, 2});
+  namespace F = torch::nn::functional;
+  const torch::Tensor reference =
+      F::interpolate(nchw, F::InterpolateFuncOptions().size(std::vector<int64_t>{200, 200}).mode(torch::kBilinear)
+                               .align_corners(false).antialias(true))[0].to(torch::kFloat);
+  EXPECT_TRUE(torch::equal(frame, reference));
+}
+
 // fuzz_image's find: a header claiming 60000 x 60000 pixels made the decoder allocate 10 GB.
 TEST(FrameDecode, AJpegClaimingAHugeSizeIsRefusedBeforeAllocating) {
   const fs::path small = smooth_jpeg("huge", 16, 16);

@@ -1,0 +1,308 @@
+#include "data/image/resample.h"
+
+#include "core/error.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <memory>
+
+#if defined(__x86_64__)
+#include <immintrin.h>
+#endif
+
+namespace facet::data::image {
+namespace {
+
+// ATen's HelperInterpLinear::aa_filter.
+double tent(double x) {
+  x = std::abs(x);
+  return x < 1.0 ? 1.0 - x : 0.0;
+}
+
+uint8_t to_byte(int32_t sum, unsigned precision) { return static_cast<uint8_t>(std::clamp(sum >> precision, 0, 255)); }
+
+// The tables of the sizes this thread resized last: a loader's worker resizes every frame to one size.
+std::shared_ptr<const AxisWeights> axis_weights(int64_t in_size, int64_t out_size) {
+  thread_local std::vector<std::shared_ptr<const AxisWeights>> recent;
+  for (const auto& axis : recent)
+    if (axis->in_size == in_size && axis->out_size == out_size) return axis;
+  if (recent.size() == 8) recent.erase(recent.begin());
+  recent.push_back(std::make_shared<const AxisWeights>(AxisWeights::make(in_size, out_size)));
+  return recent.back();
+}
+
+// ---- portable passes: the sums ATen's scalar loops compute (basic_loop_aa_horizontal / _vertical<uint8_t>)
+
+void horizontal_portable(const PixelsView& in, int64_t row_begin, const AxisWeights& axis, uint8_t* out,
+                         int64_t out_stride) {
+  const int64_t channels = in.channels;
+  const int32_t half = 1 << (axis.precision - 1);
+  for (int64_t r = row_begin; r < in.rows; ++r) {
+    const uint8_t* src = in.data + r * in.row_stride;
+    uint8_t* dst = out + r * out_stride;
+    for (int64_t x = 0; x < axis.out_size; ++x) {
+      const int16_t* w = &axis.weights[x * axis.taps];
+      const uint8_t* p = src + axis.first[x] * channels;
+      for (int64_t c = 0; c < channels; ++c) {
+        int32_t sum = half;
+        for (int32_t k = 0; k < axis.count[x]; ++k) sum += p[k * channels + c] * w[k];
+        dst[x * channels + c] = to_byte(sum, axis.precision);
+      }
+    }
+  }
+}
+
+void vertical_portable(const PixelsView& in, const AxisWeights& axis, uint8_t* out, int64_t out_stride) {
+  const int64_t bytes = in.cols * in.channels;
+  const int32_t half = 1 << (axis.precision - 1);
+  for (int64_t y = 0; y < axis.out_size; ++y) {
+    const int16_t* w = &axis.weights[y * axis.taps];
+    const uint8_t* src = in.data + axis.first[y] * in.row_stride;
+    uint8_t* dst = out + y * out_stride;
+    for (int64_t b = 0; b < bytes; ++b) {
+      int32_t sum = half;
+      for (int32_t k = 0; k < axis.count[y]; ++k) sum += src[k * in.row_stride + b] * w[k];
+      dst[b] = to_byte(sum, axis.precision);
+    }
+  }
+}
+
+#if defined(__x86_64__)
+bool cpu_has_avx2() {
+  static const bool has = __builtin_cpu_supports("avx2");
+  return has;
+}
+
+// Weights k and k + 1 side by side in every 32-bit lane, as _mm256_madd_epi16 pairs them with two
+// int16 values: one broadcast load (little-endian, k in the low half).
+__attribute__((target("avx2"))) __m256i weight_pair(const int16_t* w) {
+  int32_t pair;
+  std::memcpy(&pair, w, sizeof pair);
+  return _mm256_set1_epi32(pair);
+}
+
+// The 16 bytes at `low` and at `high` in the two halves of one register.
+__attribute__((target("avx2"))) __m256i two_rows(const uint8_t* low, const uint8_t* high) {
+  return _mm256_inserti128_si256(_mm256_castsi128_si256(_mm_loadu_si128(reinterpret_cast<const __m128i*>(low))),
+                                 _mm_loadu_si128(reinterpret_cast<const __m128i*>(high)), 1);
+}
+
+// Output pixel x of four RGB rows: sums [R, G, B, 0] per 128-bit lane, rows 0 and 1 in `rows01`, 2
+// and 3 in `rows23`. One 16-byte load holds the five pixels from the output's first input; two byte
+// shuffles spread taps 0-1 and 2-3 of each channel into int16 pairs, and madd weighs each pair.
+struct FourRows {
+  const uint8_t* row[4];
+};
+__attribute__((target("avx2"), always_inline)) inline void rgb_sums(const FourRows& in, const AxisWeights& axis,
+                                                                    int64_t x, __m256i half, __m256i& rows01,
+                                                                    __m256i& rows23) {
+  const __m256i taps01 = _mm256_setr_epi8(0, -1, 3, -1, 1, -1, 4, -1, 2, -1, 5, -1, -1, -1, -1, -1,  //
+                                          0, -1, 3, -1, 1, -1, 4, -1, 2, -1, 5, -1, -1, -1, -1, -1);
+  const __m256i taps23 = _mm256_setr_epi8(6, -1, 9, -1, 7, -1, 10, -1, 8, -1, 11, -1, -1, -1, -1, -1,  //
+                                          6, -1, 9, -1, 7, -1, 10, -1, 8, -1, 11, -1, -1, -1, -1, -1);
+  const int16_t* w = &axis.weights[x * axis.taps];
+  rows01 = rows23 = half;
+  for (int32_t k = 0; k < axis.count[x]; k += 4) {
+    const int64_t at = 3 * (static_cast<int64_t>(axis.first[x]) + k);
+    const __m256i w01 = weight_pair(w + k), w23 = weight_pair(w + k + 2);
+    __m256i pixels = two_rows(in.row[0] + at, in.row[1] + at);
+    rows01 = _mm256_add_epi32(rows01, _mm256_madd_epi16(_mm256_shuffle_epi8(pixels, taps01), w01));
+    rows01 = _mm256_add_epi32(rows01, _mm256_madd_epi16(_mm256_shuffle_epi8(pixels, taps23), w23));
+    pixels = two_rows(in.row[2] + at, in.row[3] + at);
+    rows23 = _mm256_add_epi32(rows23, _mm256_madd_epi16(_mm256_shuffle_epi8(pixels, taps01), w01));
+    rows23 = _mm256_add_epi32(rows23, _mm256_madd_epi16(_mm256_shuffle_epi8(pixels, taps23), w23));
+  }
+}
+
+// Sums of four output pixels of two rows ([R, G, B, 0] per lane each) -> per lane, their 12 rounded
+// bytes R G B R G B ... and 4 spare ones.
+__attribute__((target("avx2"))) __m256i twelve_bytes(const __m256i (&sums)[4], __m128i shift) {
+  const __m256i compact = _mm256_setr_epi8(0, 1, 2, 4, 5, 6, 8, 9, 10, 12, 13, 14, -1, -1, -1, -1,  //
+                                           0, 1, 2, 4, 5, 6, 8, 9, 10, 12, 13, 14, -1, -1, -1, -1);
+  const __m256i first = _mm256_packs_epi32(_mm256_sra_epi32(sums[0], shift), _mm256_sra_epi32(sums[1], shift));
+  const __m256i last = _mm256_packs_epi32(_mm256_sra_epi32(sums[2], shift), _mm256_sra_epi32(sums[3], shift));
+  return _mm256_shuffle_epi8(_mm256_packus_epi16(first, last), compact);
+}
+
+// One output pixel of two rows -> its three rounded bytes at the start of each lane.
+__attribute__((target("avx2"))) __m256i three_bytes(__m256i sums, __m128i shift) {
+  sums = _mm256_packs_epi32(_mm256_sra_epi32(sums, shift), sums);
+  return _mm256_packus_epi16(sums, sums);
+}
+
+__attribute__((target("avx2"))) void store_rgb(uint8_t* dst, __m128i bytes) {
+  const int32_t rgb = _mm_cvtsi128_si32(bytes);
+  std::memcpy(dst, &rgb, 3);
+}
+
+// Horizontal pass of interleaved RGB, four rows at a time (two per 256-bit register, sharing the
+// weights), four output pixels packed and stored together: 16-byte stores whose 4 spare bytes the
+// next pixels overwrite, the row's last pixels one by one. A load reads up to 13 bytes past a row's
+// last pixel, so the caller leaves the last row (and rows that do not fill a group of four) to the
+// portable loop. Returns the rows done.
+__attribute__((target("avx2"))) int64_t horizontal_rgb_avx2(const PixelsView& in, const AxisWeights& axis,
+                                                            uint8_t* out, int64_t out_stride) {
+  const __m256i half = _mm256_set1_epi32(1 << (axis.precision - 1));
+  const __m128i shift = _mm_cvtsi32_si128(static_cast<int>(axis.precision));
+  const int64_t rows = in.rows - 1;  // the last row stays with the portable loop
+  int64_t r = 0;
+  for (; r + 4 <= rows; r += 4) {
+    const uint8_t* s = in.data + r * in.row_stride;
+    const FourRows four{{s, s + in.row_stride, s + 2 * in.row_stride, s + 3 * in.row_stride}};
+    uint8_t* d[4] = {out + r * out_stride, out + (r + 1) * out_stride, out + (r + 2) * out_stride,
+                     out + (r + 3) * out_stride};
+    int64_t x = 0;
+    for (; 3 * x + 16 <= 3 * axis.out_size; x += 4) {  // the 16-byte stores stay inside the row
+      __m256i rows01[4], rows23[4];
+      for (int i = 0; i < 4; ++i) rgb_sums(four, axis, x + i, half, rows01[i], rows23[i]);
+      const __m256i bytes01 = twelve_bytes(rows01, shift), bytes23 = twelve_bytes(rows23, shift);
+      _mm_storeu_si128(reinterpret_cast<__m128i*>(d[0] + 3 * x), _mm256_castsi256_si128(bytes01));
+      _mm_storeu_si128(reinterpret_cast<__m128i*>(d[1] + 3 * x), _mm256_extracti128_si256(bytes01, 1));
+      _mm_storeu_si128(reinterpret_cast<__m128i*>(d[2] + 3 * x), _mm256_castsi256_si128(bytes23));
+      _mm_storeu_si128(reinterpret_cast<__m128i*>(d[3] + 3 * x), _mm256_extracti128_si256(bytes23, 1));
+    }
+    for (; x < axis.out_size; ++x) {
+      __m256i rows01, rows23;
+      rgb_sums(four, axis, x, half, rows01, rows23);
+      rows01 = three_bytes(rows01, shift);
+      rows23 = three_bytes(rows23, shift);
+      store_rgb(d[0] + 3 * x, _mm256_castsi256_si128(rows01));
+      store_rgb(d[1] + 3 * x, _mm256_extracti128_si256(rows01, 1));
+      store_rgb(d[2] + 3 * x, _mm256_castsi256_si128(rows23));
+      store_rgb(d[3] + 3 * x, _mm256_extracti128_si256(rows23, 1));
+    }
+  }
+  return r;
+}
+
+// Vertical pass, 32 bytes of a row at a time whatever the channels: the bytes of two input rows are
+// interleaved into int16 pairs and weighed by madd. The unpacks work within 128-bit lanes and the packs
+// undo them in the same order, so the bytes come back where they were. Needs rows of >= 32 bytes; the
+// last block overlaps the one before it.
+__attribute__((target("avx2"))) void vertical_avx2(const PixelsView& in, const AxisWeights& axis, uint8_t* out,
+                                                   int64_t out_stride) {
+  const int64_t bytes = in.cols * in.channels;
+  const __m256i half = _mm256_set1_epi32(1 << (axis.precision - 1));
+  const __m256i zero = _mm256_setzero_si256();
+  const __m128i shift = _mm_cvtsi32_si128(static_cast<int>(axis.precision));
+  for (int64_t y = 0; y < axis.out_size; ++y) {
+    const int16_t* w = &axis.weights[y * axis.taps];
+    const uint8_t* src = in.data + axis.first[y] * in.row_stride;
+    const int32_t count = axis.count[y];
+    uint8_t* dst = out + y * out_stride;
+    for (int64_t b = 0;; b += 32) {
+      b = std::min(b, bytes - 32);
+      __m256i sum0 = half, sum1 = half, sum2 = half, sum3 = half;
+      for (int32_t k = 0; k < count; k += 2) {
+        const __m256i upper = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(src + k * in.row_stride + b));
+        const __m256i lower = k + 1 < count
+                                  ? _mm256_loadu_si256(reinterpret_cast<const __m256i*>(src + (k + 1) * in.row_stride + b))
+                                  : zero;  // weights past `count` are zero
+        const __m256i pair = weight_pair(w + k);
+        const __m256i low = _mm256_unpacklo_epi8(upper, lower), high = _mm256_unpackhi_epi8(upper, lower);
+        sum0 = _mm256_add_epi32(sum0, _mm256_madd_epi16(_mm256_unpacklo_epi8(low, zero), pair));
+        sum1 = _mm256_add_epi32(sum1, _mm256_madd_epi16(_mm256_unpackhi_epi8(low, zero), pair));
+        sum2 = _mm256_add_epi32(sum2, _mm256_madd_epi16(_mm256_unpacklo_epi8(high, zero), pair));
+        sum3 = _mm256_add_epi32(sum3, _mm256_madd_epi16(_mm256_unpackhi_epi8(high, zero), pair));
+      }
+      const __m256i first16 = _mm256_packs_epi32(_mm256_sra_epi32(sum0, shift), _mm256_sra_epi32(sum1, shift));
+      const __m256i last16 = _mm256_packs_epi32(_mm256_sra_epi32(sum2, shift), _mm256_sra_epi32(sum3, shift));
+      _mm256_storeu_si256(reinterpret_cast<__m256i*>(dst + b), _mm256_packus_epi16(first16, last16));
+      if (b + 32 >= bytes) break;
+    }
+  }
+}
+#endif
+
+void horizontal(const PixelsView& in, const AxisWeights& axis, uint8_t* out, int64_t out_stride, bool simd) {
+  int64_t rows_done = 0;
+#if defined(__x86_64__)
+  if (simd && in.channels == 3 && in.cols * 3 >= 16) rows_done = horizontal_rgb_avx2(in, axis, out, out_stride);
+#endif
+  horizontal_portable(in, rows_done, axis, out, out_stride);
+}
+
+void vertical(const PixelsView& in, const AxisWeights& axis, uint8_t* out, int64_t out_stride, bool simd) {
+#if defined(__x86_64__)
+  if (simd && in.cols * in.channels >= 32) return vertical_avx2(in, axis, out, out_stride);
+#endif
+  vertical_portable(in, axis, out, out_stride);
+}
+
+}  // namespace
+
+AxisWeights AxisWeights::make(int64_t in_size, int64_t out_size) {
+  if (in_size <= 0 || out_size <= 0) fail("resize: sizes must be positive, got {} -> {}", in_size, out_size);
+  AxisWeights axis;
+  axis.in_size = in_size;
+  axis.out_size = out_size;
+  // The order of the double arithmetic below is ATen's (_compute_indices_min_size_weights_aa): the
+  // weights are rounded to int16, so the last bit of a double can move a pixel by one grey level.
+  const double scale = static_cast<double>(in_size) / static_cast<double>(out_size);
+  const double support = scale >= 1.0 ? scale : 1.0;  // the tent's half-width: 1, times the downscale
+  const double invscale = scale >= 1.0 ? 1.0 / scale : 1.0;
+  const int64_t max_taps = static_cast<int64_t>(std::ceil(support)) * 2 + 1;
+  axis.taps = (max_taps + 3) / 4 * 4;
+  axis.first.resize(out_size);
+  axis.count.resize(out_size);
+  std::vector<double> weights(out_size * max_taps, 0.0);
+  double largest = 0.0;
+  for (int64_t i = 0; i < out_size; ++i) {
+    const double center = scale * (static_cast<double>(i) + 0.5);
+    const int64_t first = std::max(static_cast<int64_t>(center - support + 0.5), int64_t{0});
+    const int64_t count = std::clamp(std::min(static_cast<int64_t>(center + support + 0.5), in_size) - first,
+                                     int64_t{0}, max_taps);
+    double* w = &weights[i * max_taps];
+    double total = 0.0;
+    for (int64_t j = 0; j < count; ++j) {
+      w[j] = tent((static_cast<double>(j + first) - center + 0.5) * invscale);
+      total += w[j];
+    }
+    if (total != 0.0)
+      for (int64_t j = 0; j < count; ++j) largest = std::max(largest, w[j] /= total);
+    axis.first[i] = static_cast<int32_t>(first);
+    axis.count[i] = static_cast<int32_t>(count);
+  }
+  for (axis.precision = 0; axis.precision < 22; ++axis.precision)
+    if (static_cast<int>(0.5 + largest * (1 << (axis.precision + 1))) >= (1 << 15)) break;
+  axis.weights.assign(out_size * axis.taps, 0);
+  for (int64_t i = 0; i < out_size; ++i)
+    for (int64_t j = 0; j < max_taps; ++j) {
+      const double v = weights[i * max_taps + j] * (1 << axis.precision);
+      axis.weights[i * axis.taps + j] = static_cast<int16_t>(v < 0 ? static_cast<int>(-0.5 + v) : static_cast<int>(0.5 + v));
+    }
+  return axis;
+}
+
+void resize_antialiased(const PixelsView& in, uint8_t* out, int64_t out_rows, int64_t out_cols,
+                        ResampleKernels kernels) {
+  if (in.rows <= 0 || in.cols <= 0 || in.channels <= 0 || out_rows <= 0 || out_cols <= 0)
+    fail("resize: {}x{}x{} pixels to {}x{}: every size must be positive", in.rows, in.cols, in.channels, out_rows,
+         out_cols);
+  if (in.row_stride < in.cols * in.channels)
+    fail("resize: a row stride of {} bytes is shorter than a row ({} bytes)", in.row_stride, in.cols * in.channels);
+  const int64_t out_stride = out_cols * in.channels;
+  if (in.rows == out_rows && in.cols == out_cols) {
+    for (int64_t r = 0; r < in.rows; ++r) std::memcpy(out + r * out_stride, in.data + r * in.row_stride, out_stride);
+    return;
+  }
+  bool simd = false;
+#if defined(__x86_64__)
+  simd = kernels == ResampleKernels::best && cpu_has_avx2();
+#endif
+  PixelsView rows = in;
+  thread_local std::vector<uint8_t> between;  // the horizontal pass's rows, when a vertical one follows
+  if (in.cols != out_cols) {
+    uint8_t* dst = out;
+    if (in.rows != out_rows) {
+      between.resize(static_cast<size_t>(in.rows * out_stride));
+      dst = between.data();
+    }
+    horizontal(in, *axis_weights(in.cols, out_cols), dst, out_stride, simd);
+    rows = PixelsView{dst, in.rows, out_cols, in.channels, out_stride};
+  }
+  if (in.rows != out_rows) vertical(rows, *axis_weights(in.rows, out_rows), out, out_stride, simd);
+}
+
+}  // namespace facet::data::image

@@ -1,0 +1,44 @@
+// Antialiased bilinear resizing of 8-bit interleaved pixels, bitwise what torch's
+// interpolate(mode=bilinear, align_corners=false, antialias=true) gives for a uint8 image — the resize
+// torchvision's Resize runs on tensors, so a model trained here sees the pixels it would see there.
+// ATen recomputes its weight tables, allocates them as tensors and converts the layout on every call;
+// for a loader resizing every frame to one size, that was a third of the resize. Here the tables are
+// made once per (input, output) size and thread, and the passes read and write interleaved pixels.
+#pragma once
+
+#include <cstdint>
+#include <vector>
+
+namespace facet::data::image {
+
+// 8-bit interleaved pixels: `rows` rows of `cols` pixels of `channels` bytes, row r at
+// data + r * row_stride (>= cols * channels).
+struct PixelsView {
+  const uint8_t* data = nullptr;
+  int64_t rows = 0, cols = 0, channels = 0, row_stride = 0;
+};
+
+// The integer weights of one axis, as ATen makes them for uint8 (UpSampleKernel.cpp,
+// `_compute_index_ranges_int16_weights`): the tent filter widened by the downscale factor,
+// normalised per output, then scaled by 2^precision and rounded to int16, the largest precision
+// that keeps the largest weight below 2^15.
+struct AxisWeights {
+  int64_t in_size = 0, out_size = 0;
+  int64_t taps = 0;            // weights stored per output, a multiple of 4 (zeros past `count`)
+  unsigned precision = 0;      // the weighted sum is shifted right by this much, after adding half
+  std::vector<int32_t> first;  // [out]: the first input index
+  std::vector<int32_t> count;  // [out]: how many inputs it reads
+  std::vector<int16_t> weights;  // [out, taps]
+
+  static AxisWeights make(int64_t in_size, int64_t out_size);
+};
+
+// Which code runs: the AVX2 kernels where the CPU has them, or the portable loops (tests compare the two).
+enum class ResampleKernels { best, portable };
+
+// Resizes `in` to out_rows x out_cols into `out` (contiguous, out_rows * out_cols * channels bytes): a
+// horizontal pass rounded to 8 bits, then a vertical one, as ATen does. 1 to 4 channels.
+void resize_antialiased(const PixelsView& in, uint8_t* out, int64_t out_rows, int64_t out_cols,
+                        ResampleKernels kernels = ResampleKernels::best);
+
+}  // namespace facet::data::image

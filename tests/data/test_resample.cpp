@@ -1,0 +1,102 @@
+// The loader's antialiased resize of 8-bit pixels against torch's interpolate(bilinear,
+// antialias=True) on uint8, which it must equal to the bit: both kernels (AVX2, portable), shrinking
+// and enlarging, one axis or both, 1 to 5 channels, strided rows; the weight table by hand.
+#include "core/error.h"
+#include "data/image/resample.h"
+
+#include <gtest/gtest.h>
+#include <torch/torch.h>
+
+namespace facet::data::test_resample {
+namespace {
+
+using image::ResampleKernels;
+
+// torch's result for uint8 HWC pixels, channels-last as torchvision resizes a decoded image.
+torch::Tensor torch_resize(const torch::Tensor& hwc, int64_t rows, int64_t cols) {
+  namespace F = torch::nn::functional;
+  const torch::Tensor resized = F::interpolate(hwc.permute({2, 0, 1}).unsqueeze(0),
+                                               F::InterpolateFuncOptions()
+                                                   .size(std::vector<int64_t>{rows, cols})
+                                                   .mode(torch::kBilinear)
+                                                   .align_corners(false)
+                                                   .antialias(true));
+  return resized[0].permute({1, 2, 0}).contiguous();
+}
+
+torch::Tensor ours(const torch::Tensor& hwc, int64_t rows, int64_t cols, ResampleKernels kernels) {
+  EXPECT_EQ(hwc.stride(2), 1);
+  EXPECT_EQ(hwc.stride(1), hwc.size(2));
+  const image::PixelsView in{hwc.data_ptr<uint8_t>(), hwc.size(0), hwc.size(1), hwc.size(2), hwc.stride(0)};
+  torch::Tensor out = torch::empty({rows, cols, hwc.size(2)}, torch::kUInt8);
+  image::resize_antialiased(in, out.data_ptr<uint8_t>(), rows, cols, kernels);
+  return out;
+}
+
+// Noise: every pixel's rounding is independent, so one wrong weight or shift shows.
+torch::Tensor noise(int64_t rows, int64_t cols, int64_t channels, uint64_t seed) {
+  auto g = at::make_generator<at::CPUGeneratorImpl>(seed);
+  return torch::randint(0, 256, {rows, cols, channels}, g, torch::kUInt8);
+}
+
+TEST(Resample, EqualsTorchsAntialiasedBilinearToTheBit) {
+  struct Case {
+    int64_t rows, cols, out_rows, out_cols;
+  };
+  const std::vector<Case> cases = {
+      {256, 256, 200, 200},  // the face loader's frames
+      {260, 348, 200, 200},  // a BP4D frame decoded at 1/4
+      {517, 389, 200, 176},  // odd factors, more taps than one 16-byte load holds
+      {100, 37, 200, 75},    // enlarging
+      {64, 64, 64, 31},      // horizontal only
+      {64, 64, 17, 64},      // vertical only
+      {9, 5, 4, 11},         // rows too short for the vector kernels
+  };
+  uint64_t seed = 0;
+  for (const Case& c : cases)
+    for (const int64_t channels : {1, 3, 4, 5}) {
+      const torch::Tensor in = noise(c.rows, c.cols, channels, ++seed);
+      const torch::Tensor expected = torch_resize(in, c.out_rows, c.out_cols);
+      for (const auto kernels : {ResampleKernels::best, ResampleKernels::portable}) {
+        const torch::Tensor got = ours(in, c.out_rows, c.out_cols, kernels);
+        EXPECT_TRUE(torch::equal(got, expected))
+            << c.rows << "x" << c.cols << "x" << channels << " -> " << c.out_rows << "x" << c.out_cols
+            << (kernels == ResampleKernels::best ? " (best)" : " (portable)") << ": "
+            << (got.to(torch::kInt) - expected.to(torch::kInt)).abs().max().item<int>() << " grey levels off";
+      }
+    }
+}
+
+TEST(Resample, ReadsRowsWithAStrideLongerThanTheRow) {
+  const torch::Tensor frame = noise(300, 300, 3, 7);
+  const torch::Tensor crop = frame.slice(0, 10, 266).slice(1, 20, 276);  // 256 x 256, rows 900 bytes apart
+  torch::Tensor out = torch::empty({200, 200, 3}, torch::kUInt8);
+  image::resize_antialiased({crop.data_ptr<uint8_t>(), 256, 256, 3, crop.stride(0)}, out.data_ptr<uint8_t>(), 200, 200);
+  EXPECT_TRUE(torch::equal(out, torch_resize(crop, 200, 200)));
+}
+
+TEST(Resample, WeightsOfAHalvingAxisByHand) {
+  // 4 -> 2: scale 2, the tent 2 wide each side. Output 0 is centred on 1.0 and reads inputs 0-2 at
+  // distances 0.5, 0.5, 1.5 (tent 0.75, 0.75, 0.25, sum 1.75); 3/7 * 2^16 < 2^15 <= 3/7 * 2^17.
+  const image::AxisWeights axis = image::AxisWeights::make(4, 2);
+  EXPECT_EQ(axis.precision, 16u);
+  EXPECT_EQ(axis.taps, 8);  // 2 * ceil(2) + 1 = 5, padded to 8
+  EXPECT_EQ(axis.first, (std::vector<int32_t>{0, 1}));
+  EXPECT_EQ(axis.count, (std::vector<int32_t>{3, 3}));
+  EXPECT_EQ(axis.weights, (std::vector<int16_t>{28087, 28087, 9362, 0, 0, 0, 0, 0,  //
+                                                9362, 28087, 28087, 0, 0, 0, 0, 0}));
+}
+
+TEST(Resample, RefusesARowStrideShorterThanTheRow) {
+  const std::vector<uint8_t> pixels(64);
+  std::vector<uint8_t> out(16);
+  try {
+    image::resize_antialiased({pixels.data(), 4, 4, 3, 8}, out.data(), 2, 2);
+    FAIL() << "no error";
+  } catch (const Error& e) {
+    EXPECT_STREQ(e.what(), "resize: a row stride of 8 bytes is shorter than a row (12 bytes)");
+  }
+}
+
+}  // namespace
+}  // namespace facet::data::test_resample

@@ -29,6 +29,17 @@ fs::path smooth_jpeg(const std::string& name, int rows, int cols) {
   return path;
 }
 
+// The reference: every pixel decoded, then torch's antialiased resize of the uint8 frame
+// (torchvision's Resize on a tensor), as float [3, size, size].
+torch::Tensor decoded_then_resized(const fs::path& path, int64_t size) {
+  const cv::Mat full = image::decode_jpeg(path);
+  const torch::Tensor nchw =
+      torch::from_blob(full.data, {1, full.rows, full.cols, 3}, torch::kUInt8).permute({0, 3, 1, 2});
+  namespace F = torch::nn::functional;
+  return F::interpolate(nchw, F::InterpolateFuncOptions().size(std::vector<int64_t>{size, size}).mode(torch::kBilinear)
+                                  .align_corners(false).antialias(true))[0].to(torch::kFloat);
+}
+
 TEST(FrameDecode, PicksTheLargestReductionThatKeepsBothSidesAndDividesThem) {
   const fs::path bp4d = smooth_jpeg("bp4d", 1040, 1392);  // BP4D's frame size
   int reduction = 0;
@@ -54,14 +65,7 @@ TEST(FrameDecode, ReducedDecodeMatchesTheFullDecodeAndMovesLandmarksAlike) {
   ASSERT_EQ(fast.sizes(), (std::vector<int64_t>{3, 200, 200}));
   EXPECT_TRUE(torch::allclose(landmarks, torch::tensor({{100.5f * 200 / 1392, 50.5f * 200 / 1040},
                                                         {1300.0f * 200 / 1392, 1000.0f * 200 / 1040}})));
-  // The reference: every pixel decoded, then the same antialiased resize.
-  const cv::Mat full = image::decode_jpeg(path);
-  const torch::Tensor nchw =
-      torch::from_blob(full.data, {1, full.rows, full.cols, 3}, torch::kUInt8).permute({0, 3, 1, 2});
-  namespace F = torch::nn::functional;
-  const torch::Tensor reference =
-      F::interpolate(nchw, F::InterpolateFuncOptions().size(std::vector<int64_t>{200, 200}).mode(torch::kBilinear)
-                               .align_corners(false).antialias(true))[0].to(torch::kFloat);
+  const torch::Tensor reference = decoded_then_resized(path, 200);
   const double mean_diff = (fast - reference).abs().mean().item<double>();
   EXPECT_LT(mean_diff, 1.5) << "grey levels";
   EXPECT_GT(mean_diff, 0.0) << "the reduced path was not taken";
@@ -70,13 +74,7 @@ TEST(FrameDecode, ReducedDecodeMatchesTheFullDecodeAndMovesLandmarksAlike) {
 TEST(FrameDecode, AFrameResizedInTheReaderIsBitwiseTorchvisionsResize) {
   const fs::path path = smooth_jpeg("resized", 256, 256);  // too small for a reduced decode to 200
   const torch::Tensor frame = face::read_frame(path, 200, nullptr);
-  const cv::Mat full = image::decode_jpeg(path);
-  const torch::Tensor nchw =
-      torch::from_blob(full.data, {1, full.rows, full.cols, 3}, torch::kUInt8).permute({0, 3, 1, 2});
-  namespace F = torch::nn::functional;
-  const torch::Tensor reference =
-      F::interpolate(nchw, F::InterpolateFuncOptions().size(std::vector<int64_t>{200, 200}).mode(torch::kBilinear)
-                               .align_corners(false).antialias(true))[0].to(torch::kFloat);
+  const torch::Tensor reference = decoded_then_resized(path, 200);
   EXPECT_TRUE(torch::equal(frame, reference));
 }
 

@@ -207,9 +207,10 @@ TEST(Transforms, EightBitImagesGoThroughCropsAndFlipsUntilNormalize) {
 }
 
 TEST(Transforms, NormalizeOfEightBitPixelsEqualsTheFloatPath) {
-  // A decoded HWC buffer seen as [C, H, W], cropped (a strided view: the interleaved kernel) to a width
-  // of whole 8-pixel steps or not, flipped or not (a copy in the same layout), or made planar (the
-  // table); bitwise the float path's result, whichever kernel ATen's addcmul runs on this CPU.
+  // data/transforms/eight_bit_normalize.cpp's two ways: a decoded HWC buffer seen as [C, H, W], cropped
+  // (a strided view: the interleaved kernel) to a width of whole 8-pixel steps or not, flipped or not (a
+  // copy in the same layout), or made planar (the table); bitwise the float path's result, whichever
+  // kernel ATen's addcmul runs on this CPU.
   const torch::Tensor hwc = torch::randint(0, 256, {20, 32, 3}, torch::kUInt8);
   for (const int64_t width : {16, 19, 5})
     for (const std::string mean_std : {"mean: [127.5, 100, 90], std: [127.5, 60, 70]", "mean: [123.675], std: [58.395]"})

@@ -98,10 +98,10 @@ struct StackOptions {
 };
 
 cv::Mat read_png16(const fs::path& path) {
-  if (!fs::exists(path)) fail("{}: no such slice file", path.string());
-  if (!image::is_png(path)) fail("{}: cannot decode the PNG (no PNG signature)", path.string());
+  const std::string file = image::read_image_file(path, "slice");  // read once, checked and decoded
+  if (!image::is_png(file)) fail("{}: cannot decode the PNG (no PNG signature)", path.string());
   // Our libdeflate PNG decoder (image/png.h): its inflate is most of a DeepLesion loader's time.
-  const cv::Mat raw = image::read_image_mat(path);
+  const cv::Mat raw = image::decode_image_mat(path, file);
   if (raw.type() != CV_16UC1)
     fail("{}: expected a single-channel 16-bit PNG (DeepLesion stores HU + 32768), got {} channel(s) of depth {}",
          path.string(), raw.channels(), raw.depth() == CV_8U ? "8 bits" : "other");

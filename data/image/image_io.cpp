@@ -27,25 +27,31 @@ namespace {
 // WebP). Anything else is refused before decoding, which would otherwise try every codec OpenCV has —
 // GDCM among them, which asserts (aborts) on damaged files (found by fuzz_image).
 bool opencv_format(std::string_view head) {
-  return head.starts_with("\x89PNG\r\n\x1a\n") || head.starts_with(std::string_view("II*\0", 4)) ||
+  return is_png(head) || head.starts_with(std::string_view("II*\0", 4)) ||
          head.starts_with(std::string_view("MM\0*", 4)) || head.starts_with("BM") ||
          (head.starts_with("RIFF") && head.size() >= 12 && head.substr(8, 4) == "WEBP");
 }
 
 }  // namespace
 
-cv::Mat read_image_mat(const fs::path& path, int64_t min_side, int* reduction) {
-  if (reduction) *reduction = 1;
-  std::string file;  // read once: the decoders below take the bytes
+std::string read_image_file(const fs::path& path, std::string_view kind) {
   try {
-    file = read_file(path);
+    return read_file(path);
   } catch (const Error&) {
-    if (!fs::exists(path)) fail("{}: no such image file", path.string());  // looked at only when it fails
+    if (!fs::exists(path)) fail("{}: no such {} file", path.string(), kind);
     throw;
   }
+}
+
+cv::Mat read_image_mat(const fs::path& path, int64_t min_side, int* reduction) {
+  return decode_image_mat(path, read_image_file(path), min_side, reduction);
+}
+
+cv::Mat decode_image_mat(const fs::path& path, std::string_view file, int64_t min_side, int* reduction) {
+  if (reduction) *reduction = 1;
   if (file.empty()) fail("{}: empty image file", path.string());
   if (file.starts_with("\xFF\xD8")) return decode_jpeg(path, file, min_side, reduction);
-  if (file.starts_with("\x89PNG\r\n\x1a\n"))
+  if (is_png(file))
     if (auto png = decode_png(path, file)) return *png;  // else a kind our decoder leaves to OpenCV
   if (!opencv_format(file)) fail("{}: not a PNG, JPEG, TIFF, BMP or WebP image", path.string());
   if (file.size() > INT_MAX) fail("{}: {} bytes, more than OpenCV decodes", path.string(), file.size());
@@ -65,9 +71,11 @@ cv::Mat read_image_mat(const fs::path& path, int64_t min_side, int* reduction) {
 }
 
 torch::Tensor read_image(const fs::path& path, const DicomReadOptions& dicom) {
-  if (!fs::exists(path)) fail("{}: no such image file", path.string());
-  if (is_dicom_path(path)) return read_dicom(path, dicom).pixels;
-  return mat_to_chw(read_image_mat(path));
+  if (is_dicom_path(path)) {
+    if (!fs::exists(path)) fail("{}: no such image file", path.string());
+    return read_dicom(path, dicom).pixels;
+  }
+  return mat_to_chw(read_image_mat(path));  // says itself when the file is missing
 }
 
 torch::Tensor mat_to_chw(const cv::Mat& image) {

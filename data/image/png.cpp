@@ -8,7 +8,6 @@
 #include <array>
 #include <cstdlib>
 #include <cstring>
-#include <fstream>
 #include <span>
 #include <string_view>
 
@@ -62,10 +61,8 @@ struct Decompressor {
 
 }  // namespace
 
-bool is_png(const std::filesystem::path& path) {
-  std::ifstream in(path, std::ios::binary);
-  std::array<uint8_t, 8> head{};
-  return in.read(reinterpret_cast<char*>(head.data()), head.size()) && head == kSignature;
+bool is_png(std::string_view bytes) {
+  return bytes.size() >= kSignature.size() && std::memcmp(bytes.data(), kSignature.data(), kSignature.size()) == 0;
 }
 
 std::optional<cv::Mat> decode_png(const std::filesystem::path& path) { return decode_png(path, read_file(path)); }
@@ -75,8 +72,7 @@ std::optional<cv::Mat> decode_png(const std::filesystem::path& path, std::string
     fail("{}: cannot decode the PNG ({})", path.string(), why);
   };
   const std::span<const uint8_t> bytes(reinterpret_cast<const uint8_t*>(file.data()), file.size());
-  if (bytes.size() < kSignature.size() || std::memcmp(bytes.data(), kSignature.data(), kSignature.size()) != 0)
-    return bad("no PNG signature");
+  if (!is_png(file)) return bad("no PNG signature");
   uint32_t width = 0, height = 0;
   uint8_t depth = 0, colour = 0;
   bool header = false, end = false;

@@ -14,8 +14,8 @@
 
 namespace facet::data::image {
 
-// Whether the file starts with the PNG signature.
-bool is_png(const std::filesystem::path& path);
+// Whether a file's bytes start with the PNG signature.
+bool is_png(std::string_view bytes);
 
 // CV_8UC1/CV_8UC3/CV_16UC1/CV_16UC3 in RGB order (16-bit in host byte order); nullopt for a valid PNG
 // of a kind this decoder leaves to OpenCV. Errors name the file.

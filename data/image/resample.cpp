@@ -88,31 +88,25 @@ __attribute__((target("avx2"))) __m256i two_rows(const uint8_t* low, const uint8
                                  _mm_loadu_si128(reinterpret_cast<const __m128i*>(high)), 1);
 }
 
-// Output pixel x of four RGB rows: sums [R, G, B, 0] per 128-bit lane, rows 0 and 1 in `rows01`, 2
-// and 3 in `rows23`. One 16-byte load holds the five pixels from the output's first input; two byte
-// shuffles spread taps 0-1 and 2-3 of each channel into int16 pairs, and madd weighs each pair.
-struct FourRows {
-  const uint8_t* row[4];
-};
-__attribute__((target("avx2"), always_inline)) inline void rgb_sums(const FourRows& in, const AxisWeights& axis,
-                                                                    int64_t x, __m256i half, __m256i& rows01,
-                                                                    __m256i& rows23) {
+// Output pixel x of two RGB rows: sums [R, G, B, 0] per 128-bit lane, row `low` in the low lane.
+// One 16-byte load holds the five pixels from the output's first input; two byte shuffles spread taps
+// 0-1 and 2-3 of each channel into int16 pairs, and madd weighs each pair.
+__attribute__((target("avx2"), always_inline)) inline __m256i rgb_sums(const uint8_t* low, const uint8_t* high,
+                                                                       const AxisWeights& axis, int64_t x,
+                                                                       __m256i half) {
   const __m256i taps01 = _mm256_setr_epi8(0, -1, 3, -1, 1, -1, 4, -1, 2, -1, 5, -1, -1, -1, -1, -1,  //
                                           0, -1, 3, -1, 1, -1, 4, -1, 2, -1, 5, -1, -1, -1, -1, -1);
   const __m256i taps23 = _mm256_setr_epi8(6, -1, 9, -1, 7, -1, 10, -1, 8, -1, 11, -1, -1, -1, -1, -1,  //
                                           6, -1, 9, -1, 7, -1, 10, -1, 8, -1, 11, -1, -1, -1, -1, -1);
   const int16_t* w = &axis.weights[x * axis.taps];
-  rows01 = rows23 = half;
+  __m256i sums = half;
   for (int32_t k = 0; k < axis.count[x]; k += 4) {
     const int64_t at = 3 * (static_cast<int64_t>(axis.first[x]) + k);
-    const __m256i w01 = weight_pair(w + k), w23 = weight_pair(w + k + 2);
-    __m256i pixels = two_rows(in.row[0] + at, in.row[1] + at);
-    rows01 = _mm256_add_epi32(rows01, _mm256_madd_epi16(_mm256_shuffle_epi8(pixels, taps01), w01));
-    rows01 = _mm256_add_epi32(rows01, _mm256_madd_epi16(_mm256_shuffle_epi8(pixels, taps23), w23));
-    pixels = two_rows(in.row[2] + at, in.row[3] + at);
-    rows23 = _mm256_add_epi32(rows23, _mm256_madd_epi16(_mm256_shuffle_epi8(pixels, taps01), w01));
-    rows23 = _mm256_add_epi32(rows23, _mm256_madd_epi16(_mm256_shuffle_epi8(pixels, taps23), w23));
+    const __m256i pixels = two_rows(low + at, high + at);
+    sums = _mm256_add_epi32(sums, _mm256_madd_epi16(_mm256_shuffle_epi8(pixels, taps01), weight_pair(w + k)));
+    sums = _mm256_add_epi32(sums, _mm256_madd_epi16(_mm256_shuffle_epi8(pixels, taps23), weight_pair(w + k + 2)));
   }
+  return sums;
 }
 
 // Sums of four output pixels of two rows ([R, G, B, 0] per lane each) -> per lane, their 12 rounded
@@ -136,41 +130,34 @@ __attribute__((target("avx2"))) void store_rgb(uint8_t* dst, __m128i bytes) {
   std::memcpy(dst, &rgb, 3);
 }
 
-// Horizontal pass of interleaved RGB, four rows at a time (two per 256-bit register, sharing the
-// weights), four output pixels packed and stored together: 16-byte stores whose 4 spare bytes the
-// next pixels overwrite, the row's last pixels one by one. A load reads up to 13 bytes past a row's
-// last pixel, so the caller leaves the last row (and rows that do not fill a group of four) to the
-// portable loop. Returns the rows done.
+// Horizontal pass of interleaved RGB, two rows at a time (one per 128-bit lane, sharing the weights),
+// four output pixels packed and stored together: 16-byte stores whose 4 spare bytes the next pixels
+// overwrite, the row's last pixels one by one. A load reads up to 13 bytes past a row's last pixel, so
+// the caller leaves the last row (and a row that does not make a pair) to the portable loop. Returns
+// the rows done.
 __attribute__((target("avx2"))) int64_t horizontal_rgb_avx2(const PixelsView& in, const AxisWeights& axis,
                                                             uint8_t* out, int64_t out_stride) {
   const __m256i half = _mm256_set1_epi32(1 << (axis.precision - 1));
   const __m128i shift = _mm_cvtsi32_si128(static_cast<int>(axis.precision));
   const int64_t rows = in.rows - 1;  // the last row stays with the portable loop
   int64_t r = 0;
-  for (; r + 4 <= rows; r += 4) {
-    const uint8_t* s = in.data + r * in.row_stride;
-    const FourRows four{{s, s + in.row_stride, s + 2 * in.row_stride, s + 3 * in.row_stride}};
-    uint8_t* d[4] = {out + r * out_stride, out + (r + 1) * out_stride, out + (r + 2) * out_stride,
-                     out + (r + 3) * out_stride};
+  for (; r + 2 <= rows; r += 2) {
+    const uint8_t* low = in.data + r * in.row_stride;
+    const uint8_t* high = low + in.row_stride;
+    uint8_t* d0 = out + r * out_stride;
+    uint8_t* d1 = d0 + out_stride;
     int64_t x = 0;
     for (; 3 * x + 16 <= 3 * axis.out_size; x += 4) {  // the 16-byte stores stay inside the row
-      __m256i rows01[4], rows23[4];
-      for (int i = 0; i < 4; ++i) rgb_sums(four, axis, x + i, half, rows01[i], rows23[i]);
-      const __m256i bytes01 = twelve_bytes(rows01, shift), bytes23 = twelve_bytes(rows23, shift);
-      _mm_storeu_si128(reinterpret_cast<__m128i*>(d[0] + 3 * x), _mm256_castsi256_si128(bytes01));
-      _mm_storeu_si128(reinterpret_cast<__m128i*>(d[1] + 3 * x), _mm256_extracti128_si256(bytes01, 1));
-      _mm_storeu_si128(reinterpret_cast<__m128i*>(d[2] + 3 * x), _mm256_castsi256_si128(bytes23));
-      _mm_storeu_si128(reinterpret_cast<__m128i*>(d[3] + 3 * x), _mm256_extracti128_si256(bytes23, 1));
+      const __m256i sums[4] = {rgb_sums(low, high, axis, x, half), rgb_sums(low, high, axis, x + 1, half),
+                               rgb_sums(low, high, axis, x + 2, half), rgb_sums(low, high, axis, x + 3, half)};
+      const __m256i bytes = twelve_bytes(sums, shift);
+      _mm_storeu_si128(reinterpret_cast<__m128i*>(d0 + 3 * x), _mm256_castsi256_si128(bytes));
+      _mm_storeu_si128(reinterpret_cast<__m128i*>(d1 + 3 * x), _mm256_extracti128_si256(bytes, 1));
     }
     for (; x < axis.out_size; ++x) {
-      __m256i rows01, rows23;
-      rgb_sums(four, axis, x, half, rows01, rows23);
-      rows01 = three_bytes(rows01, shift);
-      rows23 = three_bytes(rows23, shift);
-      store_rgb(d[0] + 3 * x, _mm256_castsi256_si128(rows01));
-      store_rgb(d[1] + 3 * x, _mm256_extracti128_si256(rows01, 1));
-      store_rgb(d[2] + 3 * x, _mm256_castsi256_si128(rows23));
-      store_rgb(d[3] + 3 * x, _mm256_extracti128_si256(rows23, 1));
+      const __m256i bytes = three_bytes(rgb_sums(low, high, axis, x, half), shift);
+      store_rgb(d0 + 3 * x, _mm256_castsi256_si128(bytes));
+      store_rgb(d1 + 3 * x, _mm256_extracti128_si256(bytes, 1));
     }
   }
   return r;

@@ -114,8 +114,9 @@ class Dataset {
   // whoever collates this dataset's samples passes it on.
   virtual PaddingSpec padding() const { return {}; }
   // Whether get() puts the reader's image straight into the sample untouched, so that under
-  // EightBitImages (data/transform.h) it may be 8-bit: the face readers (face::read_frame). A
-  // dataset that works on the pixels itself, or wraps another, keeps the default.
+  // EightBitImages (data/transform.h) it may be 8-bit, and under KeptWindow only the first
+  // transform's crop of it computed: the face readers (face::read_frame). A dataset that works on
+  // the pixels itself, reads other pictures with the same reader, or wraps another, keeps the default.
   virtual bool passes_eight_bit_images() const { return false; }
 };
 

@@ -90,11 +90,14 @@ Batch Loader::load_batch(int64_t batch_index) {
     try {
       const BatchSlots::Row row(slots, static_cast<int64_t>(samples.size()));
       const uint64_t seed = mix_seed(options_.seed, static_cast<uint64_t>(epoch_), static_cast<uint64_t>(index));
+      const auto& transforms = options_.transforms;
+      at::Generator generator;
+      if (!transforms.empty()) generator = at::make_generator<at::CPUGeneratorImpl>(mix_seed(seed, 0x7472616e73666f72ull));
+      std::optional<KeptWindow> window;  // the reader may compute only the crop that the transforms keep
+      if (eight_bit_ && !transforms.empty()) window.emplace(*transforms.front(), generator);
       Sample sample = dataset_->get(index, seed);
-      if (!options_.transforms.empty()) {
-        auto generator = at::make_generator<at::CPUGeneratorImpl>(mix_seed(seed, 0x7472616e73666f72ull));
-        for (const auto& t : options_.transforms) t->apply(sample, generator);
-      }
+      window.reset();
+      for (const auto& t : transforms) t->apply(sample, generator);
       samples.push_back(std::move(sample));
       kept.push_back(index);
     } catch (const std::exception& e) {

@@ -27,6 +27,22 @@ bool takes_eight_bit_images(const std::vector<std::shared_ptr<Transform>>& trans
 
 namespace {
 thread_local bool g_eight_bit_images = false;
+thread_local KeptWindow* g_kept_window = nullptr;
+}  // namespace
+
+KeptWindow::KeptWindow(const Transform& first, const at::Generator& generator)
+    : first_(first), generator_(generator), previous_(g_kept_window) {
+  g_kept_window = this;
+}
+KeptWindow::~KeptWindow() { g_kept_window = previous_; }
+
+cv::Rect KeptWindow::of(cv::Size size) {
+  const cv::Rect all(0, 0, size.width, size.height);
+  if (g_kept_window == nullptr) return all;
+  at::Generator copy = g_kept_window->generator_.clone();  // the transform draws the same numbers later
+  const std::optional<cv::Rect> window = g_kept_window->first_.image_window(size, copy);
+  // A window outside the picture is the transform's error to report (on the whole picture).
+  return window && (*window & all) == *window && !window->empty() ? *window : all;
 }
 
 EightBitImages::EightBitImages() : previous_(g_eight_bit_images) { g_eight_bit_images = true; }

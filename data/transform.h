@@ -10,7 +10,10 @@
 
 #include "data/dataset.h"
 
+#include <opencv2/core/types.hpp>
+
 #include <memory>
+#include <optional>
 #include <vector>
 
 namespace facet::data {
@@ -27,6 +30,14 @@ class Transform {
     converts,  // turns it into float itself (normalize)
   };
   virtual EightBit eight_bit_image() const { return EightBit::refuses; }
+
+  // For a transform that keeps only a window of the `image` field (a crop without padding): the
+  // window it will keep of an image of `size`, drawn from `generator` as apply() draws from it (the
+  // caller passes a copy). Lets a reader compute only those pixels (KeptWindow). None by default.
+  virtual std::optional<cv::Rect> image_window(cv::Size size, at::Generator& generator) const {
+    (void)size, (void)generator;
+    return std::nullopt;
+  }
 };
 
 using TransformRegistry = Registry<std::shared_ptr<Transform>>;
@@ -45,6 +56,27 @@ bool takes_eight_bit_images(const std::vector<std::shared_ptr<Transform>>& trans
 // uint8 [C, H, W] with any strides (a view of the decoded buffer); elsewhere images are float, as
 // Dataset::get promises. Only the loader opens one, around samples whose transforms take 8-bit
 // images.
+// While one lives on a thread, a reader whose picture goes untouched into the sample's `image` field
+// (Dataset::passes_eight_bit_images) may compute only the window of it that the first transform keeps,
+// leaving the rest of the picture zero: a face reader then resizes ~3/4 of a 200 x 200 frame for a
+// 176 x 176 crop. Only the loader opens one, around Dataset::get on the 8-bit path, with the
+// generator the transforms will then draw from.
+class KeptWindow {
+ public:
+  KeptWindow(const Transform& first, const at::Generator& generator);
+  ~KeptWindow();
+  KeptWindow(const KeptWindow&) = delete;
+  KeptWindow& operator=(const KeptWindow&) = delete;
+  // The window of a picture of `size` that the first transform keeps: all of it when no KeptWindow
+  // is open on this thread or the transform cannot tell.
+  static cv::Rect of(cv::Size size);
+
+ private:
+  const Transform& first_;
+  const at::Generator& generator_;
+  KeptWindow* previous_;
+};
+
 class EightBitImages {
  public:
   EightBitImages();

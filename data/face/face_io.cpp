@@ -11,6 +11,7 @@
 #include <cerrno>
 #include <cmath>
 #include <cstdlib>
+#include <cstring>
 #include <fstream>
 #include <ostream>
 #include <sstream>
@@ -135,6 +136,18 @@ torch::Tensor chw(const cv::Mat& rgb) {
       .permute({2, 0, 1});
 }
 
+// Zeroes the pixels of an interleaved [rows, cols, channels] buffer outside `keep`.
+void zero_outside(uint8_t* pixels, int64_t rows, int64_t cols, int64_t channels, const cv::Rect& keep) {
+  const int64_t row_bytes = cols * channels;
+  std::memset(pixels, 0, keep.y * row_bytes);
+  for (int64_t y = keep.y; y < keep.y + keep.height; ++y) {
+    uint8_t* row = pixels + y * row_bytes;
+    std::memset(row, 0, keep.x * channels);
+    std::memset(row + (keep.x + keep.width) * channels, 0, (cols - keep.x - keep.width) * channels);
+  }
+  std::memset(pixels + (keep.y + keep.height) * row_bytes, 0, (rows - keep.y - keep.height) * row_bytes);
+}
+
 }  // namespace
 
 torch::Tensor read_frame(const fs::path& path, int64_t size, torch::Tensor* landmarks) {
@@ -157,10 +170,13 @@ torch::Tensor read_frame(const fs::path& path, int64_t size, torch::Tensor* land
     // Antialiased bilinear on the 8-bit frame, bitwise torchvision's Resize(antialias=True) on a uint8
     // tensor, with its weight tables made once per size (image/resample.h); OpenCV's area resize at
     // non-integer ratios is neither the same nor vectorised.
+    // Only the window the loader's crop keeps, when it says (KeptWindow): the rest is zero.
     const int64_t c = rgb.channels();
+    const cv::Rect keep = KeptWindow::of(cv::Size(static_cast<int>(size), static_cast<int>(size)));
     torch::Tensor resized = torch::empty({size, size, c}, torch::kUInt8);
+    zero_outside(resized.data_ptr<uint8_t>(), size, size, c, keep);
     image::resize_antialiased({rgb.data, rgb.rows, rgb.cols, c, static_cast<int64_t>(rgb.step1())},
-                              resized.data_ptr<uint8_t>(), size, size);
+                              resized.data_ptr<uint8_t>(), size, size, {keep.y, keep.x, keep.height, keep.width});
     resized = resized.permute({2, 0, 1});
     // 8-bit when the loader's transforms take it (data/transform.h), else uint8 HWC to float CHW in one
     // copy (not a float HWC copy, then a contiguous one).

@@ -66,6 +66,8 @@ void write_landmark_line(std::ostream& out, int64_t frame, const std::vector<flo
 // to size x size (8-bit frames: antialiased bilinear, as torchvision's Resize(antialias=True)) and
 // `landmarks` ([K, 2], may be undefined) is scaled the same way; a JPEG at least twice `size` on
 // both sides is first decoded at 1/2, 1/4 or 1/8 scale (image/jpeg.h). Errors name the file.
+// Under EightBitImages (data/transform.h) the frame may come back uint8, and under KeptWindow only
+// the window the loader's crop keeps is resized (the rest is zero).
 torch::Tensor read_frame(const std::filesystem::path& path, int64_t size, torch::Tensor* landmarks);
 
 }  // namespace facet::data::face

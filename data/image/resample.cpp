@@ -6,6 +6,7 @@
 #include <cmath>
 #include <cstring>
 #include <memory>
+#include <tuple>
 
 #if defined(__x86_64__)
 #include <immintrin.h>
@@ -34,14 +35,20 @@ std::shared_ptr<const AxisWeights> axis_weights(int64_t in_size, int64_t out_siz
 
 // ---- portable passes: the sums ATen's scalar loops compute (basic_loop_aa_horizontal / _vertical<uint8_t>)
 
-void horizontal_portable(const PixelsView& in, int64_t row_begin, const AxisWeights& axis, uint8_t* out,
+// The part of a pass's output it computes: rows [row_begin, row_end) (input rows for the horizontal
+// pass, output rows for the vertical one) and output columns [col_begin, col_end).
+struct Span {
+  int64_t row_begin, row_end, col_begin, col_end;
+};
+
+void horizontal_portable(const PixelsView& in, const AxisWeights& axis, const Span& span, uint8_t* out,
                          int64_t out_stride) {
   const int64_t channels = in.channels;
   const int32_t half = 1 << (axis.precision - 1);
-  for (int64_t r = row_begin; r < in.rows; ++r) {
+  for (int64_t r = span.row_begin; r < span.row_end; ++r) {
     const uint8_t* src = in.data + r * in.row_stride;
     uint8_t* dst = out + r * out_stride;
-    for (int64_t x = 0; x < axis.out_size; ++x) {
+    for (int64_t x = span.col_begin; x < span.col_end; ++x) {
       const int16_t* w = &axis.weights[x * axis.taps];
       const uint8_t* p = src + axis.first[x] * channels;
       for (int64_t c = 0; c < channels; ++c) {
@@ -53,14 +60,14 @@ void horizontal_portable(const PixelsView& in, int64_t row_begin, const AxisWeig
   }
 }
 
-void vertical_portable(const PixelsView& in, const AxisWeights& axis, uint8_t* out, int64_t out_stride) {
-  const int64_t bytes = in.cols * in.channels;
+void vertical_portable(const PixelsView& in, const AxisWeights& axis, const Span& span, uint8_t* out,
+                       int64_t out_stride) {
   const int32_t half = 1 << (axis.precision - 1);
-  for (int64_t y = 0; y < axis.out_size; ++y) {
+  for (int64_t y = span.row_begin; y < span.row_end; ++y) {
     const int16_t* w = &axis.weights[y * axis.taps];
     const uint8_t* src = in.data + axis.first[y] * in.row_stride;
     uint8_t* dst = out + y * out_stride;
-    for (int64_t b = 0; b < bytes; ++b) {
+    for (int64_t b = span.col_begin * in.channels; b < span.col_end * in.channels; ++b) {
       int32_t sum = half;
       for (int32_t k = 0; k < axis.count[y]; ++k) sum += src[k * in.row_stride + b] * w[k];
       dst[b] = to_byte(sum, axis.precision);
@@ -132,29 +139,29 @@ __attribute__((target("avx2"))) void store_rgb(uint8_t* dst, __m128i bytes) {
 
 // Horizontal pass of interleaved RGB, two rows at a time (one per 128-bit lane, sharing the weights),
 // four output pixels packed and stored together: 16-byte stores whose 4 spare bytes the next pixels
-// overwrite, the row's last pixels one by one. A load reads up to 13 bytes past a row's last pixel, so
-// the caller leaves the last row (and a row that does not make a pair) to the portable loop. Returns
-// the rows done.
+// overwrite, the span's last pixels one by one. A load reads up to 13 bytes past a row's last pixel,
+// so the caller leaves the image's last row (and a row that does not make a pair) to the portable loop.
+// Returns the end of the rows done.
 __attribute__((target("avx2"))) int64_t horizontal_rgb_avx2(const PixelsView& in, const AxisWeights& axis,
-                                                            uint8_t* out, int64_t out_stride) {
+                                                            const Span& span, uint8_t* out, int64_t out_stride) {
   const __m256i half = _mm256_set1_epi32(1 << (axis.precision - 1));
   const __m128i shift = _mm_cvtsi32_si128(static_cast<int>(axis.precision));
-  const int64_t rows = in.rows - 1;  // the last row stays with the portable loop
-  int64_t r = 0;
+  const int64_t rows = std::min(span.row_end, in.rows - 1);  // the last row stays with the portable loop
+  int64_t r = span.row_begin;
   for (; r + 2 <= rows; r += 2) {
     const uint8_t* low = in.data + r * in.row_stride;
     const uint8_t* high = low + in.row_stride;
     uint8_t* d0 = out + r * out_stride;
     uint8_t* d1 = d0 + out_stride;
-    int64_t x = 0;
-    for (; 3 * x + 16 <= 3 * axis.out_size; x += 4) {  // the 16-byte stores stay inside the row
+    int64_t x = span.col_begin;
+    for (; 3 * x + 16 <= 3 * span.col_end; x += 4) {  // the 16-byte stores stay inside the span
       const __m256i sums[4] = {rgb_sums(low, high, axis, x, half), rgb_sums(low, high, axis, x + 1, half),
                                rgb_sums(low, high, axis, x + 2, half), rgb_sums(low, high, axis, x + 3, half)};
       const __m256i bytes = twelve_bytes(sums, shift);
       _mm_storeu_si128(reinterpret_cast<__m128i*>(d0 + 3 * x), _mm256_castsi256_si128(bytes));
       _mm_storeu_si128(reinterpret_cast<__m128i*>(d1 + 3 * x), _mm256_extracti128_si256(bytes, 1));
     }
-    for (; x < axis.out_size; ++x) {
+    for (; x < span.col_end; ++x) {
       const __m256i bytes = three_bytes(rgb_sums(low, high, axis, x, half), shift);
       store_rgb(d0 + 3 * x, _mm256_castsi256_si128(bytes));
       store_rgb(d1 + 3 * x, _mm256_extracti128_si256(bytes, 1));
@@ -165,21 +172,21 @@ __attribute__((target("avx2"))) int64_t horizontal_rgb_avx2(const PixelsView& in
 
 // Vertical pass, 32 bytes of a row at a time whatever the channels: the bytes of two input rows are
 // interleaved into int16 pairs and weighed by madd. The unpacks work within 128-bit lanes and the packs
-// undo them in the same order, so the bytes come back where they were. Needs rows of >= 32 bytes; the
+// undo them in the same order, so the bytes come back where they were. Needs spans of >= 32 bytes; the
 // last block overlaps the one before it.
-__attribute__((target("avx2"))) void vertical_avx2(const PixelsView& in, const AxisWeights& axis, uint8_t* out,
-                                                   int64_t out_stride) {
-  const int64_t bytes = in.cols * in.channels;
+__attribute__((target("avx2"))) void vertical_avx2(const PixelsView& in, const AxisWeights& axis, const Span& span,
+                                                   uint8_t* out, int64_t out_stride) {
+  const int64_t begin = span.col_begin * in.channels, end = span.col_end * in.channels;
   const __m256i half = _mm256_set1_epi32(1 << (axis.precision - 1));
   const __m256i zero = _mm256_setzero_si256();
   const __m128i shift = _mm_cvtsi32_si128(static_cast<int>(axis.precision));
-  for (int64_t y = 0; y < axis.out_size; ++y) {
+  for (int64_t y = span.row_begin; y < span.row_end; ++y) {
     const int16_t* w = &axis.weights[y * axis.taps];
     const uint8_t* src = in.data + axis.first[y] * in.row_stride;
     const int32_t count = axis.count[y];
     uint8_t* dst = out + y * out_stride;
-    for (int64_t b = 0;; b += 32) {
-      b = std::min(b, bytes - 32);
+    for (int64_t b = begin;; b += 32) {
+      b = std::min(b, end - 32);
       __m256i sum0 = half, sum1 = half, sum2 = half, sum3 = half;
       for (int32_t k = 0; k < count; k += 2) {
         const __m256i upper = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(src + k * in.row_stride + b));
@@ -196,25 +203,27 @@ __attribute__((target("avx2"))) void vertical_avx2(const PixelsView& in, const A
       const __m256i first16 = _mm256_packs_epi32(_mm256_sra_epi32(sum0, shift), _mm256_sra_epi32(sum1, shift));
       const __m256i last16 = _mm256_packs_epi32(_mm256_sra_epi32(sum2, shift), _mm256_sra_epi32(sum3, shift));
       _mm256_storeu_si256(reinterpret_cast<__m256i*>(dst + b), _mm256_packus_epi16(first16, last16));
-      if (b + 32 >= bytes) break;
+      if (b + 32 >= end) break;
     }
   }
 }
 #endif
 
-void horizontal(const PixelsView& in, const AxisWeights& axis, uint8_t* out, int64_t out_stride, bool simd) {
-  int64_t rows_done = 0;
+void horizontal(const PixelsView& in, const AxisWeights& axis, Span span, uint8_t* out, int64_t out_stride,
+                bool simd) {
 #if defined(__x86_64__)
-  if (simd && in.channels == 3 && in.cols * 3 >= 16) rows_done = horizontal_rgb_avx2(in, axis, out, out_stride);
+  if (simd && in.channels == 3 && in.cols * 3 >= 16)
+    span.row_begin = horizontal_rgb_avx2(in, axis, span, out, out_stride);
 #endif
-  horizontal_portable(in, rows_done, axis, out, out_stride);
+  horizontal_portable(in, axis, span, out, out_stride);
 }
 
-void vertical(const PixelsView& in, const AxisWeights& axis, uint8_t* out, int64_t out_stride, bool simd) {
+void vertical(const PixelsView& in, const AxisWeights& axis, const Span& span, uint8_t* out, int64_t out_stride,
+              bool simd) {
 #if defined(__x86_64__)
-  if (simd && in.cols * in.channels >= 32) return vertical_avx2(in, axis, out, out_stride);
+  if (simd && (span.col_end - span.col_begin) * in.channels >= 32) return vertical_avx2(in, axis, span, out, out_stride);
 #endif
-  vertical_portable(in, axis, out, out_stride);
+  vertical_portable(in, axis, span, out, out_stride);
 }
 
 }  // namespace
@@ -264,14 +273,26 @@ AxisWeights AxisWeights::make(int64_t in_size, int64_t out_size) {
 
 void resize_antialiased(const PixelsView& in, uint8_t* out, int64_t out_rows, int64_t out_cols,
                         ResampleKernels kernels) {
+  resize_antialiased(in, out, out_rows, out_cols, OutputWindow{0, 0, out_rows, out_cols}, kernels);
+}
+
+void resize_antialiased(const PixelsView& in, uint8_t* out, int64_t out_rows, int64_t out_cols,
+                        const OutputWindow& window, ResampleKernels kernels) {
   if (in.rows <= 0 || in.cols <= 0 || in.channels <= 0 || out_rows <= 0 || out_cols <= 0)
     fail("resize: {}x{}x{} pixels to {}x{}: every size must be positive", in.rows, in.cols, in.channels, out_rows,
          out_cols);
   if (in.row_stride < in.cols * in.channels)
     fail("resize: a row stride of {} bytes is shorter than a row ({} bytes)", in.row_stride, in.cols * in.channels);
+  if (window.top < 0 || window.left < 0 || window.rows <= 0 || window.cols <= 0 ||
+      window.top + window.rows > out_rows || window.left + window.cols > out_cols)
+    fail("resize: the window of {}x{} pixels at row {}, column {} is not inside the {}x{} output", window.rows,
+         window.cols, window.top, window.left, out_rows, out_cols);
   const int64_t out_stride = out_cols * in.channels;
+  const int64_t row_end = window.top + window.rows, col_end = window.left + window.cols;
   if (in.rows == out_rows && in.cols == out_cols) {
-    for (int64_t r = 0; r < in.rows; ++r) std::memcpy(out + r * out_stride, in.data + r * in.row_stride, out_stride);
+    for (int64_t r = window.top; r < row_end; ++r)
+      std::memcpy(out + r * out_stride + window.left * in.channels,
+                  in.data + r * in.row_stride + window.left * in.channels, window.cols * in.channels);
     return;
   }
   bool simd = false;
@@ -282,14 +303,32 @@ void resize_antialiased(const PixelsView& in, uint8_t* out, int64_t out_rows, in
   thread_local std::vector<uint8_t> between;  // the horizontal pass's rows, when a vertical one follows
   if (in.cols != out_cols) {
     uint8_t* dst = out;
+    Span span{window.top, row_end, window.left, col_end};
     if (in.rows != out_rows) {
+      // Only the input rows the window's output rows read, at their own row index.
+      std::tie(span.row_begin, span.row_end) = input_span(in.rows, out_rows, window.top, row_end);
       between.resize(static_cast<size_t>(in.rows * out_stride));
       dst = between.data();
     }
-    horizontal(in, *axis_weights(in.cols, out_cols), dst, out_stride, simd);
+    horizontal(in, *axis_weights(in.cols, out_cols), span, dst, out_stride, simd);
     rows = PixelsView{dst, in.rows, out_cols, in.channels, out_stride};
   }
-  if (in.rows != out_rows) vertical(rows, *axis_weights(in.rows, out_rows), out, out_stride, simd);
+  if (in.rows != out_rows)
+    vertical(rows, *axis_weights(in.rows, out_rows), Span{window.top, row_end, window.left, col_end}, out, out_stride,
+             simd);
+}
+
+std::pair<int64_t, int64_t> input_span(int64_t in_size, int64_t out_size, int64_t begin, int64_t end) {
+  if (begin < 0 || end > out_size || begin >= end)
+    fail("resize: outputs {}..{} are not a range of the {} outputs", begin, end, out_size);
+  if (in_size == out_size) return {begin, end};
+  const AxisWeights& axis = *axis_weights(in_size, out_size);
+  int64_t first = in_size, last = 0;
+  for (int64_t i = begin; i < end; ++i) {
+    first = std::min<int64_t>(first, axis.first[i]);
+    last = std::max<int64_t>(last, axis.first[i] + axis.count[i]);
+  }
+  return {first, last};
 }
 
 }  // namespace facet::data::image

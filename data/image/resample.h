@@ -7,6 +7,7 @@
 #pragma once
 
 #include <cstdint>
+#include <utility>
 #include <vector>
 
 namespace facet::data::image {
@@ -41,5 +42,20 @@ enum class ResampleKernels { best, portable };
 // vector kernels: RGB for the horizontal pass, any for the vertical one).
 void resize_antialiased(const PixelsView& in, uint8_t* out, int64_t out_rows, int64_t out_cols,
                         ResampleKernels kernels = ResampleKernels::best);
+
+// Output rows [top, top + rows) and columns [left, left + cols).
+struct OutputWindow {
+  int64_t top = 0, left = 0, rows = 0, cols = 0;
+};
+
+// The same, computing only the pixels of `window` (the rest of `out` is left as it was) from only the
+// input rows they read: for a reader that knows which crop of its image the loader keeps. Each pixel
+// is the one the whole resize gives.
+void resize_antialiased(const PixelsView& in, uint8_t* out, int64_t out_rows, int64_t out_cols,
+                        const OutputWindow& window, ResampleKernels kernels = ResampleKernels::best);
+
+// The inputs [first, end) that outputs [begin, end) of an in_size -> out_size resize read (along one
+// axis): how much of an image a decoder must produce for a window of its resize.
+std::pair<int64_t, int64_t> input_span(int64_t in_size, int64_t out_size, int64_t begin, int64_t end);
 
 }  // namespace facet::data::image

@@ -3,6 +3,7 @@
 #include "data/transform.h"
 #include "data/transforms/geometry.h"
 
+#include <algorithm>
 #include <cmath>
 #include <numbers>
 
@@ -59,22 +60,33 @@ class Crop : public Transform {
         fill_(c.get<double>("fill", 0.0)),
         random_(random) {}
   void apply(Sample& s, at::Generator& g) const override {
-    const cv::Size in = spatial_size(s, fields_, random_ ? "random_crop" : "center_crop");
-    const int free_x = in.width + 2 * padding_ - size_.width, free_y = in.height + 2 * padding_ - size_.height;
-    if (free_x < 0 || free_y < 0)
-      fail("{}: {}: the crop {}x{} is larger than the image {}x{} (+ padding {})", s.id,
-           random_ ? "random_crop" : "center_crop", size_.height, size_.width, in.height, in.width, padding_);
-    // Offsets drawn as integers in [0, free], like torchvision's RandomCrop.
-    const int dx = random_ ? static_cast<int>(torch::randint(free_x + 1, {1}, g).item<int64_t>()) : free_x / 2;
-    const int dy = random_ ? static_cast<int>(torch::randint(free_y + 1, {1}, g).item<int64_t>()) : free_y / 2;
-    const cv::Rect window(dx - padding_, dy - padding_, size_.width, size_.height);
+    const cv::Size in = spatial_size(s, fields_, name());
+    if (in.width + 2 * padding_ < size_.width || in.height + 2 * padding_ < size_.height)
+      fail("{}: {}: the crop {}x{} is larger than the image {}x{} (+ padding {})", s.id, name(), size_.height,
+           size_.width, in.height, in.width, padding_);
+    const cv::Rect window = draw(in, g);
     crop_fields(s, fields_, window, fill_);
     map_geometry(s, cv::Matx23d(1, 0, -window.x, 0, 1, -window.y), size_);
+  }
+  std::optional<cv::Rect> image_window(cv::Size size, at::Generator& g) const override {
+    const bool crops_image = std::find(fields_.images.begin(), fields_.images.end(), "image") != fields_.images.end();
+    if (padding_ != 0 || !crops_image || size.width < size_.width || size.height < size_.height) return std::nullopt;
+    return draw(size, g);
   }
   // Without padding the window lies inside the image: a view, whatever the pixel type.
   EightBit eight_bit_image() const override { return padding_ == 0 ? EightBit::keeps : EightBit::refuses; }
 
  private:
+  const char* name() const { return random_ ? "random_crop" : "center_crop"; }
+  // The window in the unpadded image's coordinates; offsets drawn as integers in [0, free], like
+  // torchvision's RandomCrop.
+  cv::Rect draw(cv::Size in, at::Generator& g) const {
+    const int free_x = in.width + 2 * padding_ - size_.width, free_y = in.height + 2 * padding_ - size_.height;
+    const int dx = random_ ? static_cast<int>(torch::randint(free_x + 1, {1}, g).item<int64_t>()) : free_x / 2;
+    const int dy = random_ ? static_cast<int>(torch::randint(free_y + 1, {1}, g).item<int64_t>()) : free_y / 2;
+    return cv::Rect(dx - padding_, dy - padding_, size_.width, size_.height);
+  }
+
   SpatialFields fields_;
   cv::Size size_;
   int padding_;

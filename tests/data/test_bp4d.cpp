@@ -74,8 +74,9 @@ TEST(Bp4d, ReadsTheSyntheticLayoutWithShapesAndLandmarks) {
 }
 
 // The face models' pipeline (crop, flip, normalize) takes the decoded 8-bit pixels to normalised
-// floats in one pass; the batches are those of the float path (forced here by a `scale: 1` between
-// flip and normalize, which needs float pixels).
+// floats in one pass, and the reader resizes only the window the crop keeps (KeptWindow); the
+// batches are those of the float path, which resizes whole frames (forced here by a `scale: 1`
+// between flip and normalize, which needs float pixels).
 TEST(Bp4d, EightBitPixelsGiveTheFloatPathsBatches) {
   // image_size 48: resized from the stored 64; 64: the decoded buffer itself.
   for (const int64_t size : {48, 64}) {

@@ -1,6 +1,7 @@
 // The loader's antialiased resize of 8-bit pixels against torch's interpolate(bilinear,
 // antialias=True) on uint8, which it must equal to the bit: both kernels (AVX2, portable), shrinking
-// and enlarging, one axis or both, 1 to 5 channels, strided rows; the weight table by hand.
+// and enlarging, one axis or both, 1 to 5 channels, strided rows, windows of the output; the weight
+// table by hand.
 #include "core/error.h"
 #include "data/image/resample.h"
 
@@ -73,6 +74,62 @@ TEST(Resample, ReadsRowsWithAStrideLongerThanTheRow) {
   torch::Tensor out = torch::empty({200, 200, 3}, torch::kUInt8);
   image::resize_antialiased({crop.data_ptr<uint8_t>(), 256, 256, 3, crop.stride(0)}, out.data_ptr<uint8_t>(), 200, 200);
   EXPECT_TRUE(torch::equal(out, torch_resize(crop, 200, 200)));
+}
+
+// A window of the output is that part of the whole resize to the bit, and nothing else is written.
+TEST(Resample, AWindowIsThatPartOfTheWholeResize) {
+  struct Case {
+    int64_t rows, cols, out_rows, out_cols;
+    image::OutputWindow window;
+  };
+  const std::vector<Case> cases = {
+      {256, 256, 200, 200, {17, 9, 176, 176}},  // the face loader's crop
+      {256, 256, 200, 200, {24, 24, 176, 176}},  // touching the bottom right corner
+      {256, 256, 200, 200, {0, 0, 200, 200}},    // all of it
+      {260, 348, 200, 200, {3, 190, 50, 4}},     // narrower than the vector kernels' 16 and 32 bytes
+      {100, 37, 200, 75, {199, 0, 1, 75}},       // enlarging, the last row only
+      {64, 64, 64, 31, {5, 7, 20, 20}},          // horizontal only
+      {64, 64, 17, 64, {5, 7, 10, 40}},          // vertical only
+      {64, 64, 64, 64, {5, 7, 10, 40}},          // no resize: a copy
+  };
+  uint64_t seed = 100;
+  for (const Case& c : cases)
+    for (const int64_t channels : {1, 3, 4}) {
+      const torch::Tensor in = noise(c.rows, c.cols, channels, ++seed);
+      const torch::Tensor whole = torch_resize(in, c.out_rows, c.out_cols);
+      const image::OutputWindow& w = c.window;
+      for (const auto kernels : {ResampleKernels::best, ResampleKernels::portable}) {
+        torch::Tensor out = torch::full({c.out_rows, c.out_cols, channels}, 171, torch::kUInt8);
+        image::resize_antialiased({in.data_ptr<uint8_t>(), c.rows, c.cols, channels, in.stride(0)},
+                                  out.data_ptr<uint8_t>(), c.out_rows, c.out_cols, w, kernels);
+        const auto rows = torch::indexing::Slice(w.top, w.top + w.rows), cols = torch::indexing::Slice(w.left, w.left + w.cols);
+        const std::string where = fmt::format("{}x{}x{} -> {}x{}, window {}x{} at ({}, {}){}", c.rows, c.cols, channels,
+                                              c.out_rows, c.out_cols, w.rows, w.cols, w.top, w.left,
+                                              kernels == ResampleKernels::best ? "" : " (portable)");
+        EXPECT_TRUE(torch::equal(out.index({rows, cols}), whole.index({rows, cols}))) << where;
+        out.index_put_({rows, cols}, 171);
+        EXPECT_TRUE(torch::equal(out, torch::full_like(out, 171))) << where << ": wrote outside the window";
+      }
+    }
+}
+
+TEST(Resample, InputSpanOfAWindowByHand) {
+  // 4 -> 2 (weights below): output 0 reads inputs 0-2, output 1 reads 1-3.
+  EXPECT_EQ(image::input_span(4, 2, 0, 1), (std::pair<int64_t, int64_t>{0, 3}));
+  EXPECT_EQ(image::input_span(4, 2, 1, 2), (std::pair<int64_t, int64_t>{1, 4}));
+  EXPECT_EQ(image::input_span(4, 2, 0, 2), (std::pair<int64_t, int64_t>{0, 4}));
+  EXPECT_EQ(image::input_span(7, 7, 2, 5), (std::pair<int64_t, int64_t>{2, 5}));
+}
+
+TEST(Resample, RefusesAWindowOutsideTheOutput) {
+  const std::vector<uint8_t> pixels(48);
+  std::vector<uint8_t> out(12);
+  try {
+    image::resize_antialiased({pixels.data(), 4, 4, 3, 12}, out.data(), 2, 2, image::OutputWindow{1, 0, 2, 2});
+    FAIL() << "no error";
+  } catch (const Error& e) {
+    EXPECT_STREQ(e.what(), "resize: the window of 2x2 pixels at row 1, column 0 is not inside the 2x2 output");
+  }
 }
 
 TEST(Resample, WeightsOfAHalvingAxisByHand) {

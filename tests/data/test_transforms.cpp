@@ -206,6 +206,33 @@ TEST(Transforms, EightBitImagesGoThroughCropsAndFlipsUntilNormalize) {
   EXPECT_FALSE(EightBitImages::allowed());
 }
 
+// KeptWindow: the window a reader is told is the one the first transform then crops, from the same
+// generator; anything that is not a plain crop of `image` tells the whole picture.
+TEST(Transforms, KeptWindowIsTheCropTheFirstTransformThenTakes) {
+  const cv::Size size(30, 20);
+  EXPECT_EQ(KeptWindow::of(size), cv::Rect(0, 0, 30, 20)) << "no window open";
+  auto window_of = [&](const std::string& yaml, uint64_t seed) {
+    const auto first = build_transforms(Config::parse("t: [" + yaml + "]").at("t")).front();
+    const at::Generator g = at::make_generator<at::CPUGeneratorImpl>(seed);
+    const KeptWindow scope(*first, g);
+    return KeptWindow::of(size);
+  };
+  for (uint64_t seed = 0; seed < 20; ++seed) {
+    const cv::Rect told = window_of("{name: random_crop, size: [12, 16]}", seed);
+    Sample s = make_sample(20, 30);
+    run("{name: random_crop, size: [12, 16]}", s, seed);
+    const torch::Tensor kept = s.fields.at("image");
+    ASSERT_EQ(told.size(), cv::Size(16, 12));
+    // The arange image: the crop's first pixel says where it was taken.
+    EXPECT_EQ(kept[0][0][0].item<float>(), static_cast<float>(told.y * 30 + told.x)) << "seed " << seed;
+  }
+  EXPECT_EQ(window_of("{name: center_crop, size: 10}", 0), cv::Rect(10, 5, 10, 10));
+  EXPECT_EQ(window_of("{name: random_crop, size: 10, padding: 2}", 0), cv::Rect(0, 0, 30, 20)) << "padding fills";
+  EXPECT_EQ(window_of("{name: random_crop, size: 10, fields: [depth]}", 0), cv::Rect(0, 0, 30, 20)) << "not the image";
+  EXPECT_EQ(window_of("{name: random_crop, size: 40}", 0), cv::Rect(0, 0, 30, 20)) << "larger: apply's error";
+  EXPECT_EQ(window_of("{name: random_hflip}", 0), cv::Rect(0, 0, 30, 20));
+}
+
 TEST(Transforms, NormalizeOfEightBitPixelsEqualsTheFloatPath) {
   // data/transforms/eight_bit_normalize.cpp's two ways: a decoded HWC buffer seen as [C, H, W], cropped
   // (a strided view: the interleaved kernel) to a width of whole 8-pixel steps or not, flipped or not (a

@@ -82,8 +82,8 @@ class Crop : public Transform {
   // torchvision's RandomCrop.
   cv::Rect draw(cv::Size in, at::Generator& g) const {
     const int free_x = in.width + 2 * padding_ - size_.width, free_y = in.height + 2 * padding_ - size_.height;
-    const int dx = random_ ? static_cast<int>(torch::randint(free_x + 1, {1}, g).item<int64_t>()) : free_x / 2;
-    const int dy = random_ ? static_cast<int>(torch::randint(free_y + 1, {1}, g).item<int64_t>()) : free_y / 2;
+    const int dx = random_ ? static_cast<int>(random_below(g, free_x + 1)) : free_x / 2;
+    const int dy = random_ ? static_cast<int>(random_below(g, free_y + 1)) : free_y / 2;
     return cv::Rect(dx - padding_, dy - padding_, size_.width, size_.height);
   }
 
@@ -113,7 +113,7 @@ class HorizontalFlip : public Transform {
              sorted.size() - 1);
   }
   void apply(Sample& s, at::Generator& g) const override {
-    if (torch::rand({1}, g).item<double>() >= p_) return;
+    if (random_unit(g) >= p_) return;
     const cv::Size in = spatial_size(s, fields_, "random_hflip");
     for (const auto* list : {&fields_.images, &fields_.masks})
       for (const auto& name : *list)

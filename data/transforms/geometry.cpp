@@ -1,8 +1,11 @@
 #include "data/transforms/geometry.h"
 
+#include <ATen/CPUGeneratorImpl.h>
+#include <ATen/core/DistributionsHelper.h>
 #include <opencv2/imgproc.hpp>
 
 #include <algorithm>
+#include <mutex>
 
 namespace facet::data {
 
@@ -15,6 +18,19 @@ SpatialFields SpatialFields::from(const Config& c) {
 
 double uniform(at::Generator& g, double lo, double hi) {
   return lo + (hi - lo) * torch::rand({1}, g, torch::TensorOptions().dtype(torch::kDouble)).item<double>();
+}
+
+int64_t random_below(at::Generator& g, int64_t n) {
+  if (n <= 0) fail("random_below: expected a positive bound, got {}", n);
+  auto* cpu = at::check_generator<at::CPUGeneratorImpl>(g);
+  std::lock_guard<std::mutex> lock(cpu->mutex_);
+  return at::uniform_int_from_to_distribution<int64_t>(static_cast<uint64_t>(n), 0)(cpu);
+}
+
+float random_unit(at::Generator& g) {
+  auto* cpu = at::check_generator<at::CPUGeneratorImpl>(g);
+  std::lock_guard<std::mutex> lock(cpu->mutex_);
+  return static_cast<float>(at::uniform_real_distribution<float>(0.0f, 1.0f)(cpu));
 }
 
 namespace {

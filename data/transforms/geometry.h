@@ -26,6 +26,11 @@ struct SpatialFields {
 // A uniform draw in [lo, hi) from a random transform's generator (so a seeded pipeline repeats).
 double uniform(at::Generator& g, double lo, double hi);
 
+// The numbers torch::randint(n, {1}, g) and torch::rand({1}, g) (float32) draw, without a tensor each:
+// the transforms a loader runs on every sample draw a few, and a tensor op costs more than the draw.
+int64_t random_below(at::Generator& g, int64_t n);
+float random_unit(at::Generator& g);
+
 // [H, W] of the sample's first present image field; fails naming the sample when there is none or
 // when the spatial fields disagree.
 cv::Size spatial_size(const Sample& s, const SpatialFields& fields, std::string_view transform);

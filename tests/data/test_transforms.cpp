@@ -206,6 +206,20 @@ TEST(Transforms, EightBitImagesGoThroughCropsAndFlipsUntilNormalize) {
   EXPECT_FALSE(EightBitImages::allowed());
 }
 
+// random_below and random_unit draw what torch::randint and torch::rand would, in the same order, so
+// a seeded pipeline gives the crops and flips it gave when the transforms drew tensors.
+TEST(Transforms, TensorFreeDrawsAreTorchsDraws) {
+  for (uint64_t seed = 0; seed < 50; ++seed) {
+    auto ours = at::make_generator<at::CPUGeneratorImpl>(seed), torchs = at::make_generator<at::CPUGeneratorImpl>(seed);
+    for (const int64_t n : {int64_t{1}, int64_t{2}, int64_t{25}, int64_t{1000}, int64_t{1} << 30}) {
+      EXPECT_EQ(random_below(ours, n), torch::randint(n, {1}, torchs).item<int64_t>()) << "seed " << seed << ", n " << n;
+      EXPECT_EQ(random_unit(ours), torch::rand({1}, torchs).item<float>()) << "seed " << seed;
+    }
+  }
+  auto g = at::make_generator<at::CPUGeneratorImpl>(0);
+  EXPECT_EQ(message_of([&] { random_below(g, 0); }), "random_below: expected a positive bound, got 0");
+}
+
 // KeptWindow: the window a reader is told is the one the first transform then crops, from the same
 // generator; anything that is not a plain crop of `image` tells the whole picture.
 TEST(Transforms, KeptWindowIsTheCropTheFirstTransformThenTakes) {

@@ -110,25 +110,33 @@ cv::Mat read_png16(const fs::path& path) {
   return out;
 }
 
-// One slice (1-based index) of a series as float32 stored values; a missing neighbour steps back
-// toward the key slice until a file exists (3DCE), so the key slice itself must exist.
-cv::Mat series_slice(const fs::path& series_dir, int64_t key, int64_t index) {
+// The file of one slice (1-based index) of a series: a missing neighbour steps back toward the key
+// slice until a file exists (3DCE), so the key slice itself must exist.
+fs::path series_slice_path(const fs::path& series_dir, int64_t key, int64_t index) {
   const int64_t step = index > key ? -1 : 1;
   for (int64_t i = index;; i += step) {
-    const fs::path path = series_dir / fmt::format("{:03d}.png", i);
-    if (i == key || fs::exists(path)) return read_png16(path);
+    fs::path path = series_dir / fmt::format("{:03d}.png", i);
+    if (i == key || fs::exists(path)) return path;
   }
 }
 
 // [furthest previous ... key ... furthest next] around slice `key`, `z_mm` apart in the file,
-// medical.md §B.5.
+// medical.md §B.5. Each file is decoded once however many planes weigh it (3DCE's loader caches
+// them the same way; the 7-slice stack of a 5 mm series reads 5 files, not 13).
 std::vector<cv::Mat> load_volume(const StackOptions& o, const fs::path& series_dir, int64_t key, double z_mm) {
-  const cv::Mat key_plane = series_slice(series_dir, key, key);
+  std::map<fs::path, cv::Mat> decoded;
+  auto slice = [&](int64_t index) -> const cv::Mat& {
+    const fs::path path = series_slice_path(series_dir, key, index);
+    auto it = decoded.find(path);
+    if (it == decoded.end()) it = decoded.emplace(path, read_png16(path)).first;
+    return it->second;
+  };
+  const cv::Mat key_plane = slice(key);
   std::vector<cv::Mat> planes(static_cast<size_t>(o.num_slices));
   const int64_t half = (o.num_slices - 1) / 2;
   planes[static_cast<size_t>(half)] = key_plane;
   if (half == 0) return planes;
-  auto check = [&](const cv::Mat& m, int64_t i) {
+  auto check = [&](const cv::Mat& m, int64_t i) -> const cv::Mat& {
     if (m.size() != key_plane.size())
       fail("{}: slice {} is {}x{}, the key slice {}x{}", series_dir.string(), i, m.rows, m.cols, key_plane.rows, key_plane.cols);
     return m;
@@ -138,7 +146,7 @@ std::vector<cv::Mat> load_volume(const StackOptions& o, const fs::path& series_d
     return planes;
   }
   const double rel = o.interval / z_mm;
-  auto at = [&](int64_t i) { return check(series_slice(series_dir, key, i), i); };
+  auto at = [&](int64_t i) -> const cv::Mat& { return check(slice(i), i); };
   for (int64_t p = 1; p <= half; ++p) {
     const double d = rel * static_cast<double>(p);
     // reference: the weights of the first offset reused for every further one (3DCE's quirk);
@@ -168,7 +176,7 @@ torch::Tensor stack_planes(const std::vector<cv::Mat>& planes, int out_h, int ou
     if (planes[i].rows == out_h && planes[i].cols == out_w) planes[i].copyTo(dst);
     else cv::resize(planes[i], dst, dst.size(), 0, 0, cv::INTER_LINEAR);
   }
-  return image - kHuOffset;
+  return image.sub_(kHuOffset);
 }
 
 class DeepLesion : public Dataset {

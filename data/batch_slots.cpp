@@ -1,5 +1,7 @@
 #include "data/batch_slots.h"
 
+#include "data/pooled_memory.h"
+
 namespace facet::data {
 namespace {
 
@@ -31,7 +33,10 @@ torch::Tensor BatchSlots::output(const std::string& name, at::IntArrayRef sizes,
   if (it == slots.tensors_.end()) {
     std::vector<int64_t> shape{slots.rows_};
     shape.insert(shape.end(), sizes.begin(), sizes.end());
-    it = slots.tensors_.emplace(name, torch::empty(shape, torch::dtype(dtype).pinned_memory(slots.pinned_))).first;
+    // Pinned memory comes from CUDA's caching host allocator; pageable memory from ours.
+    torch::Tensor batch = slots.pinned_ ? torch::empty(shape, torch::dtype(dtype).pinned_memory(true))
+                                        : pooled_empty(shape, dtype);
+    it = slots.tensors_.emplace(name, std::move(batch)).first;
   }
   const torch::Tensor& batch = it->second;
   if (batch.scalar_type() != dtype || batch.sizes().slice(1) != sizes) return torch::empty(sizes, torch::dtype(dtype));

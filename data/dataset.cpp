@@ -1,5 +1,6 @@
 #include "data/dataset.h"
 
+#include "data/pooled_memory.h"
 #include "data/batch_slots.h"
 
 namespace facet::data {
@@ -99,6 +100,18 @@ torch::Tensor pad_field(const std::vector<Sample>& samples, const std::string& n
   return out;
 }
 
+// torch::stack, into memory kept between batches (data/pooled_memory.h) when the parts are CPU tensors
+// of one dtype (else torch::stack promotes them).
+torch::Tensor stack(const std::vector<torch::Tensor>& parts) {
+  const torch::Tensor& first = parts.front();
+  for (const auto& p : parts)
+    if (!p.is_cpu() || p.scalar_type() != first.scalar_type()) return torch::stack(parts);
+  std::vector<int64_t> shape{static_cast<int64_t>(parts.size())};
+  shape.insert(shape.end(), first.sizes().begin(), first.sizes().end());
+  torch::Tensor out = pooled_empty(shape, first.scalar_type());
+  return torch::stack_out(out, parts);
+}
+
 }  // namespace
 
 Batch collate(std::vector<Sample> samples, std::vector<int64_t> indices, const PaddingSpec& padding,
@@ -138,7 +151,7 @@ Batch collate(std::vector<Sample> samples, std::vector<int64_t> indices, const P
         batch.fields[name] = std::move(stacked);
         continue;
       }
-    batch.fields[name] = torch::stack(parts);
+    batch.fields[name] = stack(parts);
   }
   for (auto& s : samples) {
     for (const auto& [name, t] : s.ragged) batch.ragged[name].push_back(t);

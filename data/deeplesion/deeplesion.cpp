@@ -31,6 +31,7 @@
 #include "data/image/image_io.h"
 #include "data/image/png.h"
 #include "data/image_list/image_list.h"
+#include "data/pooled_memory.h"
 
 #include <opencv2/imgcodecs.hpp>
 #include <opencv2/imgproc.hpp>
@@ -170,7 +171,7 @@ std::vector<cv::Mat> load_volume(const StackOptions& o, const fs::path& series_d
 
 // The planes resized to out_h x out_w (bilinear, as 3DCE and mmdet), stacked, in Hounsfield units.
 torch::Tensor stack_planes(const std::vector<cv::Mat>& planes, int out_h, int out_w) {
-  torch::Tensor image = torch::empty({static_cast<int64_t>(planes.size()), out_h, out_w}, torch::kFloat);
+  torch::Tensor image = pooled_empty({static_cast<int64_t>(planes.size()), out_h, out_w}, torch::kFloat);
   for (size_t i = 0; i < planes.size(); ++i) {
     cv::Mat dst(out_h, out_w, CV_32F, image[static_cast<int64_t>(i)].data_ptr<float>());
     if (planes[i].rows == out_h && planes[i].cols == out_w) planes[i].copyTo(dst);

@@ -1,5 +1,6 @@
 // Geometric transforms: every one moves the image-like fields, the landmarks and the boxes
 // together (see geometry.h), so a detection or landmark target always matches its image.
+#include "data/pooled_memory.h"
 #include "data/transform.h"
 #include "data/transforms/geometry.h"
 
@@ -94,6 +95,14 @@ class Crop : public Transform {
   bool random_;
 };
 
+// x mirrored along its last axis. A contiguous one (a CT stack of several MB) into pooled memory
+// (data/pooled_memory.h); another (an 8-bit frame's interleaved view) keeps its layout, as flip does.
+torch::Tensor flipped(const torch::Tensor& x) {
+  if (!x.is_cpu() || !x.is_contiguous()) return x.flip({-1});
+  torch::Tensor out = pooled_empty(x.sizes(), x.scalar_type());
+  return at::flip_out(out, x, {-1});
+}
+
 // Mirror left-right with probability p. Landmarks are mirrored and their left/right indices
 // swapped (a left eye corner becomes a right one), by the built-in face schemes (68/66/49 points)
 // or an explicit `landmark_mirror` permutation. A head pose field `pose` (yaw, pitch, roll) turns
@@ -117,7 +126,7 @@ class HorizontalFlip : public Transform {
     const cv::Size in = spatial_size(s, fields_, "random_hflip");
     for (const auto* list : {&fields_.images, &fields_.masks})
       for (const auto& name : *list)
-        if (s.fields.contains(name)) s.fields[name] = s.fields[name].flip({-1});
+        if (s.fields.contains(name)) s.fields[name] = flipped(s.fields[name]);
     for (const auto& name : fields_.masks)
       if (s.ragged.contains(name)) s.ragged[name] = s.ragged[name].flip({-1});
     if (s.fields.contains("landmarks")) {

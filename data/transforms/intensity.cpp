@@ -1,5 +1,6 @@
 // Intensity transforms: they change the values of the image field only, never its geometry.
 #include "data/batch_slots.h"
+#include "data/pooled_memory.h"
 #include "data/transform.h"
 #include "data/transforms/eight_bit_normalize.h"
 
@@ -106,9 +107,13 @@ class CtWindow : public Transform {
   void apply(Sample& s, at::Generator&) const override {
     torch::Tensor& x = image_field(s, field_, "ct_window");
     std::vector<torch::Tensor> views;
-    // (clamp(x) - lo) * scale / (hi - lo), in place on clamp's new tensor: one 7-slice CT stack is 7 MB.
-    for (const auto& [lo, hi] : windows_)
-      views.push_back(x.to(torch::kFloat).clamp(lo, hi).sub_(lo).mul_(scale_ / (hi - lo)));
+    // (clamp(x) - lo) * scale / (hi - lo), in place on clamp's output, in pooled memory: a 7-slice CT
+    // stack is 7 MB (data/pooled_memory.h).
+    const torch::Tensor values = x.to(torch::kFloat);
+    for (const auto& [lo, hi] : windows_) {
+      torch::Tensor window = pooled_empty(values.sizes(), torch::kFloat);
+      views.push_back(torch::clamp_out(window, values, lo, hi).sub_(lo).mul_(scale_ / (hi - lo)));
+    }
     // [C * W, H, W]: the windows of channel 0, then of channel 1, ...
     x = views.size() == 1 ? views[0] : torch::stack(views, 1).flatten(0, 1);
   }

@@ -2,6 +2,7 @@
 
 #include "core/error.h"
 #include "data/image/jpeg2000.h"
+#include "data/pooled_memory.h"
 
 #include <dcmtk/config/osconfig.h>
 // DCMTK after its config header.
@@ -20,9 +21,12 @@
 #include <dcmtk/dcmjpls/djdecode.h>
 #include <dcmtk/oflog/oflog.h>
 
+#include <algorithm>
 #include <cmath>
 #include <fstream>
+#include <limits>
 #include <memory>
+#include <optional>
 
 namespace facet::data::image {
 namespace fs = std::filesystem;
@@ -45,25 +49,45 @@ void setup_dcmtk() {
     fail("DCMTK's DICOM data dictionary is not loaded: install libdcmtk17 or point DCMDICTPATH at dicom.dic");
 }
 
+// A plane of DCMTK's intermediate pixels as float [1, rows, columns], converted straight into the
+// tensor (pooled memory: a radiograph is 4 MB of floats, data/pooled_memory.h), its smallest and
+// largest values found in the same pass.
 template <class T>
-torch::Tensor plane_to_tensor(const void* data, int64_t rows, int64_t columns) {
-  // Converted straight into the tensor: one pass, no staging copy.
+torch::Tensor plane_to_tensor(const void* data, int64_t rows, int64_t columns, std::pair<float, float>* range) {
   const auto* p = static_cast<const T*>(data);
-  torch::Tensor out = torch::empty({1, rows, columns}, torch::kFloat);
-  std::copy(p, p + rows * columns, out.data_ptr<float>());
+  torch::Tensor out = pooled_empty({1, rows, columns}, torch::kFloat);
+  float* dst = out.data_ptr<float>();
+  T lo = std::numeric_limits<T>::max(), hi = std::numeric_limits<T>::lowest();
+  for (int64_t i = 0; i < rows * columns; ++i) {
+    lo = std::min(lo, p[i]);
+    hi = std::max(hi, p[i]);
+    dst[i] = static_cast<float>(p[i]);
+  }
+  if (range) *range = {static_cast<float>(lo), static_cast<float>(hi)};
   return out;
 }
 
-torch::Tensor plane(const void* data, EP_Representation representation, int64_t rows, int64_t columns) {
+torch::Tensor plane(const void* data, EP_Representation representation, int64_t rows, int64_t columns,
+                    std::pair<float, float>* range = nullptr) {
   switch (representation) {
-    case EPR_Uint8: return plane_to_tensor<Uint8>(data, rows, columns);
-    case EPR_Sint8: return plane_to_tensor<Sint8>(data, rows, columns);
-    case EPR_Uint16: return plane_to_tensor<Uint16>(data, rows, columns);
-    case EPR_Sint16: return plane_to_tensor<Sint16>(data, rows, columns);
-    case EPR_Uint32: return plane_to_tensor<Uint32>(data, rows, columns);
-    case EPR_Sint32: return plane_to_tensor<Sint32>(data, rows, columns);
+    case EPR_Uint8: return plane_to_tensor<Uint8>(data, rows, columns, range);
+    case EPR_Sint8: return plane_to_tensor<Sint8>(data, rows, columns, range);
+    case EPR_Uint16: return plane_to_tensor<Uint16>(data, rows, columns, range);
+    case EPR_Sint16: return plane_to_tensor<Sint16>(data, rows, columns, range);
+    case EPR_Uint32: return plane_to_tensor<Uint32>(data, rows, columns, range);
+    case EPR_Sint32: return plane_to_tensor<Sint32>(data, rows, columns, range);
   }
   return {};
+}
+
+// `range` after the pixels went through `map`, an elementwise non-decreasing or non-increasing float
+// op: the same op on the two ends, so that the ends are the pixels' to the bit.
+template <class Map>
+void map_range(std::optional<std::pair<float, float>>& range, Map&& map) {
+  if (!range) return;
+  const torch::Tensor ends = map(torch::tensor({range->first, range->second}));
+  const float a = ends[0].item<float>(), b = ends[1].item<float>();
+  range = std::make_pair(std::min(a, b), std::max(a, b));
 }
 
 std::string get_string(DcmItem& item, const DcmTagKey& tag) {
@@ -228,7 +252,9 @@ DicomFrame read_dicom(const fs::path& path, const DicomReadOptions& options) {
            out.columns);
     monochrome = image->isMonochrome();
     if (monochrome) {
-      stored = plane(pixels->getData(), pixels->getRepresentation(), out.rows, out.columns);
+      std::pair<float, float> range;
+      stored = plane(pixels->getData(), pixels->getRepresentation(), out.rows, out.columns, &range);
+      if (pixels->getCount() > 0) out.range = range;
     } else {
       // DCMTK converts colour models (YBR, palette) to RGB planes of one representation.
       if (pixels->getPlanes() != 3) fail("{}: colour image with {} planes", name, pixels->getPlanes());
@@ -245,7 +271,11 @@ DicomFrame read_dicom(const fs::path& path, const DicomReadOptions& options) {
     if (!has_modality_lut) {
       out.slope = get_double(dataset, DCM_RescaleSlope).value_or(1.0);
       out.intercept = get_double(dataset, DCM_RescaleIntercept).value_or(0.0);
-      if (out.slope != 1.0 || out.intercept != 0.0) out.pixels.mul_(out.slope).add_(out.intercept);  // ours: in place
+      if (out.slope != 1.0 || out.intercept != 0.0) {
+        auto rescale = [&](torch::Tensor t) { return t.mul_(out.slope).add_(out.intercept); };  // ours: in place
+        rescale(out.pixels);
+        map_range(out.range, rescale);
+      }
     }
     const auto center = get_double(dataset, DCM_WindowCenter), width = get_double(dataset, DCM_WindowWidth);
     if (center && width && *width >= 1) out.window = std::make_pair(*center, *width);
@@ -256,6 +286,7 @@ DicomFrame read_dicom(const fs::path& path, const DicomReadOptions& options) {
       out.pixels = w > 1 ? ((out.pixels - (c - 0.5)) / (w - 1) + 0.5).clamp(0, 1)
                          : (out.pixels > c - 0.5).to(torch::kFloat);
       out.windowed = true;
+      out.range.reset();
       if (monochrome1 && options.invert_monochrome1) {
         out.pixels = 1 - out.pixels;
         out.inverted = true;
@@ -268,7 +299,9 @@ DicomFrame read_dicom(const fs::path& path, const DicomReadOptions& options) {
       const double lo_stored = representation ? -std::ldexp(1.0, bits - 1) : 0.0;
       const double hi_stored = representation ? std::ldexp(1.0, bits - 1) - 1 : std::ldexp(1.0, bits) - 1;
       const double a = lo_stored * out.slope + out.intercept, b = hi_stored * out.slope + out.intercept;
-      out.pixels = (a + b) - out.pixels;
+      auto invert = [&](const torch::Tensor& t) { return (a + b) - t; };
+      out.pixels = invert(out.pixels);
+      map_range(out.range, invert);
       out.inverted = true;
     }
   }

@@ -39,6 +39,9 @@ struct DicomFrame {
   std::optional<std::pair<double, double>> window;  // (center, width), first of the file's values
   bool inverted = false;   // MONOCHROME1 was flipped
   bool windowed = false;   // apply_window took effect
+  // The smallest and largest of `pixels`, when the reader found them while converting (monochrome
+  // frames DCMTK decodes): a min-max normalisation then needs no pass of its own.
+  std::optional<std::pair<float, float>> range;
 };
 
 // Reads one frame. Errors (missing file, not DICOM, truncated pixel data, unsupported encoding,

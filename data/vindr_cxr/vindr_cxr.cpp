@@ -33,6 +33,7 @@
 #include <cmath>
 #include <filesystem>
 #include <map>
+#include <tuple>
 
 namespace facet::data::vindr_cxr {
 namespace {
@@ -270,8 +271,13 @@ class VinDrCxr : public Dataset {
       if (frame.windowed) {
         gain = 255;
       } else if (intensity_ != "raw") {
-        const auto [min, max] = torch::aminmax(image);  // one pass for both
-        const float lo = min.item<float>(), hi = max.item<float>();
+        float lo = 0, hi = 0;
+        if (frame.range) {  // found while the reader converted the pixels
+          std::tie(lo, hi) = *frame.range;
+        } else {
+          const auto [min, max] = torch::aminmax(image);  // one pass for both
+          lo = min.item<float>(), hi = max.item<float>();
+        }
         gain = hi > lo ? 255.f / (hi - lo) : 0.f;
         offset = -lo * gain;
       }

@@ -55,6 +55,9 @@ TEST(Dicom, MonochromeFilesMatchPydicomInEveryTransferSyntax) {
     EXPECT_DOUBLE_EQ(f.slope, info["RescaleSlope"].get<double>()) << name;
     EXPECT_DOUBLE_EQ(f.intercept, info["RescaleIntercept"].get<double>()) << name;
     EXPECT_EQ(f.transfer_syntax, info["TransferSyntaxUID"]) << name;
+    ASSERT_TRUE(f.range.has_value()) << name;  // found in the conversion pass, after the rescale
+    EXPECT_EQ(f.range->first, f.pixels.min().item<float>()) << name;
+    EXPECT_EQ(f.range->second, f.pixels.max().item<float>()) << name;
   }
   // CT in Hounsfield units: air below -800 somewhere, intercept -1024 applied.
   EXPECT_EQ(read_dicom(kDir / "CT_small.dcm").intercept, -1024);
@@ -90,6 +93,9 @@ TEST(Dicom, Monochrome1IsInvertedWithinTheStoredRange) {
   ASSERT_EQ(info["PixelRepresentation"], 1);
   ASSERT_EQ(info["BitsStored"], 16);
   EXPECT_TRUE(torch::equal(f.pixels, -1 - modality));
+  ASSERT_TRUE(f.range.has_value());  // the inversion swaps the ends
+  EXPECT_EQ(f.range->first, f.pixels.min().item<float>());
+  EXPECT_EQ(f.range->second, f.pixels.max().item<float>());
   DicomReadOptions keep;
   keep.invert_monochrome1 = false;
   EXPECT_TRUE(torch::equal(read_dicom(kDir / "MR_small_monochrome1.dcm", keep).pixels, modality));
@@ -106,6 +112,7 @@ TEST(Dicom, WindowMapsToUnitRangeByTheStandardLinearFunction) {
   const double c = f.window->first, w = f.window->second;
   const torch::Tensor expected = ((golden("MR_small") - (c - 0.5)) / (w - 1) + 0.5).clamp(0, 1);
   EXPECT_TRUE(f.windowed);
+  EXPECT_FALSE(f.range.has_value()) << "the window clamps: the range is not carried through it";
   EXPECT_TRUE(torch::allclose(f.pixels, expected, 1e-6, 1e-6));
 }
 

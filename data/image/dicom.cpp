@@ -299,8 +299,8 @@ DicomFrame read_dicom(const fs::path& path, const DicomReadOptions& options) {
       const double lo_stored = representation ? -std::ldexp(1.0, bits - 1) : 0.0;
       const double hi_stored = representation ? std::ldexp(1.0, bits - 1) - 1 : std::ldexp(1.0, bits) - 1;
       const double a = lo_stored * out.slope + out.intercept, b = hi_stored * out.slope + out.intercept;
-      auto invert = [&](const torch::Tensor& t) { return (a + b) - t; };
-      out.pixels = invert(out.pixels);
+      auto invert = [&](torch::Tensor t) { return t.neg_().add_(a + b); };  // (a + b) - t, in place on ours
+      invert(out.pixels);
       map_range(out.range, invert);
       out.inverted = true;
     }

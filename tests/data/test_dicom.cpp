@@ -138,6 +138,45 @@ TEST(Dicom, BadFilesAreErrorsNamingTheFile) {
   }
 }
 
+// Bits above BitsStored (overlays, garbage) are not the pixel's: masked away, and with
+// PixelRepresentation 1 the stored bits are a two's-complement number (DicomImage's and the
+// standard's reading, PS3.5 §8.1.1). The file is written with 16 bits stored, then its BitsStored,
+// HighBit and PixelRepresentation patched in place.
+TEST(Dicom, BitsAboveBitsStoredAreMaskedAndSignExtended) {
+  const fs::path dir = fresh_dir("dicom_bits");
+  const std::vector<int64_t> words = {0x0000, 0x07FF, 0x0800, 0x0FFF, 0xF123, 0x9800, 0xFFFF, 0x1001};
+  DicomWriteOptions o;
+  o.bits_stored = 16;
+  write_dicom(dir / "bits.dicom", torch::tensor(words).view({2, 4}), o);
+  std::ifstream in(dir / "bits.dicom", std::ios::binary);
+  std::string bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  auto patch = [&](uint16_t element, uint16_t value) {  // (0028,element) US, explicit VR little endian
+    const std::string tag{'\x28', '\x00', static_cast<char>(element & 0xFF), static_cast<char>(element >> 8), 'U', 'S', '\x02', '\x00'};
+    const size_t at = bytes.find(tag);
+    ASSERT_NE(at, std::string::npos) << element;
+    bytes[at + 8] = static_cast<char>(value & 0xFF);
+    bytes[at + 9] = static_cast<char>(value >> 8);
+  };
+  patch(0x0101, 12);  // BitsStored
+  patch(0x0102, 11);  // HighBit
+  for (const int signed_pixels : {0, 1}) {
+    patch(0x0103, static_cast<uint16_t>(signed_pixels));  // PixelRepresentation
+    std::ofstream(dir / "patched.dicom", std::ios::binary) << bytes;
+    std::vector<float> expected;
+    for (const int64_t w : words) {
+      const int64_t v = w & 0xFFF;
+      expected.push_back(static_cast<float>(signed_pixels && v >= 0x800 ? v - 0x1000 : v));
+    }
+    DicomReadOptions keep;
+    keep.invert_monochrome1 = false;
+    const DicomFrame f = read_dicom(dir / "patched.dicom", keep);
+    EXPECT_TRUE(torch::equal(f.pixels, torch::tensor(expected).view({1, 2, 4}))) << "signed " << signed_pixels << ": " << f.pixels;
+    ASSERT_TRUE(f.range.has_value());
+    EXPECT_EQ(f.range->first, *std::min_element(expected.begin(), expected.end()));
+    EXPECT_EQ(f.range->second, *std::max_element(expected.begin(), expected.end()));
+  }
+}
+
 TEST(Dicom, WrittenFilesReadBackWithTheirTags) {
   const fs::path dir = fresh_dir("dicom_write");
   const torch::Tensor stored = torch::arange(12 * 10, torch::kInt32).view({12, 10}) * 30;

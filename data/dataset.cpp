@@ -1,7 +1,7 @@
 #include "data/dataset.h"
 
-#include "data/pooled_memory.h"
 #include "data/batch_slots.h"
+#include "data/pooled_memory.h"
 
 namespace facet::data {
 

@@ -56,6 +56,18 @@ bool takes_eight_bit_images(const std::vector<std::shared_ptr<Transform>>& trans
 // uint8 [C, H, W] with any strides (a view of the decoded buffer); elsewhere images are float, as
 // Dataset::get promises. Only the loader opens one, around samples whose transforms take 8-bit
 // images.
+class EightBitImages {
+ public:
+  EightBitImages();
+  ~EightBitImages();
+  EightBitImages(const EightBitImages&) = delete;
+  EightBitImages& operator=(const EightBitImages&) = delete;
+  static bool allowed();
+
+ private:
+  bool previous_;
+};
+
 // While one lives on a thread, a reader whose picture goes untouched into the sample's `image` field
 // (Dataset::passes_eight_bit_images) may compute only the window of it that the first transform keeps,
 // leaving the rest of the picture zero: a face reader then resizes ~3/4 of a 200 x 200 frame for a
@@ -75,18 +87,6 @@ class KeptWindow {
   const Transform& first_;
   const at::Generator& generator_;
   KeptWindow* previous_;
-};
-
-class EightBitImages {
- public:
-  EightBitImages();
-  ~EightBitImages();
-  EightBitImages(const EightBitImages&) = delete;
-  EightBitImages& operator=(const EightBitImages&) = delete;
-  static bool allowed();
-
- private:
-  bool previous_;
 };
 
 }  // namespace facet::data

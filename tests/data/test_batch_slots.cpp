@@ -1,6 +1,7 @@
 #include "core/config.h"
 #include "data/batch_slots.h"
 #include "data/loader.h"
+#include "data/pooled_memory.h"
 #include "data/transform.h"
 
 #include <gtest/gtest.h>
@@ -115,6 +116,27 @@ TEST(BatchSlots, TheLoadersBatchesAreTheNormalisedSamplesEvenWhenOneFailsAfterWr
     }
   }
   EXPECT_EQ(seen, (std::vector<float>{0, 1, 2, 3, 4, 6, 7, 8, 9, 10, 11})) << "sample 5 failed after writing its row: skipped, and its row went to sample 6";
+}
+
+// pooled_empty: a freed large block is kept and handed to the next tensor of its size; small
+// tensors are torch::empty's and never kept.
+TEST(PooledMemory, AFreedBlockIsKeptAndReusedForTheSameSize) {
+  const size_t before = pooled_bytes_kept();
+  const std::vector<int64_t> sizes = {3, 512, 512};  // 3 MiB of floats, a size no other test pools
+  const void* first = nullptr;
+  {
+    torch::Tensor t = pooled_empty(sizes, torch::kFloat);
+    ASSERT_TRUE(t.is_contiguous());
+    EXPECT_EQ(t.sizes(), at::IntArrayRef(sizes));
+    t.fill_(1);  // the memory is usable
+    first = t.data_ptr();
+  }
+  EXPECT_EQ(pooled_bytes_kept(), before + 3 * 512 * 512 * sizeof(float));
+  torch::Tensor again = pooled_empty(sizes, torch::kFloat);
+  EXPECT_EQ(again.data_ptr(), first);
+  EXPECT_EQ(pooled_bytes_kept(), before);
+  { const torch::Tensor small = pooled_empty({16, 16}, torch::kFloat); }
+  EXPECT_EQ(pooled_bytes_kept(), before) << "blocks under 1 MiB are malloc's";
 }
 
 }  // namespace

@@ -98,17 +98,16 @@ struct StackOptions {
   }
 };
 
+// A slice's stored 16-bit values (HU + 32768), as decoded: the stack is made from them in one pass.
 cv::Mat read_png16(const fs::path& path) {
   const std::string file = image::read_image_file(path, "slice");  // read once, checked and decoded
   if (!image::is_png(file)) fail("{}: cannot decode the PNG (no PNG signature)", path.string());
   // Our libdeflate PNG decoder (image/png.h): its inflate is most of a DeepLesion loader's time.
-  const cv::Mat raw = image::decode_image_mat(path, file);
+  cv::Mat raw = image::decode_image_mat(path, file);
   if (raw.type() != CV_16UC1)
     fail("{}: expected a single-channel 16-bit PNG (DeepLesion stores HU + 32768), got {} channel(s) of depth {}",
          path.string(), raw.channels(), raw.depth() == CV_8U ? "8 bits" : "other");
-  cv::Mat out;
-  raw.convertTo(out, CV_32F);
-  return out;
+  return raw;
 }
 
 // The file of one slice (1-based index) of a series: a missing neighbour steps back toward the key
@@ -121,10 +120,19 @@ fs::path series_slice_path(const fs::path& series_dir, int64_t key, int64_t inde
   }
 }
 
+// One plane of the stack: a decoded slice, or 3DCE's blend of two, a * first + b * second.
+struct Plane {
+  explicit Plane(cv::Mat slice) : first(std::move(slice)) {}
+  Plane(cv::Mat first_, cv::Mat second_, double a_, double b_)
+      : first(std::move(first_)), second(std::move(second_)), a(static_cast<float>(a_)), b(static_cast<float>(b_)) {}
+  cv::Mat first, second;  // stored 16-bit values; `second` empty for a plain slice
+  float a = 1, b = 0;
+};
+
 // [furthest previous ... key ... furthest next] around slice `key`, `z_mm` apart in the file,
 // medical.md §B.5. Each file is decoded once however many planes weigh it (3DCE's loader caches
 // them the same way; the 7-slice stack of a 5 mm series reads 5 files, not 13).
-std::vector<cv::Mat> load_volume(const StackOptions& o, const fs::path& series_dir, int64_t key, double z_mm) {
+std::vector<Plane> load_volume(const StackOptions& o, const fs::path& series_dir, int64_t key, double z_mm) {
   std::map<fs::path, cv::Mat> decoded;
   auto slice = [&](int64_t index) -> const cv::Mat& {
     const fs::path path = series_slice_path(series_dir, key, index);
@@ -133,21 +141,16 @@ std::vector<cv::Mat> load_volume(const StackOptions& o, const fs::path& series_d
     return it->second;
   };
   const cv::Mat key_plane = slice(key);
-  std::vector<cv::Mat> planes(static_cast<size_t>(o.num_slices));
+  std::vector<Plane> planes(static_cast<size_t>(o.num_slices), Plane(key_plane));
   const int64_t half = (o.num_slices - 1) / 2;
-  planes[static_cast<size_t>(half)] = key_plane;
-  if (half == 0) return planes;
-  auto check = [&](const cv::Mat& m, int64_t i) -> const cv::Mat& {
+  if (half == 0 || !(z_mm > 0) || !(o.interval > 0)) return planes;
+  auto at = [&](int64_t i) -> const cv::Mat& {
+    const cv::Mat& m = slice(i);
     if (m.size() != key_plane.size())
       fail("{}: slice {} is {}x{}, the key slice {}x{}", series_dir.string(), i, m.rows, m.cols, key_plane.rows, key_plane.cols);
     return m;
   };
-  if (!(z_mm > 0) || !(o.interval > 0)) {
-    for (auto& p : planes) p = key_plane;
-    return planes;
-  }
   const double rel = o.interval / z_mm;
-  auto at = [&](int64_t i) -> const cv::Mat& { return check(slice(i), i); };
   for (int64_t p = 1; p <= half; ++p) {
     const double d = rel * static_cast<double>(p);
     // reference: the weights of the first offset reused for every further one (3DCE's quirk);
@@ -155,29 +158,54 @@ std::vector<cv::Mat> load_volume(const StackOptions& o, const fs::path& series_d
     const double w = o.exact_interpolation ? d : rel;
     const double a = w - std::floor(w), b = o.exact_interpolation ? 1.0 - a : std::ceil(w) - w;
     const auto lo = static_cast<int64_t>(std::floor(d)), hi = static_cast<int64_t>(std::ceil(d));
-    cv::Mat prev, next;
+    Plane& prev = planes[static_cast<size_t>(half - p)];
+    Plane& next = planes[static_cast<size_t>(half + p)];
     if (a == 0 || lo == hi) {  // an integer offset: plain neighbours
-      prev = at(key - lo);
-      next = at(key + lo);
+      prev = Plane(at(key - lo));
+      next = Plane(at(key + lo));
     } else {
-      prev = a * at(key - hi) + b * at(key - lo);
-      next = a * at(key + hi) + b * at(key + lo);
+      prev = Plane(at(key - hi), at(key - lo), a, b);
+      next = Plane(at(key + hi), at(key + lo), a, b);
     }
-    planes[static_cast<size_t>(half - p)] = prev;
-    planes[static_cast<size_t>(half + p)] = next;
   }
   return planes;
 }
 
-// The planes resized to out_h x out_w (bilinear, as 3DCE and mmdet), stacked, in Hounsfield units.
-torch::Tensor stack_planes(const std::vector<cv::Mat>& planes, int out_h, int out_w) {
-  torch::Tensor image = pooled_empty({static_cast<int64_t>(planes.size()), out_h, out_w}, torch::kFloat);
-  for (size_t i = 0; i < planes.size(); ++i) {
-    cv::Mat dst(out_h, out_w, CV_32F, image[static_cast<int64_t>(i)].data_ptr<float>());
-    if (planes[i].rows == out_h && planes[i].cols == out_w) planes[i].copyTo(dst);
-    else cv::resize(planes[i], dst, dst.size(), 0, 0, cv::INTER_LINEAR);
+// A plane in Hounsfield units, written to `out` (rows x cols floats) in one pass over its slices:
+// 3DCE's order, each slice minus 32768 in float, then a * first + b * second.
+void plane_in_hu(const Plane& p, float* out) {
+  const int rows = p.first.rows, cols = p.first.cols;
+  const float offset = static_cast<float>(kHuOffset);
+  for (int y = 0; y < rows; ++y) {
+    const uint16_t* first = p.first.ptr<uint16_t>(y);
+    float* dst = out + static_cast<int64_t>(y) * cols;
+    if (p.second.empty()) {
+      for (int x = 0; x < cols; ++x) dst[x] = static_cast<float>(first[x]) - offset;
+    } else {
+      const uint16_t* second = p.second.ptr<uint16_t>(y);
+      for (int x = 0; x < cols; ++x)
+        dst[x] = p.a * (static_cast<float>(first[x]) - offset) + p.b * (static_cast<float>(second[x]) - offset);
+    }
   }
-  return image.sub_(kHuOffset);
+}
+
+// The planes in Hounsfield units, resized to out_h x out_w (bilinear, as 3DCE and mmdet), stacked.
+torch::Tensor stack_planes(const std::vector<Plane>& planes, int out_h, int out_w) {
+  torch::Tensor image = pooled_empty({static_cast<int64_t>(planes.size()), out_h, out_w}, torch::kFloat);
+  cv::Mat hu;  // a plane at the slices' size, when it is resized
+  for (size_t i = 0; i < planes.size(); ++i) {
+    float* dst = image[static_cast<int64_t>(i)].data_ptr<float>();
+    const cv::Mat& first = planes[i].first;
+    if (first.rows == out_h && first.cols == out_w) {
+      plane_in_hu(planes[i], dst);
+    } else {
+      hu.create(first.rows, first.cols, CV_32F);
+      plane_in_hu(planes[i], hu.ptr<float>());
+      cv::Mat resized(out_h, out_w, CV_32F, dst);
+      cv::resize(hu, resized, resized.size(), 0, 0, cv::INTER_LINEAR);
+    }
+  }
+  return image;
 }
 
 class DeepLesion : public Dataset {
@@ -241,10 +269,10 @@ class DeepLesion : public Dataset {
 
   Sample get(int64_t index, uint64_t) const override {
     const KeySlice& k = slices_.at(static_cast<size_t>(index));
-    std::vector<cv::Mat> planes = load_volume(stack_, k.series_dir, k.key, k.spacing[2]);
+    const std::vector<Plane> planes = load_volume(stack_, k.series_dir, k.key, k.spacing[2]);
     Sample s;
     s.id = (k.series_dir / fmt::format("{:03d}.png", k.key)).string();
-    const int h = planes[0].rows, w = planes[0].cols;
+    const int h = planes[0].first.rows, w = planes[0].first.cols;
     const double scale = stack_.resize_scale(k.spacing[0], h, w);
     const int out_h = static_cast<int>(std::lround(h * scale)), out_w = static_cast<int>(std::lround(w * scale));
     const bool resized = out_h != h || out_w != w;
@@ -270,7 +298,8 @@ class DeepLesion : public Dataset {
     s.ragged["box_noisy"] = noisy;  // Possibly_noisy
     s.ragged["box_recist"] = recist;
     if (grabcut_) {
-      const cv::Mat& key = planes[static_cast<size_t>((stack_.num_slices - 1) / 2)];
+      cv::Mat key;  // the key slice's stored values, as float
+      planes[static_cast<size_t>((stack_.num_slices - 1) / 2)].first.convertTo(key, CV_32F);
       torch::Tensor masks = torch::empty({n, out_h, out_w}, torch::kFloat);
       for (int64_t i = 0; i < n; ++i) {
         const Lesion& l = k.lesions[static_cast<size_t>(i)];
@@ -328,8 +357,8 @@ class DeepLesionFiles : public Dataset {
     const fs::path& file = files_.at(static_cast<size_t>(index));
     const std::array<double, 3>& spacing = spacing_.at(static_cast<size_t>(index));
     const int64_t key = std::stoll(file.stem().string());
-    const std::vector<cv::Mat> planes = load_volume(stack_, file.parent_path(), key, spacing[2]);
-    const int h = planes[0].rows, w = planes[0].cols;
+    const std::vector<Plane> planes = load_volume(stack_, file.parent_path(), key, spacing[2]);
+    const int h = planes[0].first.rows, w = planes[0].first.cols;
     const double scale = stack_.resize_scale(spacing[0], h, w);
     const int out_h = static_cast<int>(std::lround(h * scale)), out_w = static_cast<int>(std::lround(w * scale));
     Sample s;

@@ -44,6 +44,13 @@ torch::Tensor BatchSlots::output(const std::string& name, at::IntArrayRef sizes,
   return batch[row->row_];
 }
 
+bool BatchSlots::holds(const std::string& name, const torch::Tensor& t) {
+  const Row* row = current_row;
+  if (row == nullptr || !row->given_.contains(name)) return false;
+  const auto it = row->slots_.tensors_.find(name);
+  return it != row->slots_.tensors_.end() && is_row(t, it->second, row->row_);
+}
+
 torch::Tensor BatchSlots::stacked(const std::string& name, const std::vector<torch::Tensor>& parts) const {
   const auto it = tensors_.find(name);
   if (it == tensors_.end() || parts.empty() || static_cast<int64_t>(parts.size()) > rows_) return {};

@@ -45,6 +45,10 @@ class BatchSlots {
   // already handed out for this sample; else a new contiguous tensor. Either way contiguous.
   static torch::Tensor output(const std::string& name, at::IntArrayRef sizes, at::ScalarType dtype);
 
+  // Whether `t` is what output() handed out for field `name` of the current sample: memory that the
+  // loader owns and nothing else refers to, which a later transform may change in place.
+  static bool holds(const std::string& name, const torch::Tensor& t);
+
   // The batch's tensor for `name`, its first parts.size() rows, when every parts[i] is row i of it
   // (each sample's field is still what the transform wrote); else an undefined tensor.
   torch::Tensor stacked(const std::string& name, const std::vector<torch::Tensor>& parts) const;

@@ -1,5 +1,6 @@
 // Geometric transforms: every one moves the image-like fields, the landmarks and the boxes
 // together (see geometry.h), so a detection or landmark target always matches its image.
+#include "data/batch_slots.h"
 #include "data/pooled_memory.h"
 #include "data/transform.h"
 #include "data/transforms/geometry.h"
@@ -95,10 +96,29 @@ class Crop : public Transform {
   bool random_;
 };
 
-// x mirrored along its last axis. A contiguous one (a CT stack of several MB) into pooled memory
+// Each row of a contiguous tensor reversed in place, by element bits (any dtype of that width).
+template <typename Bits>
+void reverse_rows(torch::Tensor& x) {
+  const int64_t width = x.size(-1), rows = width == 0 ? 0 : x.numel() / width;
+  Bits* data = static_cast<Bits*>(x.data_ptr());
+  for (int64_t r = 0; r < rows; ++r) std::reverse(data + r * width, data + (r + 1) * width);
+}
+
+// Field `name`, x, mirrored along its last axis. The sample's row of the batch (a transform before
+// wrote it there: data/batch_slots.h) in place, so it stays the batch's row and collate copies
+// nothing; another contiguous one (a CT stack of several MB) into pooled memory
 // (data/pooled_memory.h); another (an 8-bit frame's interleaved view) keeps its layout, as flip does.
-torch::Tensor flipped(const torch::Tensor& x) {
+torch::Tensor flipped(const std::string& name, torch::Tensor x) {
   if (!x.is_cpu() || !x.is_contiguous()) return x.flip({-1});
+  if (BatchSlots::holds(name, x)) {
+    switch (x.element_size()) {
+      case 1: reverse_rows<uint8_t>(x); return x;
+      case 2: reverse_rows<uint16_t>(x); return x;
+      case 4: reverse_rows<uint32_t>(x); return x;
+      case 8: reverse_rows<uint64_t>(x); return x;
+      default: break;
+    }
+  }
   torch::Tensor out = pooled_empty(x.sizes(), x.scalar_type());
   return at::flip_out(out, x, {-1});
 }
@@ -126,7 +146,7 @@ class HorizontalFlip : public Transform {
     const cv::Size in = spatial_size(s, fields_, "random_hflip");
     for (const auto* list : {&fields_.images, &fields_.masks})
       for (const auto& name : *list)
-        if (s.fields.contains(name)) s.fields[name] = flipped(s.fields[name]);
+        if (s.fields.contains(name)) s.fields[name] = flipped(name, s.fields[name]);
     for (const auto& name : fields_.masks)
       if (s.ragged.contains(name)) s.ragged[name] = s.ragged[name].flip({-1});
     if (s.fields.contains("landmarks")) {

@@ -49,8 +49,41 @@ TEST(BatchSlots, NormalizeWritesEachSampleIntoItsRowAndCollateCopiesNothing) {
   for (int i = 0; i < 3; ++i) EXPECT_TRUE(torch::equal(images[i], torch::full({3, 4, 5}, (i - 1.0f) / 2))) << i;
 }
 
+TEST(BatchSlots, AFlipAfterNormalizeMirrorsTheRowInPlace) {
+  // DeepLesion's pipeline order: the flip finds the field in its row and mirrors it there, so the
+  // batch is still the rows and collate copies nothing.
+  BatchSlots slots(2, false);
+  std::vector<Sample> samples;
+  for (int64_t i = 0; i < 2; ++i) {
+    const BatchSlots::Row row(slots, i);
+    Sample s;
+    s.id = "ramp";
+    s.fields["image"] = torch::arange(2 * 3 * 7, torch::kFloat).view({2, 3, 7}) + static_cast<float>(i);
+    s.ragged["boxes"] = torch::tensor({{1.0f, 0.0f, 3.0f, 2.0f}});
+    run(normalize + ", {name: random_hflip, p: 1.0}", s);
+    samples.push_back(std::move(s));
+  }
+  const void* first_row = samples[0].fields.at("image").data_ptr();
+  const Batch batch = collate(std::move(samples), {0, 1}, {}, &slots);
+  const torch::Tensor& images = batch.fields.at("image");
+  EXPECT_EQ(images.data_ptr(), first_row) << "mirrored in the rows, not copied";
+  for (int64_t i = 0; i < 2; ++i) {
+    const torch::Tensor expected = ((torch::arange(2 * 3 * 7, torch::kFloat).view({2, 3, 7}) + static_cast<float>(i) - 1) / 2).flip({-1});
+    EXPECT_TRUE(torch::equal(images[i], expected)) << i;
+    EXPECT_TRUE(torch::equal(batch.ragged.at("boxes")[static_cast<size_t>(i)], torch::tensor({{4.0f, 0.0f, 6.0f, 2.0f}})));
+  }
+  // A field that is not its row (normalize's own tensor, outside any Row) is not changed in place.
+  Sample alone;
+  alone.id = "alone";
+  const torch::Tensor original = torch::arange(6, torch::kFloat).view({1, 2, 3});
+  alone.fields["image"] = original;
+  run("{name: random_hflip, p: 1.0}", alone);
+  EXPECT_TRUE(torch::equal(original, torch::arange(6, torch::kFloat).view({1, 2, 3})));
+  EXPECT_TRUE(torch::equal(alone.fields.at("image"), torch::tensor({{{2.0f, 1.0f, 0.0f}, {5.0f, 4.0f, 3.0f}}})));
+}
+
 TEST(BatchSlots, FieldsThatLeftTheirRowAreStackedAsBefore) {
-  // Sample 1 is flipped after normalize (a new tensor), and normalize runs twice on sample 2: the
+  // Sample 1 is flipped after normalize (in its row), and normalize runs twice on sample 2: the
   // second cannot write over the row it reads, so it gets a tensor of its own.
   BatchSlots slots(4, false);
   std::vector<Sample> samples =

@@ -97,7 +97,7 @@ Batch Loader::load_batch(int64_t batch_index) {
       if (eight_bit_ && !transforms.empty()) window.emplace(*transforms.front(), generator);
       Sample sample = dataset_->get(index, seed);
       window.reset();
-      for (const auto& t : transforms) t->apply(sample, generator);
+      apply_transforms(transforms, sample, generator);
       samples.push_back(std::move(sample));
       kept.push_back(index);
     } catch (const std::exception& e) {

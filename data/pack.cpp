@@ -193,7 +193,7 @@ class Preprocessed : public Dataset {
   Sample get(int64_t index, uint64_t seed) const override {
     Sample s = inner_->get(index, seed);
     auto g = at::make_generator<at::CPUGeneratorImpl>(mix_seed(0x7061636b, static_cast<uint64_t>(index)));
-    for (const auto& t : transforms_) t->apply(s, g);
+    apply_transforms(transforms_, s, g);
     return s;
   }
 
@@ -441,7 +441,7 @@ void write_pack(const fs::path& file, const std::string& split, const Dataset& d
     for (int64_t i = 0; i < n; ++i) {
       Sample s = dataset.get(i, 0);
       auto g = at::make_generator<at::CPUGeneratorImpl>(mix_seed(0x7061636b, static_cast<uint64_t>(i)));
-      for (const auto& t : transforms) t->apply(s, g);
+      apply_transforms(transforms, s, g);
       if (i == 0) {
         for (const auto& [name, t] : s.fields) {
           fields.emplace(name, create_dataset(fields_group.get(), name, type_of(t.scalar_type(), file, name), n,

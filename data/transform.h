@@ -38,6 +38,17 @@ class Transform {
     (void)size, (void)generator;
     return std::nullopt;
   }
+
+  // An elementwise transform (the same map of every value of a channel, channels along dim 0, no
+  // randomness) names the float field it maps; apply_transforms then runs consecutive ones on that
+  // field block by block, so the values make one trip through memory, not one per transform.
+  virtual const std::string* elementwise_field() const { return nullptr; }
+  // Throws the transform's own error when `x`, the float field, does not suit it.
+  virtual void check_elementwise(const Sample& sample, const torch::Tensor& x) const { (void)sample, (void)x; }
+  // The map of n values of `channel`, in place: bitwise what apply() computes.
+  virtual void map_values(float* values, int64_t n, int64_t channel) const { (void)values, (void)n, (void)channel; }
+  // Whether apply() writes the field's final values into the sample's row of the batch (normalize).
+  virtual bool writes_batch_row() const { return false; }
 };
 
 using TransformRegistry = Registry<std::shared_ptr<Transform>>;
@@ -45,6 +56,11 @@ TransformRegistry& transform_registry();
 
 // The transforms of a `transforms` list node, in order.
 std::vector<std::shared_ptr<Transform>> build_transforms(const Config& list);
+
+// The transforms applied in order to a sample, as the loader does: a run of elementwise ones on the
+// same float field in one pass, into the sample's row of the batch when one is open
+// (data/batch_slots.h). The same values as calling each apply() in turn.
+void apply_transforms(const std::vector<std::shared_ptr<Transform>>& transforms, Sample& sample, at::Generator& generator);
 
 // Whether `transforms` can take the `image` field 8-bit: each keeps it 8-bit until one converts it to
 // float (crop, flip, normalize: the face models' pipeline). The loader then lets readers hand over

@@ -54,6 +54,16 @@ __attribute__((target("avx2,fma"))) void interleaved_row(const uint8_t* row, int
     for (int c = 0; c < 3; ++c) out[c][i] = std::fma(static_cast<float>(row[3 * i + c]), scale[c], shift[c]);
 }
 
+// x * scale + shift with one rounding, as ATen's AVX2 / AVX-512 addcmul (its vector and scalar loops
+// are both compiled with FMA contraction).
+__attribute__((target("avx2,fma"))) void fused_affine(float* values, int64_t n, float scale, float shift) {
+  const __m256 s = _mm256_set1_ps(scale), b = _mm256_set1_ps(shift);
+  int64_t i = 0;
+  for (; i + 8 <= n; i += 8) _mm256_storeu_ps(values + i, _mm256_fmadd_ps(_mm256_loadu_ps(values + i), s, b));
+  for (; i < n; ++i)
+    values[i] = _mm_cvtss_f32(_mm_fmadd_ss(_mm_set_ss(values[i]), _mm_set_ss(scale), _mm_set_ss(shift)));
+}
+
 bool cpu_has_avx2_fma() { return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma"); }
 #endif
 
@@ -71,6 +81,15 @@ EightBitNormalize::EightBitNormalize(const torch::Tensor& scale, const torch::Te
 #else
   fused_kernel_ = false;
 #endif
+}
+
+void EightBitNormalize::map(float* values, int64_t n, int64_t channel) const {
+  const size_t c = scale_.size() > 1 ? static_cast<size_t>(channel) : 0;
+  const float scale = scale_[c], shift = shift_[c];
+#if defined(__x86_64__)
+  if (fused_kernel_) return fused_affine(values, n, scale, shift);
+#endif
+  for (int64_t i = 0; i < n; ++i) values[i] = shift + values[i] * scale;
 }
 
 void EightBitNormalize::operator()(const torch::Tensor& in, torch::Tensor& out) const {

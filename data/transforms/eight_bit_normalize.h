@@ -22,6 +22,10 @@ class EightBitNormalize {
   // results ATen's addcmul gives for its channel.
   void operator()(const torch::Tensor& in, torch::Tensor& out) const;
 
+  // The same map of n float values of `channel`, in place, bitwise as addcmul: fused (one rounding)
+  // where ATen's is, else x * scale then + shift. `normalize`'s elementwise path (data/transform.h).
+  void map(float* values, int64_t n, int64_t channel) const;
+
  private:
   std::vector<float> scale_, shift_;
   torch::Tensor table_;  // float [channels or 1, 256]

@@ -44,8 +44,7 @@ class Normalize : public Transform {
   void apply(Sample& s, at::Generator&) const override {
     if (!s.fields.contains(field_)) fail("{}: normalize: the sample has no field \"{}\"", s.id, field_);
     auto& x = s.fields[field_];
-    if (mean_.numel() != 1 && x.size(0) != mean_.numel())
-      fail("{}: normalize: field \"{}\" has {} channels, mean/std have {}", s.id, field_, x.size(0), mean_.numel());
+    check_elementwise(s, x);
     // Written into the sample's row of the batch when the loader offers one (data/batch_slots.h).
     torch::Tensor out = BatchSlots::output(field_, x.sizes(), torch::kFloat);
     if (x.scalar_type() == torch::kUInt8 && x.dim() == 3) {
@@ -59,10 +58,19 @@ class Normalize : public Transform {
   }
   EightBit eight_bit_image() const override { return field_ == "image" ? EightBit::converts : EightBit::refuses; }
 
+  const std::string* elementwise_field() const override { return &field_; }
+  void check_elementwise(const Sample& s, const torch::Tensor& x) const override {
+    if (mean_.numel() != 1 && (x.dim() == 0 || x.size(0) != mean_.numel()))
+      fail("{}: normalize: field \"{}\" has {} channels, mean/std have {}", s.id, field_, x.dim() == 0 ? 0 : x.size(0),
+           mean_.numel());
+  }
+  void map_values(float* values, int64_t n, int64_t channel) const override { eight_bit_.map(values, n, channel); }
+  bool writes_batch_row() const override { return true; }
+
  private:
   std::string field_;
   torch::Tensor mean_, std_, scale_, shift_;
-  EightBitNormalize eight_bit_;
+  EightBitNormalize eight_bit_;  // addcmul's arithmetic, on 8-bit and on float values
 };
 
 // CT windowing: Hounsfield units clipped to [lo, hi] and mapped to [0, scale]. Several windows
@@ -116,6 +124,22 @@ class CtWindow : public Transform {
     }
     // [C * W, H, W]: the windows of channel 0, then of channel 1, ...
     x = views.size() == 1 ? views[0] : torch::stack(views, 1).flatten(0, 1);
+  }
+
+  // One window maps each value alone (several make channels).
+  const std::string* elementwise_field() const override { return windows_.size() == 1 ? &field_ : nullptr; }
+  void check_elementwise(const Sample& s, const torch::Tensor& x) const override {
+    if (x.dim() != 3) fail("{}: ct_window: field \"{}\" is not [C, H, W]", s.id, field_);
+  }
+  // apply()'s arithmetic: (clamp(x, lo, hi) - lo) * (scale / (hi - lo)), the scalars rounded to float
+  // as ATen rounds them; NaN stays NaN, as in ATen's clamp.
+  void map_values(float* values, int64_t n, int64_t) const override {
+    const auto [lo, hi] = windows_[0];
+    const float low = static_cast<float>(lo), high = static_cast<float>(hi), gain = static_cast<float>(scale_ / (hi - lo));
+    for (int64_t i = 0; i < n; ++i) {
+      const float v = values[i];
+      values[i] = ((v < low ? low : (v > high ? high : v)) - low) * gain;
+    }
   }
 
  private:
@@ -173,6 +197,14 @@ class Scale : public Transform {
   void apply(Sample& s, at::Generator&) const override {
     torch::Tensor& x = image_field(s, field_, "scale");
     x = x.to(torch::kFloat) * factor_;
+  }
+  const std::string* elementwise_field() const override { return &field_; }
+  void check_elementwise(const Sample& s, const torch::Tensor& x) const override {
+    if (x.dim() != 3) fail("{}: scale: field \"{}\" is not [C, H, W]", s.id, field_);
+  }
+  void map_values(float* values, int64_t n, int64_t) const override {
+    const auto factor = static_cast<float>(factor_);  // ATen's float arithmetic with a double scalar
+    for (int64_t i = 0; i < n; ++i) values[i] *= factor;
   }
 
  private:

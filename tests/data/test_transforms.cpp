@@ -8,6 +8,8 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include <limits>
+
 namespace facet::data::test_transforms {
 namespace {
 
@@ -267,6 +269,47 @@ TEST(Transforms, NormalizeOfEightBitPixelsEqualsTheFloatPath) {
         EXPECT_TRUE(got.is_contiguous());
         EXPECT_TRUE(torch::equal(got, floats.fields["image"])) << mean_std << ", " << layout << ", width " << width;
       }
+}
+
+// apply_transforms runs consecutive elementwise transforms on one field in a single pass: the values
+// must be, to the bit, those of calling each apply() in turn (ATen's clamp/sub/mul and addcmul),
+// NaN and infinities included.
+TEST(Transforms, ElementwiseRunsInOnePassGiveEachApplysValuesToTheBit) {
+  auto g = at::make_generator<at::CPUGeneratorImpl>(7);
+  torch::Tensor image = torch::randn({3, 37, 129}, g) * 1500 + 40;  // Hounsfield-like, not a block multiple
+  image[0][0][0] = std::numeric_limits<float>::quiet_NaN();
+  image[1][2][3] = std::numeric_limits<float>::infinity();
+  image[2][4][5] = -std::numeric_limits<float>::infinity();
+  for (const std::string pipeline : {
+           "{name: ct_window, preset: satr, scale: 255}, {name: normalize, mean: [50], std: [1]}",
+           "{name: ct_window, center: 40, width: 400}, {name: scale, factor: 0.37}, {name: normalize, mean: [0.1, 0.2, 0.3], std: [0.7, 1.3, 0.9]}",
+           "{name: normalize, mean: [127.5], std: [127.5]}",
+           "{name: scale, factor: 0.0039215686}, {name: random_hflip, p: 1.0}, {name: normalize, mean: [0.485, 0.456, 0.406], std: [0.229, 0.224, 0.225]}"}) {
+    const auto transforms = build_transforms(Config::parse("t: [" + pipeline + "]").at("t"));
+    Sample one_by_one, fused;
+    one_by_one.id = fused.id = "ct.png";
+    one_by_one.fields["image"] = image.clone();
+    fused.fields["image"] = image.clone();
+    auto g1 = at::make_generator<at::CPUGeneratorImpl>(3), g2 = at::make_generator<at::CPUGeneratorImpl>(3);
+    for (const auto& t : transforms) t->apply(one_by_one, g1);
+    apply_transforms(transforms, fused, g2);
+    const torch::Tensor a = one_by_one.fields.at("image"), b = fused.fields.at("image");
+    ASSERT_EQ(a.sizes(), b.sizes()) << pipeline;
+    EXPECT_TRUE(torch::equal(a.contiguous().view(torch::kInt32), b.contiguous().view(torch::kInt32))) << pipeline;
+  }
+  // Their errors are apply()'s.
+  Sample grey;
+  grey.id = "grey.png";
+  grey.fields["image"] = torch::zeros({1, 4, 4});
+  const auto rgb_normalize = build_transforms(
+      Config::parse("t: [{name: scale, factor: 2}, {name: normalize, mean: [1, 2, 3], std: [1, 1, 1]}]").at("t"));
+  EXPECT_THAT(message_of([&] { apply_transforms(rgb_normalize, grey, g); }),
+              HasSubstr("grey.png: normalize: field \"image\" has 1 channels, mean/std have 3"));
+  Sample flat;
+  flat.id = "flat.png";
+  flat.fields["image"] = torch::zeros({4, 4});
+  const auto window = build_transforms(Config::parse("t: [{name: ct_window, preset: lung}]").at("t"));
+  EXPECT_THAT(message_of([&] { apply_transforms(window, flat, g); }), HasSubstr("flat.png: ct_window: field \"image\" is not [C, H, W]"));
 }
 
 }  // namespace

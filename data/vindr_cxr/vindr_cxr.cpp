@@ -301,7 +301,12 @@ class VinDrCxr : public Dataset {
       image = resized;
       h = w = image_size_;
     }
-    if (gain != 1 || offset != 0) image.mul_(gain).add_(offset);  // the reader's own tensor: in place
+    if (gain != 1 || offset != 0) {
+      // The reader's own tensor, in place and in one pass: mul_(gain) then add_(offset)'s roundings.
+      image = image.contiguous();
+      float* v = image.data_ptr<float>();
+      for (int64_t i = 0, n = image.numel(); i < n; ++i) v[i] = v[i] * gain + offset;
+    }
     Sample s;
     s.id = file.string();
     s.fields["image"] = image.contiguous();

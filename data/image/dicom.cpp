@@ -80,13 +80,16 @@ torch::Tensor plane(const void* data, EP_Representation representation, int64_t 
   return {};
 }
 
-// `range` after the pixels went through `map`, an elementwise non-decreasing or non-increasing float
-// op: the same op on the two ends, so that the ends are the pixels' to the bit.
+// `map` (float -> float, non-decreasing or non-increasing) applied in one pass to every value of the
+// float tensor `pixels`, in place (the reader's own tensor), and to the ends of `range`, so that they
+// stay the pixels' smallest and largest to the bit.
 template <class Map>
-void map_range(std::optional<std::pair<float, float>>& range, Map&& map) {
+void map_values(torch::Tensor& pixels, std::optional<std::pair<float, float>>& range, Map&& map) {
+  pixels = pixels.to(torch::kFloat).contiguous();
+  float* v = pixels.data_ptr<float>();
+  for (int64_t i = 0, n = pixels.numel(); i < n; ++i) v[i] = map(v[i]);
   if (!range) return;
-  const torch::Tensor ends = map(torch::tensor({range->first, range->second}));
-  const float a = ends[0].item<float>(), b = ends[1].item<float>();
+  const float a = map(range->first), b = map(range->second);
   range = std::make_pair(std::min(a, b), std::max(a, b));
 }
 
@@ -321,9 +324,9 @@ DicomFrame read_dicom(const fs::path& path, const DicomReadOptions& options) {
       out.slope = get_double(dataset, DCM_RescaleSlope).value_or(1.0);
       out.intercept = get_double(dataset, DCM_RescaleIntercept).value_or(0.0);
       if (out.slope != 1.0 || out.intercept != 0.0) {
-        auto rescale = [&](torch::Tensor t) { return t.mul_(out.slope).add_(out.intercept); };  // ours: in place
-        rescale(out.pixels);
-        map_range(out.range, rescale);
+        // The roundings of ATen's mul_(slope) then add_(intercept) on float.
+        map_values(out.pixels, out.range, [slope = static_cast<float>(out.slope), intercept = static_cast<float>(out.intercept)](
+                                              float v) { return v * slope + intercept; });
       }
     }
     const auto center = get_double(dataset, DCM_WindowCenter), width = get_double(dataset, DCM_WindowWidth);
@@ -348,9 +351,8 @@ DicomFrame read_dicom(const fs::path& path, const DicomReadOptions& options) {
       const double lo_stored = representation ? -std::ldexp(1.0, bits - 1) : 0.0;
       const double hi_stored = representation ? std::ldexp(1.0, bits - 1) - 1 : std::ldexp(1.0, bits) - 1;
       const double a = lo_stored * out.slope + out.intercept, b = hi_stored * out.slope + out.intercept;
-      auto invert = [&](torch::Tensor t) { return t.neg_().add_(a + b); };  // (a + b) - t, in place on ours
-      invert(out.pixels);
-      map_range(out.range, invert);
+      // (a + b) - v with the roundings of ATen's neg_() then add_(a + b).
+      map_values(out.pixels, out.range, [sum = static_cast<float>(a + b)](float v) { return -v + sum; });
       out.inverted = true;
     }
   }

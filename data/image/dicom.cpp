@@ -22,11 +22,16 @@
 #include <dcmtk/oflog/oflog.h>
 
 #include <algorithm>
+#include <cstdint>
 #include <cmath>
 #include <fstream>
 #include <limits>
 #include <memory>
 #include <optional>
+
+#if defined(__x86_64__)
+#include <immintrin.h>
+#endif
 
 namespace facet::data::image {
 namespace fs = std::filesystem;
@@ -93,6 +98,51 @@ void map_values(torch::Tensor& pixels, std::optional<std::pair<float, float>>& r
   range = std::make_pair(std::min(a, b), std::max(a, b));
 }
 
+// n stored 16-bit words to float: each masked to its low `16 - spare` bits, sign-extended when Signed,
+// with the smallest and largest value found in the same pass.
+template <bool Signed>
+void words_to_float(const uint16_t* p, size_t n, unsigned spare, float* dst, int32_t& lo, int32_t& hi) {
+  for (size_t i = 0; i < n; ++i) {
+    const auto moved = static_cast<uint16_t>(p[i] << spare);  // the stored bits at the top
+    const int32_t v = Signed ? static_cast<int16_t>(moved) >> spare : moved >> spare;
+    lo = std::min(lo, v);
+    hi = std::max(hi, v);
+    dst[i] = static_cast<float>(v);
+  }
+}
+
+#if defined(__x86_64__)
+// The same, sixteen words per step in 16-bit lanes (the baseline build's SSE2 loop emulates the
+// 32-bit min and max; this was a third of a radiograph loader's time).
+template <bool Signed>
+__attribute__((target("avx2"))) void words_to_float_avx2(const uint16_t* p, size_t n, unsigned spare, float* dst,
+                                                         int32_t& lo, int32_t& hi) {
+  const __m128i count = _mm_cvtsi32_si128(static_cast<int>(spare));
+  __m256i low = _mm256_set1_epi16(Signed ? INT16_MAX : -1), high = _mm256_set1_epi16(Signed ? INT16_MIN : 0);
+  size_t i = 0;
+  for (; i + 16 <= n; i += 16) {
+    const __m256i moved = _mm256_sll_epi16(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p + i)), count);
+    const __m256i v = Signed ? _mm256_sra_epi16(moved, count) : _mm256_srl_epi16(moved, count);
+    low = Signed ? _mm256_min_epi16(low, v) : _mm256_min_epu16(low, v);
+    high = Signed ? _mm256_max_epi16(high, v) : _mm256_max_epu16(high, v);
+    const __m128i first = _mm256_castsi256_si128(v), second = _mm256_extracti128_si256(v, 1);
+    const __m256i a = Signed ? _mm256_cvtepi16_epi32(first) : _mm256_cvtepu16_epi32(first);
+    const __m256i b = Signed ? _mm256_cvtepi16_epi32(second) : _mm256_cvtepu16_epi32(second);
+    _mm256_storeu_ps(dst + i, _mm256_cvtepi32_ps(a));
+    _mm256_storeu_ps(dst + i + 8, _mm256_cvtepi32_ps(b));
+  }
+  alignas(32) uint16_t lows[16], highs[16];
+  _mm256_store_si256(reinterpret_cast<__m256i*>(lows), low);
+  _mm256_store_si256(reinterpret_cast<__m256i*>(highs), high);
+  if (i > 0)
+    for (int k = 0; k < 16; ++k) {
+      lo = std::min<int32_t>(lo, Signed ? static_cast<int16_t>(lows[k]) : lows[k]);
+      hi = std::max<int32_t>(hi, Signed ? static_cast<int16_t>(highs[k]) : highs[k]);
+    }
+  words_to_float<Signed>(p + i, n - i, spare, dst + i, lo, hi);
+}
+#endif
+
 // Frame `frame` of monochrome pixel data stored natively (not encapsulated) as 16-bit words, read
 // from the element DCMTK loaded in host byte order, without DicomImage's intermediate copy (a third
 // of a radiograph loader's time): each value masked to BitsStored, sign-extended when
@@ -121,12 +171,18 @@ std::optional<torch::Tensor> native_monochrome16(DcmDataset& dataset, E_Transfer
   float* dst = out.data_ptr<float>();
   const unsigned spare = 16u - stored;
   int32_t lo = std::numeric_limits<int32_t>::max(), hi = std::numeric_limits<int32_t>::min();
-  for (size_t i = 0; i < pixels; ++i) {
-    const auto moved = static_cast<uint16_t>(p[i] << spare);  // the stored bits at the top
-    const int32_t v = representation ? static_cast<int16_t>(moved) >> spare : moved >> spare;
-    lo = std::min(lo, v);
-    hi = std::max(hi, v);
-    dst[i] = static_cast<float>(v);
+  const auto* words16 = reinterpret_cast<const uint16_t*>(p);
+#if defined(__x86_64__)
+  static const bool avx2 = __builtin_cpu_supports("avx2");
+  if (avx2) {
+    if (representation) words_to_float_avx2<true>(words16, pixels, spare, dst, lo, hi);
+    else words_to_float_avx2<false>(words16, pixels, spare, dst, lo, hi);
+  } else
+#endif
+  if (representation) {
+    words_to_float<true>(words16, pixels, spare, dst, lo, hi);
+  } else {
+    words_to_float<false>(words16, pixels, spare, dst, lo, hi);
   }
   range = {static_cast<float>(lo), static_cast<float>(hi)};
   return out;

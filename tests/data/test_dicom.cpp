@@ -144,10 +144,15 @@ TEST(Dicom, BadFilesAreErrorsNamingTheFile) {
 // HighBit and PixelRepresentation patched in place.
 TEST(Dicom, BitsAboveBitsStoredAreMaskedAndSignExtended) {
   const fs::path dir = fresh_dir("dicom_bits");
-  const std::vector<int64_t> words = {0x0000, 0x07FF, 0x0800, 0x0FFF, 0xF123, 0x9800, 0xFFFF, 0x1001};
+  // Four times eight words with the extremes, then eight mid-range ones: the reader's 16-word vector
+  // steps see every extreme and its scalar tail none, so both must be right.
+  std::vector<int64_t> words;
+  for (int repeat = 0; repeat < 4; ++repeat)
+    for (const int64_t w : {0x0000, 0x07FF, 0x0800, 0x0FFF, 0xF123, 0x9800, 0xFFFF, 0x1001}) words.push_back(w ^ (repeat << 12));  // other garbage above bit 11
+  words.insert(words.end(), 8, 0x0400);
   DicomWriteOptions o;
   o.bits_stored = 16;
-  write_dicom(dir / "bits.dicom", torch::tensor(words).view({2, 4}), o);
+  write_dicom(dir / "bits.dicom", torch::tensor(words).view({5, 8}), o);
   std::ifstream in(dir / "bits.dicom", std::ios::binary);
   std::string bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
   auto patch = [&](uint16_t element, uint16_t value) {  // (0028,element) US, explicit VR little endian
@@ -170,7 +175,7 @@ TEST(Dicom, BitsAboveBitsStoredAreMaskedAndSignExtended) {
     DicomReadOptions keep;
     keep.invert_monochrome1 = false;
     const DicomFrame f = read_dicom(dir / "patched.dicom", keep);
-    EXPECT_TRUE(torch::equal(f.pixels, torch::tensor(expected).view({1, 2, 4}))) << "signed " << signed_pixels << ": " << f.pixels;
+    EXPECT_TRUE(torch::equal(f.pixels, torch::tensor(expected).view({1, 5, 8}))) << "signed " << signed_pixels << ": " << f.pixels;
     ASSERT_TRUE(f.range.has_value());
     EXPECT_EQ(f.range->first, *std::min_element(expected.begin(), expected.end()));
     EXPECT_EQ(f.range->second, *std::max_element(expected.begin(), expected.end()));

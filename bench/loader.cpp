@@ -46,6 +46,7 @@ int main(int argc, char** argv) {
     options.transforms = facet::data::build_transforms(data.at("transforms"));
     auto sampler = std::make_shared<facet::data::RandomSampler>(dataset->size(), 0);
     facet::data::Loader loader(dataset, sampler, options);
+    data.check_unused();  // a misspelt --set key (data.num_slices for num_slices) is an error, not ignored
     int64_t samples = 0;
     double seconds = 0;
     for (int64_t epoch = 0; epoch < epochs; ++epoch) {

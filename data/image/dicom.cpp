@@ -143,6 +143,15 @@ __attribute__((target("avx2"))) void words_to_float_avx2(const uint16_t* p, size
 }
 #endif
 
+template <bool Signed>
+void words_to_float_fastest(const uint16_t* p, size_t n, unsigned spare, float* dst, int32_t& lo, int32_t& hi) {
+#if defined(__x86_64__)
+  static const bool avx2 = __builtin_cpu_supports("avx2");
+  if (avx2) return words_to_float_avx2<Signed>(p, n, spare, dst, lo, hi);
+#endif
+  words_to_float<Signed>(p, n, spare, dst, lo, hi);
+}
+
 // Frame `frame` of monochrome pixel data stored natively (not encapsulated) as 16-bit words, read
 // from the element DCMTK loaded in host byte order, without DicomImage's intermediate copy (a third
 // of a radiograph loader's time): each value masked to BitsStored, sign-extended when
@@ -171,19 +180,8 @@ std::optional<torch::Tensor> native_monochrome16(DcmDataset& dataset, E_Transfer
   float* dst = out.data_ptr<float>();
   const unsigned spare = 16u - stored;
   int32_t lo = std::numeric_limits<int32_t>::max(), hi = std::numeric_limits<int32_t>::min();
-  const auto* words16 = reinterpret_cast<const uint16_t*>(p);
-#if defined(__x86_64__)
-  static const bool avx2 = __builtin_cpu_supports("avx2");
-  if (avx2) {
-    if (representation) words_to_float_avx2<true>(words16, pixels, spare, dst, lo, hi);
-    else words_to_float_avx2<false>(words16, pixels, spare, dst, lo, hi);
-  } else
-#endif
-  if (representation) {
-    words_to_float<true>(words16, pixels, spare, dst, lo, hi);
-  } else {
-    words_to_float<false>(words16, pixels, spare, dst, lo, hi);
-  }
+  if (representation) words_to_float_fastest<true>(p, pixels, spare, dst, lo, hi);
+  else words_to_float_fastest<false>(p, pixels, spare, dst, lo, hi);
   range = {static_cast<float>(lo), static_cast<float>(hi)};
   return out;
 }

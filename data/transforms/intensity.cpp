@@ -9,10 +9,14 @@
 namespace facet::data {
 namespace {
 
+void require_chw(const Sample& s, const std::string& field, const torch::Tensor& t, std::string_view transform) {
+  if (t.dim() != 3) fail("{}: {}: field \"{}\" is not [C, H, W]", s.id, transform, field);
+}
+
 torch::Tensor& image_field(Sample& s, const std::string& field, std::string_view transform) {
   if (!s.fields.contains(field)) fail("{}: {}: the sample has no field \"{}\"", s.id, transform, field);
   torch::Tensor& t = s.fields[field];
-  if (t.dim() != 3) fail("{}: {}: field \"{}\" is not [C, H, W]", s.id, transform, field);
+  require_chw(s, field, t, transform);
   return t;
 }
 
@@ -129,7 +133,7 @@ class CtWindow : public Transform {
   // One window maps each value alone (several make channels).
   const std::string* elementwise_field() const override { return windows_.size() == 1 ? &field_ : nullptr; }
   void check_elementwise(const Sample& s, const torch::Tensor& x) const override {
-    if (x.dim() != 3) fail("{}: ct_window: field \"{}\" is not [C, H, W]", s.id, field_);
+    require_chw(s, field_, x, "ct_window");
   }
   // apply()'s arithmetic: (clamp(x, lo, hi) - lo) * (scale / (hi - lo)), the scalars rounded to float
   // as ATen rounds them; NaN stays NaN, as in ATen's clamp.
@@ -200,7 +204,7 @@ class Scale : public Transform {
   }
   const std::string* elementwise_field() const override { return &field_; }
   void check_elementwise(const Sample& s, const torch::Tensor& x) const override {
-    if (x.dim() != 3) fail("{}: scale: field \"{}\" is not [C, H, W]", s.id, field_);
+    require_chw(s, field_, x, "scale");
   }
   void map_values(float* values, int64_t n, int64_t) const override {
     const auto factor = static_cast<float>(factor_);  // ATen's float arithmetic with a double scalar

@@ -95,20 +95,40 @@ __attribute__((target("avx2"))) __m256i two_rows(const uint8_t* low, const uint8
                                  _mm_loadu_si128(reinterpret_cast<const __m128i*>(high)), 1);
 }
 
+// The tables of one axis as plain pointers: the kernels' stores of uint8_t may alias anything, so
+// reading them through the vectors would reload the vectors' data pointers after every store.
+struct AxisTables {
+  const int32_t* first;
+  const int32_t* count;
+  const int16_t* weights;
+  int64_t taps;
+  unsigned precision;
+  explicit AxisTables(const AxisWeights& axis)
+      : first(axis.first.data()),
+        count(axis.count.data()),
+        weights(axis.weights.data()),
+        taps(axis.taps),
+        precision(axis.precision) {}
+};
+
 // Output pixel x of two RGB rows: sums [R, G, B, 0] per 128-bit lane, row `low` in the low lane.
 // One 16-byte load holds the five pixels from the output's first input; two byte shuffles spread taps
-// 0-1 and 2-3 of each channel into int16 pairs, and madd weighs each pair.
+// 0-1 and 2-3 of each channel into int16 pairs, and madd weighs each pair. With FourTaps (no output
+// reads more than four inputs) that is all of it, without the loop.
+template <bool FourTaps>
 __attribute__((target("avx2"), always_inline)) inline __m256i rgb_sums(const uint8_t* low, const uint8_t* high,
-                                                                       const AxisWeights& axis, int64_t x,
+                                                                       const AxisTables& axis, int64_t x,
                                                                        __m256i half) {
   const __m256i taps01 = _mm256_setr_epi8(0, -1, 3, -1, 1, -1, 4, -1, 2, -1, 5, -1, -1, -1, -1, -1,  //
                                           0, -1, 3, -1, 1, -1, 4, -1, 2, -1, 5, -1, -1, -1, -1, -1);
   const __m256i taps23 = _mm256_setr_epi8(6, -1, 9, -1, 7, -1, 10, -1, 8, -1, 11, -1, -1, -1, -1, -1,  //
                                           6, -1, 9, -1, 7, -1, 10, -1, 8, -1, 11, -1, -1, -1, -1, -1);
-  const int16_t* w = &axis.weights[x * axis.taps];
+  const int16_t* w = axis.weights + x * axis.taps;
+  const int64_t first = 3 * static_cast<int64_t>(axis.first[x]);
+  const int32_t count = FourTaps ? 4 : axis.count[x];
   __m256i sums = half;
-  for (int32_t k = 0; k < axis.count[x]; k += 4) {
-    const int64_t at = 3 * (static_cast<int64_t>(axis.first[x]) + k);
+  for (int32_t k = 0; k < count; k += 4) {
+    const int64_t at = first + 3 * k;
     const __m256i pixels = two_rows(low + at, high + at);
     sums = _mm256_add_epi32(sums, _mm256_madd_epi16(_mm256_shuffle_epi8(pixels, taps01), weight_pair(w + k)));
     sums = _mm256_add_epi32(sums, _mm256_madd_epi16(_mm256_shuffle_epi8(pixels, taps23), weight_pair(w + k + 2)));
@@ -142,7 +162,8 @@ __attribute__((target("avx2"))) void store_rgb(uint8_t* dst, __m128i bytes) {
 // overwrite, the span's last pixels one by one. A load reads up to 13 bytes past a row's last pixel,
 // so the caller leaves the image's last row (and a row that does not make a pair) to the portable loop.
 // Returns the end of the rows done.
-__attribute__((target("avx2"))) int64_t horizontal_rgb_avx2(const PixelsView& in, const AxisWeights& axis,
+template <bool FourTaps>
+__attribute__((target("avx2"))) int64_t horizontal_rgb_avx2(const PixelsView& in, const AxisTables& axis,
                                                             const Span& span, uint8_t* out, int64_t out_stride) {
   const __m256i half = _mm256_set1_epi32(1 << (axis.precision - 1));
   const __m128i shift = _mm_cvtsi32_si128(static_cast<int>(axis.precision));
@@ -155,14 +176,15 @@ __attribute__((target("avx2"))) int64_t horizontal_rgb_avx2(const PixelsView& in
     uint8_t* d1 = d0 + out_stride;
     int64_t x = span.col_begin;
     for (; 3 * x + 16 <= 3 * span.col_end; x += 4) {  // the 16-byte stores stay inside the span
-      const __m256i sums[4] = {rgb_sums(low, high, axis, x, half), rgb_sums(low, high, axis, x + 1, half),
-                               rgb_sums(low, high, axis, x + 2, half), rgb_sums(low, high, axis, x + 3, half)};
+      const __m256i sums[4] = {
+          rgb_sums<FourTaps>(low, high, axis, x, half), rgb_sums<FourTaps>(low, high, axis, x + 1, half),
+          rgb_sums<FourTaps>(low, high, axis, x + 2, half), rgb_sums<FourTaps>(low, high, axis, x + 3, half)};
       const __m256i bytes = twelve_bytes(sums, shift);
       _mm_storeu_si128(reinterpret_cast<__m128i*>(d0 + 3 * x), _mm256_castsi256_si128(bytes));
       _mm_storeu_si128(reinterpret_cast<__m128i*>(d1 + 3 * x), _mm256_extracti128_si256(bytes, 1));
     }
     for (; x < span.col_end; ++x) {
-      const __m256i bytes = three_bytes(rgb_sums(low, high, axis, x, half), shift);
+      const __m256i bytes = three_bytes(rgb_sums<FourTaps>(low, high, axis, x, half), shift);
       store_rgb(d0 + 3 * x, _mm256_castsi256_si128(bytes));
       store_rgb(d1 + 3 * x, _mm256_extracti128_si256(bytes, 1));
     }
@@ -212,8 +234,11 @@ __attribute__((target("avx2"))) void vertical_avx2(const PixelsView& in, const A
 void horizontal(const PixelsView& in, const AxisWeights& axis, Span span, uint8_t* out, int64_t out_stride,
                 bool simd) {
 #if defined(__x86_64__)
-  if (simd && in.channels == 3 && in.cols * 3 >= 16)
-    span.row_begin = horizontal_rgb_avx2(in, axis, span, out, out_stride);
+  if (simd && in.channels == 3 && in.cols * 3 >= 16) {
+    const AxisTables tables(axis);
+    span.row_begin = axis.taps == 4 ? horizontal_rgb_avx2<true>(in, tables, span, out, out_stride)
+                                    : horizontal_rgb_avx2<false>(in, tables, span, out, out_stride);
+  }
 #endif
   horizontal_portable(in, axis, span, out, out_stride);
 }
@@ -239,7 +264,6 @@ AxisWeights AxisWeights::make(int64_t in_size, int64_t out_size) {
   const double support = scale >= 1.0 ? scale : 1.0;  // the tent's half-width: 1, times the downscale
   const double invscale = scale >= 1.0 ? 1.0 / scale : 1.0;
   const int64_t max_taps = static_cast<int64_t>(std::ceil(support)) * 2 + 1;
-  axis.taps = (max_taps + 3) / 4 * 4;
   axis.first.resize(out_size);
   axis.count.resize(out_size);
   std::vector<double> weights(out_size * max_taps, 0.0);
@@ -262,9 +286,11 @@ AxisWeights AxisWeights::make(int64_t in_size, int64_t out_size) {
   }
   for (axis.precision = 0; axis.precision < 22; ++axis.precision)
     if (static_cast<int>(0.5 + largest * (1 << (axis.precision + 1))) >= (1 << 15)) break;
+  // Padded to a multiple of 4 past the widest output's inputs (with zeros), as the kernels read them.
+  axis.taps = (std::max(*std::max_element(axis.count.begin(), axis.count.end()), 1) + 3) / 4 * 4;
   axis.weights.assign(out_size * axis.taps, 0);
   for (int64_t i = 0; i < out_size; ++i)
-    for (int64_t j = 0; j < max_taps; ++j) {
+    for (int64_t j = 0; j < axis.count[i]; ++j) {
       const double v = weights[i * max_taps + j] * (1 << axis.precision);
       axis.weights[i * axis.taps + j] = static_cast<int16_t>(v < 0 ? static_cast<int>(-0.5 + v) : static_cast<int>(0.5 + v));
     }

@@ -25,7 +25,7 @@ struct PixelsView {
 // that keeps the largest weight below 2^15.
 struct AxisWeights {
   int64_t in_size = 0, out_size = 0;
-  int64_t taps = 0;            // weights stored per output, a multiple of 4 (zeros past `count`)
+  int64_t taps = 0;            // weights stored per output: the largest count up to a multiple of 4
   unsigned precision = 0;      // the weighted sum is shifted right by this much, after adding half
   std::vector<int32_t> first;  // [out]: the first input index
   std::vector<int32_t> count;  // [out]: how many inputs it reads

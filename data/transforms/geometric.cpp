@@ -1,6 +1,7 @@
 // Geometric transforms: every one moves the image-like fields, the landmarks and the boxes
 // together (see geometry.h), so a detection or landmark target always matches its image.
 #include "data/batch_slots.h"
+#include "data/image/mirror.h"
 #include "data/pooled_memory.h"
 #include "data/transform.h"
 #include "data/transforms/geometry.h"
@@ -104,11 +105,24 @@ void reverse_rows(torch::Tensor& x) {
   for (int64_t r = 0; r < rows; ++r) std::reverse(data + r * width, data + (r + 1) * width);
 }
 
+// Whether x is an 8-bit [C, H, W] view of interleaved pixels (a decoded frame, or a crop of one).
+bool interleaved_bytes(const torch::Tensor& x) {
+  return x.is_cpu() && x.scalar_type() == torch::kUInt8 && x.dim() == 3 && x.stride(0) == 1 &&
+         x.stride(2) == x.size(0) && x.stride(1) >= x.size(2) * x.size(0);
+}
+
 // Field `name`, x, mirrored along its last axis. The sample's row of the batch (a transform before
 // wrote it there: data/batch_slots.h) in place, so it stays the batch's row and collate copies
 // nothing; another contiguous one (a CT stack of several MB) into pooled memory
-// (data/pooled_memory.h); another (an 8-bit frame's interleaved view) keeps its layout, as flip does.
+// (data/pooled_memory.h); an 8-bit frame's interleaved view into interleaved pixels, as flip keeps
+// the layout (image/mirror.h).
 torch::Tensor flipped(const std::string& name, torch::Tensor x) {
+  if (interleaved_bytes(x) && x.numel() > 0) {
+    const int64_t channels = x.size(0), rows = x.size(1), cols = x.size(2);
+    torch::Tensor out = torch::empty({rows, cols, channels}, torch::kUInt8);
+    image::mirror_rows({x.data_ptr<uint8_t>(), rows, cols, channels, x.stride(1)}, out.data_ptr<uint8_t>());
+    return out.permute({2, 0, 1});
+  }
   if (!x.is_cpu() || !x.is_contiguous()) return x.flip({-1});
   if (BatchSlots::holds(name, x)) {
     switch (x.element_size()) {

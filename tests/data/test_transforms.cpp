@@ -192,6 +192,28 @@ TEST(Transforms, ColorJitterIsIdentityAtZeroAndDeterministicPerSeed) {
   EXPECT_GE(a.fields.at("image").min().item<float>(), 0.0f);
 }
 
+// An 8-bit frame's interleaved view (a crop of a decoded frame, on the loader's 8-bit path) is mirrored
+// by image::mirror_rows: RGB in 5-pixel vector steps plus a scalar tail, so every width from 1 to 24
+// (each tail length), 1, 3 and 4 channels, rows longer than the crop. The pixels are torch's flip and
+// stay interleaved.
+TEST(Transforms, FlipOfAnInterleavedEightBitViewIsTorchsFlip) {
+  auto g = at::make_generator<at::CPUGeneratorImpl>(7);
+  for (const int64_t channels : {1, 3, 4})
+    for (int64_t width = 1; width <= 24; ++width) {
+      const torch::Tensor frame = torch::randint(0, 256, {5, width + 3, channels}, g, torch::kUInt8);
+      const torch::Tensor before = frame.clone();
+      const torch::Tensor view = frame.narrow(1, 2, width).permute({2, 0, 1});  // [C, H, W], row stride > W * C
+      Sample s;
+      s.id = "frame.jpg";
+      s.fields["image"] = view;
+      run("{name: random_hflip, p: 1.0}", s);
+      const torch::Tensor& got = s.fields.at("image");
+      EXPECT_TRUE(torch::equal(got, view.flip({-1}))) << channels << " channels, width " << width;
+      EXPECT_EQ(got.stride(0), 1) << "interleaved";
+      EXPECT_TRUE(torch::equal(frame, before)) << "the frame itself is untouched";
+    }
+}
+
 TEST(Transforms, EightBitImagesGoThroughCropsAndFlipsUntilNormalize) {
   auto takes = [](const std::string& yaml) { return takes_eight_bit_images(build_transforms(Config::parse("t: [" + yaml + "]").at("t"))); };
   EXPECT_TRUE(takes("{name: random_crop, size: 4}, {name: random_hflip}, {name: normalize, mean: [1], std: [2]}"));

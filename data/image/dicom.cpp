@@ -203,26 +203,59 @@ std::string syntax_words(E_TransferSyntax xfer) {
   return fmt::format("{} ({})", x.getXferID(), x.getXferName());
 }
 
-// The bytes of one frame of encapsulated pixel data (PS3.5 A.4): all fragments for a single
-// frame, one fragment per frame, or the fragments the Basic Offset Table assigns to it.
-std::vector<uint8_t> encapsulated_frame(DcmDataset& dataset, E_TransferSyntax xfer, const std::string& name,
-                                        int64_t frame, int64_t frames) {
+// The pixel sequence of encapsulated pixel data (PS3.5 A.4), and its fragments (after the Basic
+// Offset Table item) as bytes.
+DcmPixelSequence& pixel_sequence(DcmDataset& dataset, E_TransferSyntax xfer, const std::string& name) {
   DcmElement* element = nullptr;
   DcmPixelSequence* sequence = nullptr;
   auto* pixel_data = dataset.findAndGetElement(DCM_PixelData, element).good() ? dynamic_cast<DcmPixelData*>(element) : nullptr;
   if (!pixel_data || pixel_data->getEncapsulatedRepresentation(xfer, nullptr, sequence).bad() || !sequence)
     fail("{}: the pixel data of transfer syntax {} is not encapsulated", name, syntax_words(xfer));
-  const unsigned long items = sequence->card();
+  return *sequence;
+}
+
+std::vector<std::pair<const Uint8*, size_t>> fragments_of(DcmPixelSequence& sequence, const std::string& name) {
+  const unsigned long items = sequence.card();
   std::vector<std::pair<const Uint8*, size_t>> fragments;
   for (unsigned long i = 1; i < items; ++i) {
     DcmPixelItem* item = nullptr;
     Uint8* data = nullptr;
-    if (sequence->getItem(item, i).bad() || !item) fail("{}: unreadable pixel data fragment {}", name, i);
+    if (sequence.getItem(item, i).bad() || !item) fail("{}: unreadable pixel data fragment {}", name, i);
     const size_t length = item->getLength();
     if (length > 0 && (item->getUint8Array(data).bad() || !data)) fail("{}: unreadable pixel data fragment {}", name, i);
     fragments.emplace_back(data, length);
   }
   if (fragments.empty()) fail("{}: encapsulated pixel data without fragments", name);
+  return fragments;
+}
+
+// Whether DCMTK 3.6.7's JPEG decoder, walking a fragment's markers for the frame header's bit depth
+// (DJCodecDecoder::scanJpegDataForBitDepth), would reach a TEM marker (FF 01): it does not step past
+// one and loops forever (found by fuzz_dicom). The same walk, which stops there instead: at a frame
+// header (SOF) or at what DCMTK calls an invalid marker it ends, as DCMTK's does.
+bool dcmtk_jpeg_scan_meets_tem(const Uint8* data, size_t length) {
+  size_t offset = 0;
+  while (offset + 4 < length) {
+    if (data[offset] != 0xFF) return false;
+    const Uint8 code = data[offset + 1];
+    const size_t segment = size_t{data[offset + 2]} << 8 | data[offset + 3];  // a marker's length field
+    if (code == 0x01) return true;
+    if (code == 0xFF) offset += 1;                                       // fill byte
+    else if (code >= 0xD0 && code <= 0xD9) offset += 2;                  // RSTn, SOI, EOI
+    else if (code == 0xC4 || code == 0xC8 || code == 0xCC || code >= 0xDA) offset += segment + 2;
+    else if (code >= 0xC0 && code <= 0xCF) return false;                 // SOFn: the scan's answer
+    else if (code > 0x02 && code <= 0xBF) offset += 2;                   // RES
+    else return false;
+  }
+  return false;
+}
+
+// The bytes of one frame of encapsulated pixel data (PS3.5 A.4): all fragments for a single
+// frame, one fragment per frame, or the fragments the Basic Offset Table assigns to it.
+std::vector<uint8_t> encapsulated_frame(DcmDataset& dataset, E_TransferSyntax xfer, const std::string& name,
+                                        int64_t frame, int64_t frames) {
+  DcmPixelSequence* sequence = &pixel_sequence(dataset, xfer, name);
+  const std::vector<std::pair<const Uint8*, size_t>> fragments = fragments_of(*sequence, name);
   size_t first = 0, last = fragments.size();
   if (frames > 1 && fragments.size() == static_cast<size_t>(frames)) {
     first = static_cast<size_t>(frame);
@@ -344,6 +377,11 @@ DicomFrame read_dicom(const fs::path& path, const DicomReadOptions& options) {
     out.columns = stored.size(2);
     out.range = native_range;
   } else {
+    if (DcmXfer(xfer).isEncapsulated())
+      for (const auto& [data, length] : fragments_of(pixel_sequence(dataset, xfer, name), name))
+        if (dcmtk_jpeg_scan_meets_tem(data, length))
+          fail("{}: a TEM marker (FF 01) before the JPEG frame header, which DCMTK's decoder cannot step past "
+               "(transfer syntax {})", name, syntax_words(xfer));
     const unsigned long flags = has_modality_lut ? 0 : CIF_IgnoreModalityTransformation;
     const auto image = std::make_unique<::DicomImage>(&file, xfer, flags, static_cast<unsigned long>(options.frame), 1);
     if (image->getStatus() != EIS_Normal)

@@ -138,6 +138,23 @@ TEST(Dicom, BadFilesAreErrorsNamingTheFile) {
   }
 }
 
+// DCMTK's JPEG decoder, looking for the frame header's bit depth, never steps past a TEM marker
+// (FF 01): a file with one there would hang the reader (found by fuzz_dicom). JPGExtended.dcm's
+// frame header (FF C1) right after the SOI, made a TEM.
+TEST(Dicom, ATemMarkerBeforeTheJpegFrameHeaderIsAnErrorNotAHang) {
+  std::ifstream in(kDir / "JPGExtended.dcm", std::ios::binary);
+  std::string bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  const size_t soi = bytes.find("\xFF\xD8\xFF\xC1");
+  ASSERT_NE(soi, std::string::npos);
+  ASSERT_EQ(bytes.find("\xFF\xD8", soi + 2), std::string::npos) << "one JPEG stream";
+  bytes[soi + 3] = '\x01';
+  const fs::path file = fresh_dir("dicom_tem") / "tem.dcm";
+  std::ofstream(file, std::ios::binary) << bytes;
+  EXPECT_THAT(message_of([&] { read_dicom(file); }),
+              HasSubstr("tem.dcm: a TEM marker (FF 01) before the JPEG frame header"));
+  EXPECT_EQ(read_dicom(kDir / "JPGExtended.dcm").pixels.dim(), 3) << "the file itself still reads";
+}
+
 // Bits above BitsStored (overlays, garbage) are not the pixel's: masked away, and with
 // PixelRepresentation 1 the stored bits are a two's-complement number (DicomImage's and the
 // standard's reading, PS3.5 §8.1.1). The file is written with 16 bits stored, then its BitsStored,

@@ -14,7 +14,8 @@ namespace facet::data::image {
 // truncated, corrupt). With min_side > 0, decoded at 1/2, 1/4 or 1/8 of the size (libjpeg-turbo's
 // scaled inverse DCT, several times faster than a full decode) when both sides stay >= min_side and
 // are divisible by the factor, which goes to `reduction` (1: full size): for a caller that shrinks
-// the image to min_side anyway.
+// the image to min_side anyway. The rows are padded (not continuous: read them by the Mat's step),
+// so that libjpeg-turbo writes them through the cache (jpeg.cpp).
 cv::Mat decode_jpeg(const std::filesystem::path& path, int64_t min_side = 0, int* reduction = nullptr);
 // The same, of the file's bytes already read (`path` names it in errors).
 cv::Mat decode_jpeg(const std::filesystem::path& path, std::string_view file, int64_t min_side = 0,

@@ -34,8 +34,9 @@ struct AxisWeights {
   static AxisWeights make(int64_t in_size, int64_t out_size);
 };
 
-// Which code runs: the AVX2 kernels where the CPU has them, or the portable loops (tests compare the two).
-enum class ResampleKernels { best, portable };
+// Which code runs: the fastest the CPU has (an AVX-512 VBMI horizontal pass of RGB, else AVX2), at most
+// AVX2, or the portable loops. Every one gives the same bytes (the tests compare them).
+enum class ResampleKernels { best, avx2, portable };
 
 // Resizes `in` to out_rows x out_cols into `out` (contiguous, out_rows * out_cols * channels bytes): a
 // horizontal pass rounded to 8 bits, then a vertical one, as ATen does. Any number of channels (the

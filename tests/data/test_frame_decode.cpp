@@ -11,6 +11,7 @@
 #include <opencv2/imgproc.hpp>
 
 #include <fstream>
+#include <tuple>
 
 namespace facet::data::test_frame_decode {
 namespace {
@@ -32,12 +33,37 @@ fs::path smooth_jpeg(const std::string& name, int rows, int cols) {
 // The reference: every pixel decoded, then torch's antialiased resize of the uint8 frame
 // (torchvision's Resize on a tensor), as float [3, size, size].
 torch::Tensor decoded_then_resized(const fs::path& path, int64_t size) {
-  const cv::Mat full = image::decode_jpeg(path);
+  const cv::Mat full = image::decode_jpeg(path);  // rows padded: strided by the Mat's step
+  const int64_t step = static_cast<int64_t>(full.step1());
   const torch::Tensor nchw =
-      torch::from_blob(full.data, {1, full.rows, full.cols, 3}, torch::kUInt8).permute({0, 3, 1, 2});
+      torch::from_blob(full.data, {1, full.rows, full.cols, 3}, {full.rows * step, step, 3, 1}, torch::kUInt8)
+          .permute({0, 3, 1, 2});
   namespace F = torch::nn::functional;
   return F::interpolate(nchw, F::InterpolateFuncOptions().size(std::vector<int64_t>{size, size}).mode(torch::kBilinear)
                                   .align_corners(false).antialias(true))[0].to(torch::kFloat);
+}
+
+// libjpeg-turbo writes a colour row that starts on a 16- or 32-byte boundary with non-temporal
+// stores, and the reader's resize would then read the frame back from memory: no decoded row may
+// start on one, whatever the width, colour or grey. The pixels are those of a continuous decode.
+TEST(FrameDecode, NoDecodedRowStartsOnASixteenByteBoundary) {
+  for (const auto& [name, rows, cols] : {std::tuple{"square", 64, 64}, std::tuple{"odd", 37, 91}}) {
+    const fs::path path = smooth_jpeg(name, rows, cols);
+    const cv::Mat rgb = image::decode_jpeg(path);
+    cv::Mat grey;
+    cv::cvtColor(cv::imread(path.string()), grey, cv::COLOR_BGR2GRAY);
+    const fs::path grey_path = path.parent_path() / "grey.jpg";
+    ASSERT_TRUE(cv::imwrite(grey_path.string(), grey));
+    for (const cv::Mat& m : {rgb, image::decode_jpeg(grey_path)}) {
+      ASSERT_EQ(m.rows, rows);
+      ASSERT_EQ(m.cols, cols);
+      for (int r = 0; r < m.rows; ++r)
+        EXPECT_NE(reinterpret_cast<uintptr_t>(m.ptr(r)) % 16, 0u) << name << " row " << r << ", " << m.channels() << " channel(s)";
+    }
+    cv::Mat bgr;
+    cv::cvtColor(rgb, bgr, cv::COLOR_RGB2BGR);
+    EXPECT_EQ(cv::norm(bgr, cv::imread(path.string()), cv::NORM_INF), 0) << name << ": not OpenCV's decode";
+  }
 }
 
 TEST(FrameDecode, PicksTheLargestReductionThatKeepsBothSidesAndDividesThem) {

@@ -1,5 +1,6 @@
 // The loader's antialiased resize of 8-bit pixels against torch's interpolate(bilinear,
-// antialias=True) on uint8, which it must equal to the bit: both kernels (AVX2, portable), shrinking
+// antialias=True) on uint8, which it must equal to the bit: every kernel (AVX-512 VBMI where the CPU
+// has it, AVX2, portable), shrinking
 // and enlarging, one axis or both, 1 to 5 channels, strided rows, windows of the output; the weight
 // table by hand.
 #include "core/error.h"
@@ -34,6 +35,10 @@ torch::Tensor ours(const torch::Tensor& hwc, int64_t rows, int64_t cols, Resampl
   return out;
 }
 
+const char* kernel_name(ResampleKernels kernels) {
+  return kernels == ResampleKernels::best ? "best" : kernels == ResampleKernels::avx2 ? "avx2" : "portable";
+}
+
 // Noise: every pixel's rounding is independent, so one wrong weight or shift shows.
 torch::Tensor noise(int64_t rows, int64_t cols, int64_t channels, uint64_t seed) {
   auto g = at::make_generator<at::CPUGeneratorImpl>(seed);
@@ -58,11 +63,11 @@ TEST(Resample, EqualsTorchsAntialiasedBilinearToTheBit) {
     for (const int64_t channels : {1, 3, 4, 5}) {
       const torch::Tensor in = noise(c.rows, c.cols, channels, ++seed);
       const torch::Tensor expected = torch_resize(in, c.out_rows, c.out_cols);
-      for (const auto kernels : {ResampleKernels::best, ResampleKernels::portable}) {
+      for (const auto kernels : {ResampleKernels::best, ResampleKernels::avx2, ResampleKernels::portable}) {
         const torch::Tensor got = ours(in, c.out_rows, c.out_cols, kernels);
         EXPECT_TRUE(torch::equal(got, expected))
-            << c.rows << "x" << c.cols << "x" << channels << " -> " << c.out_rows << "x" << c.out_cols
-            << (kernels == ResampleKernels::best ? " (best)" : " (portable)") << ": "
+            << c.rows << "x" << c.cols << "x" << channels << " -> " << c.out_rows << "x" << c.out_cols << " ("
+            << kernel_name(kernels) << "): "
             << (got.to(torch::kInt) - expected.to(torch::kInt)).abs().max().item<int>() << " grey levels off";
       }
     }
@@ -98,14 +103,14 @@ TEST(Resample, AWindowIsThatPartOfTheWholeResize) {
       const torch::Tensor in = noise(c.rows, c.cols, channels, ++seed);
       const torch::Tensor whole = torch_resize(in, c.out_rows, c.out_cols);
       const image::OutputWindow& w = c.window;
-      for (const auto kernels : {ResampleKernels::best, ResampleKernels::portable}) {
+      for (const auto kernels : {ResampleKernels::best, ResampleKernels::avx2, ResampleKernels::portable}) {
         torch::Tensor out = torch::full({c.out_rows, c.out_cols, channels}, 171, torch::kUInt8);
         image::resize_antialiased({in.data_ptr<uint8_t>(), c.rows, c.cols, channels, in.stride(0)},
                                   out.data_ptr<uint8_t>(), c.out_rows, c.out_cols, w, kernels);
         const auto rows = torch::indexing::Slice(w.top, w.top + w.rows), cols = torch::indexing::Slice(w.left, w.left + w.cols);
-        const std::string where = fmt::format("{}x{}x{} -> {}x{}, window {}x{} at ({}, {}){}", c.rows, c.cols, channels,
-                                              c.out_rows, c.out_cols, w.rows, w.cols, w.top, w.left,
-                                              kernels == ResampleKernels::best ? "" : " (portable)");
+        const std::string where = fmt::format("{}x{}x{} -> {}x{}, window {}x{} at ({}, {}) ({})", c.rows, c.cols,
+                                              channels, c.out_rows, c.out_cols, w.rows, w.cols, w.top, w.left,
+                                              kernel_name(kernels));
         EXPECT_TRUE(torch::equal(out.index({rows, cols}), whole.index({rows, cols}))) << where;
         out.index_put_({rows, cols}, 171);
         EXPECT_TRUE(torch::equal(out, torch::full_like(out, 171))) << where << ": wrote outside the window";

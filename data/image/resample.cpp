@@ -7,7 +7,6 @@
 #include <cmath>
 #include <cstring>
 #include <memory>
-#include <optional>
 #include <tuple>
 
 #if defined(__x86_64__)
@@ -35,7 +34,7 @@ std::shared_ptr<const AxisWeights> axis_weights(int64_t in_size, int64_t out_siz
   return recent.back();
 }
 
-// The kernels a resize runs, resolved from ResampleKernels and the CPU.
+// The kernels a resize runs, resolved from ResampleKernels and the CPU; each level has the ones below.
 enum class Level { portable, avx2, avx512_vbmi };
 
 // ---- portable passes: the sums ATen's scalar loops compute (basic_loop_aa_horizontal / _vertical<uint8_t>)
@@ -298,7 +297,6 @@ __mmask64 first_bytes(int64_t n) { return n <= 0 ? 0 : n >= 64 ? ~__mmask64{0} :
 // byte permutes (one per 16 int16 pairs, where the AVX2 kernel shuffles 3 pairs per instruction), six
 // dot products with the group's weights, the packs to bytes and one permute back to output order, and
 // a store masked to the span's columns. Bitwise the AVX2 and portable passes: the same integer sums.
-
 __attribute__((target("avx512f,avx512bw,avx512vbmi,avx512vnni"), always_inline)) inline void vbmi_group(
     const uint8_t* row, uint8_t* dst, int64_t at, int64_t row_bytes, const __m512i (&permutes)[6],
     const __m512i (&weights)[6], __m512i half, __m128i shift, __m512i order, __mmask64 store) {

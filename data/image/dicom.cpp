@@ -377,7 +377,9 @@ DicomFrame read_dicom(const fs::path& path, const DicomReadOptions& options) {
     out.columns = stored.size(2);
     out.range = native_range;
   } else {
-    if (DcmXfer(xfer).isEncapsulated())
+    // The JPEG processes (DCMTK's dcmjpeg codecs); JPEG-LS, RLE and the rest do not run that scan, and
+    // JPEG-LS scan data may hold FF 01.
+    if (xfer >= EXS_JPEGProcess1 && xfer <= EXS_JPEGProcess14SV1)
       for (const auto& [data, length] : fragments_of(pixel_sequence(dataset, xfer, name), name))
         if (dcmtk_jpeg_scan_meets_tem(data, length))
           fail("{}: a TEM marker (FF 01) before the JPEG frame header, which DCMTK's decoder cannot step past "

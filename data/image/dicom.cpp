@@ -203,8 +203,7 @@ std::string syntax_words(E_TransferSyntax xfer) {
   return fmt::format("{} ({})", x.getXferID(), x.getXferName());
 }
 
-// The pixel sequence of encapsulated pixel data (PS3.5 A.4), and its fragments (after the Basic
-// Offset Table item) as bytes.
+// The pixel sequence of encapsulated pixel data (PS3.5 A.4).
 DcmPixelSequence& pixel_sequence(DcmDataset& dataset, E_TransferSyntax xfer, const std::string& name) {
   DcmElement* element = nullptr;
   DcmPixelSequence* sequence = nullptr;
@@ -214,6 +213,7 @@ DcmPixelSequence& pixel_sequence(DcmDataset& dataset, E_TransferSyntax xfer, con
   return *sequence;
 }
 
+// Its fragments (the items after the Basic Offset Table) as bytes.
 std::vector<std::pair<const Uint8*, size_t>> fragments_of(DcmPixelSequence& sequence, const std::string& name) {
   const unsigned long items = sequence.card();
   std::vector<std::pair<const Uint8*, size_t>> fragments;

@@ -24,14 +24,21 @@ double tent(double x) {
 
 uint8_t to_byte(int32_t sum, unsigned precision) { return static_cast<uint8_t>(std::clamp(sum >> precision, 0, 255)); }
 
-// The tables of the sizes this thread resized last: a loader's worker resizes every frame to one size.
-std::shared_ptr<const AxisWeights> axis_weights(int64_t in_size, int64_t out_size) {
-  thread_local std::vector<std::shared_ptr<const AxisWeights>> recent;
-  for (const auto& axis : recent)
-    if (axis->in_size == in_size && axis->out_size == out_size) return axis;
+// Tables of the sizes this thread resized last, `make()` on a miss: a loader's worker resizes every
+// frame to one size. One cache per call site (the lambda's type).
+template <class Tables, class Make>
+std::shared_ptr<const Tables> recent_tables(int64_t in_size, int64_t out_size, Make make) {
+  thread_local std::vector<std::tuple<int64_t, int64_t, std::shared_ptr<const Tables>>> recent;
+  for (const auto& [in, out, tables] : recent)
+    if (in == in_size && out == out_size) return tables;
   if (recent.size() == 8) recent.erase(recent.begin());
-  recent.push_back(std::make_shared<const AxisWeights>(AxisWeights::make(in_size, out_size)));
-  return recent.back();
+  recent.emplace_back(in_size, out_size, make());
+  return std::get<2>(recent.back());
+}
+
+std::shared_ptr<const AxisWeights> axis_weights(int64_t in_size, int64_t out_size) {
+  return recent_tables<AxisWeights>(
+      in_size, out_size, [&] { return std::make_shared<const AxisWeights>(AxisWeights::make(in_size, out_size)); });
 }
 
 // The kernels a resize runs, resolved from ResampleKernels and the CPU; each level has the ones below.
@@ -273,15 +280,9 @@ struct RgbGroups {
   }
 };
 
-// The groups of the sizes this thread resized last (null where the kernel does not apply).
+// Null where the kernel does not apply.
 std::shared_ptr<const RgbGroups> rgb_groups(const AxisWeights& axis) {
-  thread_local std::vector<std::pair<std::pair<int64_t, int64_t>, std::shared_ptr<const RgbGroups>>> recent;
-  const std::pair<int64_t, int64_t> sizes{axis.in_size, axis.out_size};
-  for (const auto& [key, groups] : recent)
-    if (key == sizes) return groups;
-  if (recent.size() == 8) recent.erase(recent.begin());
-  recent.emplace_back(sizes, RgbGroups::make(axis));
-  return recent.back().second;
+  return recent_tables<RgbGroups>(axis.in_size, axis.out_size, [&] { return RgbGroups::make(axis); });
 }
 
 bool cpu_has_avx512_vbmi() {

@@ -105,9 +105,9 @@ void reverse_rows(torch::Tensor& x) {
   for (int64_t r = 0; r < rows; ++r) std::reverse(data + r * width, data + (r + 1) * width);
 }
 
-// Whether x is an 8-bit [C, H, W] view of interleaved pixels (a decoded frame, or a crop of one).
+// Whether x is a non-empty 8-bit [C, H, W] view of interleaved pixels (a decoded frame, or a crop of one).
 bool interleaved_bytes(const torch::Tensor& x) {
-  return x.is_cpu() && x.scalar_type() == torch::kUInt8 && x.dim() == 3 && x.stride(0) == 1 &&
+  return x.is_cpu() && x.scalar_type() == torch::kUInt8 && x.dim() == 3 && x.numel() > 0 && x.stride(0) == 1 &&
          x.stride(2) == x.size(0) && x.stride(1) >= x.size(2) * x.size(0);
 }
 
@@ -117,7 +117,7 @@ bool interleaved_bytes(const torch::Tensor& x) {
 // (data/pooled_memory.h); an 8-bit frame's interleaved view into interleaved pixels, as flip keeps
 // the layout (image/mirror.h).
 torch::Tensor flipped(const std::string& name, torch::Tensor x) {
-  if (interleaved_bytes(x) && x.numel() > 0) {
+  if (interleaved_bytes(x)) {
     const int64_t channels = x.size(0), rows = x.size(1), cols = x.size(2);
     torch::Tensor out = torch::empty({rows, cols, channels}, torch::kUInt8);
     image::mirror_rows({x.data_ptr<uint8_t>(), rows, cols, channels, x.stride(1)}, out.data_ptr<uint8_t>());

@@ -45,7 +45,7 @@ torch::Tensor decoded_then_resized(const fs::path& path, int64_t size) {
 
 // libjpeg-turbo writes a colour row that starts on a 16- or 32-byte boundary with non-temporal
 // stores, and the reader's resize would then read the frame back from memory: no decoded row may
-// start on one, whatever the width, colour or grey. The pixels are those of a continuous decode.
+// start on one, whatever the width, colour or grey. The pixels are OpenCV's decode of the file.
 TEST(FrameDecode, NoDecodedRowStartsOnASixteenByteBoundary) {
   for (const auto& [name, rows, cols] : {std::tuple{"square", 64, 64}, std::tuple{"odd", 37, 91}}) {
     const fs::path path = smooth_jpeg(name, rows, cols);

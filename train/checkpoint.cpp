@@ -121,10 +121,21 @@ fs::path CheckpointDir::save(int64_t step, const CheckpointContents& contents, b
     throw;
   }
   fault_point("link", save_number);
-  point("last", final_dir);
+  // `best` first: a crash between the two leaves `last` behind, which a resume sets right (relink);
+  // the other order would leave `best` on a worse checkpoint than the saved best value.
   if (is_best) point("best", final_dir);
+  point("last", final_dir);
   prune();
   return final_dir;
+}
+
+void CheckpointDir::relink(const fs::path& checkpoint, bool is_best) const {
+  if (checkpoint.extension() == ".old") return;  // the copy of an interrupted swap: prune() renames it
+  for (const std::string link : {"best", "last"}) {
+    if (link == "best" && !is_best) continue;
+    const auto now = resolve(link);
+    if (!now || !fs::equivalent(*now, checkpoint)) point(link, checkpoint);
+  }
 }
 
 void CheckpointDir::point(const std::string& link, const fs::path& target) const {

@@ -41,6 +41,9 @@ class CheckpointDir {
   std::optional<std::filesystem::path> resolve(const std::string& link = "last") const;
   // The newest complete checkpoint, whatever `last` says: what a resume continues from.
   std::optional<std::filesystem::path> latest_complete() const;
+  // Points `last`, and `best` when it was saved as the best, at `checkpoint` where they point
+  // elsewhere: a run killed between writing a checkpoint and linking it is resumed from it.
+  void relink(const std::filesystem::path& checkpoint, bool is_best) const;
   // Reads model.safetensors, every other *.safetensors into `files`, and state.json (optimisers are
   // restored separately); fails naming the file that is missing or corrupt.
   static CheckpointContents load(const std::filesystem::path& checkpoint);

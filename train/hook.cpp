@@ -4,6 +4,8 @@
 #include "train/checkpoint.h"
 #include "train/trainer.h"
 
+#include <cmath>
+
 namespace facet::train {
 
 HookRegistry& hook_registry() {
@@ -35,16 +37,20 @@ class EarlyStopping : public Hook {
       for (const auto& [k, v] : results) names.push_back(k);
       fail("early_stopping: metric \"{}\" is not among the evaluation results ({})", metric_, join(names));
     }
+    // A value that is not a finite number (an F1 over no positive label is NaN) never improves.
     const double v = it->second;
-    const bool better = !best_ || (maximise_ ? v > *best_ + min_delta_ : v < *best_ - min_delta_);
+    const bool better = std::isfinite(v) && (!best_ || (maximise_ ? v > *best_ + min_delta_ : v < *best_ - min_delta_));
     if (better) {
       best_ = v;
       stale_ = 0;
       return;
     }
     if (++stale_ >= patience_)
-      trainer.request_stop(fmt::format("early stopping at step {}: {} has not improved on {:.4f} for {} evaluations",
-                                       trainer.state().step, metric_, *best_, stale_));
+      trainer.request_stop(fmt::format("early stopping at step {}: {} {} for {} evaluations", trainer.state().step,
+                                       metric_,
+                                       best_ ? fmt::format("has not improved on {:.4f}", *best_)
+                                             : std::string("has not been a finite number"),
+                                       stale_));
   }
 
   void on_save(Trainer&, CheckpointContents& contents) override {
@@ -57,7 +63,7 @@ class EarlyStopping : public Hook {
     if (!hooks.is_object() || !hooks.contains(name())) return;
     const auto& s = hooks.at(name());
     stale_ = s.value("stale", 0);
-    if (s.contains("best")) best_ = s.at("best").get<double>();
+    if (s.contains("best") && s.at("best").is_number()) best_ = s.at("best").get<double>();
   }
 
  private:

@@ -1,9 +1,13 @@
 #include "train/metric_table.h"
 
+#include "core/error.h"
+
 #include <fmt/format.h>
 
 #include <algorithm>
 #include <cctype>
+#include <cmath>
+#include <limits>
 #include <set>
 #include <vector>
 
@@ -78,6 +82,23 @@ std::string headline_line(const MetricTable& table, const std::string& split) {
   for (const auto& [key, value] : table.headline)
     line += fmt::format("{}{} {:.4f}", line.empty() ? "" : "  ", key.substr(std::min(key.size(), split.size() + 1)), value);
   return line;
+}
+
+nlohmann::json metrics_to_json(const std::map<std::string, double>& metrics) {
+  nlohmann::json out = nlohmann::json::object();
+  for (const auto& [name, value] : metrics) out[name] = std::isfinite(value) ? nlohmann::json(value) : nlohmann::json();
+  return out;
+}
+
+std::map<std::string, double> metrics_from_json(const nlohmann::json& object, const std::string& where) {
+  if (!object.is_object()) fail("{}: metrics: expected an object of numbers, got {}", where, object.type_name());
+  std::map<std::string, double> out;
+  for (const auto& [name, value] : object.items()) {
+    if (value.is_null()) out[name] = std::numeric_limits<double>::quiet_NaN();
+    else if (value.is_number()) out[name] = value.get<double>();
+    else fail("{}: metric \"{}\": expected a number or null, got {}", where, name, value.dump());
+  }
+  return out;
 }
 
 }  // namespace facet::train

@@ -4,6 +4,8 @@
 // on one log line.
 #pragma once
 
+#include <nlohmann/json.hpp>
+
 #include <map>
 #include <string>
 
@@ -20,5 +22,11 @@ MetricTable arrange_metrics(const std::map<std::string, double>& results, const 
 
 // "val/accuracy 0.9312  val/f1/mean 0.6120 ..." (the `split/` prefix dropped).
 std::string headline_line(const MetricTable& table, const std::string& split);
+
+// Metric values as a JSON object and back. JSON has no NaN: a metric that is not a number (an F1
+// over no positive label) or infinite is written as null and read back as NaN. `where` names the
+// file in the error for anything else.
+nlohmann::json metrics_to_json(const std::map<std::string, double>& metrics);
+std::map<std::string, double> metrics_from_json(const nlohmann::json& object, const std::string& where);
 
 }  // namespace facet::train

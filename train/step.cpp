@@ -87,6 +87,7 @@ StepResult run_objective(Trainer& trainer, std::vector<data::Batch>& micro_batch
            where, what, bad.empty() ? "none" : join(bad));
     }
     result.skipped = "non-finite " + what;
+    result.non_finite = true;
     log::warn("{}: non-finite {} — step skipped (train.non_finite: skip)", where, what);
   } else if (verdict.overflow) {
     result.skipped = "fp16 overflow";

@@ -41,6 +41,7 @@ struct MicroBatch {
 struct StepResult {
   bool applied = false;                          // false: skipped (non-finite values, fp16 overflow)
   std::string skipped;                           // why, when not applied
+  bool non_finite = false;                       // skipped for non-finite values (counted in skipped_steps)
   double loss = 0;                               // mean over the micro-batches, this rank
   std::map<std::string, torch::Tensor> parts;    // device scalars: each loss part's mean over the micro-batches
   double grad_norm = 0;                          // of the (last) optimiser's gradients, before clipping

@@ -3,6 +3,7 @@
 #include "core/file_io.h"
 #include "core/log.h"
 #include "core/text.h"
+#include "train/metric_table.h"
 
 #include <nlohmann/json.hpp>
 #include <yaml-cpp/yaml.h>
@@ -165,14 +166,15 @@ std::map<std::string, double> read_final_metrics(const fs::path& run_dir) {
   if (!fs::exists(file)) return {};
   try {
     const auto j = nlohmann::json::parse(read_file(file));
-    return j.at("metrics").get<std::map<std::string, double>>();
+    return metrics_from_json(j.at("metrics"), file.string());
   } catch (const nlohmann::json::exception& e) {
     fail("{}: corrupt: {}", file.string(), e.what());
   }
 }
 
 void write_final_metrics(const fs::path& run_dir, int64_t step, const std::map<std::string, double>& metrics) {
-  write_file_atomic(run_dir / "final_metrics.json", nlohmann::json{{"step", step}, {"metrics", metrics}}.dump(2) + "\n");
+  write_file_atomic(run_dir / "final_metrics.json",
+                    nlohmann::json{{"step", step}, {"metrics", metrics_to_json(metrics)}}.dump(2) + "\n");
 }
 
 std::vector<std::string> sweep_command(const SweepPlan& plan, const SweepRun& run, int slot,
@@ -212,6 +214,12 @@ int run_sweep(const SweepPlan& plan, const std::string& facet_binary) {
       free_slots.erase(free_slots.begin());
       std::vector<std::string> args = sweep_command(plan, run, slot, facet_binary);
       const bool resume = std::find(args.begin(), args.end(), "--resume") != args.end();
+      // A run stopped before its first checkpoint starts again from nothing (`facet train` refuses a
+      // directory that holds a run).
+      if (!resume && fs::exists(run.run_dir) && !fs::is_empty(run.run_dir)) {
+        log::info("{} / {}: stopped before its first checkpoint; starting it again", run.variant, run.replicate);
+        fs::remove_all(run.run_dir);
+      }
       fs::create_directories(run.run_dir);
       const std::string log_path = (run.run_dir.parent_path() / (run.run_dir.filename().string() + ".out")).string();
       const pid_t pid = ::fork();

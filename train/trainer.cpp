@@ -50,6 +50,16 @@ std::map<std::string, std::string> flat_config(const std::string& yaml) {
   return out;
 }
 
+// A new run never writes into another run's directory: its rows in metrics.csv and its checkpoints
+// would mix with ours, and a resume could continue the other run.
+void refuse_existing_run(const fs::path& dir) {
+  for (const char* file : {"config.yaml", "metrics.csv", "checkpoints"})
+    if (fs::exists(dir / file))
+      fail("{}: already holds a run ({} exists); continue it with `facet train --resume {}`, or choose another "
+           "--run-dir",
+           dir.string(), file, dir.string());
+}
+
 }  // namespace
 
 void install_stop_signal_handlers() {
@@ -102,6 +112,7 @@ void Trainer::build(Mode mode) {
 
   // Only a config that built completely gets a run directory.
   if (runtime_.leader()) {
+    if (!resume) refuse_existing_run(run_dir_);
     fs::create_directories(run_dir_);
     log::open_file(run_dir_ / "log.txt");
   }
@@ -256,13 +267,18 @@ void Trainer::build_hooks() {
 
 void Trainer::open_run_files(bool resume) {
   if (!runtime_.leader()) return;
-  if (!resume) config_.save(run_dir_ / "config.yaml");
+  // On a resume too: a longer run asked for on the command line stays asked for at the next resume.
+  config_.save(run_dir_ / "config.yaml");
   log::info("experiment {}, run directory {}", experiment_, run_dir_.string());
   const fs::path csv = run_dir_ / "metrics.csv";
   if (resume && fs::exists(csv)) {
-    // Rows written after the checkpoint we resume from would otherwise appear twice.
+    // Rows written after the checkpoint we resume from would otherwise appear twice: the checkpoint
+    // counts the rows before it (an evaluation logged after the checkpoint of its step runs again);
+    // for an older checkpoint without the count, rows of later steps go.
     std::string kept, line;
     const std::string text = read_file(csv);
+    const int64_t rows_before = metrics_rows_;
+    metrics_rows_ = 0;
     size_t at = 0;
     while (at < text.size()) {
       const size_t end = std::min(text.find('\n', at), text.size());
@@ -270,16 +286,21 @@ void Trainer::open_run_files(bool resume) {
       at = end + 1;
       const size_t comma = line.find(',');
       bool keep = comma == std::string::npos || line.rfind("step,", 0) == 0;
-      if (!keep) {
+      if (!keep && rows_before >= 0) {
+        keep = metrics_rows_ < rows_before && end < text.size();  // a torn last line of a killed run goes
+      } else if (!keep) {
         try {
           keep = std::stoll(line.substr(0, comma)) <= state_.step;
         } catch (const std::exception&) {
           keep = false;  // a torn last line of a killed run
         }
       }
+      if (keep && comma != std::string::npos && line.rfind("step,", 0) != 0) ++metrics_rows_;
       if (keep) kept += line + "\n";
     }
     write_file_atomic(csv, kept);
+  } else {
+    metrics_rows_ = 0;
   }
   events_ = std::make_unique<tensorboard::EventWriter>(run_dir_);
   if (resume) events_->add_session_start(state_.step + 1);
@@ -338,6 +359,7 @@ void Trainer::add_hook(std::shared_ptr<Hook> hook) {
   // Ascending priority; among equals, the order they were added.
   const auto at = std::upper_bound(hooks_.begin(), hooks_.end(), hook->priority(),
                                    [](int p, const std::shared_ptr<Hook>& h) { return p < h->priority(); });
+  if (restored_) hook->on_restore(*this, *restored_);  // added to a resumed run after the build
   hooks_.insert(at, std::move(hook));
 }
 
@@ -348,11 +370,13 @@ void Trainer::request_stop(std::string reason) {
 // ---------------------------------------------------------------------------------------------
 RunResult Trainer::fit() {
   install_stop_signal_handlers();
+  restored_.reset();
   RunResult result;
   if (!stop_reason_.empty()) {  // resumed after a hook stopped the run: it stays stopped
     log::info("the run had stopped ({}); nothing to resume", stop_reason_);
     result.step = state_.step;
     result.stopped_early = stop_reason_;
+    result.last_eval = last_eval_;  // the evaluation before the stop, from the checkpoint
     return result;
   }
   for_hooks([&](Hook& h) { h.before_train(*this); });
@@ -382,7 +406,7 @@ RunResult Trainer::fit() {
       StepResult r = step_->run(*this, micro);
       micro.clear();
       ++state_.step;
-      if (!r.applied && r.skipped.rfind("non-finite", 0) == 0) ++state_.skipped_steps;
+      if (r.non_finite) ++state_.skipped_steps;
       if (wants_per_sample_) gather_per_sample(r);
       for_hooks([&](Hook& h) { h.after_step(*this, r); });
       const bool signalled = runtime_.group ? runtime_.group->any_rank(stop_signal() != 0) : stop_signal() != 0;
@@ -428,9 +452,13 @@ EvalResults Trainer::evaluate() {
 
 EvalResults Trainer::test() {
   if (test_split_.empty()) return {};
-  const auto best = checkpoints_ ? checkpoints_->resolve("best") : std::nullopt;
-  if (best) load_checkpoint_weights(*model_, *best, options_.ema_decay > 0, runtime_.device);
-  log::info("test split \"{}\" with the weights of {}", test_split_, best ? best->string() : "the last step");
+  // The best checkpoint's weights; without one the last step's — its EMA, as every evaluation uses.
+  const bool ema = options_.ema_decay > 0;
+  std::optional<fs::path> weights = checkpoints_ ? checkpoints_->resolve("best") : std::nullopt;
+  if (!weights && ema && checkpoints_) weights = checkpoints_->resolve("last");
+  if (weights) load_checkpoint_weights(*model_, *weights, ema, runtime_.device);
+  log::info("test split \"{}\" with the {}weights of {}", test_split_, ema ? "EMA " : "",
+            weights ? weights->string() : "the last step");
   Evaluator tester(config_, test_split_, runtime_, options_, *model_);
   model_->eval();
   EvalOutput out = tester.run(*model_);
@@ -461,8 +489,11 @@ void Trainer::log_scalars(const std::string& prefix, const std::map<std::string,
   for (const auto& [name, value] : values) {
     const std::string tag = prefix + "/" + name;
     if (events_) events_->add_scalar(tag, value, state_.step);
-    if (metrics_csv_) std::fprintf(metrics_csv_, "%lld,%lld,%s,%.9g\n", static_cast<long long>(state_.step),
-                                   static_cast<long long>(state_.epoch), tag.c_str(), value);
+    if (metrics_csv_) {
+      std::fprintf(metrics_csv_, "%lld,%lld,%s,%.9g\n", static_cast<long long>(state_.step),
+                   static_cast<long long>(state_.epoch), tag.c_str(), value);
+      ++metrics_rows_;
+    }
   }
   if (metrics_csv_) std::fflush(metrics_csv_);
 }
@@ -496,7 +527,11 @@ void Trainer::save_checkpoint(bool is_best) {
       trainer_file["scaler." + o->name() + ".growth"] = scaler->growth_tracker().cpu();
     }
   }
-  if (adaptive_sampler_) trainer_file["loader.order"] = torch::tensor(loader_->epoch_order(), torch::kInt64);
+  // Mid-epoch, the epoch's order (an adaptive sampler drew it from feedback since changed). At an
+  // epoch's end none: the next epoch's order is drawn on resume, from the sampler state saved here.
+  if (adaptive_sampler_)
+    trainer_file["loader.order"] = state_.batch_in_epoch > 0 ? torch::tensor(loader_->epoch_order(), torch::kInt64)
+                                                              : torch::empty({0}, torch::kInt64);
   c.state = {{"step", state_.step},
              {"epoch", state_.epoch},
              {"batch_in_epoch", state_.batch_in_epoch},
@@ -508,7 +543,10 @@ void Trainer::save_checkpoint(bool is_best) {
              {"image_channels", image_channels_},
              {"init_weights", init_weights_record_},
              {"frozen_weights", frozen_weights},
-             {"hooks", nlohmann::json::object()}};
+             {"hooks", nlohmann::json::object()},
+             {"last_eval", metrics_to_json(last_eval_)},
+             {"metrics_csv_rows", metrics_rows_},
+             {"saved_as_best", is_best}};
   if (!stop_reason_.empty()) c.state["stopped"] = stop_reason_;
   for_hooks([&](Hook& h) { h.on_save(*this, c); });
   const fs::path where = checkpoints_->save(state_.step, c, is_best);
@@ -577,11 +615,17 @@ void Trainer::restore(const fs::path& checkpoint) {
     init_weights_record_ = c.state.value("init_weights", nlohmann::json::array());
     loader_->sampler().load_state(c.state.value("sampler", nlohmann::json::object()));
     if (c.state.contains("stopped")) stop_reason_ = c.state.at("stopped").get<std::string>();
+    if (c.state.contains("last_eval")) last_eval_ = metrics_from_json(c.state.at("last_eval"), (checkpoint / "state.json").string());
+    metrics_rows_ = c.state.value("metrics_csv_rows", int64_t{-1});
   } catch (const nlohmann::json::exception& e) {
     fail("{}: corrupt: {}", (checkpoint / "state.json").string(), e.what());
   }
   last_saved_step_ = state_.step;
+  // A crash between a save and its links left `last` (and `best`) on the checkpoint before.
+  if (runtime_.leader()) checkpoints_->relink(checkpoint, c.state.value("saved_as_best", false));
   for_hooks([&](Hook& h) { h.on_restore(*this, c); });
+  c.model.clear();
+  restored_ = std::move(c);
   log::info("resumed from {} at step {} (epoch {}, batch {})", checkpoint.string(), state_.step, state_.epoch,
             state_.batch_in_epoch);
 }

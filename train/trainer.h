@@ -13,10 +13,11 @@
 
 #include "core/config.h"
 #include "data/loader.h"
-#include "train/cuda_graph.h"
-#include "train/device_prefetch.h"
 #include "losses/loss.h"
 #include "models/model.h"
+#include "train/checkpoint.h"
+#include "train/cuda_graph.h"
+#include "train/device_prefetch.h"
 #include "train/evaluator.h"
 #include "train/hook.h"
 #include "train/options.h"
@@ -26,6 +27,7 @@
 #include <filesystem>
 #include <map>
 #include <memory>
+#include <optional>
 #include <set>
 #include <string>
 
@@ -35,7 +37,6 @@ class EventWriter;
 
 namespace facet::train {
 
-class CheckpointDir;
 class Optimization;
 struct Png;
 
@@ -73,7 +74,8 @@ class Trainer {
   Trainer& operator=(const Trainer&) = delete;
 
   RunResult fit();
-  // Adds a hook built in C++ (configs add theirs by name); call before fit().
+  // Adds a hook built in C++ (configs add theirs by name); call before fit(). In a resumed run the
+  // hook gets its state back (on_restore) as it is added.
   void add_hook(std::shared_ptr<Hook> hook);
 
   // --- the run, for steps and hooks -----------------------------------------------------------
@@ -169,11 +171,14 @@ class Trainer {
   bool adaptive_sampler_ = false;   // its order depends on feedback: the epoch's order is checkpointed
   nlohmann::json init_weights_record_ = nlohmann::json::array();
   std::vector<int64_t> resumed_order_;  // the interrupted epoch's order, for an adaptive sampler
+  // The checkpoint resumed from, less its model tensors, until fit(): for hooks added after the build.
+  std::optional<CheckpointContents> restored_;
   int64_t image_channels_ = 0;          // of the training images, for `facet predict`
 
   std::unique_ptr<CheckpointDir> checkpoints_;
   std::unique_ptr<tensorboard::EventWriter> events_;
   std::FILE* metrics_csv_ = nullptr;
+  int64_t metrics_rows_ = -1;  // rows of values in metrics.csv (rank 0; saved with each checkpoint); -1: unknown
   std::string stop_reason_;
   int64_t last_saved_step_ = -1;
   std::map<std::string, double> last_eval_;

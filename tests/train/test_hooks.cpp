@@ -121,36 +121,52 @@ TEST(Hooks, FeedbackIsGatheredOverRanksWithUnequalBatches) {
   EXPECT_EQ(r0.at("orders")[0], r1.at("orders")[0]);
 }
 
-TEST(Hooks, AdaptiveSamplerOrderSurvivesAResumeMidEpoch) {
-  const auto config = [](int64_t crash_at) {
-    Config c = toys::shapes_experiment({"data.train_size=64", "data.batch_size=8", "train.max_steps=12", "train.eval_every=0",
-                                        "data.sampler={name: recording}", "train.checkpoint_every=3"});
-    c.set("hooks", fmt::format("[{{name: recording, label: crash, priority: 95, crash_at_step: {}}}]", crash_at));
+// A run with an adaptive sampler that crashes after step `crash_at` and resumes from its checkpoint
+// of step `resumes_from` feeds the sampler exactly what the uninterrupted run fed it.
+void expect_adaptive_order_resumes_exactly(const std::string& name, int64_t max_steps, int64_t checkpoint_every,
+                                           int64_t crash_at, int64_t resumes_from) {
+  const auto config = [&](int64_t crash) {
+    Config c = toys::shapes_experiment({"data.train_size=64", "data.batch_size=8", "train.eval_every=0",
+                                        "data.sampler={name: recording}", fmt::format("train.max_steps={}", max_steps),
+                                        fmt::format("train.checkpoint_every={}", checkpoint_every)});
+    c.set("hooks", fmt::format("[{{name: recording, label: crash, priority: 95, crash_at_step: {}}}]", crash));
     return c;
   };
   recording().clear();
   {
-    Trainer t(config(-1), fresh_dir("straight"));
+    Trainer t(config(-1), fresh_dir(name + "_straight"));
     t.fit();
   }
   const auto straight = recording().feedback;
   recording().clear();
-  const fs::path run = fresh_dir("broken");
+  const fs::path run = fresh_dir(name + "_broken");
   {
-    Trainer t(config(3), run);
-    EXPECT_THAT(test_support::message_of([&] { t.fit(); }), HasSubstr("toy crash at step 3"));
+    Trainer t(config(crash_at), run);
+    EXPECT_THAT(test_support::message_of([&] { t.fit(); }), HasSubstr(fmt::format("toy crash at step {}", crash_at)));
   }
   const auto before = recording().feedback;
   recording().clear();
   {
-    Trainer t(config(3), run, Mode::resume);
+    Trainer t(config(crash_at), run, Mode::resume);
     t.fit();
   }
+  EXPECT_GE(recording().orders.size(), 1u);
   auto resumed = before;
+  ASSERT_EQ(before.size(), static_cast<size_t>(crash_at));
+  resumed.resize(static_cast<size_t>(resumes_from));  // the steps after the checkpoint run again
   for (const auto& f : recording().feedback) resumed.push_back(f);
   ASSERT_EQ(resumed.size(), straight.size());
   for (size_t s = 0; s < straight.size(); ++s) EXPECT_EQ(resumed[s], straight[s]) << "step " << s + 1;
-  EXPECT_GE(recording().orders.size(), 1u);
+}
+
+// Checkpoints every 3 steps, the crash at step 3: the resume continues epoch 0 in the order the
+// sampler drew for it from feedback it has since moved past.
+TEST(Hooks, AdaptiveSamplerOrderSurvivesAResumeMidEpoch) { expect_adaptive_order_resumes_exactly("mid_epoch", 12, 3, 3, 3); }
+
+// A checkpoint at the end of epoch 0 (8 batches), the crash at step 9: the resume draws epoch 1's
+// order from the sampler state saved with it, as the uninterrupted run did, not epoch 0's again.
+TEST(Hooks, AdaptiveSamplerOrderAfterAResumeAtAnEpochsEndIsTheNextEpochs) {
+  expect_adaptive_order_resumes_exactly("epoch_end", 16, 0, 9, 8);
 }
 
 // A hook that runs MC-dropout passes after each micro-batch (no gradients, only dropout in training

@@ -26,6 +26,7 @@ namespace {
 
 namespace fs = std::filesystem;
 using ::testing::AllOf;
+using ::testing::Contains;
 using ::testing::HasSubstr;
 using ::testing::Not;
 
@@ -51,6 +52,26 @@ int run_facet(const std::vector<std::string>& args, const std::map<std::string, 
   int status = 0;
   ::waitpid(pid, &status, 0);
   return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+}
+
+// Rows of metrics.csv that repeat an earlier row's (step, name).
+size_t duplicate_rows(const std::string& csv) {
+  std::set<std::string> rows;
+  size_t at = 0, duplicates = 0;
+  while (at < csv.size()) {
+    const size_t end = std::min(csv.find('\n', at), csv.size());
+    const std::string line = csv.substr(at, end - at);
+    const size_t second = line.find(',', line.find(',') + 1), third = line.find(',', second + 1);
+    if (!rows.insert(line.substr(0, line.find(',')) + line.substr(second, third - second)).second) ++duplicates;
+    at = end + 1;
+  }
+  return duplicates;
+}
+
+size_t count_of(const std::string& text, const std::string& part) {
+  size_t n = 0;
+  for (size_t at = text.find(part); at != std::string::npos; at = text.find(part, at + 1)) ++n;
+  return n;
 }
 
 // A kill inside the n-th checkpoint save, at each stage of the protocol, then a resume: the run ends
@@ -87,17 +108,7 @@ TEST(Resume, KillDuringACheckpointWriteAtEveryStageResumesExactly) {
         << name << ": " << read_file(run.string() + ".2.log");
     EXPECT_EQ(read_file(run / "checkpoints/last/model.safetensors"), expected) << name << ": weights differ after the resume";
     // metrics.csv holds each (step, name) once, whatever was written before the kill.
-    std::set<std::string> rows;
-    const std::string csv = read_file(run / "metrics.csv");
-    size_t at = 0, duplicates = 0;
-    while (at < csv.size()) {
-      const size_t end = csv.find('\n', at);
-      const std::string line = csv.substr(at, end - at);
-      const size_t second = line.find(',', line.find(',') + 1), third = line.find(',', second + 1);
-      if (!rows.insert(line.substr(0, line.find(',')) + line.substr(second, third - second)).second) ++duplicates;
-      at = end + 1;
-    }
-    EXPECT_EQ(duplicates, 0u) << name;
+    EXPECT_EQ(duplicate_rows(read_file(run / "metrics.csv")), 0u) << name;
   }
 }
 
@@ -146,6 +157,39 @@ TEST(Resume, CheckpointSaveKilledAtEveryStageLeavesACompleteCheckpoint) {
         EXPECT_EQ(name.find(".old"), std::string::npos) << stage << ": left behind " << name;
       }
     }
+}
+
+// Killed after writing a checkpoint and before linking it: the resume continues from it and points
+// `last`, and `best` when it was saved as the best, at it.
+TEST(Resume, RelinkPointsTheLinksAtTheCheckpointResumedFrom) {
+  const fs::path dir = fresh_dir("relink");
+  CheckpointContents contents;
+  contents.model["w"] = torch::zeros({1});
+  CheckpointDir checkpoints(dir, 5);
+  checkpoints.save(2, contents, true);
+  std::fflush(nullptr);
+  const pid_t pid = ::fork();
+  if (pid == 0) {
+    ::setenv("FACET_CHECKPOINT_FAULT", "link", 1);
+    try {
+      CheckpointDir(dir, 5).save(4, contents, true);
+    } catch (...) {
+    }
+    ::_exit(0);
+  }
+  int status = 0;
+  ::waitpid(pid, &status, 0);
+  ASSERT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == kCheckpointFaultExitCode);
+  const fs::path step2 = dir / "step_00000002", step4 = dir / "step_00000004";
+  ASSERT_EQ(checkpoints.latest_complete(), step4);
+  EXPECT_EQ(checkpoints.resolve("last"), step2);
+  EXPECT_EQ(checkpoints.resolve("best"), step2);
+  checkpoints.relink(step4, true);
+  EXPECT_EQ(checkpoints.resolve("last"), step4);
+  EXPECT_EQ(checkpoints.resolve("best"), step4);
+  checkpoints.relink(step2, false);
+  EXPECT_EQ(checkpoints.resolve("last"), step2);
+  EXPECT_EQ(checkpoints.resolve("best"), step4) << "only a checkpoint saved as the best moves `best`";
 }
 
 TEST(Resume, AnotherSetupIsRefusedWithTheDifferingKeys) {
@@ -211,6 +255,94 @@ TEST(Resume, TensorBoardDropsTheEventsOfTheCrashedStretch) {
   const std::string command = fmt::format("{} {} {} > {} 2>&1", test_support::kPython, script.string(), run.string(),
                                           (run / "events.txt").string());
   EXPECT_EQ(std::system(command.c_str()), 0) << read_file(run / "events.txt");
+}
+
+// The evaluation at an epoch's end (eval_every 0) comes after that step's checkpoint and is run
+// again by a resume from it: its rows stay in metrics.csv once.
+TEST(Resume, RowsLoggedAfterTheCheckpointOfTheirStepAreNotDoubled) {
+  const fs::path run = fresh_dir("rows");
+  const auto config = [] {
+    // 64 samples in batches of 16: epoch 0 ends at step 4, checkpointed, then evaluated; the crash at step 5.
+    Config c = toys::shapes_experiment({"data.train_size=64", "data.batch_size=16", "train.max_steps=8",
+                                        "train.eval_every=0", "train.checkpoint_every=2"});
+    c.set("hooks", "[{name: recording, label: crash, priority: 95, crash_at_step: 5}]");
+    return c;
+  };
+  {
+    Trainer t(config(), run);
+    EXPECT_THAT(test_support::message_of([&] { t.fit(); }), HasSubstr("toy crash at step 5"));
+  }
+  ASSERT_EQ(count_of(read_file(run / "metrics.csv"), ",val/accuracy,"), 1u);
+  {
+    Trainer t(config(), run, Mode::resume);
+    t.fit();
+  }
+  const std::string csv = read_file(run / "metrics.csv");
+  EXPECT_EQ(duplicate_rows(csv), 0u) << csv;
+  EXPECT_EQ(count_of(csv, ",val/accuracy,"), 2u) << "steps 4 and 8";
+}
+
+// A hook added in C++ after the build gets its state back in a resumed run (on_restore as it is added).
+TEST(Resume, AHookAddedInCodeGetsItsStateBack) {
+  const fs::path run = fresh_dir("added_hook");
+  const auto added = [] { return hook_registry().create(Config::parse("{name: recording, label: added}")); };
+  {
+    Trainer t(toys::shapes_experiment({"train.max_steps=4", "train.eval_every=0"}), run);
+    t.add_hook(added());
+    t.fit();
+  }
+  toys::recording().clear();
+  {
+    Trainer t(toys::shapes_experiment({"train.max_steps=6", "train.eval_every=0"}), run, Mode::resume);
+    t.add_hook(added());
+    t.fit();
+  }
+  EXPECT_THAT(toys::recording().events, Contains("added: restored 4"));
+}
+
+// `facet train --resume RUN_DIR key=value ...` applies every override (the first is not taken for
+// a CONFIG) and keeps them in config.yaml for the next resume; a CONFIG beside --resume, and a new
+// run into a directory that holds one, are refused.
+TEST(Resume, TheCommandLineResumesWithOverridesAndGuardsTheRunDirectory) {
+  const fs::path run = fresh_dir("cli_overrides");
+  const std::vector<std::string> train = {"train", test_support::source_path("experiments/demo/shapes.yaml"),
+                                          "train.max_steps=4", "train.eval_every=0", "data.train_size=64",
+                                          "data.eval_size=32", "train.threads=1", "--run-dir", run.string()};
+  ASSERT_EQ(run_facet(train, {}, run.string() + ".1.log"), 0) << read_file(run.string() + ".1.log");
+  ASSERT_EQ(run_facet({"train", "--resume", run.string(), "train.max_steps=6", "train.log_every=2"}, {},
+                      run.string() + ".2.log"),
+            0)
+      << read_file(run.string() + ".2.log");
+  EXPECT_EQ(nlohmann::json::parse(read_file(run / "checkpoints/last/state.json")).at("step").get<int64_t>(), 6);
+  EXPECT_EQ(Config::load(run / "config.yaml").get<int64_t>("train.max_steps"), 6);
+  EXPECT_NE(run_facet({"train", "--resume", run.string(), test_support::source_path("experiments/demo/shapes.yaml")}, {},
+                      run.string() + ".3.log"),
+            0);
+  EXPECT_THAT(read_file(run.string() + ".3.log"), HasSubstr("the run's own config.yaml is used; give no CONFIG"));
+  EXPECT_NE(run_facet(train, {}, run.string() + ".4.log"), 0);
+  EXPECT_THAT(read_file(run.string() + ".4.log"),
+              HasSubstr(run.string() + ": already holds a run (config.yaml exists); continue it with `facet train --resume"));
+  EXPECT_EQ(nlohmann::json::parse(read_file(run / "checkpoints/last/state.json")).at("step").get<int64_t>(), 6);
+}
+
+// A run that a hook stopped stays stopped when resumed, and its final metrics are still those of
+// its last evaluation (a sweep counts it as finished).
+TEST(Resume, ResumingAStoppedRunKeepsItsFinalMetrics) {
+  const fs::path run = fresh_dir("cli_stopped");
+  // min_delta 10: no evaluation after the first improves, so the second (step 4) stops the run.
+  const std::vector<std::string> train = {
+      "train", test_support::source_path("experiments/demo/shapes.yaml"), "train.max_steps=20", "train.eval_every=2",
+      "data.train_size=64", "data.eval_size=32", "train.threads=1",
+      "hooks=[{name: early_stopping, metric: val/accuracy, patience: 1, min_delta: 10}]", "--run-dir", run.string()};
+  ASSERT_EQ(run_facet(train, {}, run.string() + ".1.log"), 0) << read_file(run.string() + ".1.log");
+  const auto metrics = [&] { return nlohmann::json::parse(read_file(run / "final_metrics.json")); };
+  const auto first = metrics();
+  EXPECT_EQ(first.at("step").get<int64_t>(), 4);
+  ASSERT_TRUE(first.at("metrics").contains("val/accuracy")) << first.dump();
+  ASSERT_EQ(run_facet({"train", "--resume", run.string()}, {}, run.string() + ".2.log"), 0)
+      << read_file(run.string() + ".2.log");
+  EXPECT_THAT(read_file(run.string() + ".2.log"), HasSubstr("nothing to resume"));
+  EXPECT_EQ(metrics(), first);
 }
 
 TEST(Resume, OptionsOutOfRangeAreErrorsNamingTheKey) {

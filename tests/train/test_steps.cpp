@@ -148,6 +148,14 @@ TEST(Steps, AlternatingTrainsAGanWithOneOptimiserPerPhase) {
               HasSubstr("the model has no phase \"critic\" (its phases: discriminator, generator)"));
 }
 
+// Data beyond float's range makes every phase's loss non-finite: each step is skipped and counted
+// once, as a supervised step's would be.
+TEST(Steps, AlternatingCountsTheStepsItSkipsForNonFiniteValues) {
+  Trainer t(gan({"data.mean=1.0e39", "train.max_steps=3", "train.non_finite=skip"}), fresh_dir("gan_inf"));
+  t.fit();
+  EXPECT_EQ(t.state().skipped_steps, 3);
+}
+
 TEST(Steps, DiffusionLearnsToDenoiseWithAFrozenEncoderInEvalMode) {
   const fs::path run = fresh_dir("denoiser"), weights = encoder_weights();
   Trainer t(denoiser(weights), run);

@@ -65,6 +65,25 @@ TEST(Sweep, ReportIsMeanAndSampleStdOverReplicates) {
   EXPECT_THAT(read_file(dir / "out" / "results.csv"), HasSubstr("\"base\",3,0.700000,0.200000,0.250000,0.000000,"));
 }
 
+// A metric that is not a number (an F1 over no positive label) is written as null, JSON having no
+// NaN, and read back as NaN: the run counts as finished and the report says nan.
+TEST(Sweep, ANotANumberMetricIsWrittenAndReadBack) {
+  const fs::path dir = temp("nan");
+  const auto plan = plan_sweep(write_sweep(dir, "grid: {seed: [0, 1]}\nmetrics: [val/accuracy, val/macro_f1]\n"), dir / "out");
+  for (size_t i = 0; i < 2; ++i)
+    write_final_metrics(plan.runs[i].run_dir, 10,
+                        {{"val/accuracy", 0.5}, {"val/macro_f1", std::numeric_limits<double>::quiet_NaN()}});
+  EXPECT_THAT(read_file(plan.runs[0].run_dir / "final_metrics.json"), HasSubstr("\"val/macro_f1\": null"));
+  const auto back = read_final_metrics(plan.runs[0].run_dir);
+  EXPECT_DOUBLE_EQ(back.at("val/accuracy"), 0.5);
+  EXPECT_TRUE(std::isnan(back.at("val/macro_f1")));
+  write_sweep_report(plan);
+  EXPECT_THAT(read_file(dir / "out" / "results.md"), HasSubstr("| base | 2 | 0.5000 ± 0.0000 | nan"));
+  write_file_atomic(plan.runs[1].run_dir / "final_metrics.json", R"({"step": 10, "metrics": {"val/accuracy": "high"}})");
+  EXPECT_THAT(message_of([&] { read_final_metrics(plan.runs[1].run_dir); }),
+              HasSubstr("final_metrics.json: metric \"val/accuracy\": expected a number or null, got \"high\""));
+}
+
 // The paper's figures beside the measured mean ± std: one figure for every variant, overridden per
 // variant, in the Markdown, the CSV and what `facet sweep` prints.
 TEST(Sweep, ReportShowsThePapersFiguresAndTheDifference) {
@@ -214,6 +233,15 @@ parallel: 2
   EXPECT_THAT(md, HasSubstr("| model.dropout=0.5 | 2 |"));
   ASSERT_EQ(run((dir / "second.log").string()), 0);
   EXPECT_THAT(read_file(dir / "second.log"), HasSubstr("4 runs, 4 already finished, 0 to run"));
+  // A member killed before its first checkpoint (its config.yaml and rows written, nothing saved)
+  // starts again from nothing: its rows are not doubled.
+  const fs::path member = dir / "out" / "model.dropout=0.0" / "seed=1";
+  const std::string rows = read_file(member / "metrics.csv");
+  fs::remove_all(member / "checkpoints");
+  fs::remove(member / "final_metrics.json");
+  ASSERT_EQ(run((dir / "third.log").string()), 0) << read_file(dir / "third.log");
+  EXPECT_THAT(read_file(dir / "third.log"), HasSubstr("stopped before its first checkpoint; starting it again"));
+  EXPECT_EQ(read_file(member / "metrics.csv"), rows);
   // The base's `reference:` trained without an unused-key error, and the report prints it.
   EXPECT_THAT(md, HasSubstr("| val/accuracy | paper | Δ | runs |"));
   ASSERT_EQ(run((dir / "report.log").string(), "--report-only"), 0);

@@ -443,5 +443,28 @@ class RecordMean : public metrics::Metric {
 FACET_REGISTER(metrics::metric_registry(), "toy_record_mean", "Test: a mean kept as per-sample records (key)",
                [](const Config& c) { return std::make_shared<RecordMean>(c); });
 
+// "value": the n-th of `values` (strings, so "nan" can be one) at the n-th evaluation, the last one after.
+class ScriptedMetric : public metrics::Metric {
+ public:
+  explicit ScriptedMetric(const Config& c) {
+    for (const auto& v : c.get<std::vector<std::string>>("values")) values_.push_back(std::stod(v));
+  }
+  void prepare(const data::Dataset&) override { ++evaluation_; }
+  void update(const Outputs&, const data::Batch&) override {}
+  std::map<std::string, double> compute() const override {
+    return {{"value", values_.at(std::min(evaluation_, values_.size()) - 1)}};
+  }
+  void reset() override {}
+  torch::Tensor state() const override { return torch::zeros({0}, torch::kDouble); }
+  void load_state(const torch::Tensor&) override {}
+
+ private:
+  std::vector<double> values_;
+  size_t evaluation_ = 0;
+};
+
+FACET_REGISTER(metrics::metric_registry(), "toy_scripted", "Test: a value given per evaluation (values)",
+               [](const Config& c) { return std::make_shared<ScriptedMetric>(c); });
+
 }  // namespace
 }  // namespace facet::train::toys

@@ -182,6 +182,7 @@ TEST(Trainer, NonFiniteLossIsSkippedOrStopsWithADiagnosis) {
   {
     Trainer trainer(small_experiment(blow_up), fresh_dir("nan_skip"), Mode::train);
     EXPECT_NO_THROW(trainer.fit());
+    EXPECT_GT(trainer.state().skipped_steps, 0);
   }
 }
 
@@ -401,6 +402,57 @@ TEST(Trainer, TestSplitUsesTheBestCheckpoint) {
       recorded = std::stod(line.substr(line.rfind(',') + 1));
   EXPECT_NEAR(tested.at("test/accuracy"), recorded, 1e-6);
   EXPECT_GT(t.last_eval().at("val/accuracy"), tested.at("test/accuracy"));
+}
+
+// Without a best checkpoint the test split is evaluated with the last step's weights as every
+// evaluation sees them: the EMA's, when the run keeps one.
+TEST(Trainer, TestSplitWithoutABestCheckpointUsesTheEmaWeights) {
+  const fs::path run = fresh_dir("test_ema");
+  Trainer t(small_experiment({"train.max_steps=6", "train.eval_every=3", "train.ema_decay=0.9", "data.eval_size=200",
+                              "data.test_split=test", R"(train.best_metric="")"}),
+            run, Mode::train);
+  t.fit();
+  const EvalResults tested = t.test();
+  const auto ema = safetensors::load(run / "checkpoints/last/ema.safetensors");
+  for (const auto& [name, tensor] : safetensors::state_dict(t.model()))
+    if (ema.count(name)) EXPECT_TRUE(torch::equal(tensor, ema.at(name))) << name << " is not the EMA's";
+  // The synthetic set draws every non-training split alike: the same images, the same weights.
+  EXPECT_DOUBLE_EQ(tested.at("test/accuracy"), t.last_eval().at("val/accuracy"));
+}
+
+// A metric that is not a number (an F1 over no positive label) is never the best and never an
+// improvement; the state files, in JSON, which has no NaN, still read back.
+TEST(Trainer, ANotANumberMetricIsNeverTheBest) {
+  const fs::path run = fresh_dir("nan_best");
+  const auto config = [](int64_t steps) {
+    return small_experiment({R"(metrics=[{name: toy_scripted, values: ["nan", "0.5", "0.25", "nan"]}])",
+                             "train.best_metric=val/value", "train.eval_every=2", "train.keep_last=5", "data.eval_size=64",
+                             fmt::format("train.max_steps={}", steps)});
+  };
+  const auto state_of = [&](const std::string& link) {
+    return nlohmann::json::parse(read_file(run / "checkpoints" / link / "state.json"));
+  };
+  {
+    Trainer t(config(6), run, Mode::train);
+    t.fit();
+  }
+  EXPECT_EQ(state_of("best").at("step").get<int64_t>(), 4);
+  EXPECT_DOUBLE_EQ(state_of("last").at("best").get<double>(), 0.5);
+  {
+    Trainer t(config(8), run, Mode::resume);  // its evaluation at step 8 gives NaN
+    t.fit();
+    EXPECT_TRUE(std::isnan(t.last_eval().at("val/value")));
+  }
+  EXPECT_EQ(state_of("best").at("step").get<int64_t>(), 4);
+  EXPECT_TRUE(state_of("last").at("last_eval").at("val/value").is_null());
+  // Early stopping counts NaN evaluations as no improvement, and says so.
+  Trainer s(small_experiment({R"(metrics=[{name: toy_scripted, values: ["nan"]}])", R"(train.best_metric="")",
+                              "train.eval_every=2", "train.max_steps=20", "data.eval_size=64",
+                              "hooks=[{name: early_stopping, metric: val/value, patience: 2}]"}),
+            fresh_dir("nan_early_stop"), Mode::train);
+  const RunResult r = s.fit();
+  EXPECT_EQ(r.step, 4);
+  EXPECT_THAT(r.stopped_early, HasSubstr("val/value has not been a finite number for 2 evaluations"));
 }
 
 TEST(Trainer, ResumeChecksTheEmaWeightsAgainstTheModel) {

@@ -2,8 +2,8 @@
 // through every step kind, hook point and sampler path in seconds: a recording sampler that adapts
 // its order to feedback, a recording hook, a dataset that fails on chosen samples with chosen
 // exceptions, a GAN, a denoiser with a frozen encoder, a model that computes its own losses and
-// returns ragged boxes and text, a metric kept as per-sample records, and a dataset that notes
-// which splits were opened.
+// returns ragged boxes and text, a metric kept as per-sample records, a metric whose values are
+// scripted per evaluation, and a dataset that notes which splits were opened.
 #pragma once
 
 #include "core/config.h"

@@ -42,9 +42,19 @@ int run_train(const TrainArgs& args) {
   const bool resume = !args.resume.empty();
   if (resume) {
     run_dir = args.resume;
+    if (!args.run_dir.empty()) fail("facet train: --resume continues the run in its own directory; drop --run-dir");
+    // The positional CONFIG slot catches the first override: the run's own config.yaml is read.
+    std::vector<std::string> overrides = args.overrides;
+    if (!args.config.empty()) {
+      if (args.config.find('=') == std::string::npos)
+        fail("facet train --resume {}: the run's own config.yaml is used; give no CONFIG ({}), only key=value "
+             "overrides",
+             run_dir.string(), args.config);
+      overrides.insert(overrides.begin(), args.config);
+    }
     if (!fs::exists(run_dir / "config.yaml"))
       fail("{}: not a run directory (no config.yaml); expected the directory `facet train` printed", run_dir.string());
-    config = Config::load(run_dir / "config.yaml", args.overrides);
+    config = Config::load(run_dir / "config.yaml", overrides);
   } else {
     if (args.config.empty()) fail("facet train: give a CONFIG file or --resume RUN_DIR");
     config = Config::load(args.config, args.overrides);

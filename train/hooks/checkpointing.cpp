@@ -3,6 +3,8 @@
 #include "train/hooks/builtin.h"
 #include "train/trainer.h"
 
+#include <cmath>
+
 namespace facet::train {
 namespace {
 
@@ -22,7 +24,8 @@ class CheckpointHook : public Hook {
       for (const auto& [name, value] : results) names.push_back(name);
       fail("train.best_metric: \"{}\" is not among the evaluation results ({})", metric_, join(names));
     }
-    if (!best_ || (maximise_ ? it->second > *best_ : it->second < *best_)) {
+    // A value that is not a finite number (an F1 over no positive label is NaN) is never the best.
+    if (std::isfinite(it->second) && (!best_ || (maximise_ ? it->second > *best_ : it->second < *best_))) {
       best_ = it->second;
       pending_best_ = true;
     }
@@ -47,7 +50,7 @@ class CheckpointHook : public Hook {
     if (best_) contents.state["best"] = *best_;
   }
   void on_restore(Trainer&, const CheckpointContents& contents) override {
-    if (contents.state.contains("best")) best_ = contents.state.at("best").get<double>();
+    if (contents.state.contains("best") && contents.state.at("best").is_number()) best_ = contents.state.at("best").get<double>();
   }
 
  private:

@@ -58,6 +58,7 @@ class AlternatingStep : public TrainStep {
           phase.name, i);
       total.applied = total.applied && r.applied;
       if (!r.applied && total.skipped.empty()) total.skipped = phase.name + ": " + r.skipped;
+      total.non_finite = total.non_finite || r.non_finite;
       total.loss += r.loss;
       total.grad_norm = r.grad_norm;
       for (auto& [name, value] : r.parts) total.parts[phase.name + "/" + name] = value;

@@ -1,6 +1,7 @@
 #include "models/llm/checkpointing.h"
 
 #include <ATen/Context.h>
+#include <ATen/autocast_mode.h>
 
 namespace facet::models::llm {
 
@@ -13,6 +14,39 @@ at::Generator generator_for(const torch::Device& device) {
   return device.is_cpu() ? at::detail::getDefaultCPUGenerator() : at::globalContext().defaultGenerator(device);
 }
 
+// The device types whose autocast state the recomputation must reproduce: the input's, and the
+// CPU's (CPU ops inside a CUDA layer), as torch.utils.checkpoint saves both.
+std::vector<c10::DeviceType> autocast_types(const torch::Device& device) {
+  if (device.is_cpu()) return {c10::DeviceType::CPU};
+  return {device.type(), c10::DeviceType::CPU};
+}
+
+// Backward runs outside the forward's autocast region (the trainer closes it before backward), so
+// the recomputation re-enters the autocast state the forward ran under: otherwise a bf16 forward
+// is recomputed, and differentiated, in fp32 — other gradients, and on a GPU several times slower.
+class ReenteredAutocast {
+ public:
+  ReenteredAutocast(c10::DeviceType type, bool enabled, at::ScalarType dtype)
+      : type_(type), enabled_(enabled), previous_enabled_(at::autocast::is_autocast_enabled(type)),
+        previous_dtype_(at::autocast::get_autocast_dtype(type)) {
+    at::autocast::set_autocast_enabled(type, enabled);
+    at::autocast::set_autocast_dtype(type, dtype);
+    if (enabled_) at::autocast::increment_nesting();
+  }
+  ~ReenteredAutocast() {
+    if (enabled_ && at::autocast::decrement_nesting() == 0) at::autocast::clear_cache();
+    at::autocast::set_autocast_enabled(type_, previous_enabled_);
+    at::autocast::set_autocast_dtype(type_, previous_dtype_);
+  }
+  ReenteredAutocast(const ReenteredAutocast&) = delete;
+  ReenteredAutocast& operator=(const ReenteredAutocast&) = delete;
+
+ private:
+  c10::DeviceType type_;
+  bool enabled_, previous_enabled_;
+  at::ScalarType previous_dtype_;
+};
+
 // Inputs: x, cos, sin, mask, then the layer's trainable parameters (so their gradients flow back
 // through this node even when x needs none: frozen embeddings under LoRA).
 struct CheckpointedLayer : public torch::autograd::Function<CheckpointedLayer> {
@@ -20,6 +54,11 @@ struct CheckpointedLayer : public torch::autograd::Function<CheckpointedLayer> {
                                const torch::Tensor& mask, at::TensorList params, LlamaDecoderLayer layer) {
     auto generator = generator_for(x.device());
     ctx->saved_data["rng"] = generator.get_state();
+    for (const auto type : autocast_types(x.device())) {
+      const std::string key = std::string("autocast.") + c10::DeviceTypeName(type, /*lower_case=*/true);
+      ctx->saved_data[key + ".enabled"] = at::autocast::is_autocast_enabled(type);
+      ctx->saved_data[key + ".dtype"] = static_cast<int64_t>(at::autocast::get_autocast_dtype(type));
+    }
     ctx->save_for_backward({x, cos, sin, mask});
     ctx->saved_data["layer"] = c10::IValue(static_cast<int64_t>(reinterpret_cast<intptr_t>(layer.get())));
     ctx->saved_data["n_params"] = static_cast<int64_t>(params.size());
@@ -42,6 +81,13 @@ struct CheckpointedLayer : public torch::autograd::Function<CheckpointedLayer> {
       auto generator = generator_for(x.device());
       const auto current = generator.get_state();
       generator.set_state(ctx->saved_data["rng"].toTensor());
+      std::vector<std::unique_ptr<ReenteredAutocast>> autocast;
+      for (const auto type : autocast_types(x.device())) {
+        const std::string key = std::string("autocast.") + c10::DeviceTypeName(type, /*lower_case=*/true);
+        autocast.push_back(std::make_unique<ReenteredAutocast>(
+            type, ctx->saved_data[key + ".enabled"].toBool(),
+            static_cast<at::ScalarType>(ctx->saved_data[key + ".dtype"].toInt())));
+      }
       torch::AutoGradMode grad(true);
       out = layer->forward(x, saved[1], saved[2], unwrap(saved[3]), nullptr);
       generator.set_state(current);

@@ -10,6 +10,7 @@
 #include "models/llm/lm_loss.h"
 #include "tests/support/paths.h"
 
+#include <ATen/autocast_mode.h>
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
@@ -345,12 +346,20 @@ TEST(Llama, ForwardLossesTrainAndLoRAGradientsWithCheckpointing) {
   labels.narrow(1, 0, 4).fill_(data::kIgnoreIndex);
   batch.fields["labels"] = labels;
   batch.indices = torch::arange(2);
-  auto grads_of = [&](bool checkpoint) {
+  auto grads_of = [&](bool checkpoint, bool bf16 = false) {
     model->model->gradient_checkpointing = checkpoint;
     model->zero_grad();
     torch::manual_seed(42);  // the same LoRA dropout masks in both runs
     Outputs out;
-    auto r = model->forward_losses(batch, out);
+    losses::LossResult r;
+    {
+      // As the trainer runs amp: forward under autocast, backward after leaving it.
+      at::autocast::set_autocast_enabled(at::kCPU, bf16);
+      at::autocast::set_autocast_dtype(at::kCPU, at::kBFloat16);
+      r = model->forward_losses(batch, out);
+      at::autocast::set_autocast_enabled(at::kCPU, false);
+      at::autocast::clear_cache();
+    }
     r.total.backward();
     std::map<std::string, torch::Tensor> g;
     for (auto& item : model->named_parameters())
@@ -365,6 +374,13 @@ TEST(Llama, ForwardLossesTrainAndLoRAGradientsWithCheckpointing) {
     EXPECT_GT(g.abs().sum().item<double>(), 0) << name;
     EXPECT_TRUE(torch::allclose(g, ckpt.at(name), 1e-5, 1e-6)) << name;
   }
+  // Under bf16 autocast the recomputation runs in bf16 as the forward did (backward runs outside
+  // the autocast region), so the gradients are the plain run's, not those of an fp32 recomputation.
+  const auto [plain_bf16_loss, plain_bf16] = grads_of(false, true);
+  const auto [ckpt_bf16_loss, ckpt_bf16] = grads_of(true, true);
+  EXPECT_DOUBLE_EQ(plain_bf16_loss, ckpt_bf16_loss);
+  EXPECT_GT(std::abs(plain_bf16_loss - plain_loss), 1e-6) << "the forward ran in bf16";
+  for (const auto& [name, g] : plain_bf16) EXPECT_TRUE(torch::allclose(g, ckpt_bf16.at(name), 1e-5, 1e-6)) << name;
   // The loss equals the plain cross-entropy of the shifted logits.
   model->eval();
   torch::NoGradGuard no_grad;

@@ -12,7 +12,7 @@ ENV_FILE   := $(BUILD)/bootstrap.env
 # Read the bootstrap's results (venv, torch prefix) inside recipes.
 LOAD_ENV   := set -a && . ./$(ENV_FILE) && set +a
 
-.PHONY: all deps configure build build-cli test demo asan tsan fuzz goldens bench gpu-check clean help
+.PHONY: all deps configure build build-cli test demo asan tsan fuzz goldens bench gpu-check gpu-bundle clean help
 
 all: build
 
@@ -25,6 +25,7 @@ help:
 	@echo "make goldens  regenerate tests/fixtures with the reference Python libraries"
 	@echo "make bench    benchmarks against PyTorch (Python) on this machine"
 	@echo "make gpu-check  the GPU tests, 2 ranks on one GPU and the GPU benchmarks, one table (builds only, without a GPU)"
+	@echo "make gpu-bundle the GPU check's executables + libraries, packed to run on a GPU machine that cannot build (build/gpu_bundle.tar.xz)"
 
 # Debian packages + the Python venv with the pinned torch wheel; writes $(ENV_FILE) only when it changes.
 deps:
@@ -102,6 +103,13 @@ bench: configure
 # two ranks on one GPU and the bf16 train-step benchmarks against PyTorch, in one table.
 gpu-check: configure
 	$(LOAD_ENV) && tools/gpu_check.sh --build $(BUILD) --python "$$FACET_VENV/bin/python" --jobs $(JOBS)
+
+# tools/gpu_bundle.sh: the GPU check's four executables, with every library they need that the torch
+# wheel and glibc do not provide, as $(BUILD)/gpu_bundle.tar.xz for a GPU machine that cannot build
+# Facet (README.md, "On a GPU"). The script packs what is built; this target builds it first.
+gpu-bundle: configure
+	cmake --build $(BUILD) -j $(JOBS) --target facet facet_gpu_tests train_step_bench emola_step_bench
+	tools/gpu_bundle.sh --build $(BUILD)
 
 clean:
 	rm -rf $(BUILD) build-asan build-tsan

@@ -67,17 +67,42 @@ size_t dtype_size(std::string_view dtype) {
 
 int dtype_order(std::string_view dtype) { return static_cast<int>(find_dtype(dtype) - kDtypes.begin()); }
 
+namespace {
+
+// What a file that failed to parse as safetensors is, from its first bytes, when it is a format a
+// user might hand over by mistake: "" otherwise. (Only asked after a failure: a valid header size
+// may begin with any bytes.)
+std::string other_format(std::span<const uint8_t> bytes) {
+  const auto starts = [&](std::string_view magic) {
+    return bytes.size() >= magic.size() && std::equal(magic.begin(), magic.end(), bytes.begin(),
+                                                      [](char a, uint8_t b) { return static_cast<uint8_t>(a) == b; });
+  };
+  if (starts("PK\x03\x04"))
+    return "a ZIP archive, as torch.save writes (.pt, .bin): convert it with tools/convert_pickle_to_safetensors.py";
+  if (starts("\x80\x02") || starts("\x80\x04") || starts("\x80\x05"))
+    return "a Python pickle: convert it with tools/convert_pickle_to_safetensors.py";
+  if (starts("\x89PNG")) return "a PNG image";
+  if (starts("\xff\xd8\xff")) return "a JPEG image";
+  if (starts("\x89HDF")) return "an HDF5 file";
+  if (starts("{")) return "JSON text (an index of shards is model.safetensors.index.json)";
+  return "";
+}
+
+}  // namespace
+
 Header parse_header(std::span<const uint8_t> bytes, std::string_view origin) {
-  if (bytes.size() < 8)
-    fail("{}: {} bytes is too short for a safetensors file (no header size)", origin, bytes.size());
+  const auto check = [&](bool ok, const std::string& problem) {
+    if (ok) return;
+    if (const std::string other = other_format(bytes); !other.empty()) fail("{}: not a safetensors file; it is {}", origin, other);
+    fail("{}: {}", origin, problem);
+  };
+  check(bytes.size() >= 8, fmt::format("{} bytes is too short for a safetensors file (no header size)", bytes.size()));
   const uint64_t n = read_u64_le(bytes.data());
-  if (n > kMaxHeaderSize) fail("{}: header size {} exceeds the {} byte limit", origin, n, kMaxHeaderSize);
-  if (n > bytes.size() - 8)
-    fail("{}: header size {} runs past the end of the file ({} bytes)", origin, n, bytes.size());
+  check(n <= kMaxHeaderSize, fmt::format("header size {} exceeds the {} byte limit", n, kMaxHeaderSize));
+  check(n <= bytes.size() - 8, fmt::format("header size {} runs past the end of the file ({} bytes)", n, bytes.size()));
   // The format requires '{' first; the reference parser (0.8) also skips leading spaces, but no writer
   // produces them and a strict first byte keeps the header unambiguous.
-  if (n == 0 || bytes[8] != '{')
-    fail("{}: the header is not a JSON object (it must start with '{{')", origin);
+  check(n != 0 && bytes[8] == '{', "the header is not a JSON object (it must start with '{')");
   const std::string_view text(reinterpret_cast<const char*>(bytes.data() + 8), n);
   // nlohmann stops at a NUL byte as at the end of input, which would accept junk after it; the
   // reference rejects it (JSON has no raw NUL, not even inside strings).

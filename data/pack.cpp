@@ -12,6 +12,7 @@
 #include <charconv>
 #include <map>
 #include <mutex>
+#include <optional>
 #include <set>
 
 namespace facet::data {
@@ -24,10 +25,84 @@ namespace fs = std::filesystem;
 // by tests/fuzz/fuzz_pack); fixed-length strings never touch it.
 constexpr int kPackVersion = 2;
 
-// Keys of the data node that do not change what a sample holds.
-const std::set<std::string> kNotPreprocessing = {"batch_size", "workers",    "prefetch",   "transforms",
-                                                 "eval_transforms", "on_error", "pack", "sampler",
-                                                 "train_split", "eval_split"};
+// Keys of the data node that do not change what a sample holds: the loader's and the trainer's.
+const std::set<std::string> kNotPreprocessing = {"batch_size",      "eval_batch_size", "workers",    "prefetch",
+                                                 "transforms",      "eval_transforms", "on_error",   "pack",
+                                                 "sampler",         "train_split",     "eval_split", "test_split"};
+// Where the original files lie, which neither: a pack copied to another machine is the same pack.
+// The dataset's reader reads it, so training from a pack marks it read with the reader's options.
+const std::set<std::string> kLocation = {"root"};
+
+// A data node as the preprocessing it describes: its YAML minus the keys that do not shape a sample,
+// map keys sorted so that the order a file lists them does not matter. Applied to the text a pack
+// stores too, so a pack written when more keys counted still matches.
+std::string canonical_preprocessing(const YAML::Node& node) {
+  std::function<void(YAML::Emitter&, const YAML::Node&)> emit = [&](YAML::Emitter& out, const YAML::Node& n) {
+    if (n.IsMap()) {
+      std::map<std::string, YAML::Node> sorted;
+      for (const auto& kv : n) sorted.emplace(kv.first.as<std::string>(), kv.second);
+      out << YAML::BeginMap;
+      for (const auto& [k, v] : sorted) {
+        out << YAML::Key << k << YAML::Value;
+        emit(out, v);
+      }
+      out << YAML::EndMap;
+    } else if (n.IsSequence()) {
+      out << YAML::BeginSeq;
+      for (const auto& v : n) emit(out, v);
+      out << YAML::EndSeq;
+    } else if (n.IsNull()) {
+      out << YAML::Null;
+    } else {
+      out << n.as<std::string>();
+    }
+  };
+  YAML::Node kept(YAML::NodeType::Map);
+  for (const auto& kv : node) {
+    const std::string key = kv.first.as<std::string>();
+    if (!kNotPreprocessing.count(key) && !kLocation.count(key)) kept[key] = kv.second;
+  }
+  YAML::Emitter out;
+  emit(out, kept);
+  return out.c_str();
+}
+
+// Every scalar of a YAML tree by dotted key, to name what differs between two preprocessings.
+void flatten_yaml(const YAML::Node& n, const std::string& key, std::map<std::string, std::string>& out) {
+  if (n.IsMap()) {
+    for (const auto& kv : n) flatten_yaml(kv.second, (key.empty() ? "" : key + ".") + kv.first.as<std::string>(), out);
+  } else if (n.IsSequence()) {
+    for (size_t i = 0; i < n.size(); ++i) flatten_yaml(n[i], fmt::format("{}[{}]", key, i), out);
+    if (n.size() == 0) out[key] = "[]";
+  } else {
+    out[key] = n.IsNull() ? "~" : n.as<std::string>();
+  }
+}
+
+// "  data.image_size: 224 in the pack, 256 in the config" for each key that differs.
+std::string preprocessing_differences(const std::string& pack_yaml, const std::string& config_yaml) {
+  std::map<std::string, std::string> pack, config;
+  flatten_yaml(YAML::Load(pack_yaml), "", pack);
+  flatten_yaml(YAML::Load(config_yaml), "", config);
+  std::set<std::string> keys;
+  for (const auto& [k, v] : pack) keys.insert(k);
+  for (const auto& [k, v] : config) keys.insert(k);
+  std::string lines;
+  for (const auto& k : keys) {
+    const auto a = pack.find(k), b = config.find(k);
+    const std::string was = a == pack.end() ? "(absent)" : a->second, is = b == config.end() ? "(absent)" : b->second;
+    if (was != is) lines += fmt::format("\n  data.{}: {} in the pack, {} in the config", k, was, is);
+  }
+  return lines;
+}
+
+// Whether the pack's stored preprocessing (the YAML it was written with) is the one `expected`
+// describes; the differing keys otherwise.
+std::optional<std::string> preprocessing_mismatch(const std::string& stored_yaml, const Preprocess& expected) {
+  const std::string stored = canonical_preprocessing(YAML::Load(stored_yaml));
+  if (stored == expected.yaml) return std::nullopt;
+  return preprocessing_differences(stored, expected.yaml);
+}
 
 // An HDF5 handle closed on scope exit.
 class Handle {
@@ -215,11 +290,9 @@ class PackDataset : public Dataset {
     const std::string version = read_string_attribute(handle_.get(), "facet_pack_version", file);
     if (version != std::to_string(kPackVersion))
       fail("{}: pack format version {}, this Facet reads version {}", file.string(), version, kPackVersion);
-    const std::string hash = read_string_attribute(handle_.get(), "preprocess_hash", file);
-    if (hash != expected.hash)
-      fail("{}: made with other preprocessing (hash {}) than this config asks for (hash {}); re-run `facet data pack`.\n"
-           "pack:\n{}\nconfig:\n{}",
-           file.string(), hash, expected.hash, read_string_attribute(handle_.get(), "preprocess", file), expected.yaml);
+    if (const auto differences = preprocessing_mismatch(read_string_attribute(handle_.get(), "preprocess", file), expected))
+      fail("{}: made with other preprocessing than this config asks for; re-run `facet data pack`:{}", file.string(),
+           *differences);
     if (H5Lexists(handle_.get(), split.c_str(), H5P_DEFAULT) <= 0) fail("{}: the pack has no split \"{}\"", file.string(), split);
     group_ = Handle(check(H5Gopen2(handle_.get(), split.c_str(), H5P_DEFAULT), file, "open the split"), H5Gclose);
     const std::string n_text = read_string_attribute(group_.get(), "samples", file);
@@ -368,36 +441,8 @@ class PackDataset : public Dataset {
 }  // namespace
 
 Preprocess Preprocess::of(const Config& data_node) {
-  // The node's YAML (dump() records no reads), minus the keys that do not shape a sample, with map
-  // keys sorted so the hash does not depend on the order a file lists them.
-  const YAML::Node node = YAML::Load(data_node.dump());
-  std::function<void(YAML::Emitter&, const YAML::Node&)> emit = [&](YAML::Emitter& out, const YAML::Node& n) {
-    if (n.IsMap()) {
-      std::map<std::string, YAML::Node> sorted;
-      for (const auto& kv : n) sorted.emplace(kv.first.as<std::string>(), kv.second);
-      out << YAML::BeginMap;
-      for (const auto& [k, v] : sorted) {
-        out << YAML::Key << k << YAML::Value;
-        emit(out, v);
-      }
-      out << YAML::EndMap;
-    } else if (n.IsSequence()) {
-      out << YAML::BeginSeq;
-      for (const auto& v : n) emit(out, v);
-      out << YAML::EndSeq;
-    } else if (n.IsNull()) {
-      out << YAML::Null;
-    } else {
-      out << n.as<std::string>();
-    }
-  };
-  YAML::Node kept(YAML::NodeType::Map);
-  for (const auto& kv : node)
-    if (!kNotPreprocessing.count(kv.first.as<std::string>())) kept[kv.first.as<std::string>()] = kv.second;
-  YAML::Emitter out;
-  emit(out, kept);
   Preprocess p;
-  p.yaml = out.c_str();
+  p.yaml = canonical_preprocessing(YAML::Load(data_node.dump()));  // dump() records no reads
   uint64_t h = 0xcbf29ce484222325ull;
   for (const unsigned char ch : p.yaml) h = (h ^ ch) * 0x100000001b3ull;
   p.hash = fmt::format("{:016x}", h);
@@ -419,10 +464,8 @@ void write_pack(const fs::path& file, const std::string& split, const Dataset& d
              H5Fclose);
     if (!h.valid()) fail("{}: cannot open or create the HDF5 file", tmp.string());
     if (H5Aexists(h.get(), "preprocess_hash") > 0) {
-      const std::string existing = read_string_attribute(h.get(), "preprocess_hash", file);
-      if (existing != preprocess.hash)
-        fail("{}: already holds splits made with other preprocessing (hash {}, now {}); write a new file",
-             file.string(), existing, preprocess.hash);
+      if (const auto differences = preprocessing_mismatch(read_string_attribute(h.get(), "preprocess", file), preprocess))
+        fail("{}: already holds splits made with other preprocessing; write a new file:{}", file.string(), *differences);
     } else {
       write_string_attribute(h.get(), "facet_pack_version", std::to_string(kPackVersion), file);
       write_string_attribute(h.get(), "preprocess", preprocess.yaml, file);

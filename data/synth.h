@@ -3,6 +3,7 @@
 // is registered by dataset name and takes its options from a config node (`name` + options).
 #pragma once
 
+#include "core/config.h"
 #include "core/registry.h"
 
 #include <cstdint>
@@ -20,5 +21,16 @@ struct SynthResult {
 
 using SynthRegistry = Registry<SynthResult, const std::filesystem::path&>;
 SynthRegistry& synth_registry();
+
+// A writer as registered: its options are read (Options::from) and the node checked for keys
+// nothing read before a file is written, so a misspelt option writes nothing.
+template <class Options, class Write>
+auto synth_writer(Write write) {
+  return [write](const Config& c, const std::filesystem::path& out) {
+    const Options options = Options::from(c);
+    c.check_unused();
+    return write(options, out);
+  };
+}
 
 }  // namespace facet::data

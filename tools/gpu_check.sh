@@ -1,24 +1,33 @@
 #!/usr/bin/env bash
 # `make gpu-check`: everything Facet claims about the GPU, run on the GPU of this machine, in one
 # table. Builds the CUDA configuration (the normal build: the CUDA wheel's LibTorch), then, when
-# LibTorch sees a GPU:
-#   1. facet_gpu_tests: device placement of every model, loss and metric; fp16 autocast with the
-#      gradient scaler killed and resumed; bf16 autocast; pinned memory and non-blocking copies;
-#      the GPU's random stream after a resume (tests/gpu/);
-#   2. two ranks on one GPU: NCCL where it allows it, else Gloo over CUDA tensors (the output says which);
-#   3. the train-step benchmark against PyTorch on the GPU: ResNet-50, ViT-B/16 and the demo CNN
-#      under bf16 autocast — default, tuned, CUDA graphs, and against torch.compile — images/s and
-#      the ratio (bench/train_step.{cpp,py}, alternating runs, median);
-#   4. the EmoLA training step at 7B with LoRA: tokens/s and MFU (bench/emola_step.cpp).
+# LibTorch sees a GPU, runs four stages (--only picks some):
+#   tests       facet_gpu_tests: device placement of every model, loss and metric; fp16 autocast with
+#               the gradient scaler killed and resumed; bf16 autocast; pinned memory and non-blocking
+#               copies; the GPU's random stream after a resume (tests/gpu/);
+#   two-ranks   two ranks on one GPU: NCCL where it allows it, else Gloo over CUDA tensors (the output
+#               says which);
+#   train-step  the train-step benchmark against PyTorch on the GPU: ResNet-50, ViT-B/16 and the demo
+#               CNN under bf16 autocast — default, tuned, CUDA graphs, and against torch.compile —
+#               images/s and the ratio (bench/train_step.{cpp,py}, alternating runs, median);
+#   emola       the EmoLA training step at 7B with LoRA: tokens/s and MFU (bench/emola_step.cpp).
 # Without a GPU it builds, says so and exits 0. Budget (estimated, never run: no GPU yet): about 11
 # minutes on one H100 once built at the default 2 rounds, torch.compile of ResNet-50 and the 7B EmoLA
-# step included; --rounds 1 halves the train-step part.
+# step included; --rounds 1 halves the train-step part. Each stage has its own time limit (tests 6
+# minutes, two-ranks 4, each train-step run 5, emola 8).
 #
-#   tools/gpu_check.sh [--build DIR (from the repository root)] [--python PY] [--jobs N] [--rounds N] [--no-build] [--dry-run]
+#   tools/gpu_check.sh [--build DIR (from the repository root)] [--python PY] [--jobs N] [--rounds N] [--no-build]
+#                      [--only STAGE[,STAGE...]] [--bin-dir DIR] [--out DIR] [--dry-run]
 #
-# --dry-run prints what would run and the table's layout without building or running anything
-# (FACET_GPU_CHECK_ASSUME=gpu|none decides the GPU question there; tests/gpu runs it so the script
-# does not go stale). Results and the table go to BUILD/gpu_check/.
+# --only runs only the named stages (tests, two-ranks, train-step, emola), so that a machine lent for
+# a few minutes at a time (at most 10 per command) can run them in separate calls: the table then
+# holds the stages run. --bin-dir DIR takes the four executables (facet, facet_gpu_tests,
+# train_step_bench, emola_step_bench) from the one folder DIR instead of BUILD, and implies --no-build:
+# that is how a GPU machine that cannot build Facet runs binaries built elsewhere
+# (tools/gpu_bundle.sh makes such a folder, with the libraries they need, and its run_gpu_check.sh
+# calls this script). --dry-run prints what would run and the table's layout without building or
+# running anything (FACET_GPU_CHECK_ASSUME=gpu|none decides the GPU question there; tests/gpu runs it
+# so the script does not go stale). Results and the table go to BUILD/gpu_check/ (--out DIR: DIR).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -29,6 +38,9 @@ jobs=$(nproc)
 rounds=${BENCH_ROUNDS:-2}
 do_build=1
 dry_run=0
+bin_dir=
+out=
+only=
 while (($#)); do
   case $1 in
     --build) build=$2; shift 2 ;;
@@ -36,15 +48,39 @@ while (($#)); do
     --jobs) jobs=$2; shift 2 ;;
     --rounds) rounds=$2; shift 2 ;;
     --no-build) do_build=0; shift ;;
+    --only) only=$2; shift 2 ;;
+    --bin-dir) bin_dir=$2; do_build=0; shift 2 ;;
+    --out) out=$2; shift 2 ;;
     --dry-run) dry_run=1; shift ;;
     -h|--help) awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "$0"; exit 0 ;;
     *) echo "gpu_check.sh: unknown argument $1 (see --help)" >&2; exit 2 ;;
   esac
 done
 
-out="$build/gpu_check"
+out=${out:-$build/gpu_check}
 targets=(facet facet_gpu_tests train_step_bench emola_step_bench)
-tests_exe="$build/tests/facet_gpu_tests"
+if [ -n "$bin_dir" ]; then
+  facet_exe=$bin_dir/facet tests_exe=$bin_dir/facet_gpu_tests
+  train_step_exe=$bin_dir/train_step_bench emola_step_exe=$bin_dir/emola_step_bench
+else
+  facet_exe=$build/tools/cli/facet tests_exe=$build/tests/facet_gpu_tests
+  train_step_exe=$build/bench/train_step_bench emola_step_exe=$build/bench/emola_step_bench
+fi
+stages=(tests two-ranks train-step emola)
+declare -A selected=()
+IFS=',' read -r -a picked <<< "${only:-$(IFS=,; echo "${stages[*]}")}"
+for s in "${picked[@]}"; do
+  case " ${stages[*]} " in
+    *" $s "*) selected[$s]=1 ;;
+    *) echo "gpu_check.sh: unknown stage '$s' for --only (stages: ${stages[*]})" >&2; exit 2 ;;
+  esac
+done
+stage() { [ -n "${selected[$1]:-}" ]; }  # true when the stage named $1 runs
+if [ -n "$bin_dir" ] && ((!dry_run)); then
+  for exe in "$facet_exe" "$tests_exe" "$train_step_exe" "$emola_step_exe"; do
+    [ -x "$exe" ] || { echo "gpu_check.sh: --bin-dir $bin_dir has no executable $(basename "$exe")" >&2; exit 2; }
+  done
+fi
 # label|both sides' flags|Facet's extra flags|PyTorch's extra flags. The tuned rows give both sides the
 # same tuning (channels-last, fused SGD, cuDNN benchmark mode): Facet's config switches
 # train.channels_last, optim.fused (on by default) and train.cudnn_benchmark. The graph rows replay
@@ -92,38 +128,47 @@ has_gpu() {
     none) return 1 ;;
   esac
   # LibTorch's own answer (what the tests will see), else the driver's.
-  if [ -x "$build/tools/cli/facet" ]; then
-    "$build/tools/cli/facet" info 2>/dev/null | grep -q '^CUDA *available'
+  if [ -x "$facet_exe" ]; then
+    "$facet_exe" info 2>/dev/null | grep -q '^CUDA *available'
   else
     command -v nvidia-smi > /dev/null && nvidia-smi -L 2>/dev/null | grep -q '^GPU'
   fi
 }
 if ! has_gpu; then
-  cuda_line=$([ -x "$build/tools/cli/facet" ] && "$build/tools/cli/facet" info 2>/dev/null | grep '^CUDA' | tr -s ' ' || true)
-  echo "no GPU: built the CUDA configuration, nothing run${cuda_line:+ (facet info: $cuda_line)}"
+  cuda_line=$([ -x "$facet_exe" ] && "$facet_exe" info 2>/dev/null | grep '^CUDA' | tr -s ' ' || true)
+  if ((do_build)); then what="built the CUDA configuration, nothing run"; else what="nothing run"; fi
+  echo "no GPU: $what${cuda_line:+ (facet info: $cuda_line)}"
   exit 0
 fi
-if ((!dry_run)) && [ -x "$build/tools/cli/facet" ]; then "$build/tools/cli/facet" info; fi
+if ((!dry_run)) && [ -x "$facet_exe" ]; then "$facet_exe" info; fi
 mkdir -p "$out"
+echo "stages: ${picked[*]} (results in $out)"
 
 # --- 1. the GPU tests ----------------------------------------------------------------------------------
 failed=0
-t=$SECONDS
-rm -f "$out/gpu_tests.json" "$out/two_ranks.json"
-if ! run_logged "$out/gpu_tests.log" timeout 360 "$tests_exe" --gtest_filter='-GpuTwoRanks.*:GpuCheckScript.*:GpuPlacementTable.*' \
-    --gtest_output="json:$out/gpu_tests.json"; then failed=1; fi
-row "facet_gpu_tests (total)" "$( ((dry_run)) && echo dry-run || { ((failed)) && echo FAIL || echo ok; })" "$((SECONDS - t)) s"
+tests_json=
+if stage tests; then
+  t=$SECONDS
+  tests_json=$out/gpu_tests.json
+  rm -f "$tests_json"
+  if ! run_logged "$out/gpu_tests.log" timeout 360 "$tests_exe" --gtest_filter='-GpuTwoRanks.*:GpuCheckScript.*:GpuPlacementTable.*' \
+      --gtest_output="json:$out/gpu_tests.json"; then failed=1; fi
+  row "facet_gpu_tests (total)" "$( ((dry_run)) && echo dry-run || { ((failed)) && echo FAIL || echo ok; })" "$((SECONDS - t)) s"
+fi
 
 # --- 2. two ranks on one GPU -------------------------------------------------------------------------
-t=$SECONDS
-rm -f "$out/two_ranks.txt"
-if FACET_GPU_CHECK_OUT="$out" run_logged "$out/two_ranks.log" timeout 240 "$tests_exe" --gtest_filter='GpuTwoRanks.CollectivesOnOneGpu' \
-    --gtest_output="json:$out/two_ranks.json"; then result=ok; else result=FAIL; failed=1; fi
-((dry_run)) && result=dry-run
-row "two ranks on one GPU: $(cat "$out/two_ranks.txt" 2>/dev/null | head -1 || true)" "$result" "$((SECONDS - t)) s"
+if stage two-ranks; then
+  t=$SECONDS
+  rm -f "$out/two_ranks.txt" "$out/two_ranks.json"
+  if FACET_GPU_CHECK_OUT="$out" run_logged "$out/two_ranks.log" timeout 240 "$tests_exe" --gtest_filter='GpuTwoRanks.CollectivesOnOneGpu' \
+      --gtest_output="json:$out/two_ranks.json"; then result=ok; else result=FAIL; failed=1; fi
+  ((dry_run)) && result=dry-run
+  row "two ranks on one GPU: $(cat "$out/two_ranks.txt" 2>/dev/null | head -1 || true)" "$result" "$((SECONDS - t)) s"
+fi
 
 # --- 3. train step against PyTorch ---------------------------------------------------------------------
 images_per_s() { "$python" -c 'import json,sys;print(json.load(sys.stdin)["images_per_s"])'; }
+stage train-step || benches=()
 for b in "${benches[@]}"; do
   IFS='|' read -r label common facet_extra torch_extra <<< "$b"
   read -r -a args <<< "$common"
@@ -132,13 +177,13 @@ for b in "${benches[@]}"; do
   facet=() torch=()
   for ((i = 0; i < rounds; i++)); do
     if ((dry_run)); then
-      run "$build/bench/train_step_bench" "${args[@]}" "${fargs[@]}" --device cuda --dtype bf16
+      run "$train_step_exe" "${args[@]}" "${fargs[@]}" --device cuda --dtype bf16
       run "$python" bench/train_step.py "${args[@]}" "${targs[@]}" --device cuda --dtype bf16
       facet+=(0) torch+=(0)
       continue
     fi
     # A hang or a crash of either side fails the row, never the whole check.
-    if f=$(timeout 300 "$build/bench/train_step_bench" "${args[@]}" "${fargs[@]}" --device cuda --dtype bf16 | images_per_s) &&
+    if f=$(timeout 300 "$train_step_exe" "${args[@]}" "${fargs[@]}" --device cuda --dtype bf16 | images_per_s) &&
        p=$(timeout 300 "$python" bench/train_step.py "${args[@]}" "${targs[@]}" --device cuda --dtype bf16 | images_per_s); then
       facet+=("$f") torch+=("$p")
     else
@@ -165,29 +210,31 @@ done
 # --- 4. the EmoLA step at 7B ----------------------------------------------------------------------------
 # LLaVA-1.5-7B + the prior token, LoRA r 128 on all seven projections, bf16, checkpointing, batch 16
 # (bench/emola_step.cpp): Facet alone (tokens/s and model-FLOPs utilisation against 989 TFLOP/s).
-result=ok figure="-"
-if run_logged "$out/emola_step.log" timeout 480 "$build/bench/emola_step_bench" --device cuda; then
-  ((dry_run)) || figure=$("$python" - "$out/emola_step.log" <<'PY'
+if stage emola; then
+  result=ok figure="-"
+  if run_logged "$out/emola_step.log" timeout 480 "$emola_step_exe" --device cuda; then
+    ((dry_run)) || figure=$("$python" - "$out/emola_step.log" <<'PY'
 import json, sys
 d = [json.loads(l) for l in open(sys.argv[1]) if l.startswith('{"impl"')][-1]
 print(f"{d['tokens_per_s']:.0f} tokens/s, MFU {d['mfu']:.3f}, {d['ms_per_step']:.0f} ms/step "
       f"(batch {d['batch']} x {d['sequence']} tokens, {d['trainable']:,} trainable)")
 PY
 )
-else
-  result=FAIL failed=1
+  else
+    result=FAIL failed=1
+  fi
+  ((dry_run)) && result=dry-run
+  row "EmoLA 7B LoRA step (bf16, batch 16)" "$result" "$figure"
 fi
-((dry_run)) && result=dry-run
-row "EmoLA 7B LoRA step (bf16, batch 16)" "$result" "$figure"
 
 # --- the table -----------------------------------------------------------------------------------------
 printf '%s\n' "${rows[@]}" > "$out/rows.tsv"
-"$python" - "$out/rows.tsv" "$out/gpu_tests.json" "$((SECONDS - start))" > "$out/summary.txt" <<'PY'
+"$python" - "$out/rows.tsv" "$tests_json" "$((SECONDS - start))" > "$out/summary.txt" <<'PY'
 import json, os, sys
 rows = [line.rstrip("\n").split("\t") for line in open(sys.argv[1]) if line.strip()]
 # Each GPU test as its own row, after the build row.
 tests = []
-if os.path.exists(sys.argv[2]):
+if sys.argv[2] and os.path.exists(sys.argv[2]):
     for suite in json.load(open(sys.argv[2])).get("testsuites", []):
         for t in suite.get("testsuite", []):
             name = f"  {suite['name']}.{t['name']}".replace("Models/GpuPlacement.TrainsEvaluatesAndBackpropagatesOnTheGpu/", "placement: ")

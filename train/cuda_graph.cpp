@@ -6,6 +6,7 @@
 #include <ATen/cuda/CUDAEvent.h>
 #include <ATen/cuda/CUDAGeneratorImpl.h>
 #include <ATen/cuda/CUDAGraph.h>
+#include <c10/cuda/CUDACachingAllocator.h>
 #include <c10/cuda/CUDAGuard.h>
 #include <c10/cuda/CUDAStream.h>
 #include <torch/csrc/autograd/function.h>
@@ -96,12 +97,15 @@ bool GraphedFunction::matches(const TensorDict& inputs) const {
 void GraphedFunction::capture(const TensorDict& inputs) {
   if (inputs.empty()) fail("train.cuda_graph: the graphed function has no inputs");
   const torch::Device device = inputs.begin()->second.device();
-  for (const auto& [name, t] : inputs)
+  for (const auto& [name, t] : inputs) {
     if (!t.is_cuda() || t.device() != device)
       fail("train.cuda_graph: input \"{}\" is on {}; a CUDA graph needs every input on one CUDA device ({})", name,
            t.device().str(), device.str());
+    // The graphed backward gives gradients to the parameters only (a batch's fields need none).
+    if (t.requires_grad()) fail("train.cuda_graph: input \"{}\" requires a gradient, which the graphed step cannot give", name);
+  }
   auto s = std::make_shared<State>();
-  for (const auto& [name, t] : inputs) s->inputs[name] = t.clone();
+  for (const auto& [name, t] : inputs) s->inputs[name] = t.detach().clone();
 
   // The warm-up trains nothing, but its forward passes move BatchNorm's running statistics: saved
   // here, put back before the capture (which records kernels without running them).
@@ -143,6 +147,10 @@ void GraphedFunction::capture(const TensorDict& inputs) {
       const std::lock_guard<std::mutex> lock(generator.mutex());
       generator.set_state(random_state);
     }
+    // As torch.cuda.graph does before a capture: the warm-up's cached blocks go back to the device,
+    // so that the graphs' private pool does not sit beside them.
+    side.synchronize();
+    c10::cuda::CUDACachingAllocator::emptyCache();
     // Thread-local capture mode: the loader's worker threads pin host memory while we capture, which
     // the global mode would refuse from any thread; the capturing stream records whatever is queued
     // on it, from this thread or from the autograd engine's.

@@ -197,10 +197,16 @@ const torch::Tensor& gradient_of(const torch::Tensor& p) {
   return g;
 }
 
-// Writes the summed bucket back: averaged gradients for every parameter some rank had one for.
-void unpack(const std::vector<torch::Tensor>& params, const GradientBucket& b, const torch::Tensor& flat, int world) {
+// The flags at the end of a bucket: after the all-reduce, > 0 where some rank had a gradient.
+torch::Tensor flags_of(const GradientBucket& b, const torch::Tensor& flat) {
+  return flat.narrow(0, b.numel, static_cast<int64_t>(b.members.size()));
+}
+
+// Writes the summed bucket back: averaged gradients for every parameter some rank had one for
+// (`used`: the bucket's flags, on the CPU as float).
+void unpack(const std::vector<torch::Tensor>& params, const GradientBucket& b, const torch::Tensor& flat, int world,
+            const torch::Tensor& used) {
   if (!divide_first(b.dtype)) flat.narrow(0, 0, b.numel).div_(world);
-  const auto used = flat.narrow(0, b.numel, static_cast<int64_t>(b.members.size())).to(torch::kCPU, torch::kFloat);
   const auto flags = used.accessor<float, 1>();
   for (size_t k = 0; k < b.members.size(); ++k) {
     if (flags[static_cast<int64_t>(k)] <= 0) continue;  // no rank had a gradient: leave it undefined
@@ -420,7 +426,7 @@ void ProcessGroup::allreduce_gradients(const std::vector<torch::Tensor>& params,
         .copy_(torch::from_blob(used.data(), {static_cast<int64_t>(used.size())}, torch::kFloat));
     if (divide_first(b.dtype)) flat.div_(world_size_);
     wait(allreduce_async(flat), "gradient all-reduce");
-    unpack(params, b, flat, world_size_);
+    unpack(params, b, flat, world_size_, flags_of(b, flat).to(torch::kCPU, torch::kFloat));
   }
 }
 
@@ -436,8 +442,9 @@ struct OverlappedGradientReducer::State {
   ProcessGroup* group = nullptr;
   std::vector<torch::Tensor> params;
   std::vector<GradientBucket> buckets;
-  std::vector<torch::Tensor> flats;          // per bucket, reused every step
-  std::vector<std::vector<float>> used;      // per bucket and member
+  // Per bucket, reused every step: the gradients, then a flag per member set where it has one
+  // (on the device, so that no host copy stalls backward on a GPU).
+  std::vector<torch::Tensor> flats;
   std::vector<int64_t> pending;              // gradients still to arrive, per bucket
   std::vector<c10::intrusive_ptr<c10d::Work>> works;
   std::vector<std::pair<size_t, size_t>> where;  // parameter → (bucket, member)
@@ -448,8 +455,6 @@ struct OverlappedGradientReducer::State {
 
   void launch(size_t b) {
     auto& flat = flats[b];
-    const auto n = static_cast<int64_t>(used[b].size());
-    flat.narrow(0, buckets[b].numel, n).copy_(torch::from_blob(used[b].data(), {n}, torch::kFloat));
     if (divide_first(buckets[b].dtype)) flat.div_(group->world_size());
     works[b] = group->allreduce_async(flat);
   }
@@ -467,7 +472,7 @@ struct OverlappedGradientReducer::State {
     const auto& g = gradient_of(params[index]);
     if (g.defined()) {
       flats[b].narrow(0, buckets[b].offsets[k], g.numel()).copy_(g.reshape({-1}));
-      used[b][k] = 1;
+      flats[b].narrow(0, buckets[b].numel + static_cast<int64_t>(k), 1).fill_(1);
     }
     if (--pending[b] == 0)
       while (next_launch < buckets.size() && pending[next_launch] == 0) launch(next_launch++);
@@ -504,7 +509,6 @@ OverlappedGradientReducer::OverlappedGradientReducer(ProcessGroup& group, std::v
   for (size_t b = 0; b < s.buckets.size(); ++b) {
     const auto& bucket = s.buckets[b];
     s.flats.push_back(torch::zeros({bucket.size()}, torch::TensorOptions().dtype(bucket.dtype).device(group.device())));
-    s.used.emplace_back(bucket.members.size(), 0.0f);
     s.pending.push_back(static_cast<int64_t>(bucket.members.size()));
     s.works.emplace_back();
     for (size_t k = 0; k < bucket.members.size(); ++k) s.where[bucket.members[k]] = {b, k};
@@ -540,14 +544,20 @@ void OverlappedGradientReducer::finish() {
     s.launch(b);
   }
   s.next_launch = s.buckets.size();
+  std::vector<torch::Tensor> flags;
   for (size_t b = 0; b < s.buckets.size(); ++b) {
     s.group->wait(s.works[b], fmt::format("gradient all-reduce (bucket {} of {})", b + 1, s.buckets.size()));
     s.works[b].reset();
-    unpack(s.params, s.buckets[b], s.flats[b], s.group->world_size());
+    flags.push_back(flags_of(s.buckets[b], s.flats[b]));
   }
+  const torch::Tensor used = torch::cat(flags).to(torch::kCPU, torch::kFloat);  // one copy to the host
+  int64_t at = 0;
   for (size_t b = 0; b < s.buckets.size(); ++b) {
-    std::fill(s.used[b].begin(), s.used[b].end(), 0.0f);
-    s.pending[b] = static_cast<int64_t>(s.buckets[b].members.size());
+    const auto n = static_cast<int64_t>(s.buckets[b].members.size());
+    unpack(s.params, s.buckets[b], s.flats[b], s.group->world_size(), used.narrow(0, at, n));
+    at += n;
+    flags_of(s.buckets[b], s.flats[b]).zero_();
+    s.pending[b] = static_cast<int64_t>(n);
   }
   std::fill(s.arrived.begin(), s.arrived.end(), 0);
   s.next_launch = 0;

@@ -27,6 +27,22 @@ Evaluator::Evaluator(const Config& config, std::string split, const Runtime& run
   dataset_ = data::open_dataset(data, split_);
 }
 
+std::optional<std::vector<std::string>> Evaluator::result_names() {
+  std::vector<std::string> names;
+  for (auto& m : metrics_) {
+    m->reset();
+    m->prepare(*dataset_);
+    try {
+      for (const auto& [name, value] : m->compute()) names.push_back(split_ + "/" + name);
+    } catch (const std::exception&) {
+      m->reset();
+      return std::nullopt;
+    }
+    m->reset();
+  }
+  return names;
+}
+
 EvalOutput Evaluator::run(models::Model& model, const std::filesystem::path& predictions) {
   torch::NoGradGuard no_grad;
   for (auto& m : metrics_) {

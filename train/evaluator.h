@@ -16,6 +16,7 @@
 #include <filesystem>
 #include <map>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -36,6 +37,11 @@ class Evaluator {
   // `predictions` stem, rank 0 writes <stem>.jsonl (and <stem>.csv when every output is one
   // fixed-size tensor per sample) for every sample of every rank.
   EvalOutput run(models::Model& model, const std::filesystem::path& predictions = {});
+
+  // The names run() reports, from every metric computed over no sample, so that a config reading a
+  // result by a wrong name fails before training; nullopt when a metric cannot compute without
+  // samples.
+  std::optional<std::vector<std::string>> result_names();
 
   const std::string& split() const { return split_; }
   const data::Dataset& dataset() const { return *dataset_; }

@@ -22,13 +22,14 @@ class EarlyStopping : public Hook {
       : metric_(c.get<std::string>("metric")),
         maximise_(c.get<std::string>("mode", "max") == "max"),
         patience_(c.get<int>("patience", 5)),
-        min_delta_(c.get<double>("min_delta", 0.0)) {
+        min_delta_(c.get<double>("min_delta", 0.0)), where_(fmt::format("{}: {}.metric", c.where("metric"), c.prefix())) {
     const auto mode = c.get<std::string>("mode", "max");
     if (mode != "max" && mode != "min") fail("{}: {}.mode: expected max or min, got \"{}\"", c.where("mode"), c.prefix(), mode);
     if (patience_ < 1) fail("{}: {}.patience: expected >= 1, got {}", c.where("patience"), c.prefix(), patience_);
   }
 
   std::string name() const override { return "early_stopping"; }
+  std::vector<std::pair<std::string, std::string>> metrics_read() const override { return {{metric_, where_}}; }
 
   void after_eval(Trainer& trainer, const EvalResults& results) override {
     auto it = results.find(metric_);
@@ -71,6 +72,7 @@ class EarlyStopping : public Hook {
   bool maximise_;
   int patience_;
   double min_delta_;
+  std::string where_;
   std::optional<double> best_;
   int stale_ = 0;
 };

@@ -21,6 +21,8 @@
 #include <map>
 #include <memory>
 #include <string>
+#include <utility>
+#include <vector>
 
 namespace facet::data {
 struct Batch;
@@ -54,6 +56,9 @@ class Hook {
   virtual int priority() const { return hook_priority::configured; }
   // Whether the hook reads StepResult::indices / per_sample (they are then gathered over ranks).
   virtual bool wants_per_sample() const { return false; }
+  // The evaluation results the hook reads, each with where the config names it ("file:line:
+  // hooks[0].metric"): checked against what the evaluation reports before training starts.
+  virtual std::vector<std::pair<std::string, std::string>> metrics_read() const { return {}; }
 
   virtual void before_train(Trainer& trainer) {}
   virtual void before_micro_batch(Trainer& trainer, const data::Batch& batch, int64_t index) {}

@@ -96,7 +96,7 @@ std::optional<double> SweepReference::value(const std::string& variant, const st
   return std::nullopt;
 }
 
-SweepPlan plan_sweep(const fs::path& sweep_file, const fs::path& out_dir) {
+SweepPlan plan_sweep(const fs::path& sweep_file, const fs::path& out_dir, const std::vector<std::string>& overrides) {
   const Config sweep = Config::load(sweep_file, {}, /*dotted_keys=*/true);
   SweepPlan plan;
   plan.name = sweep.get<std::string>("name", sweep_file.stem().string());
@@ -113,7 +113,11 @@ SweepPlan plan_sweep(const fs::path& sweep_file, const fs::path& out_dir) {
     fail("{}: master_port: {} + parallel {} leaves the port range", sweep.where("master_port"), plan.master_port, plan.parallel);
   const auto averaged_keys = sweep.get<std::vector<std::string>>("average_over", {"seed"});
   const std::set<std::string> averaged(averaged_keys.begin(), averaged_keys.end());
-  const auto common = sweep.get<std::vector<std::string>>("overrides", {});
+  auto common = sweep.get<std::vector<std::string>>("overrides", {});
+  for (const auto& o : overrides) {
+    if (o.find('=') == std::string::npos) fail("facet sweep: override \"{}\": expected key=value", o);
+    common.push_back(o);
+  }
 
   // Variants: named override sets (default: one empty variant).
   std::vector<std::pair<std::string, std::vector<std::pair<std::string, std::string>>>> variants;
@@ -176,6 +180,24 @@ void write_final_metrics(const fs::path& run_dir, int64_t step, const std::map<s
   write_file_atomic(run_dir / "final_metrics.json",
                     nlohmann::json{{"step", step}, {"metrics", metrics_to_json(metrics)}}.dump(2) + "\n");
 }
+
+namespace {
+
+// The last `n` lines of a text file ("" when it cannot be read), for a failed run's output.
+std::string last_lines(const fs::path& file, size_t n) {
+  std::string text;
+  try {
+    text = read_file(file);
+  } catch (const Error&) {
+    return "";
+  }
+  while (!text.empty() && text.back() == '\n') text.pop_back();
+  size_t at = text.size();
+  for (size_t k = 0; k < n && at != std::string::npos && at > 0; ++k) at = text.rfind('\n', at - 1);
+  return at == std::string::npos ? text : text.substr(at + 1);
+}
+
+}  // namespace
 
 std::vector<std::string> sweep_command(const SweepPlan& plan, const SweepRun& run, int slot,
                                        const std::string& facet_binary) {
@@ -246,8 +268,17 @@ int run_sweep(const SweepPlan& plan, const std::string& facet_binary) {
     const bool ok = WIFEXITED(status) && WEXITSTATUS(status) == 0;
     if (!ok) {
       ++failures;
-      log::error("run {} / {} failed (exit {}); see {}.out", run->variant, run->replicate,
-                 WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status), run->run_dir.string());
+      const fs::path out = run->run_dir.parent_path() / (run->run_dir.filename().string() + ".out");
+      log::error("run {} / {} failed (exit {}); the end of {}:\n{}", run->variant, run->replicate,
+                 WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status), out.string(), last_lines(out, 6));
+      // A run that never wrote its config.yaml failed to build: the other members share its config
+      // (a missing data root, a misspelt key) and would fail alike.
+      if (!fs::exists(run->run_dir / "config.yaml") && next < todo.size()) {
+        log::error("run {} / {} failed before training started; not starting the {} runs left (fix the config, "
+                   "then run the sweep again: finished runs are skipped)",
+                   run->variant, run->replicate, todo.size() - next);
+        next = todo.size();
+      }
     }
     free_slots.insert(slot);
     running.erase(it);

@@ -66,7 +66,9 @@ struct SweepPlan {
 };
 
 // Expands the sweep file; `out_dir` defaults to runs/sweeps/<name>.
-SweepPlan plan_sweep(const std::filesystem::path& sweep_file, const std::filesystem::path& out_dir = {});
+// `overrides` (key=value, from the command line) apply to every member, after the file's `overrides:`.
+SweepPlan plan_sweep(const std::filesystem::path& sweep_file, const std::filesystem::path& out_dir = {},
+                     const std::vector<std::string>& overrides = {});
 
 // Final metrics a finished run wrote (run_dir/final_metrics.json), or empty if it did not finish.
 std::map<std::string, double> read_final_metrics(const std::filesystem::path& run_dir);

@@ -107,6 +107,7 @@ void Trainer::build(Mode mode) {
     if (config_.has("visualizer")) config_.consume("visualizer");
   }
   build_hooks();
+  check_metric_names();
   config_.check_unused();
   if (check) return;
 
@@ -263,6 +264,38 @@ void Trainer::build_hooks() {
   if (evaluator_) add_hook(make_evaluation_hook(options_));
   add_hook(make_checkpoint_hook(options_));
   for (auto& h : build_configured_hooks(config_)) add_hook(std::move(h));
+}
+
+// A best_metric or hook that names a result the evaluation does not report would otherwise stop
+// the run at its first evaluation, maybe hours in.
+void Trainer::check_metric_names() {
+  std::vector<std::pair<std::string, std::string>> read;  // (result, where the config names it)
+  if (!options_.best_metric.empty())
+    read.emplace_back(options_.best_metric, fmt::format("{}: train.best_metric", config_.where("train.best_metric")));
+  for (const auto& h : hooks_)
+    for (auto& r : h->metrics_read()) read.push_back(std::move(r));
+  if (read.empty()) return;
+  if (!evaluator_) {  // e.g. `metrics` dropped to train without evaluating
+    log::warn("{}: reads the evaluation result \"{}\", but the config has no `metrics`: nothing is evaluated", read[0].second,
+              read[0].first);
+    return;
+  }
+  const auto names = evaluator_->result_names();
+  if (!names) return;  // a metric cannot name its results before it has seen samples
+  for (const auto& [result, where] : read) {
+    if (std::find(names->begin(), names->end(), result) != names->end()) continue;
+    // A close spelling, or else a result ending in the same last two parts ("/f1/macro").
+    std::optional<std::string> near = closest_match(result, *names);
+    const size_t last = result.rfind('/');
+    const size_t cut = last == std::string::npos || last == 0 ? std::string::npos : result.rfind('/', last - 1);
+    const std::string tail = cut == std::string::npos ? "" : result.substr(cut);
+    for (const auto& n : *names)
+      if (!near && !tail.empty() && n.ends_with(tail)) near = n;
+    std::vector<std::string> shown(names->begin(), names->begin() + std::min<size_t>(names->size(), 12));
+    if (names->size() > shown.size()) shown.push_back(fmt::format("... {} in all", names->size()));
+    fail("{}: \"{}\" is not among the results of the evaluation on \"{}\" ({}){}", where, result, evaluator_->split(),
+         join(shown), near ? fmt::format("; did you mean {}?", *near) : "");
+  }
 }
 
 void Trainer::open_run_files(bool resume) {
@@ -456,7 +489,10 @@ EvalResults Trainer::test() {
   const bool ema = options_.ema_decay > 0;
   std::optional<fs::path> weights = checkpoints_ ? checkpoints_->resolve("best") : std::nullopt;
   if (!weights && ema && checkpoints_) weights = checkpoints_->resolve("last");
-  if (weights) load_checkpoint_weights(*model_, *weights, ema, runtime_.device);
+  // Rank 0 wrote the checkpoints: it loads them and sends the weights, so ranks on machines that
+  // do not share its disk test the same model.
+  if (weights && runtime_.leader()) load_checkpoint_weights(*model_, *weights, ema, runtime_.device);
+  if (runtime_.group) runtime_.group->broadcast_module(*model_);
   log::info("test split \"{}\" with the {}weights of {}", test_split_, ema ? "EMA " : "",
             weights ? weights->string() : "the last step");
   Evaluator tester(config_, test_split_, runtime_, options_, *model_);

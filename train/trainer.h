@@ -127,6 +127,7 @@ class Trainer {
   void find_frozen();
   void build_cuda_graph();
   void build_hooks();
+  void check_metric_names();
   void restore(const std::filesystem::path& checkpoint);
   // Rank 0: an evaluation's headline in the log, its values in metrics.csv and TensorBoard, its pictures.
   void report_eval(const EvalOutput& out, const std::string& split, const std::string& what);

@@ -1,6 +1,7 @@
 #include "train/visualize.h"
 
 #include "core/error.h"
+#include "train/caption.h"
 
 #include <opencv2/core.hpp>
 #include <opencv2/imgcodecs.hpp>
@@ -67,21 +68,14 @@ Png labelled_grid_png(const torch::Tensor& images, const torch::Tensor& truth, c
   const int64_t cols = std::min(columns, n), rows = (n + cols - 1) / cols;
   cv::Mat grid(static_cast<int>(rows) * (side + caption + pad) + pad, static_cast<int>(cols) * (side + pad) + pad, CV_8UC3,
                cv::Scalar(24, 24, 24));
-  const cv::Scalar green(80, 200, 80), orange(0, 150, 255), red(60, 60, 230), grey(200, 200, 200);
+  const cv::Scalar green(80, 200, 80), orange(0, 150, 255), red(60, 60, 230);
   for (int64_t i = 0; i < n; ++i) {
     const int x0 = pad + static_cast<int>(i % cols) * (side + pad), y0 = pad + static_cast<int>(i / cols) * (side + caption + pad);
     const cv::Mat face = tile(images[i], side);
     face.copyTo(grid(cv::Rect(x0, y0, face.cols, std::min(face.rows, side))));
     // Caption: "T: 1 2 6 12" (green: found, orange: missed), "FP: 4 7" (red).
     auto write = [&](int line, const std::string& head, const std::vector<std::pair<std::string, cv::Scalar>>& items) {
-      int x = x0 + 2;
-      const int y = y0 + side + 13 + 15 * line;
-      cv::putText(grid, head, {x, y}, cv::FONT_HERSHEY_SIMPLEX, 0.38, grey, 1, cv::LINE_AA);
-      x += 22;
-      for (const auto& [text, colour] : items) {
-        cv::putText(grid, text, {x, y}, cv::FONT_HERSHEY_SIMPLEX, 0.38, colour, 1, cv::LINE_AA);
-        x += 7 * static_cast<int>(text.size()) + 6;
-      }
+      put_caption(grid, x0 + 2, y0 + side + 13 + 15 * line, x0 + side - 2, head, items);
     };
     std::vector<std::pair<std::string, cv::Scalar>> truths, false_positives;
     for (int64_t l = 0; l < t.size(1); ++l) {

@@ -1,6 +1,7 @@
 // The registered visualisers (train/visualize.h).
 #include "core/text.h"
 #include "metrics/text_metrics.h"
+#include "train/caption.h"
 #include "train/visualize.h"
 
 #include <opencv2/core.hpp>
@@ -51,16 +52,7 @@ class TileSheet {
 
   // Caption line `line` of tile i: a head, then coloured items.
   void caption(int64_t i, int line, const std::string& head, const std::vector<std::pair<std::string, cv::Scalar>>& items) {
-    int x = x0(i) + 2;
-    const int y = y0(i) + side_ + 13 + 15 * line;
-    if (!head.empty()) {
-      cv::putText(canvas_, head, {x, y}, cv::FONT_HERSHEY_SIMPLEX, 0.38, kGrey, 1, cv::LINE_AA);
-      x += 7 * static_cast<int>(head.size()) + 4;
-    }
-    for (const auto& [text, colour] : items) {
-      cv::putText(canvas_, text, {x, y}, cv::FONT_HERSHEY_SIMPLEX, 0.38, colour, 1, cv::LINE_AA);
-      x += 7 * static_cast<int>(text.size()) + 6;
-    }
+    put_caption(canvas_, x0(i) + 2, y0(i) + side_ + 13 + 15 * line, x0(i) + side_ - 2, head, items);
   }
 
   // A box (x1, y1, x2, y2 in image pixels) on tile i, with an optional label above it.
@@ -269,11 +261,13 @@ class ImageText : public Visualizer {
   // `text` over at most `budget` caption lines of tile i from `line` on (words kept whole where they fit).
   static void wrap(TileSheet& sheet, int64_t i, int& line, const std::string& head, const std::string& text,
                    const cv::Scalar& colour, int budget, int side = 224) {
-    const size_t width = static_cast<size_t>(std::max(8, side / 7));
     std::string rest = text.empty() ? std::string("(empty)") : text;
     std::replace(rest.begin(), rest.end(), '\n', ' ');
     for (int k = 0; k < budget && !rest.empty(); ++k, ++line) {
-      size_t cut = std::min(rest.size(), width - (k == 0 ? head.size() + 1 : 0));
+      // The longest start of `rest` that fits the line as drawn (measured, not estimated).
+      const int room = side - 4 - (k == 0 && !head.empty() ? caption_width(head) + 5 : 0);
+      size_t cut = std::min(rest.size(), static_cast<size_t>(std::max(room, 3) / 3));  // no glyph is under 3 px
+      while (cut > 1 && caption_width(rest.substr(0, cut)) > room) --cut;
       if (cut < rest.size())
         if (const size_t space = rest.rfind(' ', cut); space != std::string::npos && space > 0) cut = space;
       sheet.caption(i, line, k == 0 ? head : "", {{rest.substr(0, cut), colour}});

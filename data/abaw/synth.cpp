@@ -141,7 +141,7 @@ SynthResult write_abaw(const SynthOptions& o, const fs::path& root) {
 FACET_REGISTER(synth_registry(), "abaw",
                "Drawn faces in the ABAW4 MTL layout: annotation files + cropped_aligned JPEGs (options: train_videos, "
                "val_videos, frames_per_video, size, seed, va_missing, expression_missing, au_missing)",
-               [](const Config& c, const fs::path& out) { return write_abaw(SynthOptions::from(c), out); });
+               synth_writer<SynthOptions>(write_abaw));
 
 }  // namespace
 }  // namespace facet::data::abaw

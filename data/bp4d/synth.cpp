@@ -43,18 +43,18 @@ struct SynthOptions {
     o.unknown_rate = c.get<double>("unknown_rate", o.unknown_rate);
     const std::string names = c.get<std::string>("frame_names", "padded");
     if (names != "padded" && names != "bare")
-      fail("{}: {}.frame_names: expected padded or bare, got \"{}\"", c.where("frame_names"), c.prefix(), names);
+      fail("{}: {}: expected padded or bare, got \"{}\"", c.where("frame_names"), c.full_key("frame_names"), names);
     o.padded = names == "padded";
-    if (o.subjects.empty()) fail("{}: {}.subjects: expected at least one subject", c.where("subjects"), c.prefix());
+    if (o.subjects.empty()) fail("{}: {}: expected at least one subject", c.where("subjects"), c.full_key("subjects"));
     for (const auto& s : o.subjects)
       if (face::part_of(face::bp4d_parts(), s) == 0)
-        fail("{}: {}.subjects: \"{}\" is not in the BP4D 3-fold lists (F001-F023, M001-M018)", c.where("subjects"), c.prefix(), s);
-    if (o.tasks < 1 || o.tasks > 8) fail("{}: {}.tasks: expected 1..8, got {}", c.where("tasks"), c.prefix(), o.tasks);
+        fail("{}: {}: \"{}\" is not in the BP4D 3-fold lists (F001-F023, M001-M018)", c.where("subjects"), c.full_key("subjects"), s);
+    if (o.tasks < 1 || o.tasks > 8) fail("{}: {}: expected 1..8, got {}", c.where("tasks"), c.full_key("tasks"), o.tasks);
     if (o.frames_per_sequence < 1)
-      fail("{}: {}.frames_per_sequence: expected >= 1, got {}", c.where("frames_per_sequence"), c.prefix(), o.frames_per_sequence);
-    if (o.size < 48 || o.size > 1024) fail("{}: {}.size: expected 48..1024, got {}", c.where("size"), c.prefix(), o.size);
+      fail("{}: {}: expected >= 1, got {}", c.where("frames_per_sequence"), c.full_key("frames_per_sequence"), o.frames_per_sequence);
+    if (o.size < 48 || o.size > 1024) fail("{}: {}: expected 48..1024, got {}", c.where("size"), c.full_key("size"), o.size);
     if (!(o.unknown_rate >= 0 && o.unknown_rate <= 1))
-      fail("{}: {}.unknown_rate: expected 0..1, got {}", c.where("unknown_rate"), c.prefix(), o.unknown_rate);
+      fail("{}: {}: expected 0..1, got {}", c.where("unknown_rate"), c.full_key("unknown_rate"), o.unknown_rate);
     return o;
   }
 };
@@ -123,7 +123,7 @@ SynthResult write_bp4d(const SynthOptions& o, const fs::path& root) {
 FACET_REGISTER(synth_registry(), "bp4d",
                "Drawn faces with AU_OCC CSVs, JPEG frames and 68-pt landmarks (options: subjects, tasks, "
                "frames_per_sequence, size, seed, frame_names: padded|bare, landmarks, unknown_rate)",
-               [](const Config& c, const fs::path& out) { return write_bp4d(SynthOptions::from(c), out); });
+               synth_writer<SynthOptions>(write_bp4d));
 
 }  // namespace
 }  // namespace facet::data::bp4d

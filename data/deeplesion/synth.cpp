@@ -29,10 +29,10 @@ struct SynthOptions {
     o.size = c.get<int64_t>("size", o.size);
     o.slices = c.get<int64_t>("slices", o.slices);
     o.seed = c.get<uint64_t>("seed", o.seed);
-    if (o.patients < 3) fail("{}: {}.patients: need at least 3 (one per split)", c.where("patients"), c.prefix());
-    if (o.size < 32 || o.size > 1024) fail("{}: {}.size: expected 32..1024, got {}", c.where("size"), c.prefix(), o.size);
-    if (o.slices < 8) fail("{}: {}.slices: expected at least 8, got {}", c.where("slices"), c.prefix(), o.slices);
-    if (o.lesions_per_patient < 1) fail("{}: {}.lesions_per_patient: expected >= 1", c.where("lesions_per_patient"), c.prefix());
+    if (o.patients < 3) fail("{}: {}: need at least 3 (one per split)", c.where("patients"), c.full_key("patients"));
+    if (o.size < 32 || o.size > 1024) fail("{}: {}: expected 32..1024, got {}", c.where("size"), c.full_key("size"), o.size);
+    if (o.slices < 8) fail("{}: {}: expected at least 8, got {}", c.where("slices"), c.full_key("slices"), o.slices);
+    if (o.lesions_per_patient < 1) fail("{}: {}: expected >= 1", c.where("lesions_per_patient"), c.full_key("lesions_per_patient"));
     return o;
   }
 };
@@ -127,7 +127,7 @@ SynthResult write_deeplesion(const SynthOptions& o, const fs::path& root) {
 
 FACET_REGISTER(synth_registry(), "deeplesion",
                "CT-like uint16 PNG slices with lesion blobs + DL_info.csv (options: patients, lesions_per_patient, size, slices, seed)",
-               [](const Config& c, const fs::path& out) { return write_deeplesion(SynthOptions::from(c), out); });
+               synth_writer<SynthOptions>(write_deeplesion));
 
 }  // namespace
 }  // namespace facet::data::deeplesion

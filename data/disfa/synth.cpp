@@ -43,18 +43,18 @@ struct SynthOptions {
     o.videos = c.get<bool>("videos", o.videos);
     const std::string names = c.get<std::string>("frame_names", "bare");
     if (names != "padded" && names != "bare")
-      fail("{}: {}.frame_names: expected padded or bare, got \"{}\"", c.where("frame_names"), c.prefix(), names);
+      fail("{}: {}: expected padded or bare, got \"{}\"", c.where("frame_names"), c.full_key("frame_names"), names);
     o.padded = names == "padded";
     const std::string ext = c.get<std::string>("ext", "png");
-    if (ext != "png" && ext != "jpg") fail("{}: {}.ext: expected png or jpg, got \"{}\"", c.where("ext"), c.prefix(), ext);
+    if (ext != "png" && ext != "jpg") fail("{}: {}: expected png or jpg, got \"{}\"", c.where("ext"), c.full_key("ext"), ext);
     o.ext = "." + ext;
-    if (o.subjects.empty()) fail("{}: {}.subjects: expected at least one subject", c.where("subjects"), c.prefix());
+    if (o.subjects.empty()) fail("{}: {}: expected at least one subject", c.where("subjects"), c.full_key("subjects"));
     for (const auto& s : o.subjects)
       if (face::part_of(face::disfa_parts(), s) == 0)
-        fail("{}: {}.subjects: \"{}\" is not one of the 27 DISFA subjects of the 3-fold lists", c.where("subjects"), c.prefix(), s);
+        fail("{}: {}: \"{}\" is not one of the 27 DISFA subjects of the 3-fold lists", c.where("subjects"), c.full_key("subjects"), s);
     if (o.frames_per_subject < 1)
-      fail("{}: {}.frames_per_subject: expected >= 1, got {}", c.where("frames_per_subject"), c.prefix(), o.frames_per_subject);
-    if (o.size < 48 || o.size > 1024) fail("{}: {}.size: expected 48..1024, got {}", c.where("size"), c.prefix(), o.size);
+      fail("{}: {}: expected >= 1, got {}", c.where("frames_per_subject"), c.full_key("frames_per_subject"), o.frames_per_subject);
+    if (o.size < 48 || o.size > 1024) fail("{}: {}: expected 48..1024, got {}", c.where("size"), c.full_key("size"), o.size);
     return o;
   }
 };
@@ -129,7 +129,7 @@ FACET_REGISTER(synth_registry(), "disfa",
                "Drawn faces with per-AU intensity files, 0-based left-camera frames and 68-pt landmarks (options: "
                "subjects, frames_per_subject, size, seed, frame_names: bare|padded, ext: png|jpg, landmarks, videos: the "
                "release's left-camera AVIs instead of frames)",
-               [](const Config& c, const fs::path& out) { return write_disfa(SynthOptions::from(c), out); });
+               synth_writer<SynthOptions>(write_disfa));
 
 }  // namespace
 }  // namespace facet::data::disfa

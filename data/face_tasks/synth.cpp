@@ -265,7 +265,7 @@ FACET_REGISTER(synth_registry(), "face_tasks",
                "Drawn faces with expression, 12 AUs, 6 visible attributes, age and head pose in one CSV per split "
                "(options: train, val, test, size, seed, missing, unknown_rate, max_yaw, max_pitch, max_roll, landmarks, "
                "attribute_values: pm1|01)",
-               [](const Config& c, const fs::path& out) { return write_face_tasks(SynthOptions::from(c), out); });
+               synth_writer<SynthOptions>(write_face_tasks));
 
 }  // namespace
 }  // namespace facet::data::face_tasks

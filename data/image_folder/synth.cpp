@@ -38,7 +38,7 @@ struct SynthOptions {
     o.seed = c.get<uint64_t>("seed", o.seed);
     o.shares = c.get<std::vector<double>>("shares", o.shares);
     if (o.train_images < 1 || o.val_images < 1)
-      fail("{}: {}: train_images and val_images must be >= 1", c.where("train_images"), c.prefix());
+      fail("{}: {}: train_images and val_images must be >= 1", c.where("train_images"), c.full_key("train_images"));
     if (o.size < 48 || o.size > 1024) fail("{}: {}: expected 48..1024, got {}", c.where("size"), c.full_key("size"), o.size);
     if (o.shares.size() != image_folder::kLsdClasses.size() ||
         std::any_of(o.shares.begin(), o.shares.end(), [](double s) { return !(s > 0); }))
@@ -78,7 +78,7 @@ SynthResult write_lsd(const SynthOptions& o, const fs::path& root) {
 FACET_REGISTER(synth_registry(), "lsd",
                "Drawn faces of the 6 LSD expressions in the ImageFolder layout (options: train_images, val_images, size, "
                "seed, shares)",
-               [](const Config& c, const fs::path& out) { return write_lsd(SynthOptions::from(c), out); });
+               synth_writer<SynthOptions>(write_lsd));
 
 }  // namespace
 }  // namespace facet::data

@@ -153,7 +153,7 @@ SynthResult write_faba(const FabaSynthOptions& o, const fs::path& root) {
 FACET_REGISTER(synth_registry(), "faba",
                "FABA-Instruct layout (EmoLA): drawn faces, AU and emotion annotation JSON, 212-d landmark .npy "
                "(options: train, eval, size, seed)",
-               [](const Config& c, const fs::path& out) { return write_faba(FabaSynthOptions::from(c), out); });
+               synth_writer<FabaSynthOptions>(write_faba));
 
 }  // namespace
 }  // namespace facet::data

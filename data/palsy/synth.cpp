@@ -93,17 +93,17 @@ struct PalsySynthOptions {
     o.splits = c.get<std::vector<std::string>>("splits", o.splits);
     o.seed = c.get<uint64_t>("seed", o.seed);
     o.landmarks = c.get<bool>("landmarks", o.landmarks);
-    if (o.grades < 2) fail("{}: {}.grades: expected at least 2, got {}", c.where("grades"), c.prefix(), o.grades);
+    if (o.grades < 2) fail("{}: {}: expected at least 2, got {}", c.where("grades"), c.full_key("grades"), o.grades);
     if (o.subjects < o.grades)
-      fail("{}: {}.subjects: expected at least one subject per grade ({}), got {}", c.where("subjects"), c.prefix(), o.grades,
+      fail("{}: {}: expected at least one subject per grade ({}), got {}", c.where("subjects"), c.full_key("subjects"), o.grades,
            o.subjects);
     if (o.images_per_subject < 1)
-      fail("{}: {}.images_per_subject: expected >= 1, got {}", c.where("images_per_subject"), c.prefix(), o.images_per_subject);
-    if (o.size < 48 || o.size > 1024) fail("{}: {}.size: expected 48..1024, got {}", c.where("size"), c.prefix(), o.size);
-    if (o.splits.empty()) fail("{}: {}.splits: expected a non-empty list of train, val and test", c.where("splits"), c.prefix());
+      fail("{}: {}: expected >= 1, got {}", c.where("images_per_subject"), c.full_key("images_per_subject"), o.images_per_subject);
+    if (o.size < 48 || o.size > 1024) fail("{}: {}: expected 48..1024, got {}", c.where("size"), c.full_key("size"), o.size);
+    if (o.splits.empty()) fail("{}: {}: expected a non-empty list of train, val and test", c.where("splits"), c.full_key("splits"));
     for (const auto& s : o.splits)
       if (s != "train" && s != "val" && s != "test")
-        fail("{}: {}.splits: expected train, val or test, got \"{}\"", c.where("splits"), c.prefix(), s);
+        fail("{}: {}: expected train, val or test, got \"{}\"", c.where("splits"), c.full_key("splits"), s);
     return o;
   }
 };
@@ -164,7 +164,7 @@ SynthResult write_palsy(const PalsySynthOptions& o, const fs::path& root) {
 FACET_REGISTER(synth_registry(), "palsy",
                "Drawn faces with a one-sided droop growing with the grade: labels.csv, images/, landmarks.txt "
                "(options: subjects, images_per_subject, size, grades, splits, seed, landmarks)",
-               [](const Config& c, const fs::path& out) { return write_palsy(PalsySynthOptions::from(c), out); });
+               synth_writer<PalsySynthOptions>(write_palsy));
 
 }  // namespace
 }  // namespace facet::data

@@ -260,7 +260,7 @@ SynthResult write_vindr_cxr(const SynthOptions& o, const fs::path& root) {
 
 FACET_REGISTER(synth_registry(), "vindr-cxr",
                "Radiograph-like 12-bit DICOMs with drawn findings + the four VinDr-CXR CSVs (options: train, test, size, bits_stored, seed)",
-               [](const Config& c, const fs::path& out) { return write_vindr_cxr(SynthOptions::from(c), out); });
+               synth_writer<SynthOptions>(write_vindr_cxr));
 
 }  // namespace
 }  // namespace facet::data::vindr_cxr

@@ -269,6 +269,14 @@ TEST(Safetensors, MalformedFilesAreErrorsNamingFileAndProblem) {
   const fs::path tiny = temp_dir("tiny") / "tiny.safetensors";
   write_file_atomic(tiny, "abc");
   EXPECT_THAT(error_of([&] { File f(tiny); }), HasSubstr("3 bytes is too short"));
+  // Another format handed over by mistake is named, not read as a header size.
+  const fs::path pt = temp_dir("other") / "model.pt", png = temp_dir("other") / "face.safetensors";
+  write_file_atomic(pt, std::string("PK\x03\x04\x14\x00\x00\x00\x08\x00archive/data.pkl", 26));
+  write_file_atomic(png, std::string("\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR", 16));
+  EXPECT_THAT(error_of([&] { File f(pt); }),
+              AllOf(HasSubstr(pt.string() + ": not a safetensors file; it is a ZIP archive, as torch.save writes"),
+                    HasSubstr("tools/convert_pickle_to_safetensors.py")));
+  EXPECT_THAT(error_of([&] { File f(png); }), HasSubstr(png.string() + ": not a safetensors file; it is a PNG image"));
 }
 
 TEST(Safetensors, AcceptsWhatTheReferenceAcceptsAtTheEdges) {

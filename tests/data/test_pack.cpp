@@ -18,6 +18,7 @@ namespace facet::data::test_pack {
 namespace {
 
 namespace fs = std::filesystem;
+using ::testing::AllOf;
 using ::testing::HasSubstr;
 
 using test_support::message_of;
@@ -51,14 +52,22 @@ TEST(Pack, ReadsBackWhatTheReaderGivesAndRefusesOtherPreprocessing) {
     EXPECT_TRUE(torch::equal(a.ragged.at("boxes"), b.ragged.at("boxes"))) << i;
     EXPECT_TRUE(torch::equal(a.ragged.at("box_noisy"), b.ragged.at("box_noisy"))) << i;
   }
-  // Batching options do not matter; preprocessing does.
+  // Batching options, splits and where the original files lie (a pack copied to another machine)
+  // do not matter; preprocessing does, and the message names what differs.
   std::string bigger_batches = node;
   bigger_batches.replace(bigger_batches.find("batch_size: 4"), 13, "batch_size: 8");
   EXPECT_NO_THROW(open_dataset(Config::parse(bigger_batches + "pack: " + file.string() + "\n"), "test"));
+  std::string elsewhere = node;
+  elsewhere.replace(elsewhere.find("root: "), 6 + (dir / "dl").string().size(), "root: /another/machine/DeepLesion");
+  EXPECT_NO_THROW(open_dataset(Config::parse(elsewhere + "test_split: test\neval_batch_size: 2\npack: " + file.string() + "\n"), "test"));
   EXPECT_THAT(message_of([&] {
                 open_dataset(Config::parse(node + "pack: " + file.string() + "\nnum_slices: 5\n"), "train");
               }),
-              HasSubstr("made with other preprocessing"));
+              AllOf(HasSubstr("made with other preprocessing"), HasSubstr("data.num_slices: (absent) in the pack, 5 in the config")));
+  std::string other_size = node;
+  other_size.replace(other_size.find("size: 32"), 8, "size: 48");
+  EXPECT_THAT(message_of([&] { open_dataset(Config::parse(other_size + "pack: " + file.string() + "\n"), "train"); }),
+              HasSubstr("data.pack_transforms[1].size: 32 in the pack, 48 in the config"));
   EXPECT_THAT(message_of([&] { open_dataset(packed_node, "val"); }), HasSubstr("the pack has no split \"val\""));
   EXPECT_THAT(message_of([&] { write_pack(file, "train", *direct, {}, Preprocess::of(raw)); }),
               HasSubstr("already holds the split \"train\""));

@@ -10,6 +10,7 @@
 #include "data/pack.h"
 #include "data/synth.h"
 #include "train/builder.h"
+#include "train/caption.h"
 #include "train/distributed.h"
 #include "train/evaluator.h"
 #include "train/metric_table.h"
@@ -170,6 +171,23 @@ TEST(Evaluation, EachVisualiserDrawsItsTask) {
   // Nothing to draw is nothing drawn, not an error.
   const Outputs empty;
   EXPECT_FALSE(visualizer_registry().create(Config::parse("name: boxes"))->draw(VisualInput{batch, empty, names}, 2));
+}
+
+// A caption line stays inside its tile: the labels that do not fit are counted ("+9"), not drawn
+// past the edge, where a clipped "AU17" read "AU1".
+TEST(Evaluation, CaptionsStayInsideTheirTile) {
+  std::vector<std::pair<std::string, cv::Scalar>> items;
+  for (int i = 10; i < 28; ++i) items.emplace_back(fmt::format("AU{}", i), cv::Scalar(255, 255, 255));
+  cv::Mat canvas(20, 400, CV_8UC3, cv::Scalar(0, 0, 0));
+  put_caption(canvas, 2, 14, 158, "P:", items);
+  EXPECT_GT(cv::countNonZero(canvas.colRange(0, 159).reshape(1)), 0);
+  EXPECT_EQ(cv::countNonZero(canvas.colRange(161, 400).reshape(1)), 0) << "drawn past the tile's right edge";
+  // Labels that fit are all drawn, with nothing counted.
+  cv::Mat wide(20, 400, CV_8UC3, cv::Scalar(0, 0, 0)), narrow_items(20, 400, CV_8UC3, cv::Scalar(0, 0, 0));
+  put_caption(wide, 2, 14, 398, "P:", {items.begin(), items.begin() + 3});
+  put_caption(narrow_items, 2, 14, 158, "P:", {items.begin(), items.begin() + 3});
+  const cv::Mat differs = wide != narrow_items;
+  EXPECT_EQ(cv::countNonZero(differs.reshape(1)), 0);
 }
 
 TEST(Evaluation, HeadlineHoldsMeansAndSingleValuesTheTableTheRest) {

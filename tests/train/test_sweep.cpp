@@ -26,6 +26,25 @@ fs::path temp(const std::string& name) {
   return p;
 }
 
+// Runs `facet ARGS...` with stdout and stderr in `log`; returns its exit code.
+int run_facet(const std::vector<std::string>& args, const fs::path& log) {
+  const pid_t pid = ::fork();
+  if (pid == 0) {
+    if (!std::freopen(log.c_str(), "w", stderr) || ::dup2(::fileno(stderr), ::fileno(stdout)) < 0) ::_exit(126);
+    const std::string facet = test_support::binary_path("tools/cli/facet");
+    std::vector<std::string> all = {facet};
+    all.insert(all.end(), args.begin(), args.end());
+    std::vector<char*> argv;
+    for (auto& a : all) argv.push_back(a.data());
+    argv.push_back(nullptr);
+    ::execv(facet.c_str(), argv.data());
+    ::_exit(127);
+  }
+  int status = 0;
+  ::waitpid(pid, &status, 0);
+  return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+}
+
 fs::path write_sweep(const fs::path& dir, const std::string& body) {
   write_file_atomic(dir / "sweep.yaml", "base: " + test_support::source_path("experiments/demo/shapes.yaml") + "\n" + body);
   return dir / "sweep.yaml";
@@ -215,17 +234,9 @@ parallel: 2
 )");
   const fs::path file = dir / "sweep.yaml";
   auto run = [&](const std::string& log, const char* flag = nullptr) {
-    const pid_t pid = ::fork();
-    if (pid == 0) {
-      if (!std::freopen(log.c_str(), "w", stderr) || ::dup2(::fileno(stderr), ::fileno(stdout)) < 0) ::_exit(126);
-      const std::string facet = test_support::binary_path("tools/cli/facet");
-      const std::string out = (dir / "out").string();
-      ::execl(facet.c_str(), facet.c_str(), "sweep", file.c_str(), "--out", out.c_str(), flag, nullptr);
-      ::_exit(127);
-    }
-    int status = 0;
-    ::waitpid(pid, &status, 0);
-    return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+    std::vector<std::string> args = {"sweep", file.string(), "--out", (dir / "out").string()};
+    if (flag) args.emplace_back(flag);
+    return run_facet(args, log);
   };
   ASSERT_EQ(run((dir / "first.log").string()), 0) << read_file(dir / "first.log");
   const std::string md = read_file(dir / "out" / "results.md");
@@ -249,6 +260,20 @@ parallel: 2
   EXPECT_THAT(printed, HasSubstr("Paper: a paper, Table 1 ("));
   EXPECT_THAT(printed, HasSubstr("| model.dropout=0.5 | 2 |"));
   EXPECT_THAT(printed, Not(HasSubstr("already finished")));
+}
+
+// Overrides on the command line reach every member; a member that fails before training starts
+// (its config does not build) stops the sweep, since the others share its config, and its error
+// is printed.
+TEST(Sweep, AConfigThatDoesNotBuildStopsTheSweepWithItsError) {
+  const fs::path dir = temp("broken");
+  const fs::path file = write_sweep(dir, "name: broken\ngrid: {seed: [0, 1, 2]}\nmetrics: [val/accuracy]\n");
+  const fs::path log = dir / "sweep.log";
+  EXPECT_NE(run_facet({"sweep", file.string(), "--out", (dir / "out").string(), "train.max_step=4"}, log), 0);
+  const std::string printed = read_file(log);
+  EXPECT_THAT(printed, HasSubstr("train.max_step: unknown key (nothing reads it); did you mean train.max_steps?"));
+  EXPECT_THAT(printed, HasSubstr("failed before training started; not starting the 2 runs left"));
+  EXPECT_FALSE(fs::exists(dir / "out" / "base" / "seed=1.out")) << "the second member was started";
 }
 
 }  // namespace

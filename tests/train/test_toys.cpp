@@ -449,10 +449,14 @@ class ScriptedMetric : public metrics::Metric {
   explicit ScriptedMetric(const Config& c) {
     for (const auto& v : c.get<std::vector<std::string>>("values")) values_.push_back(std::stod(v));
   }
-  void prepare(const data::Dataset&) override { ++evaluation_; }
-  void update(const Outputs&, const data::Batch&) override {}
+  // An evaluation is counted at its first sample (the trainer also asks for the names, without any).
+  void prepare(const data::Dataset&) override { fresh_ = true; }
+  void update(const Outputs&, const data::Batch&) override {
+    if (fresh_) ++evaluation_;
+    fresh_ = false;
+  }
   std::map<std::string, double> compute() const override {
-    return {{"value", values_.at(std::min(evaluation_, values_.size()) - 1)}};
+    return {{"value", values_.at(std::clamp<size_t>(evaluation_, 1, values_.size()) - 1)}};
   }
   void reset() override {}
   torch::Tensor state() const override { return torch::zeros({0}, torch::kDouble); }
@@ -461,6 +465,7 @@ class ScriptedMetric : public metrics::Metric {
  private:
   std::vector<double> values_;
   size_t evaluation_ = 0;
+  bool fresh_ = false;
 };
 
 FACET_REGISTER(metrics::metric_registry(), "toy_scripted", "Test: a value given per evaluation (values)",

@@ -414,8 +414,11 @@ TEST(Trainer, TestSplitWithoutABestCheckpointUsesTheEmaWeights) {
   t.fit();
   const EvalResults tested = t.test();
   const auto ema = safetensors::load(run / "checkpoints/last/ema.safetensors");
-  for (const auto& [name, tensor] : safetensors::state_dict(t.model()))
-    if (ema.count(name)) EXPECT_TRUE(torch::equal(tensor, ema.at(name))) << name << " is not the EMA's";
+  for (const auto& [name, tensor] : safetensors::state_dict(t.model())) {
+    if (ema.count(name)) {
+      EXPECT_TRUE(torch::equal(tensor, ema.at(name))) << name << " is not the EMA's";
+    }
+  }
   // The synthetic set draws every non-training split alike: the same images, the same weights.
   EXPECT_DOUBLE_EQ(tested.at("test/accuracy"), t.last_eval().at("val/accuracy"));
 }
@@ -453,6 +456,21 @@ TEST(Trainer, ANotANumberMetricIsNeverTheBest) {
   const RunResult r = s.fit();
   EXPECT_EQ(r.step, 4);
   EXPECT_THAT(r.stopped_early, HasSubstr("val/value has not been a finite number for 2 evaluations"));
+}
+
+// A train.best_metric or hook naming a result the evaluation does not report fails when the run is
+// built, with the key and the nearest result, not at the first evaluation hours later.
+TEST(Trainer, AMisnamedResultIsRefusedBeforeTraining) {
+  const auto message = [](const std::vector<std::string>& o) {
+    return test_support::message_of([&] { Trainer t(small_experiment(o), fresh_dir("misnamed"), Mode::check); });
+  };
+  EXPECT_THAT(message({"train.best_metric=val/acuracy"}),
+              AllOf(HasSubstr("train.best_metric: \"val/acuracy\" is not among the results of the evaluation on \"val\" ("),
+                    HasSubstr("val/accuracy"), HasSubstr("did you mean val/accuracy?")));
+  EXPECT_THAT(message({"hooks=[{name: early_stopping, metric: val/macro-f1}]"}),
+              AllOf(HasSubstr("hooks[0].metric: \"val/macro-f1\" is not among the results"),
+                    HasSubstr("did you mean val/macro_f1?")));
+  EXPECT_EQ(message({"hooks=[{name: early_stopping, metric: val/macro_f1}]"}), "(no error)");
 }
 
 TEST(Trainer, ResumeChecksTheEmaWeightsAgainstTheModel) {

@@ -200,6 +200,11 @@ TEST(VlmStages, EveryStageConfigExpandsAndBuilds) {
     if (!s.data.empty()) {
       const auto ds = data::open_dataset(c.at("data"), c.get<std::string>("data.eval_split"));
       EXPECT_GT(ds->size(), 0);
+      // The whole run builds, its train.best_metric among what the evaluation reports.
+      EXPECT_EQ(test_support::message_of([&] {
+                  train::Trainer(c, test_support::scratch_path("facet_vlm_stages", s.file), train::Mode::check);
+                }),
+                "(no error)");
     }
   }
   // The chain: each later stage starts from the previous stage's run.

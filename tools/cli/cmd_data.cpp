@@ -174,14 +174,22 @@ void add_data_command(CLI::App& app) {
     const Config node = config.at("data");
     auto splits = inspect_args->splits;
     if (splits.empty()) splits = {node.get<std::string>("train_split", "train"), node.get<std::string>("eval_split", "val")};
-    config.consume();  // only `data` matters here
+    // Only the dataset's own keys matter here: the rest of the experiment, and the data keys the
+    // loader and trainer read, are not typos; a misspelt dataset key is (checked once it is open).
+    for (const auto& key : config.keys())
+      if (key != "data") config.consume(key);
+    for (const char* key : {"transforms", "eval_transforms", "batch_size", "eval_batch_size", "workers", "prefetch",
+                            "sampler", "on_error", "train_split", "eval_split", "test_split"})
+      if (node.has(key)) node.consume(key);
     const int workers = inspect_args->workers > 0 ? inspect_args->workers
                                                   : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+    std::vector<std::shared_ptr<data::Dataset>> datasets;
+    for (const auto& split : splits) datasets.push_back(data::open_dataset(node, split));
+    config.check_unused();
     size_t problems = 0;
-    for (const auto& split : splits) {
-      const auto dataset = data::open_dataset(node, split);
-      const SplitStats st = inspect_split(*dataset, split, workers);
-      print_stats(split, *dataset, st);
+    for (size_t i = 0; i < splits.size(); ++i) {
+      const SplitStats st = inspect_split(*datasets[i], splits[i], workers);
+      print_stats(splits[i], *datasets[i], st);
       problems += st.problems.size();
     }
     if (problems > 0) fail("{} sample(s) could not be loaded (listed above)", problems);

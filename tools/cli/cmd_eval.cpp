@@ -33,6 +33,13 @@ void run_eval(const EvalArgs& args) {
   train::TrainOptions options = train::TrainOptions::from(config.at("train"));
   if (args.images >= 0) options.log_images = args.images;
   else if (options.log_images == 0) options.log_images = 8;
+  // The pictures show the first batch: a larger batch when more images are asked for (the metrics
+  // do not depend on the batch size).
+  const int64_t batch = config.get<int64_t>("data.eval_batch_size", config.get<int64_t>("data.batch_size"));
+  if (args.images > batch) {
+    log::info("evaluating in batches of {} (--images {}; data.eval_batch_size is {})", args.images, args.images, batch);
+    config.set("data.eval_batch_size", std::to_string(args.images), "--images");
+  }
   train::Runtime runtime = train::make_runtime(config, options, /*connect=*/true);
   auto model = train::build_model(config, options, runtime.device);
   train::load_checkpoint_weights(*model, target.checkpoint, options.ema_decay > 0, runtime.device);

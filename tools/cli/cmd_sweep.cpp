@@ -10,16 +10,18 @@ namespace facet::cli {
 void add_sweep_command(CLI::App& app) {
   struct Args {
     std::string file, out;
+    std::vector<std::string> overrides;
     bool report_only = false, dry_run = false;
   };
   auto args = std::make_shared<Args>();
   auto* cmd = app.add_subcommand("sweep", "Run an ablation sweep (grid × variants × seeds) and tabulate mean ± std");
   cmd->add_option("sweep", args->file, "Sweep file (YAML)")->required()->check(CLI::ExistingFile);
+  cmd->add_option("overrides", args->overrides, "key=value for every run, e.g. data.root=/data/DeepLesion (after the file's overrides)");
   cmd->add_option("--out", args->out, "Sweep directory (default runs/sweeps/<name>)");
   cmd->add_flag("--report-only", args->report_only, "Only rewrite results.md / results.csv from finished runs");
   cmd->add_flag("--dry-run", args->dry_run, "Print the runs and their overrides without starting them");
   cmd->callback([args] {
-    const auto plan = train::plan_sweep(args->file, args->out);
+    const auto plan = train::plan_sweep(args->file, args->out, args->overrides);
     if (args->dry_run) {
       for (const auto& run : plan.runs)
         fmt::print("{}  {}\n", run.run_dir.string(), fmt::join(run.overrides, " "));

@@ -68,10 +68,17 @@ int run_train(const TrainArgs& args) {
     built = std::make_unique<train::Trainer>(std::move(config), run_dir, resume ? train::Mode::resume : train::Mode::train);
   } catch (const Error& e) {
     // A check that stops the build before the unused-key check (`train: set max_steps` when the
-    // file says `trian:`) is more often than not caused by a misspelt key: name those too.
+    // file says `trian:`) may be caused by a misspelt key: name it too, when the error is about the
+    // key it is a likely misspelling of. Other unread keys were only not reached yet (a missing
+    // data file stops the build before the evaluation reads data.eval_transforms).
+    const std::string_view what = e.what();
     std::vector<std::string> typos;
-    for (auto& line : read.likely_typos())
-      if (std::string_view(e.what()).find(line) == std::string_view::npos) typos.push_back(std::move(line));
+    for (auto& line : read.likely_typos()) {
+      const size_t at = line.find("did you mean ");
+      if (at == std::string::npos || what.find(line) != std::string_view::npos) continue;
+      const std::string meant = line.substr(at + 13, line.find_first_of("? ", at + 13) - (at + 13));
+      if (what.find(meant) != std::string_view::npos) typos.push_back(std::move(line));
+    }
     if (typos.empty()) throw;
     fail("{}\n{}", e.what(), join(typos, "\n"));
   }

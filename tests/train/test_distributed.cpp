@@ -5,6 +5,7 @@
 #include "core/error.h"
 #include "core/file_io.h"
 #include "core/safetensors.h"
+#include "tests/support/facet_process.h"
 #include "tests/support/paths.h"
 #include "train/distributed.h"
 
@@ -27,33 +28,11 @@ namespace facet::train::test_distributed {
 namespace {
 
 namespace fs = std::filesystem;
+using test_support::spawn_facet;
+using test_support::wait_for_exit;
 using ::testing::HasSubstr;
 
-const std::string kFacet = test_support::binary_path("tools/cli/facet");
 
-
-// Starts facet with `args` and extra environment; stderr goes to `log`.
-pid_t spawn(const std::vector<std::string>& args, const std::map<std::string, std::string>& env, const fs::path& log) {
-  const pid_t pid = ::fork();
-  if (pid == 0) {
-    if (!std::freopen(log.c_str(), "w", stderr)) ::_exit(126);
-    for (const auto& [k, v] : env) setenv(k.c_str(), v.c_str(), 1);
-    std::vector<std::string> all = {kFacet};
-    all.insert(all.end(), args.begin(), args.end());
-    std::vector<char*> argv;
-    for (auto& s : all) argv.push_back(s.data());
-    argv.push_back(nullptr);
-    ::execv(kFacet.c_str(), argv.data());
-    ::_exit(127);
-  }
-  return pid;
-}
-
-int wait_code(pid_t pid) {
-  int status = 0;
-  ::waitpid(pid, &status, 0);
-  return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
-}
 
 fs::path temp(const std::string& name) {
   const fs::path p = fs::temp_directory_path() / ("facet_dist_" + name + "_" + std::to_string(::getpid()));
@@ -429,7 +408,7 @@ TEST(Distributed, PickFreePortAvoidsTheEphemeralRange) {
 TEST(Distributed, LaunchRunsCollectivesAndForwardsExitCodes) {
   const fs::path dir = temp("launch");
   // --master-port 0: the launcher picks a free port itself.
-  EXPECT_EQ(wait_code(spawn({"launch", "--nproc-per-node", "2", "--master-port", "0", "--", "_dist_selftest"}, {},
+  EXPECT_EQ(wait_for_exit(spawn_facet({"launch", "--nproc-per-node", "2", "--master-port", "0", "--", "_dist_selftest"}, {},
                             dir / "ok.log")),
             0)
       << read_file(dir / "ok.log");
@@ -437,26 +416,26 @@ TEST(Distributed, LaunchRunsCollectivesAndForwardsExitCodes) {
   EXPECT_THAT(read_file(dir / "ok.log"), ::testing::ContainsRegex("master 127.0.0.1:[1-9][0-9]+\\)"));
   // A rank killed by a signal: the launcher stops the other and exits with 128 + SIGKILL.
   const std::string port2 = std::to_string(pick_free_port());
-  EXPECT_EQ(wait_code(spawn({"launch", "--nproc-per-node", "2", "--master-port", port2, "--grace", "2", "--",
+  EXPECT_EQ(wait_for_exit(spawn_facet({"launch", "--nproc-per-node", "2", "--master-port", port2, "--grace", "2", "--",
                              "_dist_selftest", "--die-rank", "1", "--timeout", "30"},
                             {}, dir / "die.log")),
             128 + SIGKILL)
       << read_file(dir / "die.log");
   EXPECT_THAT(read_file(dir / "die.log"), HasSubstr("local rank 1 was killed by signal 9"));
   // A rank that exits with a code of its own: the launcher exits with that code.
-  EXPECT_EQ(wait_code(spawn({"launch", "--nproc-per-node", "2", "--master-port", std::to_string(pick_free_port()), "--",
+  EXPECT_EQ(wait_for_exit(spawn_facet({"launch", "--nproc-per-node", "2", "--master-port", std::to_string(pick_free_port()), "--",
                              "_dist_selftest", "--exit-rank", "1", "--exit-code", "3"},
                             {}, dir / "code.log")),
             3)
       << read_file(dir / "code.log");
   // SIGTERM to the launcher reaches the ranks (one stalled, one waiting in an all-reduce).
-  const pid_t launcher = spawn({"launch", "--nproc-per-node", "2", "--master-port", std::to_string(pick_free_port()),
+  const pid_t launcher = spawn_facet({"launch", "--nproc-per-node", "2", "--master-port", std::to_string(pick_free_port()),
                                 "--", "_dist_selftest", "--stall-rank", "1", "--timeout", "60"},
                                {}, dir / "term.log");
   std::this_thread::sleep_for(std::chrono::milliseconds(1500));
   const auto sent = std::chrono::steady_clock::now();
   ::kill(launcher, SIGTERM);
-  EXPECT_EQ(wait_code(launcher), 128 + SIGTERM) << read_file(dir / "term.log");
+  EXPECT_EQ(wait_for_exit(launcher), 128 + SIGTERM) << read_file(dir / "term.log");
   EXPECT_LT(std::chrono::duration<double>(std::chrono::steady_clock::now() - sent).count(), 5.0);
 }
 
@@ -468,13 +447,13 @@ TEST(Distributed, DeadOrStalledRankIsAnErrorWithinTheTimeout) {
     std::vector<pid_t> pids;
     const auto start = std::chrono::steady_clock::now();
     for (int rank = 0; rank < 2; ++rank)
-      pids.push_back(spawn({"_dist_selftest", mode, "1", "--timeout", "5"},
+      pids.push_back(spawn_facet({"_dist_selftest", mode, "1", "--timeout", "5"},
                            {{"RANK", std::to_string(rank)}, {"WORLD_SIZE", "2"}, {"MASTER_PORT", port}},
                            dir / ("rank" + std::to_string(rank) + ".log")));
-    const int code0 = wait_code(pids[0]);
+    const int code0 = wait_for_exit(pids[0]);
     const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
     ::kill(pids[1], SIGKILL);
-    wait_code(pids[1]);
+    wait_for_exit(pids[1]);
     const std::string log0 = read_file(dir / "rank0.log");
     EXPECT_EQ(code0, 1) << mode << "\n" << log0;
     EXPECT_THAT(log0, HasSubstr("rank 0 of 2: all-reduce failed or timed out")) << mode;
@@ -498,7 +477,7 @@ TEST(Distributed, TwoRanksMatchOneRank) {
     return args;
   };
   const auto t0 = std::chrono::steady_clock::now();
-  ASSERT_EQ(wait_code(spawn(with(dir / "one", "seed=0"), {}, dir / "one.log")), 0) << read_file(dir / "one.log");
+  ASSERT_EQ(wait_for_exit(spawn_facet(with(dir / "one", "seed=0"), {}, dir / "one.log")), 0) << read_file(dir / "one.log");
   const double one_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   const auto one = safetensors::load(dir / "one/checkpoints/last/model.safetensors");
   for (const std::string overlap : {"true", "false"}) {
@@ -508,7 +487,7 @@ TEST(Distributed, TwoRanksMatchOneRank) {
     const auto two_args = with(run, "train.overlap_grad_reduce=" + overlap);
     launch.insert(launch.end(), two_args.begin(), two_args.end());
     const auto t1 = std::chrono::steady_clock::now();
-    ASSERT_EQ(wait_code(spawn(launch, {}, run.string() + ".log")), 0) << read_file(run.string() + ".log");
+    ASSERT_EQ(wait_for_exit(spawn_facet(launch, {}, run.string() + ".log")), 0) << read_file(run.string() + ".log");
     const double two_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t1).count();
     const auto two = safetensors::load(run / "checkpoints/last/model.safetensors");
     ASSERT_EQ(one.size(), two.size());
@@ -539,12 +518,12 @@ TEST(Distributed, TwoRanksMatchOneRankWithAccumulation) {
     args.insert(args.end(), {"--run-dir", run.string()});
     return args;
   };
-  ASSERT_EQ(wait_code(spawn(with(dir / "one", {"data.batch_size=8", "train.grad_accum=2"}), {}, dir / "one.log")), 0)
+  ASSERT_EQ(wait_for_exit(spawn_facet(with(dir / "one", {"data.batch_size=8", "train.grad_accum=2"}), {}, dir / "one.log")), 0)
       << read_file(dir / "one.log");
   std::vector<std::string> launch = {"launch", "--nproc-per-node", "2", "--master-port", std::to_string(pick_free_port()), "--"};
   const auto two_args = with(dir / "two", {"data.batch_size=16"});
   launch.insert(launch.end(), two_args.begin(), two_args.end());
-  ASSERT_EQ(wait_code(spawn(launch, {}, dir / "two.log")), 0) << read_file(dir / "two.log");
+  ASSERT_EQ(wait_for_exit(spawn_facet(launch, {}, dir / "two.log")), 0) << read_file(dir / "two.log");
   const auto one = safetensors::load(dir / "one/checkpoints/last/model.safetensors");
   const auto two = safetensors::load(dir / "two/checkpoints/last/model.safetensors");
   double worst = 0;

@@ -5,6 +5,7 @@
 // loses a whole micro-batch.
 #include "core/file_io.h"
 #include "core/safetensors.h"
+#include "tests/support/facet_process.h"
 #include "tests/support/paths.h"
 #include "tests/support/ranks.h"
 #include "tests/support/scratch.h"
@@ -29,30 +30,10 @@ using ::testing::AllOf;
 using ::testing::Contains;
 using ::testing::HasSubstr;
 using ::testing::Not;
+using test_support::run_facet;
 
-const std::string kFacet = test_support::binary_path("tools/cli/facet");
 
 fs::path fresh_dir(const std::string& name) { return test_support::scratch_path("facet_resume", name); }
-
-// Runs `facet` with `args` and extra environment; returns its exit code. stderr goes to `log`.
-int run_facet(const std::vector<std::string>& args, const std::map<std::string, std::string>& env, const fs::path& log) {
-  std::fflush(nullptr);
-  const pid_t pid = ::fork();
-  if (pid == 0) {
-    if (!std::freopen(log.c_str(), "w", stderr)) ::_exit(126);
-    for (const auto& [k, v] : env) ::setenv(k.c_str(), v.c_str(), 1);
-    std::vector<std::string> all = {kFacet};
-    all.insert(all.end(), args.begin(), args.end());
-    std::vector<char*> argv;
-    for (auto& s : all) argv.push_back(s.data());
-    argv.push_back(nullptr);
-    ::execv(kFacet.c_str(), argv.data());
-    ::_exit(127);
-  }
-  int status = 0;
-  ::waitpid(pid, &status, 0);
-  return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
-}
 
 // Rows of metrics.csv that repeat an earlier row's (step, name).
 size_t duplicate_rows(const std::string& csv) {

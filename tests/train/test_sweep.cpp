@@ -1,6 +1,7 @@
 #include "core/error.h"
 #include "core/file_io.h"
 #include "core/text.h"
+#include "tests/support/facet_process.h"
 #include "tests/support/paths.h"
 #include "tests/support/scratch.h"
 #include "train/sweep.h"
@@ -15,6 +16,7 @@ namespace facet::train::test_sweep {
 namespace {
 
 namespace fs = std::filesystem;
+using test_support::run_facet;
 using ::testing::HasSubstr;
 using ::testing::Not;
 using test_support::message_of;
@@ -24,25 +26,6 @@ fs::path temp(const std::string& name) {
   fs::remove_all(p);
   fs::create_directories(p);
   return p;
-}
-
-// Runs `facet ARGS...` with stdout and stderr in `log`; returns its exit code.
-int run_facet(const std::vector<std::string>& args, const fs::path& log) {
-  const pid_t pid = ::fork();
-  if (pid == 0) {
-    if (!std::freopen(log.c_str(), "w", stderr) || ::dup2(::fileno(stderr), ::fileno(stdout)) < 0) ::_exit(126);
-    const std::string facet = test_support::binary_path("tools/cli/facet");
-    std::vector<std::string> all = {facet};
-    all.insert(all.end(), args.begin(), args.end());
-    std::vector<char*> argv;
-    for (auto& a : all) argv.push_back(a.data());
-    argv.push_back(nullptr);
-    ::execv(facet.c_str(), argv.data());
-    ::_exit(127);
-  }
-  int status = 0;
-  ::waitpid(pid, &status, 0);
-  return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
 }
 
 fs::path write_sweep(const fs::path& dir, const std::string& body) {
@@ -236,7 +219,7 @@ parallel: 2
   auto run = [&](const std::string& log, const char* flag = nullptr) {
     std::vector<std::string> args = {"sweep", file.string(), "--out", (dir / "out").string()};
     if (flag) args.emplace_back(flag);
-    return run_facet(args, log);
+    return run_facet(args, {}, log);
   };
   ASSERT_EQ(run((dir / "first.log").string()), 0) << read_file(dir / "first.log");
   const std::string md = read_file(dir / "out" / "results.md");
@@ -269,7 +252,7 @@ TEST(Sweep, AConfigThatDoesNotBuildStopsTheSweepWithItsError) {
   const fs::path dir = temp("broken");
   const fs::path file = write_sweep(dir, "name: broken\ngrid: {seed: [0, 1, 2]}\nmetrics: [val/accuracy]\n");
   const fs::path log = dir / "sweep.log";
-  EXPECT_NE(run_facet({"sweep", file.string(), "--out", (dir / "out").string(), "train.max_step=4"}, log), 0);
+  EXPECT_NE(run_facet({"sweep", file.string(), "--out", (dir / "out").string(), "train.max_step=4"}, {}, log), 0);
   const std::string printed = read_file(log);
   EXPECT_THAT(printed, HasSubstr("train.max_step: unknown key (nothing reads it); did you mean train.max_steps?"));
   EXPECT_THAT(printed, HasSubstr("failed before training started; not starting the 2 runs left"));

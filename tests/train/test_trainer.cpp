@@ -3,6 +3,7 @@
 #include "core/config.h"
 #include "core/file_io.h"
 #include "core/safetensors.h"
+#include "tests/support/facet_process.h"
 #include "tests/support/paths.h"
 #include "train/checkpoint.h"
 #include "train/cuda_graph.h"
@@ -26,10 +27,11 @@ namespace facet::train::test_trainer {
 namespace {
 
 namespace fs = std::filesystem;
+using test_support::spawn_facet;
+using test_support::wait_for_exit;
 using ::testing::AllOf;
 using ::testing::HasSubstr;
 
-const std::string kFacet = test_support::binary_path("tools/cli/facet");
 
 fs::path fresh_dir(const std::string& name) { return test_support::scratch_path("facet_trainer", name); }
 
@@ -41,27 +43,6 @@ Config small_experiment(const std::vector<std::string>& extra = {}) {
 }
 
 std::string read_bytes(const fs::path& p) { return read_file(p); }
-
-// Runs `facet` with `args`; returns the child's pid (not waited for).
-pid_t spawn_facet(const std::vector<std::string>& args, const fs::path& log) {
-  pid_t pid = ::fork();
-  if (pid == 0) {
-    FILE* out = std::freopen(log.c_str(), "w", stderr);
-    (void)out;
-    std::vector<char*> argv{const_cast<char*>(kFacet.c_str())};
-    for (const auto& a : args) argv.push_back(const_cast<char*>(a.c_str()));
-    argv.push_back(nullptr);
-    ::execv(kFacet.c_str(), argv.data());
-    ::_exit(127);
-  }
-  return pid;
-}
-
-int wait_exit(pid_t pid) {
-  int status = 0;
-  ::waitpid(pid, &status, 0);
-  return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
-}
 
 // Step of the checkpoint `last` points at, or -1.
 int64_t last_step(const fs::path& run) {
@@ -134,25 +115,25 @@ TEST(Trainer, ResumeAfterSigtermAndKillIsBitIdentical) {
     return args;
   };
   const fs::path straight = fresh_dir("straight"), broken = fresh_dir("broken");
-  ASSERT_EQ(wait_exit(spawn_facet(with({"--run-dir", straight.string()}), straight.string() + ".log")), 0);
+  ASSERT_EQ(wait_for_exit(spawn_facet(with({"--run-dir", straight.string()}), {}, straight.string() + ".log")), 0);
 
   // 1. SIGTERM once a checkpoint exists: the run saves and exits with 128 + SIGTERM.
-  pid_t pid = spawn_facet(with({"--run-dir", broken.string()}), broken.string() + ".1.log");
+  pid_t pid = spawn_facet(with({"--run-dir", broken.string()}), {}, broken.string() + ".1.log");
   ASSERT_TRUE(wait_for_step(broken, pid, 8)) << read_file(broken.string() + ".1.log");
   ::kill(pid, SIGTERM);
-  EXPECT_EQ(wait_exit(pid), 128 + SIGTERM) << read_file(broken.string() + ".1.log");
+  EXPECT_EQ(wait_for_exit(pid), 128 + SIGTERM) << read_file(broken.string() + ".1.log");
   const int64_t stopped_at = last_step(broken);
   EXPECT_GE(stopped_at, 8);
   EXPECT_THAT(read_file(broken.string() + ".1.log"), HasSubstr("resume with: facet train --resume"));
 
   // 2. Resume, then kill -9 mid-run: no chance to save anything.
-  pid = spawn_facet({"train", "--resume", broken.string()}, broken.string() + ".2.log");
+  pid = spawn_facet({"train", "--resume", broken.string()}, {}, broken.string() + ".2.log");
   ASSERT_TRUE(wait_for_step(broken, pid, stopped_at + 8)) << read_file(broken.string() + ".2.log");
   ::kill(pid, SIGKILL);
-  wait_exit(pid);
+  wait_for_exit(pid);
 
   // 3. Resume to the end.
-  ASSERT_EQ(wait_exit(spawn_facet({"train", "--resume", broken.string()}, broken.string() + ".3.log")), 0)
+  ASSERT_EQ(wait_for_exit(spawn_facet({"train", "--resume", broken.string()}, {}, broken.string() + ".3.log")), 0)
       << read_file(broken.string() + ".3.log");
   EXPECT_EQ(last_step(broken), 40);
   EXPECT_EQ(read_bytes(straight / "checkpoints/last/model.safetensors"),

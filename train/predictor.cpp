@@ -22,22 +22,23 @@ PredictSummary predict(const PredictOptions& o) {
     fail("{}: no run config found; pass --config FILE", target.checkpoint.string());
   Config config = Config::load(config_file, o.overrides);
   const TrainOptions options = TrainOptions::from(config.at("train"));
+  const Config data = config.at("data");
+  // The inputs first (a wrong path fails before a large model is built): read as the kind of data
+  // the model was trained on reads them (plain images by default), in the channel count it was
+  // trained on (grey or colour inputs, from the checkpoint).
+  const auto state = nlohmann::json::parse(read_file(target.checkpoint / "state.json"));
+  const auto label_names = state.value("label_names", std::vector<std::string>{});
+  auto images = data::open_prediction_inputs(data, o.inputs, state.value("image_channels", int64_t{0}));
   Runtime runtime = make_runtime(config, options, /*connect=*/false);
   auto model = build_model(config, options, runtime.device);
   load_checkpoint_weights(*model, target.checkpoint, options.ema_decay > 0, runtime.device);
   model->eval();
-  const Config data = config.at("data");
   std::vector<std::shared_ptr<data::Transform>> transforms;
   if (data.has("eval_transforms")) transforms = data::build_transforms(data.at("eval_transforms"));
   const auto visualizer = build_visualizer(config, *model);
   config.at("model").check_unused();
   config.consume();  // prediction reads the model and the evaluation transforms only
 
-  // The channel count the model was trained on, from the checkpoint (grey or colour inputs).
-  const auto state = nlohmann::json::parse(read_file(target.checkpoint / "state.json"));
-  const auto label_names = state.value("label_names", std::vector<std::string>{});
-  // The files as the kind of data the model was trained on reads them (plain images by default).
-  auto images = data::open_prediction_inputs(data, o.inputs, state.value("image_channels", int64_t{0}));
   data::LoaderOptions lo;
   lo.batch_size = o.batch_size;
   lo.workers = 2;

@@ -96,7 +96,8 @@ int run_train(const TrainArgs& args) {
     if (!table.text.empty()) fmt::print(stderr, "\n{}\n", table.text);
     for (const auto& [name, value] : table.headline) log::info("  {:<28} {:.4f}", name, value);
   }
-  log::info("run directory: {}  (log.txt, metrics.csv, config.yaml, checkpoints/, visuals/)", run_dir.string());
+  log::info("run directory: {}  (log.txt, metrics.csv, config.yaml, checkpoints/{})", run_dir.string(),
+            fs::exists(run_dir / "visuals") ? ", visuals/" : "");
   const fs::path logdir = run_dir.has_parent_path() ? run_dir.parent_path() : run_dir;
   log::info("view the curves: tensorboard --logdir {}", logdir.string());
   return 0;

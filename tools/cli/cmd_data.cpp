@@ -164,8 +164,7 @@ void add_data_command(CLI::App& app) {
   auto* inspect = data->add_subcommand("inspect", "Load every sample of the configured dataset and report statistics "
                                                   "and every problem with its file");
   inspect->add_option("config", inspect_args->config, "Experiment config (YAML); its `data` node is used")
-      ->required()
-      ->check(CLI::ExistingFile);
+      ->required();
   inspect->add_option("overrides", inspect_args->overrides, "Dotted overrides (data.root=/path)");
   inspect->add_option("--split", inspect_args->splits, "Split(s) to check (default: train_split and eval_split)");
   inspect->add_option("--workers", inspect_args->workers, "Loading threads (default: all cores)");
@@ -192,6 +191,7 @@ void add_data_command(CLI::App& app) {
       print_stats(splits[i], *datasets[i], st);
       problems += st.problems.size();
     }
+    std::fflush(stdout);  // the statistics before the verdict, also when both go to one pipe
     if (problems > 0) fail("{} sample(s) could not be loaded (listed above)", problems);
   });
 
@@ -204,8 +204,7 @@ void add_data_command(CLI::App& app) {
       "pack", "Write the preprocessed samples (data.pack_transforms applied) of splits to one HDF5 file; train from "
               "it with data.pack=FILE");
   pack->add_option("config", pack_args->config, "Experiment config (YAML); its `data` node is used")
-      ->required()
-      ->check(CLI::ExistingFile);
+      ->required();
   pack->add_option("overrides", pack_args->overrides, "Dotted overrides");
   pack->add_option("--out", pack_args->out, "The HDF5 file to write (splits are added to an existing pack)")->required();
   pack->add_option("--split", pack_args->splits, "Split(s) to pack (default: train_split and eval_split)");

@@ -75,7 +75,7 @@ void add_summary_command(CLI::App& app) {
   };
   auto args = std::make_shared<Args>();
   auto* cmd = app.add_subcommand("summary", "Print a model's module tree, parameter counts and output shapes");
-  cmd->add_option("config", args->config, "Experiment config (YAML)")->required()->check(CLI::ExistingFile);
+  cmd->add_option("config", args->config, "Experiment config (YAML)")->required();
   cmd->add_option("overrides", args->overrides, "Dotted overrides");
   cmd->add_option("--depth", args->depth, "Module tree depth (default 2)");
   cmd->add_option("--batch", args->batch, "Samples in the probe batch (default 2)");

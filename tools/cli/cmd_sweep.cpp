@@ -15,7 +15,7 @@ void add_sweep_command(CLI::App& app) {
   };
   auto args = std::make_shared<Args>();
   auto* cmd = app.add_subcommand("sweep", "Run an ablation sweep (grid × variants × seeds) and tabulate mean ± std");
-  cmd->add_option("sweep", args->file, "Sweep file (YAML)")->required()->check(CLI::ExistingFile);
+  cmd->add_option("sweep", args->file, "Sweep file (YAML)")->required();
   cmd->add_option("overrides", args->overrides, "key=value for every run, e.g. data.root=/data/DeepLesion (after the file's overrides)");
   cmd->add_option("--out", args->out, "Sweep directory (default runs/sweeps/<name>)");
   cmd->add_flag("--report-only", args->report_only, "Only rewrite results.md / results.csv from finished runs");

@@ -152,6 +152,13 @@ void add_summary_command(CLI::App& app) {
     const auto outputs = model->forward(batch);
     fmt::print("outputs:\n");
     for (const auto& [name, t] : outputs) fmt::print("  {:<20} {} {}\n", name, c10::str(t.sizes()), c10::toString(t.scalar_type()));
+    // Detections and generated text are per sample: one tensor or string each.
+    for (const auto& [name, list] : outputs.ragged) {
+      std::vector<std::string> shapes;
+      for (const auto& t : list) shapes.push_back(t.defined() ? c10::str(t.sizes()) : "undefined");
+      fmt::print("  {:<20} per sample: {}\n", name, join(shapes));
+    }
+    for (const auto& [name, list] : outputs.text) fmt::print("  {:<20} per sample: {} strings\n", name, list.size());
   });
 }
 

@@ -99,9 +99,13 @@ std::string preprocessing_differences(const std::string& pack_yaml, const std::s
 // Whether the pack's stored preprocessing (the YAML it was written with) is the one `expected`
 // describes; the differing keys otherwise.
 std::optional<std::string> preprocessing_mismatch(const std::string& stored_yaml, const Preprocess& expected) {
-  const std::string stored = canonical_preprocessing(YAML::Load(stored_yaml));
-  if (stored == expected.yaml) return std::nullopt;
-  return preprocessing_differences(stored, expected.yaml);
+  try {
+    const std::string stored = canonical_preprocessing(YAML::Load(stored_yaml));
+    if (stored == expected.yaml) return std::nullopt;
+    return preprocessing_differences(stored, expected.yaml);
+  } catch (const YAML::Exception& e) {  // a damaged file
+    return fmt::format(" the pack's recorded preprocessing is not readable ({})", e.what());
+  }
 }
 
 // An HDF5 handle closed on scope exit.

@@ -27,7 +27,7 @@ namespace {
 // What `inspect` gathers over one split.
 struct SplitStats {
   int64_t samples = 0;
-  std::vector<std::string> problems;  // "<id or file>: <what>", one per failed sample
+  std::vector<std::string> problems;  // "sample <index>: <file>: <what>", one per failed sample
   std::map<std::string, int64_t> image_sizes;  // "CxHxW" -> count
   torch::Tensor positives, unknown;          // multi-label [L] sums
   std::map<int64_t, int64_t> classes;        // single-label counts
@@ -90,7 +90,8 @@ SplitStats inspect_split(const data::Dataset& dataset, const std::string& split,
   SplitStats st;
   // Sequential, in index order, so the report does not depend on the thread count.
   for (int64_t i = 0; i < n; ++i) {
-    if (!errors[static_cast<size_t>(i)].empty()) st.problems.push_back(errors[static_cast<size_t>(i)]);
+    // The sample's index too: one file can be read by several samples (a CT slice in two stacks).
+    if (!errors[static_cast<size_t>(i)].empty()) st.problems.push_back(fmt::format("sample {}: {}", i, errors[static_cast<size_t>(i)]));
     else add(st, *samples[static_cast<size_t>(i)]);
   }
   return st;

@@ -86,15 +86,23 @@ int run_train(const TrainArgs& args) {
   const train::RunResult result = trainer.fit();
   if (result.interrupted) return 128 + train::stop_signal();
   std::map<std::string, double> final_metrics = result.last_eval;
-  for (const auto& [name, value] : trainer.test()) final_metrics[name] = value;  // every rank takes part
+  const std::map<std::string, double> tested = trainer.test();  // every rank takes part
+  for (const auto& [name, value] : tested) final_metrics[name] = value;
   if (!trainer.runtime().leader()) return 0;
   train::write_final_metrics(run_dir, result.step, final_metrics);
-  if (!result.last_eval.empty()) {
-    const std::string split = trainer.config().get<std::string>("data.eval_split", "val");
-    const auto table = train::arrange_metrics(result.last_eval, split);
-    log::info("final evaluation at step {}:", result.step);
+  // The last evaluation, then the held-out test split (what papers report), each as a table.
+  const auto show = [](const std::map<std::string, double>& metrics, const std::string& split, const std::string& what) {
+    const auto table = train::arrange_metrics(metrics, split);
+    log::info("{}:", what);
     if (!table.text.empty()) fmt::print(stderr, "\n{}\n", table.text);
     for (const auto& [name, value] : table.headline) log::info("  {:<28} {:.4f}", name, value);
+  };
+  if (!result.last_eval.empty())
+    show(result.last_eval, trainer.config().get<std::string>("data.eval_split", "val"),
+         fmt::format("final evaluation at step {}", result.step));
+  if (!tested.empty()) {
+    const std::string split = trainer.config().get<std::string>("data.test_split");
+    show(tested, split, fmt::format("test split \"{}\"", split));
   }
   log::info("run directory: {}  (log.txt, metrics.csv, config.yaml, checkpoints/{})", run_dir.string(),
             fs::exists(run_dir / "visuals") ? ", visuals/" : "");

@@ -61,7 +61,7 @@ EvalOutput Evaluator::run(models::Model& model, const std::filesystem::path& pre
   lo.split = split_;
   data::Loader loader(dataset_, std::make_shared<data::SequentialSampler>(dataset_->size()), lo);
   loader.start_epoch(0);
-  PredictionWriter writer;
+  PredictionWriter writer(dataset_->label_names());
   EvalOutput out;
   const auto label_names = dataset_->label_names();
   bool drawn = false;

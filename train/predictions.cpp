@@ -39,8 +39,19 @@ void PredictionWriter::add(const data::Batch& batch, const Outputs& outputs) {
   if (!outputs.ragged.empty() || !outputs.text.empty()) tabular_ = false;
   if (tabular_ && csv_header_.empty()) {
     csv_header_ = "id";
-    for (const auto& [name, t] : per_sample)
-      for (int64_t j = 0; j < t[0].numel(); ++j) csv_header_ += fmt::format(",{}[{}]", name, j);
+    for (const auto& [name, t] : per_sample) {
+      const bool per_label = t.dim() == 2 && t.size(1) == static_cast<int64_t>(label_names_.size());
+      for (int64_t j = 0; j < t[0].numel(); ++j) {
+        std::string column = per_label ? fmt::format("{}[{}]", name, label_names_[static_cast<size_t>(j)])
+                                       : fmt::format("{}[{}]", name, j);
+        if (column.find_first_of(",\"\n") != std::string::npos) {  // CSV quoting, as RFC 4180
+          std::string quoted_column = "\"";
+          for (const char c : column) quoted_column += c == '"' ? std::string("\"\"") : std::string(1, c);
+          column = quoted_column + "\"";
+        }
+        csv_header_ += "," + column;
+      }
+    }
   }
   const torch::Tensor indices = batch.indices.to(torch::kCPU);
   for (int64_t i = 0; i < b; ++i) {

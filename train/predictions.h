@@ -5,7 +5,8 @@
 //
 // Batch outputs become numbers or nested lists, ragged outputs lists per sample, text outputs
 // strings. When every output is one fixed-size tensor per sample, the same rows are also written
-// as CSV (id, then every value of every output, headed name[index]).
+// as CSV (id, then every value of every output, headed name[index], or name[label] where an output
+// holds one value per label of the dataset: logits[AU1], logits[AU2], ...).
 #pragma once
 
 #include "core/outputs.h"
@@ -21,6 +22,7 @@ namespace facet::train {
 
 class PredictionWriter {
  public:
+  explicit PredictionWriter(std::vector<std::string> label_names = {}) : label_names_(std::move(label_names)) {}
   void add(const data::Batch& batch, const Outputs& outputs);
   // Gathers every rank's rows (a collective: every rank calls it); rank 0 writes <stem>.jsonl and,
   // when the outputs are tabular, <stem>.csv, each atomically. Returns the files written.
@@ -32,6 +34,7 @@ class PredictionWriter {
     int64_t index;
     std::string json, csv;
   };
+  std::vector<std::string> label_names_;
   std::vector<Row> rows_;
   std::string csv_header_;
   bool tabular_ = true;

@@ -50,7 +50,7 @@ PredictSummary predict(const PredictOptions& o) {
   const fs::path out = !o.out.empty() ? o.out : (target.run_dir.empty() ? target.checkpoint : target.run_dir) / "predictions";
   const fs::path pictures = out / "pictures";
   if (o.pictures) fs::create_directories(pictures);
-  PredictionWriter writer;
+  PredictionWriter writer(label_names);
   torch::NoGradGuard no_grad;
   int64_t done = 0;
   while (auto batch = loader.next()) {

@@ -224,7 +224,8 @@ TEST(Evaluation, PredictRunsATrainedModelOnImageFiles) {
   const std::string jsonl = read_file(s.files[0]);
   EXPECT_EQ(std::count(jsonl.begin(), jsonl.end(), '\n'), 3);
   EXPECT_THAT(jsonl, HasSubstr("\"logits\": ["));
-  EXPECT_THAT(read_file(s.files[1]), HasSubstr("id,logits[0],logits[1],logits[2],logits[3]"));
+  EXPECT_THAT(read_file(s.files[1]), HasSubstr("id,logits[circle],logits[square],logits[triangle],logits[cross]"))
+      << "a value per label is headed by the label";
   int pictures = 0;
   for (const auto& e : fs::directory_iterator(s.pictures)) pictures += !decode(read_file(e.path())).empty();
   EXPECT_EQ(pictures, 3);

@@ -26,7 +26,7 @@ namespace fs = std::filesystem;
 constexpr int kPackVersion = 2;
 
 // Keys of the data node that do not change what a sample holds: the loader's and the trainer's.
-const std::set<std::string> kNotPreprocessing = {"batch_size",      "eval_batch_size", "workers",    "prefetch",
+const std::set<std::string> kLoaderKeys = {"batch_size",      "eval_batch_size", "workers",    "prefetch",
                                                  "transforms",      "eval_transforms", "on_error",   "pack",
                                                  "sampler",         "train_split",     "eval_split", "test_split"};
 // Where the original files lie, which neither: a pack copied to another machine is the same pack.
@@ -60,7 +60,7 @@ std::string canonical_preprocessing(const YAML::Node& node) {
   YAML::Node kept(YAML::NodeType::Map);
   for (const auto& kv : node) {
     const std::string key = kv.first.as<std::string>();
-    if (!kNotPreprocessing.count(key) && !kLocation.count(key)) kept[key] = kv.second;
+    if (!kLoaderKeys.count(key) && !kLocation.count(key)) kept[key] = kv.second;
   }
   YAML::Emitter out;
   emit(out, kept);
@@ -560,6 +560,8 @@ void write_pack(const fs::path& file, const std::string& split, const Dataset& d
   fsync_path(fs::absolute(file).parent_path());
 }
 
+const std::set<std::string>& loader_keys() { return kLoaderKeys; }
+
 std::shared_ptr<Dataset> open_dataset(const Config& data_node, const std::string& split) {
   std::vector<std::shared_ptr<Transform>> preprocessing;
   if (data_node.has("pack_transforms")) preprocessing = build_transforms(data_node.at("pack_transforms"));
@@ -569,7 +571,7 @@ std::shared_ptr<Dataset> open_dataset(const Config& data_node, const std::string
     // read (the pack replaces the reader). Other data keys stay subject to the unused-key check.
     const Preprocess expected = Preprocess::of(data_node);
     for (const auto& key : data_node.keys())
-      if (!kNotPreprocessing.count(key)) data_node.consume(key);
+      if (!kLoaderKeys.count(key)) data_node.consume(key);
     return std::make_shared<PackDataset>(file, split, expected);
   }
   auto reader = dataset_registry().create(data_node, split);

@@ -16,6 +16,7 @@
 
 #include <filesystem>
 #include <functional>
+#include <set>
 #include <string>
 
 namespace facet::data {
@@ -35,6 +36,10 @@ struct Preprocess {
 void write_pack(const std::filesystem::path& file, const std::string& split, const Dataset& dataset,
                 const std::vector<std::shared_ptr<class Transform>>& transforms, const Preprocess& preprocess,
                 const std::function<void(int64_t)>& progress = {});
+
+// Keys of a data node that the loader and the trainer read, not the dataset's reader: batching,
+// workers, augmentation, splits, the error policy and the pack itself.
+const std::set<std::string>& loader_keys();
 
 // The dataset a data node describes: its `pack` when it names one (checked against the node's
 // preprocessing), else the registered reader. Use this instead of dataset_registry().create.

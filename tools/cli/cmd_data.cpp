@@ -178,8 +178,7 @@ void add_data_command(CLI::App& app) {
     // loader and trainer read, are not typos; a misspelt dataset key is (checked once it is open).
     for (const auto& key : config.keys())
       if (key != "data") config.consume(key);
-    for (const char* key : {"transforms", "eval_transforms", "batch_size", "eval_batch_size", "workers", "prefetch",
-                            "sampler", "on_error", "train_split", "eval_split", "test_split"})
+    for (const auto& key : data::loader_keys())
       if (node.has(key)) node.consume(key);
     const int workers = inspect_args->workers > 0 ? inspect_args->workers
                                                   : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));

@@ -93,7 +93,7 @@ ClipWeightImpl::ClipWeightImpl(std::vector<int64_t> shape, double std) {
   }
 }
 
-ClipAttentionImpl::ClipAttentionImpl(int64_t dim, int64_t heads) : heads_(heads) {
+ClipAttentionImpl::ClipAttentionImpl(int64_t dim, int64_t heads, bool causal) : heads_(heads), causal_(causal) {
   q_proj = register_module("q_proj", Linear(dim, dim));
   k_proj = register_module("k_proj", Linear(dim, dim));
   v_proj = register_module("v_proj", Linear(dim, dim));
@@ -103,7 +103,7 @@ ClipAttentionImpl::ClipAttentionImpl(int64_t dim, int64_t heads) : heads_(heads)
 torch::Tensor ClipAttentionImpl::forward(const torch::Tensor& x) {
   const int64_t b = x.size(0), l = x.size(1), d = x.size(2);
   auto split = [&](const torch::Tensor& t) { return t.view({b, l, heads_, d / heads_}).transpose(1, 2); };
-  const auto out = at::scaled_dot_product_attention(split(q_proj(x)), split(k_proj(x)), split(v_proj(x)));  // scale head_dim^-0.5
+  const auto out = at::scaled_dot_product_attention(split(q_proj(x)), split(k_proj(x)), split(v_proj(x)), {}, 0.0, causal_);  // scale head_dim^-0.5
   return out_proj(out.transpose(1, 2).reshape({b, l, d}));
 }
 
@@ -118,11 +118,15 @@ torch::Tensor ClipMlpImpl::forward(const torch::Tensor& x) {
   return fc2(h);
 }
 
-ClipEncoderLayerImpl::ClipEncoderLayerImpl(const ClipVisionOptions& o) {
-  self_attn = register_module("self_attn", ClipAttention(o.hidden_size, o.num_attention_heads));
-  layer_norm1 = register_module("layer_norm1", layer_norm(o));
-  mlp = register_module("mlp", ClipMlp(o.hidden_size, o.intermediate_size, o.hidden_act));
-  layer_norm2 = register_module("layer_norm2", layer_norm(o));
+ClipEncoderLayerImpl::ClipEncoderLayerImpl(const ClipVisionOptions& o)
+    : ClipEncoderLayerImpl(o.hidden_size, o.num_attention_heads, o.intermediate_size, o.layer_norm_eps, o.hidden_act, false) {}
+
+ClipEncoderLayerImpl::ClipEncoderLayerImpl(int64_t dim, int64_t heads, int64_t intermediate, double eps, const std::string& act,
+                                           bool causal) {
+  self_attn = register_module("self_attn", ClipAttention(dim, heads, causal));
+  layer_norm1 = register_module("layer_norm1", ClipLayerNorm(dim, eps));
+  mlp = register_module("mlp", ClipMlp(dim, intermediate, act));
+  layer_norm2 = register_module("layer_norm2", ClipLayerNorm(dim, eps));
 }
 
 torch::Tensor ClipEncoderLayerImpl::forward(const torch::Tensor& x) {

@@ -82,12 +82,14 @@ TORCH_MODULE(ClipWeight);
 
 class ClipAttentionImpl : public torch::nn::Module {
  public:
-  ClipAttentionImpl(int64_t dim, int64_t heads);
+  // causal: each token attends to itself and those before it (the text tower).
+  ClipAttentionImpl(int64_t dim, int64_t heads, bool causal = false);
   torch::Tensor forward(const torch::Tensor& x);  // [B, L, D]
   Linear q_proj{nullptr}, k_proj{nullptr}, v_proj{nullptr}, out_proj{nullptr};
 
  private:
   int64_t heads_;
+  bool causal_;
 };
 TORCH_MODULE(ClipAttention);
 
@@ -105,6 +107,7 @@ TORCH_MODULE(ClipMlp);
 class ClipEncoderLayerImpl : public torch::nn::Module {
  public:
   explicit ClipEncoderLayerImpl(const ClipVisionOptions& o);
+  ClipEncoderLayerImpl(int64_t dim, int64_t heads, int64_t intermediate, double eps, const std::string& act, bool causal);
   torch::Tensor forward(const torch::Tensor& x);
   ClipAttention self_attn{nullptr};
   ClipLayerNorm layer_norm1{nullptr}, layer_norm2{nullptr};

@@ -45,7 +45,14 @@ clip_tokenizer/  the CLIP BPE tokenizer in the hub's file format, truncated to t
                  strings between BOS and EOS), "ids_full_vocab" (the unpadded ids with all 48894 merges: SD1.5's real
                  ids), "transformers5_ids" (transformers 5's CLIPTokenizer, a tokenizers pipeline without ftfy, on the
                  truncated files, for the record: it differs where ftfy changes the text: curly quotes, HTML
-                 entities)}], "cleaning" (which text-cleaning path the slow tokenizer took), versions}.
+                 entities)}], "cleaning" (which text-cleaning path the slow tokenizer took), versions,
+                 "cleaning_cases" (the same records for prompts that exercise ftfy's fixes, str.lower() and the regex's
+                 classes, plus "cleaned": the text after whitespace_clean(fix_text(text)).lower()), "invalid_utf8_cases"
+                 (records for byte strings that are not UTF-8: "utf8_hex" the bytes, "text" what
+                 bytes.decode("utf-8", "replace") makes of them, which the tokenizer then reads), "added_tokens"
+                 {"tokens" ["<new1>", "<new2>"], "ids" (what tokenizer.add_tokens gave them), "vocab_size", "cases"
+                 (records as above, with "transformers5_ids" from the fast tokenizer given the same add_tokens: it
+                 matches added tokens in the lower-cased text, the slow one only as written)}}.
                  The reference is transformers 4's slow CLIPTokenizer (transformers 5 only has the tokenizers-backed
                  one), rebuilt below on transformers 5's PythonBackend as SlowCLIPTokenizer; its ids are checked
                  against open_clip's SimpleTokenizer on the full merges (differences are printed).
@@ -419,6 +426,36 @@ PROMPTS = [
     "hyperrealistic octane render of a cyberpunk cityscape at night",
     ", ".join(["a very long prompt with many words"] * 12) + " and the tail that is cut off",
 ]
+# What the C++ tokenizer reproduces of ftfy.fix_text, str.lower() and the pre-tokenizer's classes (not NFC, not mojibake).
+CLEANING_PROMPTS = [
+    "caf&eacute; &EACUTE;T&Eacute; stra&SZLIG;e &mdash; &hellip; &nbsp;x &apos;q&apos; &#8217;s &#x2764; &#128512;",
+    "&amp;amp; &amp;lt;3 &#0; &#13;x &#x110000; &#65abc; &#59; &#x; &#150; &#X41; &abcdefghijklmnopqrstuvwxyz;",
+    "a < b &amp; c\n&amp; d",
+    "&amp; line one\nline <two> &amp;\n&amp; three",
+    "\ufb01ne \ufb02ower \u0132sselmeer \uff21\uff22\uff23\u3000\uff44\uff45\uff46 \uff76 \uffe3 x \uff02q\uff02",
+    "c1 \x80 \x85 \x91quoted\x92 \x81 \u02bctis \u201bx\u201f",
+    "line\r\nbreaks\rand\u2028separators\u2029end\x0bvt\x0cff\x1cfs",
+    "colou\x1b[31mred\x1b[0m text \x1b[1;2x \x1b[5 \x07bell\x00nul \ufeffbom \u206aarabic \ufffcobj \x1b[\u0663m",
+    "\u039f\u0394\u039f\u03a3 \u039a\u0391\u0399 \u03a3 \u0391\u03a3\u0391 \u0391\u03a3' \u0391'\u03a3 \u0391\u00ad\u03a3 \u0130stanbul",
+    "it'\u017f \u017ftar <|\u017ftartoftext|> b\u0345c \u0345x !\u0345!",
+    "A <|ENDOFTEXT|> b<|startoftext|>c <|endoftext|>d !!<|endoftext|>",
+    "'S 'Re 'VE don't ''s ' s it''ll I'D",
+    "\u0661\u0662\u0663 \u2160\u2161 \u00bd x\u00b2 \u0915\u094d\u0937 \u0e01\u0e34 \U0001F1FA\U0001F1F8 \U00020000 \U00031350",
+    "tabs\u00a0nbsp\u2003em\u200bzwsp\u3000ideo \u1680ogham \u180emvs",
+]
+INVALID_UTF8 = [
+    b"a\xff b\xc3 c\xe2\x82 d\xed\xa0\x80 e\xf0\x9f\x98 f\xc0\xaf g\xf4\x90\x80\x80 h\xe2\x82",
+    b"\xe2\x80\x9cok\xe2\x80\x9d \x80\x80 \xf5\xfe caf\xc3\xa9\xc3",
+]
+ADDED_TOKENS = ["<new1>", "<new2>"]
+ADDED_PROMPTS = [
+    "a photo of a <new1> dog",
+    "<new1><new2>",
+    "A <NEW1> cat",
+    "photo<new1>graph",
+    "a <|endoftext|><new1> and <new2>s",
+    "<new2>, <new1> &amp; <new2>",
+]
 
 
 def hf_files(d, num_merges):
@@ -489,6 +526,29 @@ def tokenizer():
                           "tokens": tok.convert_ids_to_tokens(ids[1:-1]),
                           "ids_full_vocab": full(text, truncation=True, max_length=77).input_ids,
                           "transformers5_ids": fast(text, truncation=True, max_length=77).input_ids})
+
+    def record(t, text, f=None):
+        ids = t(text, truncation=True, max_length=77).input_ids
+        out = {"text": text, "ids": ids, "input_ids": t(text, padding="max_length", max_length=77, truncation=True).input_ids,
+               "tokens": t.convert_ids_to_tokens(ids[1:-1])}
+        if f is not None:
+            out["transformers5_ids"] = f(text, truncation=True, max_length=77).input_ids
+        return out
+
+    def lines(records):
+        return "[\n" + ",\n".join(json.dumps(c, ensure_ascii=False) for c in records) + "\n ]"
+
+    def cleaned(text):
+        return re.sub(r"\s+", " ", ftfy.fix_text(text)).strip().lower()
+
+    cleaning = [dict(record(tok, text), cleaned=cleaned(text)) for text in CLEANING_PROMPTS]
+    invalid = [dict(record(tok, b.decode("utf-8", "replace")), utf8_hex=b.hex()) for b in INVALID_UTF8]
+    added_tok, added_fast = slow_tokenizer(d), transformers.CLIPTokenizer.from_pretrained(d)
+    added_tok.add_tokens(ADDED_TOKENS)
+    added_fast.add_tokens(ADDED_TOKENS)
+    added_ids = added_tok.convert_tokens_to_ids(ADDED_TOKENS)
+    assert added_ids == added_fast.convert_tokens_to_ids(ADDED_TOKENS)
+    added = [record(added_tok, text, added_fast) for text in ADDED_PROMPTS]
     golden = {"vocab_size": n_vocab, "num_merges": NUM_MERGES, "bos_id": tok.bos_token_id, "eos_id": tok.eos_token_id,
               "pad_id": tok.pad_token_id, "model_max_length": 77,
               "cleaning": f"ftfy {ftfy.__version__} fix_text, then whitespace runs -> one space, strip, lower()",
@@ -496,8 +556,10 @@ def tokenizer():
               "transformers": transformers.__version__, "open_clip": open_clip.__version__, "cases": cases}
     with open(os.path.join(d, "golden.json"), "w", encoding="utf-8") as f:  # one line a case
         head = json.dumps({k: v for k, v in golden.items() if k != "cases"}, indent=1, ensure_ascii=False)
-        body = ",\n".join(json.dumps(c, ensure_ascii=False) for c in cases)
-        f.write(head[:-2] + ',\n "cases": [\n' + body + "\n ]\n}\n")
+        added_head = json.dumps({"tokens": ADDED_TOKENS, "ids": added_ids, "vocab_size": len(added_tok)}, ensure_ascii=False)
+        f.write(head[:-2] + ',\n "cases": ' + lines(cases) + ',\n "cleaning_cases": ' + lines(cleaning) +
+                ',\n "invalid_utf8_cases": ' + lines(invalid) + ',\n "added_tokens": ' + added_head[:-1] +
+                ', "cases": ' + lines(added) + "}\n}\n")
     print("tokenizer vocab", n_vocab, "lengths", [len(c["ids"]) for c in cases], "transformers 5 CLIPTokenizer differs on",
           [c["text"] for c in cases if c["ids"] != c["transformers5_ids"]])
 

@@ -11,11 +11,17 @@
 
 namespace facet::models {
 
+class NoiseSchedule;
+
 class Model : public torch::nn::Module {
  public:
   virtual Outputs forward(const data::Batch& batch) = 0;
   // The picture evaluation draws when the config names no `visualizer` (train/visualize.h).
   virtual std::string default_visualizer() const { return "image_grid"; }
+  // Called when a training run has applied train.init_weights (with or without entries), before a
+  // resumed run restores its checkpoint: parameters derived from loaded ones are set here (a new
+  // word's embedding copied from an existing word's, once the vocabulary is loaded).
+  virtual void weights_loaded() {}
 };
 
 // What a model can do beyond forward, as capabilities the training steps look for (a step that
@@ -40,19 +46,27 @@ class PhasedObjective {
   virtual losses::LossResult phase_loss(const std::string& phase, const data::Batch& batch, Outputs& outputs) = 0;
 };
 
-// Denoising diffusion models (step `diffusion`): frozen encoders turn a batch into clean inputs
-// x0 (latents) and a condition; the trained network predicts the noise (or velocity) of x0 noised
-// to timestep t. The step draws t and the noise.
+// Denoising diffusion models (step `diffusion`): encoders (frozen, or with a trained part such as
+// learned words) turn a batch into clean inputs x0 (latents) and a condition; the trained network
+// predicts the noise (or velocity) of x0 noised to timestep t. The step draws t and the noise.
 struct DenoiserInputs {
   torch::Tensor x0;         // [B, ...]
   TensorDict condition;     // anything the network is conditioned on (text embeddings, masks)
   torch::Tensor loss_mask;  // optional, broadcastable to x0: the loss is averaged where it is 1, per sample
+  // Terms added to the loss as they are (weighted already), reported under their names: DETEX's
+  // L1 penalty on the mapped words.
+  TensorDict regularizers;
 };
 class Denoiser {
  public:
   virtual ~Denoiser() = default;
+  // Runs with gradients enabled: the trainable text side (learned words, mappers) needs them, and
+  // frozen encoders are the model's to run without (a VAE under torch::NoGradGuard).
   virtual DenoiserInputs encode(const data::Batch& batch) = 0;
   virtual torch::Tensor denoise(const torch::Tensor& noisy, const torch::Tensor& timesteps, const DenoiserInputs& inputs) = 0;
+  // The noise schedule the model samples with, when it has one: the diffusion step trains with it
+  // (and refuses step keys that disagree), so training and sampling cannot drift apart.
+  virtual const NoiseSchedule* noise_schedule() const { return nullptr; }
 };
 
 // Models whose parameters sit at depths, for layer-wise learning-rate decay (BEiT / MAE fine-tuning,

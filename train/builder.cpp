@@ -64,10 +64,12 @@ models::LoadedWeights from_json(const nlohmann::json& j) {
 nlohmann::json load_init_weights(const Config& config, models::Model& model) {
   nlohmann::json records = nlohmann::json::array();
   const Config train = config.at("train");
-  if (!train.has("init_weights")) return records;
-  const auto loaded = models::init_weights(model, train.at("init_weights"));
-  for (const auto& w : loaded) records.push_back(to_json(w));
-  if (const std::string unloaded = models::describe_unloaded(model, loaded); !unloaded.empty()) log::info("{}", unloaded);
+  if (train.has("init_weights")) {
+    const auto loaded = models::init_weights(model, train.at("init_weights"));
+    for (const auto& w : loaded) records.push_back(to_json(w));
+    if (const std::string unloaded = models::describe_unloaded(model, loaded); !unloaded.empty()) log::info("{}", unloaded);
+  }
+  model.weights_loaded();
   return records;
 }
 

@@ -34,8 +34,9 @@ namespace facet::train {
 // run) or a checkpoint.
 std::shared_ptr<models::Model> build_model(const Config& config, const TrainOptions& options, const torch::Device& device);
 
-// Loads the new run's `train.init_weights` (if any) and returns what each entry loaded (path,
-// content hash, entry, tensors): checkpoints reference the frozen tensors by these records.
+// Loads the new run's `train.init_weights` (if any), calls the model's weights_loaded(), and returns
+// what each entry loaded (path, content hash, entry, tensors): checkpoints reference the frozen
+// tensors by these records.
 nlohmann::json load_init_weights(const Config& config, models::Model& model);
 
 // The `metrics` list; an entry's `label: NAME` reports its values as NAME/<value>.

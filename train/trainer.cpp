@@ -240,6 +240,11 @@ void Trainer::build_optimizations() {
              node.where(), it->second, name);
     }
   }
+  // A parameter that no optimiser's `params` selects is frozen: no gradient is computed for it (the
+  // 1 B parameters of Stable Diffusion when only its cross-attention K/V train), and checkpoints
+  // reference it instead of re-saving it (find_frozen).
+  for (auto& p : model_->parameters())
+    if (p.requires_grad() && !owner.count(p.unsafeGetTensorImpl())) p.set_requires_grad(false);
 }
 
 // Modules with parameters, all frozen, run in eval mode (BatchNorm statistics stay put). Their

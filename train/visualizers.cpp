@@ -345,6 +345,37 @@ class Samples : public Visualizer {
   std::string key_;
 };
 
+// Text-to-image: each generated sample (in [0, 1]) captioned with the prompt it was made from.
+class PromptedSamples : public Visualizer {
+ public:
+  explicit PromptedSamples(const Config& c)
+      : key_(c.get<std::string>("samples", "samples")), prompt_(c.get<std::string>("prompt", "prompt")),
+        side_(c.get<int>("side", 256)), lines_(c.get<int>("lines", 3)) {}
+  std::string tag() const override { return "samples"; }
+  std::optional<Png> draw(const VisualInput& in, int64_t max_images) const override {
+    if (!in.outputs.contains(key_) || in.outputs.at(key_).dim() != 4) return std::nullopt;
+    const torch::Tensor& samples = in.outputs.at(key_);
+    const int64_t n = std::min(samples.size(0), max_images);
+    if (n == 0) return std::nullopt;
+    const auto from_outputs = in.outputs.text.find(prompt_);
+    const auto from_batch = in.batch.text.find(prompt_);
+    const std::vector<std::string>* prompts = from_outputs != in.outputs.text.end() ? &from_outputs->second
+                                              : from_batch != in.batch.text.end()   ? &from_batch->second
+                                                                                    : nullptr;
+    TileSheet sheet(n, side_, prompts ? lines_ : 0, 4);
+    for (int64_t i = 0; i < n; ++i) {
+      sheet.put(i, samples[i], {0.0, 1.0});
+      int line = 0;
+      if (prompts) ImageText::wrap(sheet, i, line, "", (*prompts)[static_cast<size_t>(i)], kGrey, lines_, side_);
+    }
+    return sheet.encode();
+  }
+
+ private:
+  std::string key_, prompt_;
+  int side_, lines_;
+};
+
 FACET_REGISTER(visualizer_registry(), "image_grid", "The batch's input images",
                [](const Config&) { return std::make_shared<ImageGrid>(); });
 FACET_REGISTER(visualizer_registry(), "multilabel", "Faces with true / predicted labels (logits, target, mask, threshold)",
@@ -364,6 +395,9 @@ FACET_REGISTER(visualizer_registry(), "litegpt_boxes",
                "LiteGPT: radiographs with the boxes of the generated grounding answer (orange) and the reference's "
                "(green), 0-100 grid to pixels (text, reference, side, lines)",
                [](const Config& c) { return std::make_shared<LiteGptBoxes>(c); });
+FACET_REGISTER(visualizer_registry(), "prompted_samples",
+               "Text-to-image: generated samples in [0, 1], each captioned with its prompt (samples, prompt, side, lines)",
+               [](const Config& c) { return std::make_shared<PromptedSamples>(c); });
 FACET_REGISTER(visualizer_registry(), "samples", "A grid of generated samples (samples)",
                [](const Config& c) { return std::make_shared<Samples>(c); });
 

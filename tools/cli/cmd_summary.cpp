@@ -16,6 +16,7 @@
 #include "tools/cli/commands.h"
 #include "train/optimizer.h"
 
+#include <algorithm>
 #include <chrono>
 #include <fstream>
 
@@ -100,11 +101,18 @@ void add_summary_command(CLI::App& app) {
       build.defer_init = true;
     }
     auto model = models::build_model(config.at("model"), build);
-    // What trains, as the optimiser will see it (optim.freeze patterns).
+    // What trains, as the optimiser will see it: optim.freeze patterns, and with optim.params only
+    // what they select (the trainer freezes the rest).
     if (config.has("optim.freeze"))
       for (const auto& pattern : config.get<std::vector<std::string>>("optim.freeze"))
         for (auto& p : model->named_parameters())
           if (train::glob_match(pattern, p.key())) p.value().requires_grad_(false);
+    if (config.has("optim.params")) {
+      const auto selected = config.get<std::vector<std::string>>("optim.params");
+      for (auto& p : model->named_parameters())
+        if (std::none_of(selected.begin(), selected.end(), [&](const std::string& g) { return train::glob_match(g, p.key()); }))
+          p.value().requires_grad_(false);
+    }
     const double built = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
     if (args->weights) {
       if (!config.has("train.init_weights")) fail("{}: --weights: the config has no train.init_weights", args->config);

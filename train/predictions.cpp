@@ -1,6 +1,7 @@
 #include "train/predictions.h"
 
 #include "core/file_io.h"
+#include "core/log.h"
 
 #include <nlohmann/json.hpp>
 
@@ -33,9 +34,17 @@ std::string quoted(const std::string& s) { return nlohmann::json(s).dump(); }
 void PredictionWriter::add(const data::Batch& batch, const Outputs& outputs) {
   const int64_t b = batch.size();
   std::vector<std::pair<std::string, torch::Tensor>> per_sample;  // [B, ...] outputs, on the CPU in double
-  for (const auto& [name, t] : outputs)
-    if (t.defined() && t.dim() >= 1 && t.size(0) == b)
-      per_sample.emplace_back(name, t.detach().to(torch::kCPU, torch::kDouble).contiguous());
+  for (const auto& [name, t] : outputs) {
+    if (!t.defined() || t.dim() < 1 || t.size(0) != b) continue;
+    // A generated 512 px image would be 786,432 numbers a line: such outputs are pictures, not rows.
+    if (b > 0 && t[0].numel() > kMaxValuesPerSample) {
+      if (left_out_.insert(name).second)
+        log::info("predictions: output \"{}\" ({} values a sample) is left out of the rows (more than {}); it is drawn in "
+                  "the pictures (facet predict writes one per sample)", name, t[0].numel(), kMaxValuesPerSample);
+      continue;
+    }
+    per_sample.emplace_back(name, t.detach().to(torch::kCPU, torch::kDouble).contiguous());
+  }
   if (!outputs.ragged.empty() || !outputs.text.empty()) tabular_ = false;
   if (tabular_ && csv_header_.empty()) {
     csv_header_ = "id";

@@ -4,7 +4,8 @@
 //    "scores": [0.93, ...], "answer": "..."}
 //
 // Batch outputs become numbers or nested lists, ragged outputs lists per sample, text outputs
-// strings. When every output is one fixed-size tensor per sample, the same rows are also written
+// strings; an output of more than kMaxValuesPerSample values a sample (a generated image) is left
+// out, with one log line. When every output is one fixed-size tensor per sample, the same rows are also written
 // as CSV (id, then every value of every output, headed name[index], or name[label] where an output
 // holds one value per label of the dataset: logits[AU1], logits[AU2], ...).
 #pragma once
@@ -14,6 +15,7 @@
 #include "train/distributed.h"
 
 #include <filesystem>
+#include <set>
 #include <string>
 #include <utility>
 #include <vector>
@@ -22,6 +24,7 @@ namespace facet::train {
 
 class PredictionWriter {
  public:
+  static constexpr int64_t kMaxValuesPerSample = 65536;
   explicit PredictionWriter(std::vector<std::string> label_names = {}) : label_names_(std::move(label_names)) {}
   void add(const data::Batch& batch, const Outputs& outputs);
   // Gathers every rank's rows (a collective: every rank calls it); rank 0 writes <stem>.jsonl and,
@@ -36,6 +39,7 @@ class PredictionWriter {
   };
   std::vector<std::string> label_names_;
   std::vector<Row> rows_;
+  std::set<std::string> left_out_;
   std::string csv_header_;
   bool tabular_ = true;
 };

@@ -510,7 +510,8 @@ EvalResults Trainer::test() {
 
 void Trainer::report_eval(const EvalOutput& out, const std::string& split, const std::string& what) {
   if (!runtime_.leader()) return;
-  log::info("{}: {}", what, headline_line(arrange_metrics(out.metrics, split), split));
+  const std::string headline = headline_line(arrange_metrics(out.metrics, split), split);
+  log::info("{}: {}", what, !headline.empty() ? headline : out.pictures.empty() ? "no metrics" : "no metrics; pictures in visuals/");
   std::map<std::string, double> plain;
   for (const auto& [name, value] : out.metrics) plain[name.substr(split.size() + 1)] = value;
   log_scalars(split, plain);

@@ -14,6 +14,7 @@
 #include "train/distributed.h"
 #include "train/evaluator.h"
 #include "train/metric_table.h"
+#include "train/predictions.h"
 #include "train/predictor.h"
 #include "train/trainer.h"
 
@@ -188,6 +189,28 @@ TEST(Evaluation, CaptionsStayInsideTheirTile) {
   put_caption(narrow_items, 2, 14, 158, "P:", {items.begin(), items.begin() + 3});
   const cv::Mat differs = wide != narrow_items;
   EXPECT_EQ(cv::countNonZero(differs.reshape(1)), 0);
+}
+
+// A generated image (here 3 x 160 x 160 = 76,800 values) is a picture, not a row of numbers; small
+// outputs beside it stay, and the text too.
+TEST(Evaluation, PredictionRowsLeaveOutImageSizedOutputs) {
+  data::Batch batch;
+  batch.indices = torch::tensor({4, 5});
+  batch.ids = {"prompt4", "prompt5"};
+  Outputs outputs;
+  outputs["samples"] = torch::rand({2, 3, 160, 160});
+  outputs["score"] = torch::tensor({0.25, 0.5});
+  outputs.text["prompt"] = {"a <new1> cat", "a dog"};
+  PredictionWriter writer;
+  writer.add(batch, outputs);
+  const fs::path stem = test_support::scratch_path("facet_eval", "image_rows") / "val_predictions";
+  const auto files = writer.write(stem, nullptr, true);
+  ASSERT_EQ(files.size(), 1u);
+  const std::string text = read_file(files[0]);
+  EXPECT_THAT(text, Not(HasSubstr("samples")));
+  EXPECT_THAT(text, HasSubstr("\"score\": 0.25"));
+  EXPECT_THAT(text, HasSubstr("\"prompt\": \"a <new1> cat\""));
+  EXPECT_LT(text.size(), 400u);
 }
 
 TEST(Evaluation, HeadlineHoldsMeansAndSingleValuesTheTableTheRest) {

@@ -9,6 +9,9 @@
 
 #include <torch/torch.h>
 
+#include <set>
+#include <string>
+
 namespace facet::models {
 
 class NoiseSchedule;
@@ -18,10 +21,11 @@ class Model : public torch::nn::Module {
   virtual Outputs forward(const data::Batch& batch) = 0;
   // The picture evaluation draws when the config names no `visualizer` (train/visualize.h).
   virtual std::string default_visualizer() const { return "image_grid"; }
-  // Called when a training run has applied train.init_weights (with or without entries), before a
-  // resumed run restores its checkpoint: parameters derived from loaded ones are set here (a new
-  // word's embedding copied from an existing word's, once the vocabulary is loaded).
-  virtual void weights_loaded() {}
+  // Called once a new training run has applied train.init_weights (with or without entries; not on
+  // resume, where the checkpoint holds every trained tensor), with the model names the entries
+  // loaded: parameters derived from loaded ones are set here (a new word's embedding copied from an
+  // existing word's once the vocabulary is loaded), unless an entry loaded them itself.
+  virtual void weights_loaded(const std::set<std::string>& loaded) { (void)loaded; }
 };
 
 // What a model can do beyond forward, as capabilities the training steps look for (a step that

@@ -64,12 +64,16 @@ models::LoadedWeights from_json(const nlohmann::json& j) {
 nlohmann::json load_init_weights(const Config& config, models::Model& model) {
   nlohmann::json records = nlohmann::json::array();
   const Config train = config.at("train");
+  std::set<std::string> names;
   if (train.has("init_weights")) {
     const auto loaded = models::init_weights(model, train.at("init_weights"));
-    for (const auto& w : loaded) records.push_back(to_json(w));
+    for (const auto& w : loaded) {
+      records.push_back(to_json(w));
+      names.insert(w.tensors.begin(), w.tensors.end());
+    }
     if (const std::string unloaded = models::describe_unloaded(model, loaded); !unloaded.empty()) log::info("{}", unloaded);
   }
-  model.weights_loaded();
+  model.weights_loaded(names);
   return records;
 }
 

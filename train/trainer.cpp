@@ -6,6 +6,7 @@
 #include "core/tensorboard.h"
 #include "core/text.h"
 #include "data/pack.h"
+#include "models/weights/converter.h"
 #include "train/builder.h"
 #include "train/checkpoint.h"
 #include "train/hooks/builtin.h"
@@ -243,8 +244,16 @@ void Trainer::build_optimizations() {
   // A parameter that no optimiser's `params` selects is frozen: no gradient is computed for it (the
   // 1 B parameters of Stable Diffusion when only its cross-attention K/V train), and checkpoints
   // reference it instead of re-saving it (find_frozen).
-  for (auto& p : model_->parameters())
-    if (p.requires_grad() && !owner.count(p.unsafeGetTensorImpl())) p.set_requires_grad(false);
+  std::vector<std::string> unowned;
+  int64_t count = 0;
+  for (auto& p : model_->named_parameters())
+    if (p.value().requires_grad() && !owner.count(p.value().unsafeGetTensorImpl())) {
+      p.value().set_requires_grad(false);
+      unowned.push_back(p.key());
+      count += p.value().numel();
+    }
+  if (!unowned.empty())
+    log::info("frozen because no optimiser's params select them: {} parameters in {}", count, models::summarize_names(unowned));
 }
 
 // Modules with parameters, all frozen, run in eval mode (BatchNorm statistics stay put). Their

@@ -41,6 +41,10 @@ bool is_concept_image(const fs::path& p) {
 
 // A prompt file's text, whitespace at the ends removed.
 std::string read_prompt(const fs::path& path) {
+  // A prompt is read at every step: a stray multi-megabyte file would stall training, not inform it.
+  constexpr uintmax_t kMaxPromptBytes = 16384;
+  if (fs::file_size(path) > kMaxPromptBytes)
+    fail("{}: {} bytes; a prompt file holds at most {} (77 tokens are used)", path.string(), fs::file_size(path), kMaxPromptBytes);
   std::string text = read_file(path);
   if (const auto bad = first_invalid_utf8(text)) fail("{}: byte {}: the prompt is not UTF-8 text", path.string(), *bad);
   const auto first = text.find_first_not_of(" \t\r\n");

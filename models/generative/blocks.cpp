@@ -86,8 +86,12 @@ AttentionImpl::AttentionImpl(int64_t dim, int64_t heads, int64_t context_dim, bo
 
 torch::Tensor AttentionImpl::forward(const torch::Tensor& x, const torch::Tensor& context) {
   const torch::Tensor& kv = context.defined() ? context : x;
-  const torch::Tensor out =
-      at::scaled_dot_product_attention(split_heads(to_q(x), heads_), split_heads(to_k(kv), heads_), split_heads(to_v(kv), heads_));
+  torch::Tensor k = to_k(kv), v = to_v(kv);
+  if (freeze_start_token_kv && context.defined()) {
+    k = torch::cat({k.slice(1, 0, 1).detach(), k.slice(1, 1)}, 1);
+    v = torch::cat({v.slice(1, 0, 1).detach(), v.slice(1, 1)}, 1);
+  }
+  const torch::Tensor out = at::scaled_dot_product_attention(split_heads(to_q(x), heads_), split_heads(k, heads_), split_heads(v, heads_));
   return to_out[0]->as<Linear>()->forward(merge_heads(out));
 }
 

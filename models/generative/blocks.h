@@ -70,6 +70,9 @@ class AttentionImpl : public torch::nn::Module {
   torch::Tensor forward(const torch::Tensor& x, const torch::Tensor& context = {});
   Linear to_q{nullptr}, to_k{nullptr}, to_v{nullptr};
   torch::nn::ModuleList to_out{nullptr};  // [0] Linear, [1] Dropout (no parameters)
+  // Custom Diffusion: no gradient through the key and value of the context's first token (the
+  // start-of-text token, which draws most of the attention), so tuning K/V drifts less.
+  bool freeze_start_token_kv = false;
 
  private:
   int64_t heads_;

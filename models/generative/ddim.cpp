@@ -9,7 +9,10 @@ DdimSampler::DdimSampler(const NoiseSchedule& schedule, DdimOptions options) : s
   if (options_.steps < 1 || options_.steps > T) fail("DDIM: {} sampling steps for a {}-step schedule", options_.steps, T);
   if (options_.eta < 0) fail("DDIM: eta must be >= 0, got {}", options_.eta);
   stride_ = T / options_.steps;
-  for (int64_t k = options_.steps - 1; k >= 0; --k) timesteps_.push_back(std::min(k * stride_ + options_.steps_offset, T - 1));
+  if ((options_.steps - 1) * stride_ + options_.steps_offset >= T)
+    fail("DDIM: {} steps spaced {} apart from {} pass the schedule's last timestep {}; take fewer steps", options_.steps, stride_,
+         options_.steps_offset, T - 1);
+  for (int64_t k = options_.steps - 1; k >= 0; --k) timesteps_.push_back(k * stride_ + options_.steps_offset);
 }
 
 DdimStep DdimSampler::step(const torch::Tensor& model_output, int64_t t, const torch::Tensor& sample, const torch::Tensor& noise) const {

@@ -28,7 +28,7 @@ SamplingOptions SamplingOptions::from(const Config& c) {
   SamplingOptions o;
   o.steps = c.get_in_range<int64_t>("steps", o.steps, Range::at_least(1));
   o.guidance_scale = c.get_in_range<double>("guidance_scale", o.guidance_scale, Range::at_least(0));
-  o.eta = c.get_in_range<double>("eta", o.eta, Range::at_least(0));
+  o.eta = c.get_in_range<double>("eta", o.eta, Range::closed(0, 1));  // above 1 the DDIM variance exceeds the step's
   o.size = c.get_in_range<int64_t>("size", o.size, Range::at_least(0));
   o.negative_prompt = c.get<std::string>("negative_prompt", o.negative_prompt);
   o.seed = c.get<uint64_t>("seed", o.seed);
@@ -73,6 +73,7 @@ StableDiffusionOptions StableDiffusionOptions::from(const Config& c) {
     fail("{}: {}: the text tower has hidden states -{}..{}, got {}", c.where("conditioning_layer"), c.full_key("conditioning_layer"),
          layers + 1, layers, o.conditioning_layer);
   o.sample_posterior = c.get<bool>("sample_posterior", o.sample_posterior);
+  o.freeze_start_token_kv = c.get<bool>("freeze_start_token_kv", o.freeze_start_token_kv);
   if (o.unet.cross_attention_dim != o.text_encoder.hidden_size)
     fail("{}: model.unet.cross_attention_dim {} must equal model.text_encoder.hidden_size {}", c.where(), o.unet.cross_attention_dim,
          o.text_encoder.hidden_size);
@@ -89,12 +90,16 @@ StableDiffusion::StableDiffusion(StableDiffusionOptions options) : options_(std:
   first_new_id_ = options_.text_encoder.vocab_size;
   if (!options_.new_tokens.empty()) {
     const int64_t n = static_cast<int64_t>(options_.new_tokens.size());
-    new_token_embeddings = register_parameter("new_token_embeddings", empty_parameter({n, options_.text_encoder.hidden_size}));
-    if (!deferring_init()) {
-      torch::NoGradGuard no_grad;
-      new_token_embeddings.normal_(0, 0.02);  // replaced by the initializer tokens' rows in weights_loaded()
-    }
+    // Never deferred (a few rows, and no checkpoint holds them before training): N(0, 0.02) until
+    // weights_loaded() copies the initializer tokens' rows in.
+    new_token_embeddings = register_parameter(
+        "new_token_embeddings", torch::empty({n, options_.text_encoder.hidden_size}, construction_tensor_options()));
+    torch::NoGradGuard no_grad;
+    new_token_embeddings.normal_(0, 0.02);
   }
+  if (options_.freeze_start_token_kv)
+    for (const auto& m : unet->named_modules())
+      if (m.key().ends_with("attn2")) m.value()->as<Attention>()->freeze_start_token_kv = true;
   // The VAE only ever encodes and decodes; the text tower trains only when asked.
   for (auto& p : vae->parameters()) p.set_requires_grad(false);
   if (!options_.train_text_encoder)
@@ -116,8 +121,12 @@ const data::text::ClipTokenizer& StableDiffusion::tokenizer() const {
   return tokenizer_;
 }
 
-void StableDiffusion::weights_loaded() {
+void StableDiffusion::weights_loaded(const std::set<std::string>& loaded) {
   if (options_.new_tokens.empty()) return;
+  if (loaded.contains("new_token_embeddings")) {  // trained words from an earlier run's checkpoint
+    log::info("new tokens: their embeddings were loaded by train.init_weights; the initializer tokens are not used");
+    return;
+  }
   torch::NoGradGuard no_grad;
   const torch::Tensor& table = text_encoder->text_model->embeddings->token_embedding->weight;
   for (size_t i = 0; i < options_.new_tokens.size(); ++i) {
@@ -169,6 +178,10 @@ torch::Tensor StableDiffusion::encode_images(const torch::Tensor& images) {
     fail("stable_diffusion: expected images [B, {}, H, W] in [-1, 1], got {}", o.in_channels, images.sizes());
   if (images.size(2) % o.downscale() != 0 || images.size(3) % o.downscale() != 0)
     fail("stable_diffusion: image size {}x{} is not a multiple of the VAE's {}", images.size(2), images.size(3), o.downscale());
+  // 0..255 pixels taken for [-1, 1] would train on garbage latents without a complaint.
+  if (!images.is_floating_point() || images.abs().max().item<double>() > 1.5)
+    fail("stable_diffusion: images must be in [-1, 1] (data.transforms: normalize with mean and std 127.5), got {} values up to {}",
+         c10::toString(images.scalar_type()), images.abs().max().item<double>());
   const auto& w = vae->encoder->conv_in->weight;
   const LatentDistribution posterior = vae->encode(images.to(w.dtype()));
   return (options_.sample_posterior ? posterior.sample() : posterior.mean) * o.scaling_factor;
@@ -224,7 +237,7 @@ torch::Tensor StableDiffusion::generate(const std::vector<std::string>& prompts,
   }
   torch::Tensor latents = torch::cat(initial).to(w.device(), w.scalar_type());
 
-  const bool guided = sampling.guidance_scale != 1.0;
+  const bool guided = sampling.guidance_scale > 1.0;  // as diffusers: at or below 1 the conditional prediction alone
   torch::Tensor context = encode_prompts(prompts, w.device(), batch);
   if (guided) context = torch::cat({encode_prompts(std::vector<std::string>(prompts.size(), sampling.negative_prompt), w.device()), context});
 

@@ -24,6 +24,7 @@
 //     new_tokens: ["<new1>"]
 //     initializer_tokens: [ktn]
 //     mask_field: mask                           # optional
+//     freeze_start_token_kv: true                # Custom Diffusion's detached start-of-text K/V
 //     sampling: {steps: 50, guidance_scale: 6.0, eta: 1.0, size: 512, negative_prompt: ""}
 #pragma once
 
@@ -46,7 +47,7 @@ namespace facet::models::generative {
 
 struct SamplingOptions {
   int64_t steps = 50;
-  double guidance_scale = 7.5;  // 1: no guidance (one UNet pass per step)
+  double guidance_scale = 7.5;  // <= 1: no guidance (one UNet pass per step)
   double eta = 0.0;
   int64_t size = 0;             // image side in pixels; 0: the UNet's sample_size x the VAE's downscale
   std::string negative_prompt;  // the unconditional prompt of classifier-free guidance
@@ -65,6 +66,7 @@ struct StableDiffusionOptions {
   bool train_text_encoder = false;
   std::string image_field = "image", prompt_field = "prompt", mask_field;
   int64_t conditioning_layer = -1;  // the text tower's hidden state the UNet reads (-2: "CLIP skip")
+  bool freeze_start_token_kv = false;  // Custom Diffusion: no gradient through the start token's K/V (blocks.h)
   bool sample_posterior = true;     // latents: a sample of the VAE's posterior (SD's training), or its mean
 
   static StableDiffusionOptions from(const Config& c);
@@ -99,7 +101,7 @@ class StableDiffusion : public Model, public Denoiser {
   Outputs forward(const data::Batch& batch) override;
   std::string default_visualizer() const override { return "prompted_samples"; }
   // The new words start as their initializer tokens' embeddings, once the pre-trained table is loaded.
-  void weights_loaded() override;
+  void weights_loaded(const std::set<std::string>& loaded) override;
   const NoiseSchedule* noise_schedule() const override { return &schedule_; }
 
   const StableDiffusionOptions& options() const { return options_; }

@@ -50,7 +50,7 @@ std::shared_ptr<M> build(const std::string& yaml) {
   torch::manual_seed(0);
   auto model = std::dynamic_pointer_cast<M>(build_model(Config::parse(yaml, "model.yaml")));
   EXPECT_TRUE(model);
-  model->weights_loaded();
+  model->weights_loaded({});
   return model;
 }
 
@@ -184,6 +184,66 @@ TEST(StableDiffusion, CustomDiffusionParametersFitOneBatch) {
   EXPECT_LT(last, 0.5 * first) << "first " << first << ", last " << last;
 }
 
+// Custom Diffusion's detached start token: K/V learn nothing through the context's first token.
+TEST(StableDiffusion, FrozenStartTokenKVGetNoGradientThroughTheFirstToken) {
+  for (const bool freeze : {false, true}) {
+    torch::manual_seed(0);
+    Attention attention(8, 2, 6, false);
+    attention->freeze_start_token_kv = freeze;
+    torch::Tensor context = torch::zeros({1, 3, 6});
+    context.select(1, 0).normal_();  // only the first token is non-zero: K/V of the others are 0 (no bias)
+    attention->forward(torch::randn({1, 4, 8}), context).pow(2).sum().backward();
+    const double g = attention->to_k->weight.grad().abs().sum().item<double>() + attention->to_v->weight.grad().abs().sum().item<double>();
+    if (freeze) EXPECT_EQ(g, 0.0);
+    else EXPECT_GT(g, 0.0);
+  }
+  // The model sets it on every cross-attention (attn2), and only there.
+  auto sd = build<StableDiffusion>(tiny_sd_yaml("freeze_start_token_kv: true\n"));
+  int crossed = 0;
+  for (const auto& m : sd->unet->named_modules())
+    if (auto* a = m.value()->as<Attention>()) {
+      EXPECT_EQ(a->freeze_start_token_kv, m.key().ends_with("attn2")) << m.key();
+      crossed += a->freeze_start_token_kv;
+    }
+  EXPECT_EQ(crossed, 7);
+}
+
+// A word trained in an earlier run and loaded by train.init_weights is kept, not reset to its initializer.
+TEST(StableDiffusion, LoadedWordsAreNotResetToTheirInitializer) {
+  auto sd = build<StableDiffusion>(tiny_sd_yaml());
+  torch::NoGradGuard no_grad;
+  sd->new_token_embeddings.fill_(0.5);
+  sd->weights_loaded({"new_token_embeddings", "unet.conv_in.weight"});
+  EXPECT_TRUE(torch::equal(sd->new_token_embeddings, torch::full_like(sd->new_token_embeddings, 0.5)));
+  sd->weights_loaded({"unet.conv_in.weight"});
+  EXPECT_FALSE(torch::equal(sd->new_token_embeddings, torch::full_like(sd->new_token_embeddings, 0.5)));
+}
+
+TEST(StableDiffusion, RefusesPixelsOutsideMinusOneToOneAndBadSampling) {
+  auto sd = build<StableDiffusion>(tiny_sd_yaml());
+  auto batch = concept_batch(1, "a <new1>");
+  batch.fields["image"] = batch.fields["image"] * 127.5 + 127.5;  // 0..255, normalize forgotten
+  try {
+    sd->encode(batch);
+    FAIL() << "no error";
+  } catch (const Error& e) {
+    EXPECT_THAT(e.what(), HasSubstr("images must be in [-1, 1] (data.transforms: normalize with mean and std 127.5)"));
+  }
+  try {
+    build_model(Config::parse(tiny_sd_yaml().replace(tiny_sd_yaml().find("guidance_scale: 3.0"), 19, "eta: 1.5"), "model.yaml"));
+    FAIL() << "no error";
+  } catch (const Error& e) {
+    EXPECT_THAT(e.what(), HasSubstr("sampling.eta"));
+  }
+  try {
+    const NoiseSchedule schedule(NoiseScheduleOptions{});
+    DdimSampler(schedule, DdimOptions{.steps = 1000});
+    FAIL() << "no error";
+  } catch (const Error& e) {
+    EXPECT_THAT(e.what(), HasSubstr("DDIM: 1000 steps spaced 1 apart from 1 pass the schedule's last timestep 999"));
+  }
+}
+
 TEST(StableDiffusion, ConfigErrorsNameTheKey) {
   auto error = [](const std::string& yaml) {
     try {
@@ -215,7 +275,7 @@ TEST(StableDiffusion, InitializerMustBeOneExistingToken) {
   yaml.replace(yaml.find("[cat]"), 5, "[photograph]");
   auto sd = std::dynamic_pointer_cast<StableDiffusion>(build_model(Config::parse(yaml, "model.yaml")));
   try {
-    sd->weights_loaded();
+    sd->weights_loaded({});
     FAIL() << "no error";
   } catch (const Error& e) {
     EXPECT_THAT(e.what(), HasSubstr("model.initializer_tokens[0]: \"photograph\" is"));

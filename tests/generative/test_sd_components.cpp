@@ -188,6 +188,37 @@ TEST(ClipTextModel, Sd15HasThePublishedParameterCount) {
   EXPECT_EQ(n, metadata_count(golden, "sd15_parameters"));
 }
 
+// The original single-file checkpoint (LDM names, one file for all three networks, EMA copies and
+// schedule buffers beside them) loads into the same tensors as diffusers' three folders.
+TEST(SdSingleFile, LoadsTheLdmLayoutIntoUNetVaeAndTextTower) {
+  struct Pipeline : torch::nn::Module {
+    Pipeline() {
+      unet = register_module("unet", UNet2DCondition(tiny_unet()));
+      vae = register_module("vae", AutoencoderKL(tiny_vae()));
+      text_encoder = register_module("text_encoder", ClipTextModel(tiny_clip_text()));
+    }
+    UNet2DCondition unet{nullptr};
+    AutoencoderKL vae{nullptr};
+    ClipTextModel text_encoder{nullptr};
+  };
+  Pipeline from_folders, from_single_file;
+  load(*from_folders.unet, fixture("unet_tiny/weights.safetensors"), "diffusers_unet");
+  load(*from_folders.vae, fixture("vae_tiny/weights.safetensors"), "diffusers_vae");
+  load(*from_folders.text_encoder, fixture("clip_text_tiny/weights.safetensors"), "hf_clip_text");
+  load(from_single_file, fixture("ldm_tiny.safetensors"), "sd_single_file");
+  const auto expected = from_folders.named_parameters();
+  const auto got = from_single_file.named_parameters();
+  ASSERT_EQ(expected.size(), got.size());
+  for (const auto& p : expected) EXPECT_TRUE(torch::equal(p.value(), got[p.key()])) << p.key();
+  // A file of another kind is refused by name.
+  try {
+    load(from_single_file, fixture("unet_tiny/weights.safetensors"), "sd_single_file");
+    FAIL() << "no error";
+  } catch (const Error& e) {
+    EXPECT_THAT(e.what(), HasSubstr("not a Stable Diffusion single-file checkpoint"));
+  }
+}
+
 TEST(ClipTextModel, RefusesTooLongPrompts) {
   auto text = ClipTextModel(tiny_clip_text());
   try {

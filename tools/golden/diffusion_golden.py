@@ -36,6 +36,27 @@ ddim.safetensors diffusers DDIMScheduler at SD1.5's settings (scaled_linear 0.00
                  pred_original_first (step at timesteps[0], eta 0) and prev_sample_last / pred_original_last (step at
                  timesteps[-1], where the previous alpha-bar is final_alpha_cumprod = alphas_cumprod[0]) for
                  prediction_type epsilon, and the same with the _v suffix for prediction_type v_prediction.
+ldm_tiny.safetensors
+                 the tensors of unet_tiny, vae_tiny and clip_text_tiny in one file in the original CompVis/LDM
+                 single-file names (the layout of v1-5-pruned-emaonly.safetensors), float32: the UNet under
+                 model.diffusion_model. (time_embed.0/2, input_blocks.0.0 = conv_in, down block b's resnet/attention j
+                 at input_blocks.{3b+j+1}.0/.1 and its downsampler at input_blocks.{3b+3}.0.op, middle_block.0/1/2,
+                 up block b's resnet/attention j at output_blocks.{3b+j}.0/.1 and its upsampler at
+                 output_blocks.{3b+2}.1.conv (UpBlock2D) or .2.conv (CrossAttnUpBlock2D), out.0/out.2; resnets as
+                 in_layers.0/2, emb_layers.1, out_layers.0/3, skip_connection; transformer internals keep their names;
+                 3 = layers_per_block + 1), the VAE under first_stage_model. (encoder.down.{i}.block.{j} /
+                 .downsample.conv, decoder.up.{n-1-i}.block.{j} / .upsample.conv: the decoder's blocks numbered in
+                 reverse, {encoder,decoder}.mid.block_1/attn_1/block_2 with the attention's norm/q/k/v/proj_out as 1x1
+                 conv weights [C, C, 1, 1], nin_shortcut, norm_out, quant_conv, post_quant_conv), the text encoder
+                 under cond_stage_model.transformer. (text_model.*, with text_model.embeddings.position_ids int64
+                 [1, 16]), and keys a loader drops as real checkpoints hold them: alphas_cumprod and betas (float32
+                 [1000], ddim's schedule), model_ema.decay (float32 scalar), model_ema.num_updates (int32 scalar) and
+                 model_ema.diffusion_modelinput_blocks00weight (an EMA copy of conv_in's weight, LitEma's dotless
+                 naming, not equal to it). Checked here: diffusers' single_file_utils converters
+                 (convert_ldm_unet_checkpoint / convert_ldm_vae_checkpoint with the configs that
+                 create_{unet,vae}_diffusers_config_from_ldm derive from LDM_ORIGINAL_CONFIG_TINY, and
+                 convert_ldm_clip_checkpoint) give back exactly the diffusers / transformers names and tensors, as do
+                 UNet2DConditionModel / AutoencoderKL.from_single_file and create_diffusers_clip_model_from_ldm.
 clip_tokenizer/  the CLIP BPE tokenizer in the hub's file format, truncated to the first 3000 merges of open_clip's
                  bpe_simple_vocab_16e6.txt.gz: vocab.json (256 byte characters, the same with </w>, the 3000 merged
                  tokens, <|startoftext|> 3512, <|endoftext|> 3513), merges.txt ("#version: 0.2" then one merge a
@@ -124,10 +145,15 @@ UNET_SD15 = dict(sample_size=64, in_channels=4, out_channels=4, block_out_channe
                  cross_attention_dim=768, attention_head_dim=8, flip_sin_to_cos=True, freq_shift=0, act_fn="silu")
 
 
-def unet():
+def unet_model():
     torch.manual_seed(0)
     model = UNet2DConditionModel(**UNET_TINY).eval()
     seeded_init(model, 11)
+    return model
+
+
+def unet():
+    model = unet_model()
     d = fresh("unet_tiny")
     sd = model.state_dict()
     save(dict(sd), os.path.join(d, "weights.safetensors"),
@@ -177,10 +203,15 @@ def old_attention_names(sd):
     return out
 
 
-def vae():
+def vae_model():
     torch.manual_seed(0)
     model = AutoencoderKL(**VAE_TINY).eval()
     seeded_init(model, 21)
+    return model
+
+
+def vae():
+    model = vae_model()
     d = fresh("vae_tiny")
     sd = dict(model.state_dict())
     source = f"diffusers {diffusers.__version__} AutoencoderKL"
@@ -225,17 +256,27 @@ CLIP_TEXT_SD15 = dict(hidden_size=768, intermediate_size=3072, num_hidden_layers
                       bos_token_id=0, eos_token_id=2, pad_token_id=1, projection_dim=768)
 
 
-def clip_text():
+def clip_text_model():
     config = CLIPTextConfig(**CLIP_TEXT_TINY)
     config._attn_implementation = "eager"
     torch.manual_seed(0)
     model = CLIPTextModel(config).eval()
     seeded_init(model, 31)
+    return model
+
+
+def clip_text_weights(model):
+    # transformers 5's CLIPTextModel has no text_model wrapper any more; SD checkpoints (text_encoder/) and
+    # transformers 4 name everything text_model.*, which transformers 5 still loads (checked in clip_text)
+    return {"text_model." + k: v for k, v in model.state_dict().items() if "position_ids" not in k}
+
+
+def clip_text():
+    model = clip_text_model()
+    config = model.config
     d = fresh("clip_text_tiny")
     source = f"transformers {transformers.__version__} CLIPTextModel"
-    # transformers 5's CLIPTextModel has no text_model wrapper any more; SD checkpoints (text_encoder/) and
-    # transformers 4 name everything text_model.*, which transformers 5 still loads (checked below)
-    weights = {"text_model." + k: v for k, v in model.state_dict().items() if "position_ids" not in k}
+    weights = clip_text_weights(model)
     save(weights, os.path.join(d, "weights.safetensors"),
          {"source": source + ", checkpoint names (text_model.*)", "config": json.dumps(CLIP_TEXT_TINY)})
     with tempfile.TemporaryDirectory() as tmp:
@@ -289,6 +330,159 @@ def ddim():
          {"source": f"diffusers {diffusers.__version__} DDIMScheduler", "config": json.dumps(DDIM_SD15),
           "num_inference_steps": "10", "eta": "0"})
     print("ddim timesteps", out["timesteps"].tolist(), out["timesteps"].dtype)
+
+
+# ---------------------------------------------------------------------------------------------------- LDM single file
+
+# The tiny models as the CompVis/LDM training config (v1-inference.yaml's layout) describes them: diffusers derives
+# its model configs from this (create_*_diffusers_config_from_ldm), checked against UNET_TINY / VAE_TINY below.
+LDM_ORIGINAL_CONFIG_TINY = {"model": {"params": {
+    "unet_config": {"params": {"image_size": 16, "in_channels": 4, "out_channels": 4, "model_channels": 8,
+                               "attention_resolutions": [2, 1], "num_res_blocks": 2, "channel_mult": [1, 2, 2],
+                               "num_heads": 2, "use_spatial_transformer": True, "transformer_depth": 1,
+                               "context_dim": 24, "use_checkpoint": True, "legacy": False}},
+    "first_stage_config": {"params": {"embed_dim": 4, "ddconfig": {
+        "double_z": True, "z_channels": 4, "resolution": 32, "in_channels": 3, "out_ch": 3, "ch": 8,
+        "ch_mult": [1, 2, 2], "num_res_blocks": 1, "attn_resolutions": [], "dropout": 0.0}}},
+    "scale_factor": 0.18215}}}
+LDM_UNET_RESNET = {"norm1": "in_layers.0", "conv1": "in_layers.2", "time_emb_proj": "emb_layers.1",
+                   "norm2": "out_layers.0", "conv2": "out_layers.3", "conv_shortcut": "skip_connection"}
+LDM_VAE_ATTENTION = {"group_norm": "norm", "to_q": "q", "to_k": "k", "to_v": "v", "to_out.0": "proj_out"}
+
+
+def ldm_unet_name(key, layers_per_block, up_with_attention):
+    """diffusers UNet2DConditionModel name -> name under model.diffusion_model. (SD1's openaimodel.UNetModel)."""
+    n = layers_per_block + 1  # input_blocks per down block (resnets, then the downsampler); output_blocks per up block
+    fixed = {"time_embedding.linear_1": "time_embed.0", "time_embedding.linear_2": "time_embed.2",
+             "conv_in": "input_blocks.0.0", "conv_norm_out": "out.0", "conv_out": "out.2"}
+    module, _, leaf = key.rpartition(".")
+    if module in fixed:
+        return f"{fixed[module]}.{leaf}"
+    p = key.split(".")
+
+    def resnet(prefix, rest):
+        return f"{prefix}.{LDM_UNET_RESNET[rest[0]]}.{'.'.join(rest[1:])}"
+
+    if p[0] == "down_blocks":
+        b = int(p[1])
+        if p[2] == "downsamplers":  # down_blocks.b.downsamplers.0.conv.*
+            return f"input_blocks.{(b + 1) * n}.0.op.{p[-1]}"
+        block = f"input_blocks.{b * n + int(p[3]) + 1}"
+        return resnet(block + ".0", p[4:]) if p[2] == "resnets" else f"{block}.1.{'.'.join(p[4:])}"
+    if p[0] == "mid_block":  # resnets.0, attentions.0, resnets.1 -> middle_block.0/1/2
+        i = int(p[2]) * 2 + (p[1] == "attentions")
+        return resnet(f"middle_block.{i}", p[3:]) if p[1] == "resnets" else f"middle_block.{i}.{'.'.join(p[3:])}"
+    if p[0] == "up_blocks":
+        b = int(p[1])
+        if p[2] == "upsamplers":  # after the last resnet (and its attention, where the block has one)
+            return f"output_blocks.{b * n + n - 1}.{2 if up_with_attention[b] else 1}.conv.{p[-1]}"
+        block = f"output_blocks.{b * n + int(p[3])}"
+        return resnet(block + ".0", p[4:]) if p[2] == "resnets" else f"{block}.1.{'.'.join(p[4:])}"
+    raise KeyError(key)
+
+
+def ldm_vae_name(key, num_blocks):
+    """diffusers AutoencoderKL name -> name under first_stage_model. (ldm's AutoencoderKL)."""
+    fixed = {"encoder.conv_norm_out": "encoder.norm_out", "decoder.conv_norm_out": "decoder.norm_out"}
+    module, _, leaf = key.rpartition(".")
+    if module in fixed:
+        return f"{fixed[module]}.{leaf}"
+    p = key.split(".")
+    if len(p) < 3 or p[1] not in ("down_blocks", "up_blocks", "mid_block"):
+        return key  # {encoder,decoder}.conv_in / conv_out, quant_conv, post_quant_conv
+
+    def resnet(prefix, rest):
+        return ".".join([prefix] + ["nin_shortcut" if r == "conv_shortcut" else r for r in rest])
+
+    if p[1] == "mid_block":
+        if p[2] == "resnets":  # resnets.0/1 -> block_1/2
+            return resnet(f"{p[0]}.mid.block_{int(p[3]) + 1}", p[4:])
+        rest = ".".join(p[4:-1])  # attentions.0.<group_norm|to_q|to_k|to_v|to_out.0>.<weight|bias>
+        return f"{p[0]}.mid.attn_1.{LDM_VAE_ATTENTION[rest]}.{p[-1]}"
+    b = int(p[2])
+    if p[1] == "down_blocks":
+        if p[3] == "downsamplers":
+            return f"encoder.down.{b}.downsample.conv.{p[-1]}"
+        return resnet(f"encoder.down.{b}.block.{p[4]}", p[5:])
+    if p[3] == "upsamplers":  # decoder.up is numbered from the lowest resolution's end: reversed
+        return f"decoder.up.{num_blocks - 1 - b}.upsample.conv.{p[-1]}"
+    return resnet(f"decoder.up.{num_blocks - 1 - b}.block.{p[4]}", p[5:])
+
+
+def ldm_single_file():
+    from diffusers.loaders.single_file_utils import (convert_ldm_clip_checkpoint, convert_ldm_unet_checkpoint,
+                                                     convert_ldm_vae_checkpoint, create_unet_diffusers_config_from_ldm,
+                                                     create_vae_diffusers_config_from_ldm, infer_diffusers_model_type)
+    unet_sd = dict(unet_model().state_dict())
+    vae_sd = dict(vae_model().state_dict())
+    text = clip_text_model()
+    text_sd = clip_text_weights(text)
+    up_with_attention = ["CrossAttn" in t for t in UNET_TINY["up_block_types"]]
+    ckpt = {}
+    for k, v in unet_sd.items():
+        ckpt["model.diffusion_model." + ldm_unet_name(k, UNET_TINY["layers_per_block"], up_with_attention)] = v
+    for k, v in vae_sd.items():
+        if ".mid_block.attentions." in k and v.dim() == 2:  # attention projections are 1x1 convolutions in ldm
+            v = v[:, :, None, None]
+        ckpt["first_stage_model." + ldm_vae_name(k, len(VAE_TINY["block_out_channels"]))] = v
+    for k, v in text_sd.items():
+        ckpt["cond_stage_model.transformer." + k] = v
+    n_positions = CLIP_TEXT_TINY["max_position_embeddings"]
+    ckpt["cond_stage_model.transformer.text_model.embeddings.position_ids"] = torch.arange(n_positions)[None]
+    assert len(ckpt) == len(unet_sd) + len(vae_sd) + len(text_sd) + 1, "two diffusers names map to one ldm name"
+    # what full training checkpoints hold besides the three models, which a loader drops: the DDPM schedule buffers
+    # (two of them here), the EMA's bookkeeping and EMA copies of the UNet's parameters (LitEma names them
+    # model_ema.<the diffusion_model name with the dots removed>; here one, conv_in's weight, as a slightly different
+    # tensor)
+    schedule = DDIMScheduler(**DDIM_SD15)
+    extra = {"alphas_cumprod": schedule.alphas_cumprod.float(), "betas": schedule.betas.float(),
+             "model_ema.decay": torch.tensor(0.9999, dtype=torch.float32),
+             "model_ema.num_updates": torch.tensor(470000, dtype=torch.int32)}
+    conv_in = ckpt["model.diffusion_model.input_blocks.0.0.weight"]
+    g = torch.Generator().manual_seed(51)
+    extra["model_ema.diffusion_modelinput_blocks00weight"] = conv_in + 0.01 * torch.randn(conv_in.shape, generator=g)
+    ckpt.update(extra)
+    path = os.path.join(OUT, "ldm_tiny.safetensors")
+    save(ckpt, path, {"source": f"diffusers {diffusers.__version__} UNet2DConditionModel + AutoencoderKL, "
+                                f"transformers {transformers.__version__} CLIPTextModel (unet_tiny, vae_tiny, "
+                                "clip_text_tiny), renamed to the CompVis/LDM single-file layout "
+                                "(v1-5-pruned-emaonly.safetensors)"})
+
+    # diffusers' own single-file converters must give the diffusers / transformers names and tensors back
+    from safetensors.torch import load_file
+    loaded = load_file(path)
+    assert infer_diffusers_model_type(loaded) == "v1"
+    unet_config = create_unet_diffusers_config_from_ldm(LDM_ORIGINAL_CONFIG_TINY, loaded)
+    vae_config = create_vae_diffusers_config_from_ldm(LDM_ORIGINAL_CONFIG_TINY, loaded)
+    for k in ("in_channels", "out_channels", "block_out_channels", "down_block_types", "up_block_types",
+              "layers_per_block", "cross_attention_dim", "attention_head_dim", "use_linear_projection"):
+        assert unet_config[k] == UNET_TINY[k], (k, unet_config[k], UNET_TINY[k])
+    for k in ("in_channels", "out_channels", "latent_channels", "block_out_channels", "down_block_types",
+              "up_block_types", "layers_per_block"):
+        assert vae_config[k] == VAE_TINY[k], (k, vae_config[k], VAE_TINY[k])
+
+    def same(name, got, want):
+        assert sorted(got) == sorted(want), (name, sorted(set(got) ^ set(want))[:10])
+        for k in want:
+            assert got[k].dtype == want[k].dtype and torch.equal(got[k], want[k]), (name, k)
+
+    same("unet", convert_ldm_unet_checkpoint(loaded, unet_config), unet_sd)
+    same("vae", convert_ldm_vae_checkpoint(loaded, vae_config), vae_sd)
+    position_ids = {"text_model.embeddings.position_ids": torch.arange(n_positions)[None]}
+    same("clip_text", convert_ldm_clip_checkpoint(loaded), dict(text_sd, **position_ids))
+    # and the whole loader path, from the file: UNet2DConditionModel / AutoencoderKL.from_single_file with the tiny
+    # configs, and the text encoder as diffusers' single-file pipeline loading builds it
+    from diffusers.loaders.single_file_utils import create_diffusers_clip_model_from_ldm
+    with tempfile.TemporaryDirectory() as tmp:
+        for cls, config, want in ((UNet2DConditionModel, UNET_TINY, unet_sd), (AutoencoderKL, VAE_TINY, vae_sd)):
+            d = os.path.join(tmp, cls.__name__)
+            cls(**config).save_config(d)
+            same(cls.__name__, dict(cls.from_single_file(path, config=d, local_files_only=True).state_dict()), want)
+        text.config.save_pretrained(os.path.join(tmp, "text"))
+        reloaded = create_diffusers_clip_model_from_ldm(CLIPTextModel, loaded, config=os.path.join(tmp, "text"),
+                                                        local_files_only=True)
+        same("CLIPTextModel", clip_text_weights(reloaded), text_sd)
+    print("ldm single file", len(ckpt), "tensors", os.path.getsize(path), "bytes; extra", sorted(extra))
 
 
 # ---------------------------------------------------------------------------------------------------- tokenizer
@@ -570,4 +764,5 @@ if __name__ == "__main__":
     vae()
     clip_text()
     ddim()
+    ldm_single_file()
     tokenizer()

@@ -1,7 +1,7 @@
 // The KL-regularised autoencoder of latent diffusion (Rombach et al. 2022) in diffusers'
 // AutoencoderKL layout, so Stable Diffusion's `vae/diffusion_pytorch_model.safetensors` loads by
-// name (either generation of mid-block attention names: the converter `diffusers` renames the old
-// query/key/value/proj_attn). Images in [-1, 1] <-> latents 8x smaller with 4 channels; latent
+// name (either generation of mid-block attention names: the converter `diffusers_vae` renames the
+// old query/key/value/proj_attn; the original single-file checkpoints: `sd_single_file`). Images in [-1, 1] <-> latents 8x smaller with 4 channels; latent
 // diffusion trains on `sample * scaling_factor` (0.18215 for SD 1.x).
 //
 // SD 1.x (preset sd): channels 128/256/512/512, 2 resnets per encoder block (3 per decoder block),

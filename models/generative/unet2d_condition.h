@@ -1,6 +1,6 @@
 // The text-conditioned denoising UNet of latent diffusion (Rombach et al., CVPR 2022) in diffusers'
 // UNet2DConditionModel layout, so Stable Diffusion 1.x's `unet/diffusion_pytorch_model.safetensors`
-// loads by name (converter `diffusers`; the original single-file checkpoints: `ldm_unet`).
+// loads by name (converter `diffusers_unet`; the original single-file checkpoints: `sd_single_file`).
 //
 //   conv_in -> down_blocks (resnets, attentions, downsamplers) -> mid_block -> up_blocks (skip
 //   connections concatenated) -> conv_norm_out, SiLU, conv_out; a sinusoidal timestep embedding

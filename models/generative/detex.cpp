@@ -66,6 +66,10 @@ Detex::Detex(DetexOptions options) : StableDiffusion(options.diffusion), detex_(
   for (const auto& a : detex_.attributes) placeholder_tokens_.push_back(a.token);
   image_encoder = register_module("image_encoder", vlm::ClipVision(detex_.image_encoder));
   for (auto& p : image_encoder->parameters()) p.set_requires_grad(false);  // frozen, as ELITE's
+  // The mappers start from scratch, never from a file: initialised even when the rest is built for
+  // a checkpoint (train.defer_init), in the scope's dtype and device.
+  const ConstructionOptions scope = ConstructionScope::current();
+  ConstructionScope initialised(scope.dtype, /*defer_init=*/false, scope.device);
   std::vector<std::pair<std::string, std::shared_ptr<torch::nn::Module>>> by_name;
   for (const auto& a : detex_.attributes)
     by_name.emplace_back(a.name, AttributeMapper(detex_.image_encoder.hidden_size, detex_.mapper_hidden, options_.text_encoder.hidden_size).ptr());

@@ -8,6 +8,7 @@
 #include "models/generative/ddim.h"
 #include "models/generative/detex.h"
 #include "models/generative/stable_diffusion.h"
+#include "models/layers/construction.h"
 #include "tests/support/paths.h"
 #include "tests/support/tensors.h"
 
@@ -321,6 +322,18 @@ TEST(Detex, AttributeWordsAreMappedFromEachImage) {
   for (const auto& p : detex->mappers->parameters()) ASSERT_TRUE(p.grad().defined());
   EXPECT_TRUE(detex->new_token_embeddings.grad().defined());
   for (const auto& p : detex->image_encoder->parameters()) EXPECT_FALSE(p.grad().defined());
+}
+
+// Built for a checkpoint (train.defer_init): what no file holds — the new word and the mappers —
+// is initialised anyway; everything else waits for train.init_weights.
+TEST(Detex, WhatNoFileHoldsIsInitialisedWhenTheRestIsDeferred) {
+  const auto model = build_model(Config::parse(tiny_detex_yaml(), "model.yaml"), {.defer_init = true});
+  const auto left = uninitialized_tensors(*model);
+  EXPECT_FALSE(left.empty());
+  for (const auto& name : left) {
+    EXPECT_FALSE(name.starts_with("mappers.")) << name;
+    EXPECT_NE(name, "new_token_embeddings");
+  }
 }
 
 TEST(Detex, InferenceUsesTheSubjectWordAloneAndAttributesNeedAnImage) {

@@ -103,8 +103,8 @@ TEST(Converters, TorchvisionResnetFindsTheResnetInAnyModel) {
               HasSubstr("convert: timm_vit: the model holds 2 ViTs (vits.0., vits.1.); choose one with add_prefix"));
   EXPECT_THAT(message_of([&] { load(cotex, fmt::format("[{{path: {}, convert: hf-vit}}]", file)); }),
               HasSubstr("w.yaml:1: init_weights[0].convert: unknown converter \"hf-vit\" (did you mean \"hf_vit\"?); registered: diffusers_unet, "
-                        "diffusers_vae, facet, hf_clip_text, hf_clip_vision, hf_vit, llava, minigpt_v2, timm_vit, torchvision_densenet, "
-                        "torchvision_resnet"));
+                        "diffusers_vae, facet, hf_clip_text, hf_clip_vision, hf_vit, llava, minigpt_v2, sd_single_file, timm_vit, "
+                        "torchvision_densenet, torchvision_resnet"));
 }
 
 // Hugging Face ViT and ViT-MAE weights under the names transformers 5 uses in memory

@@ -5,9 +5,9 @@
 //
 // Batch outputs become numbers or nested lists, ragged outputs lists per sample, text outputs
 // strings; an output of more than kMaxValuesPerSample values a sample (a generated image) is left
-// out, with one log line. When every output is one fixed-size tensor per sample, the same rows are also written
-// as CSV (id, then every value of every output, headed name[index], or name[label] where an output
-// holds one value per label of the dataset: logits[AU1], logits[AU2], ...).
+// out, with one log line. When every output is one fixed-size tensor per sample, the same rows are
+// also written as CSV (id, then every value of every output, headed name[index], or name[label]
+// where an output holds one value per label of the dataset: logits[AU1], logits[AU2], ...).
 #pragma once
 
 #include "core/outputs.h"

@@ -58,6 +58,32 @@ TEST(GenerativeRuns, CustomDiffusionTrainsOnlyCrossAttentionKVAndTheNewWord) {
   EXPECT_TRUE(fs::exists(run / "visuals" / "val_samples_step30.png"));
 }
 
+// The step trains with the model's schedule (the one it samples with); a step key that contradicts
+// it is an error naming the key, and LoRA on the UNet's cross-attention trains through the same path.
+TEST(GenerativeRuns, StepKeysMustAgreeWithTheModelsScheduleAndLoraTrains) {
+  const fs::path data_root = concept_data("schedule");
+  try {
+    train::Trainer t(tiny("custom_diffusion.yaml", data_root, {"step.beta_end=0.02"}), test_support::scratch_path("facet_generative", "x"));
+    FAIL() << "no error";
+  } catch (const Error& e) {
+    EXPECT_THAT(e.what(), HasSubstr("step.beta_end: 0.02 disagrees with the model's noise schedule (0.012)"));
+  }
+  const fs::path run = test_support::scratch_path("facet_generative", "lora_run");
+  train::Trainer t(tiny("custom_diffusion.yaml", data_root,
+                        {"model.adapters=[{name: lora, targets: ['unet.**.attn2.to_k', 'unet.**.attn2.to_v'], rank: 2, alpha: 2}]",
+                         "optim.params=['*lora_*']", "train.max_steps=4", "train.eval_every=0"}),
+                   run);
+  int64_t lora = 0;
+  for (const auto& p : t.model().named_parameters())
+    if (p.value().requires_grad()) {
+      EXPECT_THAT(p.key(), HasSubstr("lora_")) << "only the LoRA factors train";
+      lora += p.value().numel();
+    }
+  EXPECT_GT(lora, 0);
+  t.fit();
+  EXPECT_EQ(t.state().step, 4);
+}
+
 TEST(GenerativeRuns, DetexTrainsMappersWordAndKVAndResumes) {
   const fs::path data_root = concept_data("detex");
   const fs::path run = test_support::scratch_path("facet_generative", "detex_run");

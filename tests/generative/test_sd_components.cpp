@@ -1,7 +1,8 @@
 // Stable Diffusion 1.x's networks: the UNet (diffusers UNet2DConditionModel), the VAE (diffusers
 // AutoencoderKL) and the CLIP text tower (transformers CLIPTextModel) — parity with the reference
 // libraries on tiny configurations of the same structure (tools/golden/diffusion_golden.py), the
-// parameter counts of SD 1.5's published configuration, and the options' errors.
+// parameter counts of SD 1.5's published configuration, the options' errors, and the converters of
+// models/generative/diffusers_weights.cpp (diffusers folders and the original single file).
 #include "core/config.h"
 #include "core/error.h"
 #include "core/safetensors.h"

@@ -25,19 +25,12 @@
 #include <opencv2/imgproc.hpp>
 
 #include <algorithm>
-#include <cctype>
 #include <filesystem>
 
 namespace facet::data {
 namespace {
 
 namespace fs = std::filesystem;
-
-bool is_concept_image(const fs::path& p) {
-  std::string ext = p.extension().string();
-  std::transform(ext.begin(), ext.end(), ext.begin(), [](unsigned char ch) { return std::tolower(ch); });
-  return std::find(image_folder::kExtensions.begin(), image_folder::kExtensions.end(), ext) != image_folder::kExtensions.end();
-}
 
 // A prompt file's text, whitespace at the ends removed.
 std::string read_prompt(const fs::path& path) {
@@ -77,7 +70,7 @@ class ConceptImages : public Dataset {
       fail("{}: {}: {} is not a directory", c.where("masks"), c.full_key("masks"), mask_dir.string());
     std::vector<fs::path> files;
     for (const auto& e : fs::directory_iterator(root))
-      if (e.is_regular_file() && is_concept_image(e.path())) files.push_back(e.path());
+      if (e.is_regular_file() && image_folder::has_image_extension(e.path())) files.push_back(e.path());
     std::sort(files.begin(), files.end());
     if (files.empty()) fail("{}: {}: no images in {}", c.where("root"), c.full_key("root"), root.string());
     for (const auto& f : files) {

@@ -23,15 +23,16 @@
 #include <filesystem>
 
 namespace facet::data {
+
+bool image_folder::has_image_extension(const std::filesystem::path& path) {
+  std::string ext = path.extension().string();
+  std::transform(ext.begin(), ext.end(), ext.begin(), [](unsigned char ch) { return std::tolower(ch); });
+  return std::find(kExtensions.begin(), kExtensions.end(), ext) != kExtensions.end();
+}
+
 namespace {
 
 namespace fs = std::filesystem;
-
-bool is_image(const fs::path& p) {
-  std::string ext = p.extension().string();
-  std::transform(ext.begin(), ext.end(), ext.begin(), [](unsigned char ch) { return std::tolower(ch); });
-  return std::find(image_folder::kExtensions.begin(), image_folder::kExtensions.end(), ext) != image_folder::kExtensions.end();
-}
 
 std::vector<std::string> class_folders(const fs::path& dir) {
   std::vector<std::string> out;
@@ -68,7 +69,7 @@ class ImageFolder : public Dataset {
       if (!fs::is_directory(class_dir)) continue;  // a split may lack a class; the indices stay put
       std::vector<fs::path> files;
       for (const auto& e : fs::recursive_directory_iterator(class_dir))
-        if (e.is_regular_file() && is_image(e.path())) files.push_back(e.path());
+        if (e.is_regular_file() && image_folder::has_image_extension(e.path())) files.push_back(e.path());
       std::sort(files.begin(), files.end());
       for (auto& f : files) items_.push_back({std::move(f), static_cast<int64_t>(k)});
     }

@@ -5,6 +5,7 @@
 #pragma once
 
 #include <array>
+#include <filesystem>
 #include <string_view>
 
 namespace facet::data::image_folder {
@@ -12,6 +13,9 @@ namespace facet::data::image_folder {
 // torchvision's IMG_EXTENSIONS, compared case-insensitively.
 inline constexpr std::array<std::string_view, 9> kExtensions = {".jpg", ".jpeg", ".png", ".ppm", ".bmp",
                                                                 ".pgm", ".tif",  ".tiff", ".webp"};
+
+// Whether `path` has one of kExtensions (any case).
+bool has_image_extension(const std::filesystem::path& path);
 
 // The 6 LSD expressions as the synthetic writer names its folders (alphabetical = class order).
 inline constexpr std::array<std::string_view, 6> kLsdClasses = {"anger", "disgust", "fear", "happiness", "sadness", "surprise"};

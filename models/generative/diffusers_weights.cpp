@@ -179,12 +179,7 @@ std::string ldm_unet_name(const std::string& n, const UNetLayout& l) {
   if (auto d = indexed(n, "down_blocks.", "downsamplers.0.conv.", false))
     return fmt::format("input_blocks.{}.0.op.{}", (d->i + 1) * per, d->rest);
   if (auto m = swap_prefix(n, "mid_block.attentions.0.", "middle_block.1.")) return *m;
-  if (n.starts_with("mid_block.resnets.")) {
-    const std::string rest = n.substr(std::string("mid_block.resnets.").size());
-    const size_t dot = rest.find('.');
-    const int64_t j = std::stoll(rest.substr(0, dot));
-    return fmt::format("middle_block.{}.{}", 2 * j, ldm_unet_resnet(rest.substr(dot + 1)));
-  }
+  if (auto m = indexed(n, "mid_block.resnets.", "")) return fmt::format("middle_block.{}.{}", 2 * m->i, ldm_unet_resnet(m->rest));
   if (auto u = indexed(n, "up_blocks.", "resnets."))
     return fmt::format("output_blocks.{}.0.{}", u->i * per + u->j, ldm_unet_resnet(u->rest));
   if (auto u = indexed(n, "up_blocks.", "attentions.")) return fmt::format("output_blocks.{}.1.{}", u->i * per + u->j, u->rest);
@@ -203,11 +198,7 @@ std::string ldm_vae_name(const std::string& n, int64_t up) {
     if (auto u = indexed(m, "up_blocks.", "resnets."))
       return fmt::format("{}up.{}.block.{}.{}", side, up - 1 - u->i, u->j, ldm_vae_resnet(u->rest));
     if (auto u = indexed(m, "up_blocks.", "upsamplers.0.", false)) return fmt::format("{}up.{}.upsample.{}", side, up - 1 - u->i, u->rest);
-    if (m.starts_with("mid_block.resnets.")) {
-      const std::string rest = m.substr(std::string("mid_block.resnets.").size());
-      const size_t dot = rest.find('.');
-      return fmt::format("{}mid.block_{}.{}", side, std::stoll(rest.substr(0, dot)) + 1, ldm_vae_resnet(rest.substr(dot + 1)));
-    }
+    if (auto r = indexed(m, "mid_block.resnets.", "")) return fmt::format("{}mid.block_{}.{}", side, r->i + 1, ldm_vae_resnet(r->rest));
     if (auto a = swap_prefix(m, "mid_block.attentions.0.", "")) {
       static const std::array<std::pair<std::string_view, std::string_view>, 5> attn{
           {{"group_norm.", "norm."}, {"to_q.", "q."}, {"to_k.", "k."}, {"to_v.", "v."}, {"to_out.0.", "proj_out."}}};
@@ -266,10 +257,10 @@ ConversionPlan sd_single_file_plan(const SourceTensors& file, const TargetShapes
     take(*unet, "model.diffusion_model.", [&](const std::string& n) { return ldm_unet_name(n, layout); });
   }
   if (vae && has_vae) {
-    int64_t up = 0;
+    int64_t up = 0;  // the decoder's blocks (LDM numbers them the other way round)
     for (const auto& [name, shape] : model)
-      if (auto u = indexed(name.substr(std::min(name.size(), vae->size())), "decoder.up_blocks.", ""); u && name.starts_with(*vae))
-        up = std::max(up, u->i + 1);
+      if (name.starts_with(*vae))
+        if (auto u = indexed(name.substr(vae->size()), "decoder.up_blocks.", "")) up = std::max(up, u->i + 1);
     take(*vae, "first_stage_model.", [&](const std::string& n) { return ldm_vae_name(n, up); });
   }
   if (text && has_text) {

@@ -4,8 +4,8 @@
 
 namespace facet::models {
 
-NoiseScheduleOptions NoiseScheduleOptions::from(const Config& c) {
-  NoiseScheduleOptions o;
+NoiseScheduleOptions NoiseScheduleOptions::from(const Config& c, const NoiseScheduleOptions& base) {
+  NoiseScheduleOptions o = base;
   o.num_timesteps = c.get<int64_t>("num_timesteps", o.num_timesteps);
   if (o.num_timesteps < 1)
     fail("{}: {}: expected >= 1, got {}", c.where("num_timesteps"), c.full_key("num_timesteps"), o.num_timesteps);

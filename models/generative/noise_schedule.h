@@ -18,7 +18,9 @@ struct NoiseScheduleOptions {
   double beta_start = 0.0001, beta_end = 0.02;
   std::string prediction = "epsilon";    // epsilon | v_prediction | sample
 
-  static NoiseScheduleOptions from(const Config& c);
+  // The keys of `c` over `base` (a model's own schedule), or over these defaults.
+  static NoiseScheduleOptions from(const Config& c, const NoiseScheduleOptions& base);
+  static NoiseScheduleOptions from(const Config& c) { return from(c, NoiseScheduleOptions{}); }
 };
 
 class NoiseSchedule {

@@ -40,19 +40,7 @@ StableDiffusionOptions StableDiffusionOptions::from(const Config& c) {
   if (c.has("text_encoder")) o.text_encoder = vlm::ClipTextOptions::from(c.at("text_encoder"));
   if (c.has("vae")) o.vae = AutoencoderKLOptions::from(c.at("vae"));
   if (c.has("unet")) o.unet = UNet2DConditionOptions::from(c.at("unet"));
-  o.schedule = sd_schedule();
-  if (c.has("schedule")) {
-    const Config s = c.at("schedule");
-    for (const auto& key : s.keys())
-      if (key != "num_timesteps" && key != "beta_schedule" && key != "beta_start" && key != "beta_end" && key != "prediction")
-        fail("{}: {}: unknown key (num_timesteps, beta_schedule, beta_start, beta_end, prediction)", s.where(key), s.full_key(key));
-    const NoiseScheduleOptions read = NoiseScheduleOptions::from(s);
-    if (s.has("num_timesteps")) o.schedule.num_timesteps = read.num_timesteps;
-    if (s.has("beta_schedule")) o.schedule.beta_schedule = read.beta_schedule;
-    if (s.has("beta_start")) o.schedule.beta_start = read.beta_start;
-    if (s.has("beta_end")) o.schedule.beta_end = read.beta_end;
-    if (s.has("prediction")) o.schedule.prediction = read.prediction;
-  }
+  o.schedule = c.has("schedule") ? NoiseScheduleOptions::from(c.at("schedule"), sd_schedule()) : sd_schedule();
   if (c.has("sampling")) o.sampling = SamplingOptions::from(c.at("sampling"));
   o.tokenizer = c.get<std::string>("tokenizer", "");
   o.new_tokens = c.get<std::vector<std::string>>("new_tokens", {});
@@ -87,7 +75,6 @@ StableDiffusion::StableDiffusion(StableDiffusionOptions options) : options_(std:
   text_encoder = register_module("text_encoder", vlm::ClipTextModel(options_.text_encoder));
   vae = register_module("vae", AutoencoderKL(options_.vae));
   unet = register_module("unet", UNet2DCondition(options_.unet));
-  first_new_id_ = options_.text_encoder.vocab_size;
   if (!options_.new_tokens.empty()) {
     const int64_t n = static_cast<int64_t>(options_.new_tokens.size());
     // Never deferred (a few rows, and no checkpoint holds them before training): N(0, 0.02) until
@@ -110,11 +97,11 @@ const data::text::ClipTokenizer& StableDiffusion::tokenizer() const {
   std::call_once(tokenizer_once_, [&] {
     if (options_.tokenizer.empty()) fail("stable_diffusion: model.tokenizer is not set (the folder with vocab.json and merges.txt)");
     tokenizer_ = data::text::ClipTokenizer::load(options_.tokenizer);
-    if (tokenizer_.vocab_size() != first_new_id_)
+    if (tokenizer_.vocab_size() != first_new_id())
       fail("model.tokenizer: {} has {} tokens, the text tower's table {} rows (model.text_encoder.vocab_size)", options_.tokenizer,
-           tokenizer_.vocab_size(), first_new_id_);
+           tokenizer_.vocab_size(), first_new_id());
     for (size_t i = 0; i < options_.new_tokens.size(); ++i)
-      if (tokenizer_.add_token(options_.new_tokens[i]) != first_new_id_ + static_cast<int64_t>(i))
+      if (tokenizer_.add_token(options_.new_tokens[i]) != first_new_id() + static_cast<int64_t>(i))
         fail("model.new_tokens: \"{}\" is listed twice", options_.new_tokens[i]);
     for (const auto& token : placeholder_tokens_) tokenizer_.add_token(token);
   });
@@ -135,9 +122,9 @@ void StableDiffusion::weights_loaded(const std::set<std::string>& loaded) {
     if (ids.size() != 3)
       fail("model.initializer_tokens[{}]: \"{}\" is {} tokens; it must be one (Custom Diffusion's ktn, pll, ucd are)", i, word,
            ids.size() - 2);
-    if (ids[1] >= first_new_id_) fail("model.initializer_tokens[{}]: \"{}\" is itself a new token", i, word);
+    if (ids[1] >= first_new_id()) fail("model.initializer_tokens[{}]: \"{}\" is itself a new token", i, word);
     new_token_embeddings[static_cast<int64_t>(i)].copy_(table[ids[1]]);
-    log::info("new token {} (id {}) starts as \"{}\" (id {})", options_.new_tokens[i], first_new_id_ + static_cast<int64_t>(i), word, ids[1]);
+    log::info("new token {} (id {}) starts as \"{}\" (id {})", options_.new_tokens[i], first_new_id() + static_cast<int64_t>(i), word, ids[1]);
   }
 }
 
@@ -158,10 +145,10 @@ torch::Tensor StableDiffusion::tokenize(const std::vector<std::string>& prompts,
 
 torch::Tensor StableDiffusion::word_embeddings(const torch::Tensor& ids, const data::Batch*, TensorDict*) {
   if (!new_token_embeddings.defined()) return text_encoder->word_embeddings(ids);
-  const torch::Tensor is_new = ids >= first_new_id_;
+  const torch::Tensor is_new = ids >= first_new_id();
   const torch::Tensor base = text_encoder->word_embeddings(ids.masked_fill(is_new, 0));
   const int64_t n = new_token_embeddings.size(0);
-  const torch::Tensor learned = F::embedding(((ids - first_new_id_).clamp(0, n - 1)), new_token_embeddings.to(base.dtype()));
+  const torch::Tensor learned = F::embedding(((ids - first_new_id()).clamp(0, n - 1)), new_token_embeddings.to(base.dtype()));
   return torch::where(is_new.unsqueeze(-1), learned, base);
 }
 
@@ -179,9 +166,10 @@ torch::Tensor StableDiffusion::encode_images(const torch::Tensor& images) {
   if (images.size(2) % o.downscale() != 0 || images.size(3) % o.downscale() != 0)
     fail("stable_diffusion: image size {}x{} is not a multiple of the VAE's {}", images.size(2), images.size(3), o.downscale());
   // 0..255 pixels taken for [-1, 1] would train on garbage latents without a complaint.
-  if (!images.is_floating_point() || images.abs().max().item<double>() > 1.5)
+  const double largest = images.abs().max().item<double>();
+  if (!images.is_floating_point() || largest > 1.5)
     fail("stable_diffusion: images must be in [-1, 1] (data.transforms: normalize with mean and std 127.5), got {} values up to {}",
-         c10::toString(images.scalar_type()), images.abs().max().item<double>());
+         c10::toString(images.scalar_type()), largest);
   const auto& w = vae->encoder->conv_in->weight;
   const LatentDistribution posterior = vae->encode(images.to(w.dtype()));
   return (options_.sample_posterior ? posterior.sample() : posterior.mean) * o.scaling_factor;

@@ -128,7 +128,8 @@ class StableDiffusion : public Model, public Denoiser {
  private:
   mutable std::once_flag tokenizer_once_;
   mutable data::text::ClipTokenizer tokenizer_;
-  int64_t first_new_id_ = 0;  // the text tower's vocabulary size: ids from here on are new
+  // Ids from the text tower's vocabulary size on are new words.
+  int64_t first_new_id() const { return options_.text_encoder.vocab_size; }
 };
 
 }  // namespace facet::models::generative

@@ -68,26 +68,25 @@ torch::Tensor ClipTextModelImpl::word_embeddings(const torch::Tensor& input_ids)
   return torch::embedding(text_model->embeddings->token_embedding->weight, input_ids);
 }
 
-torch::Tensor ClipTextModelImpl::hidden_state(const torch::Tensor& input_ids, int64_t index) {
-  check_ids(input_ids, options_);
+torch::Tensor ClipTextModelImpl::run_layers(torch::Tensor h, int64_t index) {
   const int64_t last = options_.num_hidden_layers;
   if (index < 0) index += last + 1;
   if (index < 0 || index > last) fail("CLIP text: hidden state {} does not exist (0..{})", index, last);
-  torch::Tensor h = text_model->embeddings(input_ids);
   for (int64_t i = 0; i < index; ++i) h = text_model->layers[static_cast<size_t>(i)]->as<ClipEncoderLayer>()->forward(h);
   return h;
 }
 
+torch::Tensor ClipTextModelImpl::hidden_state(const torch::Tensor& input_ids, int64_t index) {
+  check_ids(input_ids, options_);
+  return run_layers(text_model->embeddings(input_ids), index);
+}
+
 torch::Tensor ClipTextModelImpl::encode_words(const torch::Tensor& words, int64_t index) {
-  const int64_t last = options_.num_hidden_layers;
-  if (index < 0) index += last + 1;
-  if (index < 0 || index > last) fail("CLIP text: hidden state {} does not exist (0..{})", index, last);
   if (words.dim() != 3 || words.size(1) > options_.max_position_embeddings || words.size(2) != options_.hidden_size)
     fail("CLIP text: expected word embeddings [B, L <= {}, {}], got {}", options_.max_position_embeddings, options_.hidden_size,
          words.sizes());
-  torch::Tensor h = words + text_model->embeddings->position_embedding->weight.slice(0, 0, words.size(1)).unsqueeze(0);
-  for (int64_t i = 0; i < index; ++i) h = text_model->layers[static_cast<size_t>(i)]->as<ClipEncoderLayer>()->forward(h);
-  return text_model->final_layer_norm(h);
+  const auto& positions = text_model->embeddings->position_embedding->weight;
+  return text_model->final_layer_norm(run_layers(words + positions.slice(0, 0, words.size(1)).unsqueeze(0), index));
 }
 
 ClipTextOutput ClipTextModelImpl::forward(const torch::Tensor& input_ids) {

@@ -78,6 +78,9 @@ class ClipTextModelImpl : public torch::nn::Module {
   ClipTextTransformer text_model{nullptr};
 
  private:
+  // The blocks up to hidden state `index` (negative from the end) over the embedded input `h`.
+  torch::Tensor run_layers(torch::Tensor h, int64_t index);
+
   ClipTextOptions options_;
 };
 TORCH_MODULE(ClipTextModel);

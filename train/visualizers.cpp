@@ -345,6 +345,39 @@ class Samples : public Visualizer {
   std::string key_;
 };
 
+// Pseudo-healthy synthesis: per sample the input, the output on the input's intensity window (so
+// what changed shows as what changed), and the difference input - output on its own range.
+class PseudoHealthyPictures : public Visualizer {
+ public:
+  explicit PseudoHealthyPictures(const Config& c)
+      : key_(c.get<std::string>("output", "pseudo_healthy")), side_(c.get<int>("side", 160)) {}
+  std::string tag() const override { return "pseudo_healthy"; }
+  std::optional<Png> draw(const VisualInput& in, int64_t max_images) const override {
+    const torch::Tensor* image = find_field(in.batch, "image");
+    if (!image || !in.outputs.contains(key_) || in.outputs.at(key_).sizes() != image->sizes() || image->dim() != 4)
+      return std::nullopt;
+    const int64_t n = std::min(image->size(0), max_images);
+    if (n == 0) return std::nullopt;
+    const torch::Tensor x = image->detach().to(torch::kCPU, torch::kFloat);
+    const torch::Tensor y = in.outputs.at(key_).detach().to(torch::kCPU, torch::kFloat);
+    TileSheet sheet(3 * n, side_, 1, 3);
+    for (int64_t i = 0; i < n; ++i) {
+      const std::vector<double> window{x[i].min().item<double>(), x[i].max().item<double>()};
+      sheet.put(3 * i, x[i], window);
+      sheet.caption(3 * i, 0, in.batch.ids.size() > static_cast<size_t>(i) ? in.batch.ids[static_cast<size_t>(i)] : "input", {});
+      sheet.put(3 * i + 1, y[i], window);
+      sheet.caption(3 * i + 1, 0, "pseudo-healthy", {});
+      sheet.put(3 * i + 2, x[i] - y[i]);
+      sheet.caption(3 * i + 2, 0, "input - output", {});
+    }
+    return sheet.encode();
+  }
+
+ private:
+  std::string key_;
+  int side_;
+};
+
 // Text-to-image: each generated sample (in [0, 1]) captioned with the prompt it was made from.
 class PromptedSamples : public Visualizer {
  public:
@@ -398,6 +431,9 @@ FACET_REGISTER(visualizer_registry(), "litegpt_boxes",
 FACET_REGISTER(visualizer_registry(), "prompted_samples",
                "Text-to-image: generated samples in [0, 1], each captioned with its prompt (samples, prompt, side, lines)",
                [](const Config& c) { return std::make_shared<PromptedSamples>(c); });
+FACET_REGISTER(visualizer_registry(), "pseudo_healthy",
+               "Pseudo-healthy synthesis: input, output on the input's window, and their difference (output, side)",
+               [](const Config& c) { return std::make_shared<PseudoHealthyPictures>(c); });
 FACET_REGISTER(visualizer_registry(), "samples", "A grid of generated samples (samples)",
                [](const Config& c) { return std::make_shared<Samples>(c); });
 

@@ -205,4 +205,34 @@ TEST(MetricMerge, AbawMtlSplitsTheSummedStateIntoItsParts) {
 }
 
 }  // namespace
+// Pseudo-healthy synthesis (GVS's evaluation). Sample 0: x = [[1, 2], [3, 4]], y = [[1.5, 2], [3, 0]],
+// the lesion at (1, 1), all brain: normal-tissue |y - x| = 0.5, 0, 0 -> MAE 0.5 / 3; MSE 0.25 / 3 and
+// the brain's range 4 - 1 = 3 -> PSNR 10 log10(9 / (0.25 / 3)) = 10 log10(108). Sample 1 has no brain:
+// no pixel and no PSNR. Lesion pixels found: 2 on the inputs, 1 on the outputs -> healthiness 1/2.
+TEST(Metrics, PseudoHealthyIdentityAndHealthiness) {
+  auto m = make("{name: pseudo_healthy}");
+  const torch::Tensor x = torch::tensor({1.f, 2.f, 3.f, 4.f, 5.f, 5.f, 5.f, 5.f}).view({2, 1, 2, 2});
+  const torch::Tensor y = torch::tensor({1.5f, 2.f, 3.f, 0.f, 0.f, 0.f, 0.f, 0.f}).view({2, 1, 2, 2});
+  const torch::Tensor mask = torch::tensor({0.f, 0.f, 0.f, 1.f, 0.f, 0.f, 0.f, 0.f}).view({2, 1, 2, 2});
+  const torch::Tensor brain = torch::tensor({1.f, 1.f, 1.f, 1.f, 0.f, 0.f, 0.f, 0.f}).view({2, 1, 2, 2});
+  // Logits [B, 2, H, W]: class 1 (lesion) wins where the second channel is larger.
+  torch::Tensor on_input = torch::zeros({2, 2, 2, 2}), on_output = torch::zeros({2, 2, 2, 2});
+  on_input[0][1][1][1] = 1;
+  on_input[1][1][0][0] = 1;
+  on_output[0][1][0][1] = 1;
+  Outputs outputs{{"pseudo_healthy", y}, {"lesion_logits", on_input}, {"residual_lesion_logits", on_output}};
+  m->update(outputs, batch({{"image", x}, {"mask", mask}, {"brain_mask", brain}}));
+  const auto r = m->compute();
+  EXPECT_NEAR(r.at("identity/mae"), 0.5 / 3, 1e-12);
+  EXPECT_NEAR(r.at("identity/psnr"), 10 * std::log10(108.0), 1e-9);
+  EXPECT_NEAR(r.at("healthiness"), 0.5, 1e-12);
+  // Without the segmentor's outputs there is no healthiness, and the rest stays.
+  m->reset();
+  m->update(Outputs{{"pseudo_healthy", y}}, batch({{"image", x}, {"mask", mask}, {"brain_mask", brain}}));
+  EXPECT_FALSE(m->compute().contains("healthiness"));
+  EXPECT_NEAR(m->compute().at("identity/mae"), 0.5 / 3, 1e-12);
+  EXPECT_THAT([&] { m->update(Outputs{{"pseudo_healthy", y}}, batch({{"image", x}})); },
+              ::testing::ThrowsMessage<std::exception>(::testing::HasSubstr("no field \"mask\"")));
+}
+
 }  // namespace facet::metrics::test_metrics

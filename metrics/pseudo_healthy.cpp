@@ -1,0 +1,87 @@
+// Pseudo-healthy synthesis, as GVS evaluates it (github.com/Au3C2/GVS brats_predict.py):
+//   identity: how well normal tissue survives — the mean absolute error and the PSNR (per slice,
+//             averaged over slices) between output and input over the brain outside the lesion;
+//             the PSNR's peak is the slice's own brain intensity range (the reference uses a fixed
+//             250 on de-normalised intensities, which has no meaning on normalised ones);
+//   healthiness: 1 - (lesion pixels a segmentor finds on the outputs) / (those it finds on the
+//             inputs), over the whole evaluation set; 1 is healthy, 0 changed nothing.
+//
+//   metrics: [{name: pseudo_healthy}]   # keys: output, image, mask, brain_mask, lesion_logits,
+//                                       # residual_lesion_logits (the model's output names)
+#include "metrics/metric.h"
+
+#include <cmath>
+
+namespace facet::metrics {
+namespace {
+
+class PseudoHealthyMetric : public Metric {
+ public:
+  explicit PseudoHealthyMetric(const Config& c)
+      : output_(c.get<std::string>("output", "pseudo_healthy")), image_(c.get<std::string>("image", "image")),
+        mask_(c.get<std::string>("mask", "mask")), brain_(c.get<std::string>("brain_mask", "brain_mask")),
+        on_input_(c.get<std::string>("lesion_logits", "lesion_logits")),
+        on_output_(c.get<std::string>("residual_lesion_logits", "residual_lesion_logits")) {
+    reset();
+  }
+
+  void update(const Outputs& outputs, const data::Batch& batch) override {
+    const torch::Tensor x = read_field(batch, image_), m = read_field(batch, mask_);
+    const torch::Tensor y = read_output(outputs, output_);
+    if (y.sizes() != x.sizes()) fail("pseudo_healthy metric: {} is {}, {} is {}", output_, y.sizes(), image_, x.sizes());
+    const torch::Tensor brain = batch.fields.contains(brain_) ? read_field(batch, brain_) : torch::ones_like(m);
+    const torch::Tensor normal = (brain * (1 - m)).flatten(1);  // [B, HW] (one channel)
+    const torch::Tensor diff = (y - x).flatten(2).mean(1);       // over channels: [B, HW]
+    const torch::Tensor n = normal.sum(1);
+    const torch::Tensor abs_sum = (diff.abs() * normal).sum(1), mse = (diff.pow(2) * normal).sum(1) / n.clamp_min(1);
+    // Each slice's peak: its brain's intensity range.
+    const torch::Tensor xb = x.flatten(2).mean(1), inside = brain.flatten(1) > 0.5;
+    const auto big = std::numeric_limits<double>::max();
+    const torch::Tensor range = torch::where(inside, xb, -big).amax(1) - torch::where(inside, xb, big).amin(1);
+    const torch::Tensor counted = (n > 0) & (range > 0);
+    const torch::Tensor psnr = 10 * (range.pow(2) / mse.clamp_min(1e-20)).log10();
+    sums_[0] += abs_sum.sum();
+    sums_[1] += n.sum();
+    sums_[2] += torch::where(counted, psnr, torch::zeros_like(psnr)).sum();
+    sums_[3] += counted.sum();
+    if (outputs.contains(on_input_) && outputs.contains(on_output_)) {
+      sums_[4] += read_output(outputs, on_input_).argmax(1).gt(0).sum();
+      sums_[5] += read_output(outputs, on_output_).argmax(1).gt(0).sum();
+    }
+  }
+
+  std::map<std::string, double> compute() const override {
+    std::map<std::string, double> out;
+    const auto s = sums_.accessor<double, 1>();
+    if (s[1] > 0) out["identity/mae"] = s[0] / s[1];
+    if (s[3] > 0) out["identity/psnr"] = s[2] / s[3];
+    if (s[4] > 0) out["healthiness"] = 1 - s[5] / s[4];
+    return out;
+  }
+
+  void reset() override { sums_ = torch::zeros({6}, torch::kDouble); }
+  torch::Tensor state() const override { return sums_.clone(); }
+  void load_state(const torch::Tensor& summed) override { sums_ = summed.clone(); }
+
+ private:
+  static torch::Tensor read_field(const data::Batch& batch, const std::string& name) {
+    if (!batch.fields.contains(name)) fail("pseudo_healthy metric: the batch has no field \"{}\"", name);
+    return batch.fields.at(name).detach().to(torch::kCPU, torch::kDouble);
+  }
+  static torch::Tensor read_output(const Outputs& outputs, const std::string& name) {
+    if (!outputs.contains(name)) fail("pseudo_healthy metric: the model gives no output \"{}\"", name);
+    return outputs.at(name).detach().to(torch::kCPU, torch::kDouble);
+  }
+
+  std::string output_, image_, mask_, brain_, on_input_, on_output_;
+  // Σ |y - x| and the pixel count over normal brain; Σ slice PSNR and the slices counted; lesion
+  // pixels the segmentor finds on the inputs and on the outputs.
+  torch::Tensor sums_;
+};
+
+FACET_REGISTER(metric_registry(), "pseudo_healthy",
+               "Pseudo-healthy synthesis: identity (MAE, PSNR over normal brain) and healthiness (lesion pixels removed)",
+               [](const Config& c) { return std::make_shared<PseudoHealthyMetric>(c); });
+
+}  // namespace
+}  // namespace facet::metrics

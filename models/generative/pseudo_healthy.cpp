@@ -1,0 +1,322 @@
+// Generator versus Segmentor and its semi-supervised setting (models/generative/pseudo_healthy.h).
+#include "models/generative/pseudo_healthy.h"
+
+#include "core/text.h"
+#include "models/model.h"
+
+namespace facet::models::generative {
+
+namespace F = torch::nn::functional;
+
+ResnetGeneratorOptions ResnetGeneratorOptions::from(const Config& c) {
+  ResnetGeneratorOptions o;
+  o.in_channels = c.get_in_range<int64_t>("in_channels", o.in_channels, Range::at_least(1));
+  o.out_channels = c.get_in_range<int64_t>("out_channels", o.out_channels, Range::at_least(1));
+  o.filters = c.get_in_range<int64_t>("filters", o.filters, Range::at_least(1));
+  o.blocks = c.get_in_range<int64_t>("blocks", o.blocks, Range::at_least(0));
+  o.tanh_output = c.get<bool>("tanh_output", o.tanh_output);
+  return o;
+}
+
+UNetOptions UNetOptions::from(const Config& c) {
+  UNetOptions o;
+  o.in_channels = c.get_in_range<int64_t>("in_channels", o.in_channels, Range::at_least(1));
+  o.classes = c.get_in_range<int64_t>("classes", o.classes, Range::at_least(2));
+  o.width = c.get_in_range<int64_t>("width", o.width, Range::at_least(2));
+  o.bilinear = c.get<bool>("bilinear", o.bilinear);
+  if (o.bilinear && o.width % 2 != 0)
+    fail("{}: {}: a bilinear U-Net halves its widest level; the width must be even, got {}", c.where("width"), c.full_key("width"),
+         o.width);
+  return o;
+}
+
+PseudoHealthyOptions PseudoHealthyOptions::from(const Config& c) {
+  PseudoHealthyOptions o;
+  if (c.has("generator")) o.generator = ResnetGeneratorOptions::from(c.at("generator"));
+  if (c.has("segmentor")) o.segmentor = UNetOptions::from(c.at("segmentor"));
+  if (o.segmentor.in_channels != o.generator.out_channels || o.generator.in_channels != o.generator.out_channels)
+    fail("{}: {}: the generator maps {} channels to {} and the segmentor reads {}; pseudo-healthy images have the input's channels",
+         c.where("segmentor"), c.full_key("segmentor"), o.generator.in_channels, o.generator.out_channels, o.segmentor.in_channels);
+  o.segmentor_weight = c.get_in_range<double>("segmentor_weight", o.segmentor_weight, Range::at_least(0));
+  o.adversarial_weight = c.get_in_range<double>("adversarial_weight", o.adversarial_weight, Range::at_least(0));
+  o.identity_weight = c.get_in_range<double>("identity_weight", o.identity_weight, Range::at_least(0));
+  o.fill_weight = c.get_in_range<double>("fill_weight", o.fill_weight, Range::at_least(0));
+  o.min_pixel_weight = c.get_in_range<double>("min_pixel_weight", o.min_pixel_weight, Range::closed(0, 1));
+  if (c.has("pseudo_masks")) {
+    const Config p = c.at("pseudo_masks");
+    o.pseudo_mask_threshold = p.get_in_range<double>("threshold", o.pseudo_mask_threshold, Range::closed_open(0, 1));
+    o.pseudo_masks_after_steps = p.get_in_range<int64_t>("after_steps", o.pseudo_masks_after_steps, Range::at_least(0));
+  }
+  o.reference_segmentor = c.get<bool>("reference_segmentor", o.reference_segmentor);
+  o.image_field = c.get<std::string>("image_field", o.image_field);
+  o.mask_field = c.get<std::string>("mask_field", o.mask_field);
+  o.brain_field = c.get<std::string>("brain_field", o.brain_field);
+  o.labelled_field = c.get<std::string>("labelled_field", o.labelled_field);
+  return o;
+}
+
+// ---------------------------------------------------------------------------------------------
+// The generator, in CycleGAN's Sequential order so that its checkpoints load by name.
+
+namespace {
+
+torch::nn::Conv2d conv(int64_t in, int64_t out, int64_t kernel, int64_t stride = 1, int64_t padding = 0) {
+  return torch::nn::Conv2d(torch::nn::Conv2dOptions(in, out, kernel).stride(stride).padding(padding));
+}
+// Instance norm without affine parameters or running statistics (CycleGAN's `norm='instance'`).
+torch::nn::InstanceNorm2d instance_norm(int64_t channels) { return torch::nn::InstanceNorm2d(channels); }
+
+}  // namespace
+
+ResnetBlockImpl::ResnetBlockImpl(int64_t channels) {
+  conv_block = register_module(
+      "conv_block", torch::nn::Sequential(torch::nn::ReflectionPad2d(1), conv(channels, channels, 3), instance_norm(channels),
+                                          torch::nn::ReLU(true), torch::nn::ReflectionPad2d(1), conv(channels, channels, 3),
+                                          instance_norm(channels)));
+}
+
+torch::Tensor ResnetBlockImpl::forward(const torch::Tensor& x) { return x + conv_block->forward(x); }
+
+ResnetGeneratorImpl::ResnetGeneratorImpl(const ResnetGeneratorOptions& o) {
+  const int64_t f = o.filters;
+  model = torch::nn::Sequential(torch::nn::ReflectionPad2d(3), conv(o.in_channels, f, 7), instance_norm(f), torch::nn::ReLU(true));
+  for (int64_t mult : {1, 2}) {
+    model->push_back(conv(f * mult, f * mult * 2, 3, 2, 1));
+    model->push_back(instance_norm(f * mult * 2));
+    model->push_back(torch::nn::ReLU(true));
+  }
+  for (int64_t i = 0; i < o.blocks; ++i) model->push_back(ResnetBlock(f * 4));
+  for (int64_t mult : {4, 2}) {
+    model->push_back(torch::nn::ConvTranspose2d(
+        torch::nn::ConvTranspose2dOptions(f * mult, f * mult / 2, 3).stride(2).padding(1).output_padding(1)));
+    model->push_back(instance_norm(f * mult / 2));
+    model->push_back(torch::nn::ReLU(true));
+  }
+  model->push_back(torch::nn::ReflectionPad2d(3));
+  model->push_back(conv(f, o.out_channels, 7));
+  if (o.tanh_output) model->push_back(torch::nn::Tanh());
+  register_module("model", model);
+  // CycleGAN's init_weights('normal', 0.02); instance norm has no weights to set.
+  torch::NoGradGuard no_grad;
+  for (auto& item : named_parameters()) {
+    if (item.key().ends_with(".weight")) item.value().normal_(0.0, 0.02);
+    else item.value().zero_();
+  }
+}
+
+torch::Tensor ResnetGeneratorImpl::forward(const torch::Tensor& x) {
+  if (x.dim() != 4 || x.size(2) % 4 != 0 || x.size(3) % 4 != 0)
+    fail("resnet generator: expected [B, C, H, W] with H and W multiples of 4, got {}", x.sizes());
+  return model->forward(x);
+}
+
+// ---------------------------------------------------------------------------------------------
+// The U-Net, in milesial/Pytorch-UNet's names.
+
+DoubleConvImpl::DoubleConvImpl(int64_t in, int64_t out, int64_t mid) {
+  double_conv = register_module("double_conv", torch::nn::Sequential(conv(in, mid, 3, 1, 1), torch::nn::BatchNorm2d(mid),
+                                                                      torch::nn::ReLU(true), conv(mid, out, 3, 1, 1),
+                                                                      torch::nn::BatchNorm2d(out), torch::nn::ReLU(true)));
+}
+
+torch::Tensor DoubleConvImpl::forward(const torch::Tensor& x) { return double_conv->forward(x); }
+
+UNetDownImpl::UNetDownImpl(int64_t in, int64_t out) {
+  maxpool_conv = register_module("maxpool_conv", torch::nn::Sequential(torch::nn::MaxPool2d(2), DoubleConv(in, out, out)));
+}
+
+torch::Tensor UNetDownImpl::forward(const torch::Tensor& x) { return maxpool_conv->forward(x); }
+
+UNetUpImpl::UNetUpImpl(int64_t in, int64_t out, bool bilinear) {
+  if (bilinear) {
+    conv = register_module("conv", DoubleConv(in, out, in / 2));
+  } else {
+    up = register_module("up", torch::nn::ConvTranspose2d(torch::nn::ConvTranspose2dOptions(in, in / 2, 2).stride(2)));
+    conv = register_module("conv", DoubleConv(in, out, out));
+  }
+}
+
+torch::Tensor UNetUpImpl::forward(const torch::Tensor& x, const torch::Tensor& skip) {
+  torch::Tensor u = up ? up->forward(x)
+                       : F::interpolate(x, F::InterpolateFuncOptions()
+                                               .scale_factor(std::vector<double>{2.0, 2.0})
+                                               .mode(torch::kBilinear)
+                                               .align_corners(true));
+  const int64_t dy = skip.size(2) - u.size(2), dx = skip.size(3) - u.size(3);
+  if (dy != 0 || dx != 0) u = F::pad(u, F::PadFuncOptions({dx / 2, dx - dx / 2, dy / 2, dy - dy / 2}));
+  return conv->forward(torch::cat({skip, u}, 1));
+}
+
+UNetImpl::UNetImpl(const UNetOptions& o) {
+  const int64_t w = o.width, factor = o.bilinear ? 2 : 1;
+  inc = register_module("inc", DoubleConv(o.in_channels, w, w));
+  down1 = register_module("down1", UNetDown(w, w * 2));
+  down2 = register_module("down2", UNetDown(w * 2, w * 4));
+  down3 = register_module("down3", UNetDown(w * 4, w * 8));
+  down4 = register_module("down4", UNetDown(w * 8, w * 16 / factor));
+  up1 = register_module("up1", UNetUp(w * 16, w * 8 / factor, o.bilinear));
+  up2 = register_module("up2", UNetUp(w * 8, w * 4 / factor, o.bilinear));
+  up3 = register_module("up3", UNetUp(w * 4, w * 2 / factor, o.bilinear));
+  up4 = register_module("up4", UNetUp(w * 2, w, o.bilinear));
+  torch::OrderedDict<std::string, torch::nn::AnyModule> head;
+  head.insert("conv", torch::nn::AnyModule(conv(w, o.classes, 1)));
+  outc = register_module("outc", torch::nn::Sequential(std::move(head)));
+  // The reference's init: every conv Kaiming-uniform over fan_out for ReLU, biases 0.
+  torch::NoGradGuard no_grad;
+  for (auto& module : modules(/*include_self=*/false)) {
+    torch::Tensor weight, bias;
+    if (auto* c = module->as<torch::nn::Conv2d>()) weight = c->weight, bias = c->bias;
+    else if (auto* t = module->as<torch::nn::ConvTranspose2d>()) weight = t->weight, bias = t->bias;
+    else continue;
+    torch::nn::init::kaiming_uniform_(weight, 0, torch::kFanOut, torch::kReLU);
+    if (bias.defined()) bias.zero_();
+  }
+}
+
+torch::Tensor UNetImpl::forward(const torch::Tensor& x) {
+  if (x.dim() != 4) fail("u-net: expected [B, C, H, W], got {}", x.sizes());
+  const torch::Tensor x1 = inc->forward(x), x2 = down1->forward(x1), x3 = down2->forward(x2), x4 = down3->forward(x3),
+                      x5 = down4->forward(x4);
+  torch::Tensor y = up1->forward(x5, x4);
+  y = up2->forward(y, x3);
+  y = up3->forward(y, x2);
+  y = up4->forward(y, x1);
+  return outc->forward(y);
+}
+
+// ---------------------------------------------------------------------------------------------
+// The model.
+
+namespace {
+
+// Per-sample mean over every dimension but the first.
+torch::Tensor sample_mean(const torch::Tensor& t) { return t.flatten(1).mean(1); }
+
+class PseudoHealthy : public Model, public PhasedObjective {
+ public:
+  explicit PseudoHealthy(PseudoHealthyOptions o) : options_(std::move(o)) {
+    generator = register_module("generator", ResnetGenerator(options_.generator));
+    segmentor = register_module("segmentor", UNet(options_.segmentor));
+    if (options_.reference_segmentor) reference_segmentor = register_module("reference_segmentor", UNet(options_.segmentor));
+    generator_steps_ = register_buffer("generator_steps", torch::zeros({}, torch::kInt64));
+  }
+
+  // Evaluation and prediction: the pseudo-healthy image, and the lesion logits of the healthiness
+  // segmentor (the reference one when configured) on the input and on the output.
+  Outputs forward(const data::Batch& batch) override {
+    const torch::Tensor x = field(batch, options_.image_field);
+    const torch::Tensor y = generator->forward(x);
+    UNet& judge = reference_segmentor ? reference_segmentor : segmentor;
+    return {{"pseudo_healthy", y}, {"lesion_logits", judge->forward(x)}, {"residual_lesion_logits", judge->forward(y)}};
+  }
+  std::string default_visualizer() const override { return "pseudo_healthy"; }
+
+  std::vector<std::string> phases() const override { return {"generator", "segmentor"}; }
+
+  losses::LossResult phase_loss(const std::string& phase, const data::Batch& batch, Outputs& outputs) override {
+    const torch::Tensor x = field(batch, options_.image_field);
+    const Targets t = targets(batch, x);
+    losses::LossResult r;
+    torch::Tensor per_sample;
+    if (phase == "generator") {
+      const torch::Tensor y = generator->forward(x);
+      const torch::Tensor logits = segmentor->forward(y);
+      const torch::Tensor healthy = torch::zeros({x.size(0), x.size(2), x.size(3)}, x.options().dtype(torch::kLong));
+      const torch::Tensor adversarial = sample_mean(F::cross_entropy(logits, healthy, F::CrossEntropyFuncOptions().reduction(torch::kNone)));
+      const torch::Tensor identity = sample_mean((y - x).pow(2) * (1 - t.mask));
+      const torch::Tensor fill = sample_mean((y - normal_tissue_mean(x, t)).pow(2) * t.mask);
+      r.parts["adversarial"] = weighted_mean(adversarial, t.weight);
+      r.parts["identity"] = weighted_mean(identity, t.weight);
+      r.parts["fill"] = weighted_mean(fill, t.weight);
+      per_sample = options_.adversarial_weight * adversarial + options_.identity_weight * identity + options_.fill_weight * fill;
+      outputs["pseudo_healthy"] = y;
+      if (is_training()) generator_steps_ += 1;
+    } else if (phase == "segmentor") {
+      torch::Tensor y;
+      {
+        torch::NoGradGuard no_grad;
+        y = generator->forward(x);
+      }
+      const torch::Tensor logits = segmentor->forward(y);
+      // Mute the pixels G changed the most: they are the lesion it removed well.
+      const torch::Tensor change = (y - x).abs().sum(1);  // [B, H, W]
+      const torch::Tensor largest = change.flatten(1).amax(1).clamp_min(1e-12).view({-1, 1, 1});
+      const torch::Tensor pixel_weight = (1 - change / largest).clamp_min(options_.min_pixel_weight);
+      const torch::Tensor ce = F::cross_entropy(logits, t.mask.squeeze(1).round().to(torch::kLong),
+                                                F::CrossEntropyFuncOptions().reduction(torch::kNone));
+      const torch::Tensor segmentation = sample_mean(ce * pixel_weight);
+      r.parts["segmentation"] = weighted_mean(segmentation, t.weight);
+      per_sample = options_.segmentor_weight * segmentation;
+    } else {
+      fail("pseudo_healthy: no phase \"{}\" (its phases: generator, segmentor)", phase);
+    }
+    r.total = weighted_mean(per_sample, t.weight);
+    r.per_sample = (per_sample * t.weight).detach();
+    return r;
+  }
+
+  ResnetGenerator generator{nullptr};
+  UNet segmentor{nullptr}, reference_segmentor{nullptr};
+
+ private:
+  struct Targets {
+    torch::Tensor mask;    // [B, 1, H, W] lesion, 0/1 (a pseudo mask for unlabelled samples)
+    torch::Tensor brain;   // [B, 1, H, W], ones when the batch has no brain mask
+    torch::Tensor weight;  // [B]: 0 for unlabelled samples before pseudo masks start
+  };
+
+  static torch::Tensor field(const data::Batch& batch, const std::string& name, const char* key = "image_field") {
+    if (!batch.fields.contains(name))
+      fail("pseudo_healthy: the batch has no field \"{}\" (model.{}); its fields: {}", name, key, join(batch.fields.keys()));
+    return batch.fields.at(name);
+  }
+
+  Targets targets(const data::Batch& batch, const torch::Tensor& x) {
+    Targets t;
+    const torch::Tensor mask = field(batch, options_.mask_field, "mask_field").to(x.dtype());
+    if (mask.dim() != 4 || mask.size(0) != x.size(0) || mask.size(1) != 1 || mask.size(2) != x.size(2) || mask.size(3) != x.size(3))
+      fail("pseudo_healthy: the mask \"{}\" is {}; expected [B, 1, H, W] for images {}", options_.mask_field, mask.sizes(), x.sizes());
+    t.brain = batch.fields.contains(options_.brain_field) ? batch.fields.at(options_.brain_field).to(x.dtype())
+                                                          : torch::ones_like(mask);
+    t.mask = mask;
+    t.weight = torch::ones({x.size(0)}, x.options());
+    if (!batch.fields.contains(options_.labelled_field)) return t;
+    const torch::Tensor labelled = batch.fields.at(options_.labelled_field).to(x.dtype()).view({-1});
+    if (!(labelled < 0.5).any().item<bool>()) return t;
+    // [I] SMILE: the segmentor's masks on the real images of the unlabelled samples.
+    if (generator_steps_.item<int64_t>() < options_.pseudo_masks_after_steps) {
+      t.weight = labelled;
+      return t;
+    }
+    torch::Tensor pseudo;
+    {
+      torch::NoGradGuard no_grad;
+      pseudo = (segmentor->forward(x).softmax(1).narrow(1, 1, 1) > options_.pseudo_mask_threshold).to(x.dtype()) * t.brain;
+    }
+    const torch::Tensor is_labelled = labelled.view({-1, 1, 1, 1});
+    t.mask = is_labelled * mask + (1 - is_labelled) * pseudo;
+    return t;
+  }
+
+  // μ: the mean of each image over its brain outside the lesion (0 where there is none); no gradient.
+  static torch::Tensor normal_tissue_mean(const torch::Tensor& x, const Targets& t) {
+    const torch::Tensor normal = (1 - t.mask) * t.brain;
+    const torch::Tensor count = normal.flatten(1).sum(1);
+    return ((x * normal).flatten(1).sum(1) / count.clamp_min(1)).detach().view({-1, 1, 1, 1});
+  }
+
+  // Σ w_i v_i / Σ w_i: the batch mean over the samples that count (the plain mean when all do).
+  static torch::Tensor weighted_mean(const torch::Tensor& v, const torch::Tensor& w) {
+    return (v * w).sum() / w.sum().clamp_min(1);
+  }
+
+  PseudoHealthyOptions options_;
+  torch::Tensor generator_steps_;  // generator batches trained on: a buffer, so a resumed run goes on counting
+};
+
+FACET_REGISTER(model_registry(), "pseudo_healthy",
+               "Pseudo-healthy synthesis: GVS generator vs segmentor; unlabelled samples with pseudo masks (SMILE)",
+               [](const Config& c) { return std::make_shared<PseudoHealthy>(PseudoHealthyOptions::from(c)); });
+
+}  // namespace
+}  // namespace facet::models::generative

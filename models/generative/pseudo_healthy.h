@@ -1,0 +1,135 @@
+// Pseudo-healthy synthesis: an image with lesions in, the same image without them out.
+//
+// Model `pseudo_healthy` is Generator versus Segmentor (GVS; Zhang et al., MICCAI 2020, arXiv
+// 2009.05722, code github.com/Au3C2/GVS main.py) and, with unlabelled images, the semi-supervised
+// setting of SMILE (Du et al. 2021, arXiv 2106.15345), whose method section and code are not public
+// (../shared/research/medical.md §5): what it adds here is marked [I].
+//
+//   generator G  CycleGAN's ResNet generator (9 blocks, 64 filters, instance norm, tanh output) in
+//                its state-dict layout (model.<i>...), 1 channel in and out: 11,365,633 parameters.
+//   segmentor S  the U-Net of milesial/Pytorch-UNet (bilinear up-sampling, BatchNorm) with 2 classes,
+//                in its layout (inc, down1..4, up1..4, outc): 17,266,306 parameters.
+//
+// They train in turns (step `alternating`, phases `generator` then `segmentor`, Adam 1e-3, betas
+// (0.9, 0.99) each). With x the image, m its lesion mask, y = G(x) and per-pixel means:
+//   generator: λ_adv CE(S(y), 0) + λ_id (y - x)² (1 - m) + λ_fill (y - μ)² m
+//              — fool S into finding no lesion, keep normal tissue, fill the lesion with μ, the
+//              mean of the image's own normal brain tissue;
+//   segmentor: λ_seg CE(S(y.detach()), m) w, w = max(1 - |y - x| / max|y - x|, 0.1) per image
+//              — find what is left of the lesion, less where G changed the most (GVS's muting of
+//              well-transformed pixels).
+// Two deliberate differences from the reference code, both where it departs from its own intent:
+// its identity term multiplies [B, 1, H, W] by [B, H, W] and so broadcasts every image against
+// every mask (here each image uses its own), and its μ is one mean over the batch (here each
+// image's own, so a sample's loss does not depend on its batch-mates).
+//
+// Semi-supervised [I]: a sample whose `labelled` field is 0 has no mask; once the generator has
+// taken `pseudo_masks.after_steps` steps, S's prediction on the real image (probability >
+// `pseudo_masks.threshold`, no gradient) stands in for it; before, the sample weighs nothing.
+#pragma once
+
+#include "core/config.h"
+
+#include <torch/torch.h>
+
+#include <string>
+
+namespace facet::models::generative {
+
+struct ResnetGeneratorOptions {
+  int64_t in_channels = 1, out_channels = 1;
+  int64_t filters = 64;    // ngf
+  int64_t blocks = 9;      // resnet_9blocks
+  bool tanh_output = true;  // CycleGAN's; off: a linear output, free to match z-scored intensities above 1
+
+  static ResnetGeneratorOptions from(const Config& c);
+};
+
+// One residual block: reflection pad, 3x3 conv, instance norm, ReLU, pad, conv, norm; x + block(x).
+class ResnetBlockImpl : public torch::nn::Module {
+ public:
+  explicit ResnetBlockImpl(int64_t channels);
+  torch::Tensor forward(const torch::Tensor& x);
+  torch::nn::Sequential conv_block{nullptr};
+};
+TORCH_MODULE(ResnetBlock);
+
+// CycleGAN's ResnetGenerator: 7x7 stem, two stride-2 convs, the residual blocks at 4x filters, two
+// transposed convs back, 7x7 out. Sides must be multiples of 4. Weights N(0, 0.02), biases 0.
+class ResnetGeneratorImpl : public torch::nn::Module {
+ public:
+  explicit ResnetGeneratorImpl(const ResnetGeneratorOptions& o);
+  torch::Tensor forward(const torch::Tensor& x);
+  torch::nn::Sequential model{nullptr};
+};
+TORCH_MODULE(ResnetGenerator);
+
+struct UNetOptions {
+  int64_t in_channels = 1, classes = 2;
+  int64_t width = 64;  // channels of the first level; doubled at each of the four downs
+  bool bilinear = true;  // bilinear up-sampling (align_corners) and halved bottom; off: transposed convs
+
+  static UNetOptions from(const Config& c);
+};
+
+// (3x3 conv, BatchNorm, ReLU) twice.
+class DoubleConvImpl : public torch::nn::Module {
+ public:
+  DoubleConvImpl(int64_t in, int64_t out, int64_t mid);
+  torch::Tensor forward(const torch::Tensor& x);
+  torch::nn::Sequential double_conv{nullptr};
+};
+TORCH_MODULE(DoubleConv);
+
+// 2x2 max-pool, then DoubleConv.
+class UNetDownImpl : public torch::nn::Module {
+ public:
+  UNetDownImpl(int64_t in, int64_t out);
+  torch::Tensor forward(const torch::Tensor& x);
+  torch::nn::Sequential maxpool_conv{nullptr};
+};
+TORCH_MODULE(UNetDown);
+
+// Up-sample x (bilinear, or a 2x2 transposed conv halving its channels), pad it to the skip's size,
+// concatenate [skip, x], DoubleConv.
+class UNetUpImpl : public torch::nn::Module {
+ public:
+  UNetUpImpl(int64_t in, int64_t out, bool bilinear);
+  torch::Tensor forward(const torch::Tensor& x, const torch::Tensor& skip);
+  torch::nn::ConvTranspose2d up{nullptr};  // null when bilinear
+  DoubleConv conv{nullptr};
+};
+TORCH_MODULE(UNetUp);
+
+// The U-Net: any side (up-sampled maps are padded to their skip's size). Conv weights
+// Kaiming-uniform (fan_out, ReLU), biases 0, as the reference initialises them.
+class UNetImpl : public torch::nn::Module {
+ public:
+  explicit UNetImpl(const UNetOptions& o);
+  torch::Tensor forward(const torch::Tensor& x);  // [B, classes, H, W] logits
+
+  DoubleConv inc{nullptr};
+  UNetDown down1{nullptr}, down2{nullptr}, down3{nullptr}, down4{nullptr};
+  UNetUp up1{nullptr}, up2{nullptr}, up3{nullptr}, up4{nullptr};
+  torch::nn::Sequential outc{nullptr};  // outc.conv: the 1x1 classifier
+};
+TORCH_MODULE(UNet);
+
+struct PseudoHealthyOptions {
+  ResnetGeneratorOptions generator;
+  UNetOptions segmentor;
+  // GVS main.py's λ = [1, 1, 10, 5].
+  double segmentor_weight = 1, adversarial_weight = 1, identity_weight = 10, fill_weight = 5;
+  double min_pixel_weight = 0.1;  // floor of the segmentor's per-pixel weight
+  // [I] SMILE: masks for unlabelled samples from the segmentor, after the generator's first steps.
+  double pseudo_mask_threshold = 0.5;
+  int64_t pseudo_masks_after_steps = 0;
+  // A third U-Net, frozen, for evaluation only: GVS measures healthiness with a segmentor trained
+  // beforehand on real images (load it with train.init_weights); without it the trained S serves.
+  bool reference_segmentor = false;
+  std::string image_field = "image", mask_field = "mask", brain_field = "brain_mask", labelled_field = "labelled";
+
+  static PseudoHealthyOptions from(const Config& c);
+};
+
+}  // namespace facet::models::generative

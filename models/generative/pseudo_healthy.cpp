@@ -230,10 +230,13 @@ class PseudoHealthy : public Model, public PhasedObjective {
       r.parts["fill"] = weighted_mean(fill, t.weight);
       per_sample = options_.adversarial_weight * adversarial + options_.identity_weight * identity + options_.fill_weight * fill;
       outputs["pseudo_healthy"] = y;
-      if (is_training()) generator_steps_ += 1;
+      if (is_training()) {
+        generator_steps_ += 1;
+        remember(x, y);
+      }
     } else if (phase == "segmentor") {
-      torch::Tensor y;
-      {
+      torch::Tensor y = recall(x);
+      if (!y.defined()) {
         torch::NoGradGuard no_grad;
         y = generator->forward(x);
       }
@@ -298,6 +301,24 @@ class PseudoHealthy : public Model, public PhasedObjective {
     return t;
   }
 
+  // The segmentor phase trains on the generator's output from the generator phase of the same
+  // step, before its update, as the reference does (and one generator forward fewer). Kept per
+  // micro-batch with a copy of its input (the loader may reuse the batch's memory) and taken by the
+  // segmentor phase whose input equals it; without one (phases in the other order) it runs G itself.
+  void remember(const torch::Tensor& x, const torch::Tensor& y) {
+    if (generated_.size() >= 64) generated_.clear();  // never taken: a config without the segmentor phase
+    generated_.push_back({x.detach().clone(), y.detach()});
+  }
+  torch::Tensor recall(const torch::Tensor& x) {
+    for (auto it = generated_.begin(); it != generated_.end(); ++it)
+      if (it->input.sizes() == x.sizes() && it->input.device() == x.device() && torch::equal(it->input, x)) {
+        torch::Tensor y = it->output;
+        generated_.erase(it);
+        return y;
+      }
+    return {};
+  }
+
   // μ: the mean of each image over its brain outside the lesion (0 where there is none); no gradient.
   static torch::Tensor normal_tissue_mean(const torch::Tensor& x, const Targets& t) {
     const torch::Tensor normal = (1 - t.mask) * t.brain;
@@ -312,6 +333,10 @@ class PseudoHealthy : public Model, public PhasedObjective {
 
   PseudoHealthyOptions options_;
   torch::Tensor generator_steps_;  // generator batches trained on: a buffer, so a resumed run goes on counting
+  struct Generated {
+    torch::Tensor input, output;
+  };
+  std::vector<Generated> generated_;
 };
 
 FACET_REGISTER(model_registry(), "pseudo_healthy",

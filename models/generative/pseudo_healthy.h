@@ -17,7 +17,8 @@
 //              mean of the image's own normal brain tissue;
 //   segmentor: λ_seg CE(S(y.detach()), m) w, w = max(1 - |y - x| / max|y - x|, 0.1) per image
 //              — find what is left of the lesion, less where G changed the most (GVS's muting of
-//              well-transformed pixels).
+//              well-transformed pixels); y is the generator phase's, before G's update, as in the
+//              reference (with the phases in the other order, G runs again without gradients).
 // Two deliberate differences from the reference code, both where it departs from its own intent:
 // its identity term multiplies [B, 1, H, W] by [B, H, W] and so broadcasts every image against
 // every mask (here each image uses its own), and its μ is one mean over the batch (here each

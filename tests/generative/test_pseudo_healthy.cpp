@@ -132,8 +132,16 @@ TEST(PseudoHealthy, PhaseLossesMatchGvsFormulasInPyTorch) {
   EXPECT_TRUE(g.total.requires_grad());
   EXPECT_EQ(outputs.at("pseudo_healthy").sizes(), batch.fields.at("image").sizes());
 
+  // The generator's update between the phases does not reach the segmentor phase: it trains on the
+  // generator phase's output, as the reference does. Without one before it, G runs again.
+  {
+    torch::NoGradGuard no_grad;
+    for (auto& p : model->named_children()["generator"]->parameters()) p.add_(0.05);
+  }
   const auto s = phased.phase_loss("segmentor", batch, outputs);
   expect_close(s.per_sample, t.at("loss.segmentation"), 1e-5, "segmentation per sample");
+  const auto again = phased.phase_loss("segmentor", batch, outputs);
+  EXPECT_GT((again.per_sample - s.per_sample).abs().max().item<double>(), 1e-4);
   expect_close(s.total, t.at("loss.segmentation").mean(), 1e-5, "segmentor total");
   // The segmentor's loss reaches the segmentor only: the generator ran without gradients.
   s.total.backward();

@@ -90,6 +90,7 @@ fuzz: build
 	tests/fuzz/run_fuzzer.sh $(BUILD)/tests/fuzz/fuzz_dicom tests/fixtures '*.dcm' $(BUILD)/tests/fuzz/corpus_fuzz_dicom $(FUZZ_SECONDS)
 	tests/fuzz/run_fuzzer.sh $(BUILD)/tests/fuzz/fuzz_image tests/fixtures '*.png *.jpg' $(BUILD)/tests/fuzz/corpus_fuzz_image $(FUZZ_SECONDS)
 	tests/fuzz/run_fuzzer.sh $(BUILD)/tests/fuzz/fuzz_npy tests/fixtures '*.npy' $(BUILD)/tests/fuzz/corpus_fuzz_npy $(FUZZ_SECONDS)
+	tests/fuzz/run_fuzzer.sh $(BUILD)/tests/fuzz/fuzz_nifti tests/fixtures '*.nii *.nii.gz' $(BUILD)/tests/fuzz/corpus_fuzz_nifti $(FUZZ_SECONDS)
 	tests/fuzz/run_fuzzer.sh $(BUILD)/tests/fuzz/fuzz_pack tests/fixtures '*.h5' $(BUILD)/tests/fuzz/corpus_fuzz_pack $(FUZZ_SECONDS)
 
 goldens: deps

@@ -177,7 +177,7 @@ def main():
     p.add_argument("build")
     p.add_argument("--rounds", type=int, default=int(os.environ.get("BENCH_ROUNDS", 3)))
     p.add_argument("--threads", type=int, default=int(os.environ.get("BENCH_THREADS", os.cpu_count())))
-    p.add_argument("--only", default=os.environ.get("BENCH_ONLY", "train,scaling,a3d,diffusion,llm,vlm,detection,loader,lesion,distributed"))
+    p.add_argument("--only", default=os.environ.get("BENCH_ONLY", "train,scaling,a3d,diffusion,gvs,llm,vlm,detection,loader,lesion,distributed"))
     a = p.parse_args()
     parts = set(a.only.split(","))
     b = Bench(a.build, a.rounds, a.threads)
@@ -188,6 +188,11 @@ def main():
     if "diffusion" in parts:
         b.paired("Custom Diffusion train step, SD 1.x layout at width 64, 2 x 128 px", [b.exe("diffusion_bench"), "--threads", t],
                  {"bench/diffusion.py (diffusers + transformers)": [PYTHON, "bench/diffusion.py", "--threads", t]},
+                 "ms_per_step")
+    if "gvs" in parts:
+        b.paired("GVS train step (generator + segmentor phases), published widths, 2 x 128 px",
+                 [b.exe("pseudo_healthy_bench"), "--threads", t],
+                 {"bench/pseudo_healthy.py (GVS main.py's loop)": [PYTHON, "bench/pseudo_healthy.py", "--threads", t]},
                  "ms_per_step")
     if "a3d" in parts:
         b.paired("A3D DenseNet-121 + SATr, forward + backward, 1 x 7 slices x 512 px", [b.exe("a3d_satr_bench"), "--threads", t],

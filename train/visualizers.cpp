@@ -9,6 +9,7 @@
 #include <opencv2/imgproc.hpp>
 
 #include <algorithm>
+#include <numeric>
 
 namespace facet::train {
 
@@ -345,8 +346,9 @@ class Samples : public Visualizer {
   std::string key_;
 };
 
-// Pseudo-healthy synthesis: per sample the input, the output on the input's intensity window (so
-// what changed shows as what changed), and the difference input - output on its own range.
+// Pseudo-healthy synthesis: per sample (those with a lesion first) the input, the output on the
+// input's intensity window (so what changed shows as what changed), and the difference input -
+// output on its own range.
 class PseudoHealthyPictures : public Visualizer {
  public:
   explicit PseudoHealthyPictures(const Config& c)
@@ -360,15 +362,23 @@ class PseudoHealthyPictures : public Visualizer {
     if (n == 0) return std::nullopt;
     const torch::Tensor x = image->detach().to(torch::kCPU, torch::kFloat);
     const torch::Tensor y = in.outputs.at(key_).detach().to(torch::kCPU, torch::kFloat);
+    // Samples with a lesion first (an evaluation batch of consecutive slices often starts without).
+    std::vector<int64_t> order(static_cast<size_t>(x.size(0)));
+    std::iota(order.begin(), order.end(), 0);
+    if (const torch::Tensor* mask = find_field(in.batch, "mask"); mask && mask->size(0) == x.size(0)) {
+      const torch::Tensor has_lesion = mask->detach().to(torch::kCPU).flatten(1).gt(0).any(1);
+      std::stable_partition(order.begin(), order.end(), [&](int64_t i) { return has_lesion[i].item<bool>(); });
+    }
     TileSheet sheet(3 * n, side_, 1, 3);
-    for (int64_t i = 0; i < n; ++i) {
+    for (int64_t k = 0; k < n; ++k) {
+      const int64_t i = order[static_cast<size_t>(k)];
       const std::vector<double> window{x[i].min().item<double>(), x[i].max().item<double>()};
-      sheet.put(3 * i, x[i], window);
-      sheet.caption(3 * i, 0, in.batch.ids.size() > static_cast<size_t>(i) ? in.batch.ids[static_cast<size_t>(i)] : "input", {});
-      sheet.put(3 * i + 1, y[i], window);
-      sheet.caption(3 * i + 1, 0, "pseudo-healthy", {});
-      sheet.put(3 * i + 2, x[i] - y[i]);
-      sheet.caption(3 * i + 2, 0, "input - output", {});
+      sheet.put(3 * k, x[i], window);
+      sheet.caption(3 * k, 0, in.batch.ids.size() > static_cast<size_t>(i) ? in.batch.ids[static_cast<size_t>(i)] : "input", {});
+      sheet.put(3 * k + 1, y[i], window);
+      sheet.caption(3 * k + 1, 0, "pseudo-healthy", {});
+      sheet.put(3 * k + 2, x[i] - y[i]);
+      sheet.caption(3 * k + 2, 0, "input - output", {});
     }
     return sheet.encode();
   }

@@ -12,6 +12,10 @@ Writes under tests/fixtures/nifti/:
   nifti2_uint16.nii      NIfTI-2, uint16
   float64_4d.nii.gz      NIfTI-1, float64, 4-D with dim[4] = 1
   int8.nii, int32_be.nii.gz, uint32.nii, int64.nii.gz   the remaining datatypes the reader takes
+  nibabel/               files written by other software, copied from nibabel's test data (MIT licence):
+                         anatomical.nii (SPM, big-endian int16, scl_slope NaN), reoriented_anat_moved.nii
+                         (SPM, big-endian float32), standard.nii.gz (uint8), and example_nifti2.nii.gz (FSL
+                         via NIfTI-2, 4-D with two volumes: the reader refuses it)
   voxels.safetensors     for each file, "<file name>": float32 [Z, Y, X] = nibabel's get_fdata()
                          (x, y, z) transposed, cast to float32; metadata "<file name>" = JSON of
                          spacing (get_zooms()[:3]) and datatype (the header's code)
@@ -22,6 +26,7 @@ Run `make goldens` (or this script with the project's venv python) to regenerate
 import gzip
 import json
 import os
+import shutil
 import tempfile
 
 import nibabel as nib
@@ -105,6 +110,14 @@ def main() -> None:
         v = rng.integers(lo, hi, size=(2, 3, 2), dtype=np.int64 if dtype != np.uint32 else np.uint64).astype(dtype)
         write(name, image_bytes(nib.Nifti1Image(v, affine([1.0, 2.0, 3.0]), header=header, dtype=dtype)))
         files.append(name)
+
+    # Files other software wrote (nibabel's own test data): SPM's and FSL's headers as they come.
+    third_party = os.path.join(os.path.dirname(nib.__file__), "tests", "data")
+    os.makedirs(os.path.join(OUT, "nibabel"), exist_ok=True)
+    for name in ("anatomical.nii", "reoriented_anat_moved.nii", "standard.nii.gz", "example_nifti2.nii.gz"):
+        shutil.copyfile(os.path.join(third_party, name), os.path.join(OUT, "nibabel", name))
+        if name != "example_nifti2.nii.gz":  # 4-D: no voxels to compare
+            files.append("nibabel/" + name)
 
     tensors, metadata = {}, {}
     for name in files:

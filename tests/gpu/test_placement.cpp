@@ -44,6 +44,7 @@ const std::string kFaceEval = "[{name: resize, size: 64}, {name: scale, factor: 
 const std::string kLsd = "{name: lsd, train_images: 12, val_images: 6, size: 64}";
 const std::string kBp4d = "{name: bp4d, frames_per_sequence: 4, size: 96}";
 const std::string kConcept = "{name: concept, images: 4, size: 32}";
+const std::string kBrats = "{name: brats, cases: 6, size: 32, slices: 16}";
 const std::string kDeepLesion = "{name: deeplesion, patients: 6, slices: 8, size: 64, lesions_per_patient: 2, seed: 4}";
 
 // A small two-stage detector on the synthetic DeepLesion (ResNet-18 trunk, narrow FPN and heads).
@@ -110,6 +111,8 @@ std::vector<ModelCase> model_cases() {
        {"model.tokenizer=" + source("tests/fixtures/generative/clip_tokenizer").string()}, {}},
       {"detex", kConcept, source("experiments/generative/tiny/detex.yaml").string(),
        {"model.tokenizer=" + source("tests/fixtures/generative/clip_tokenizer").string()}, {}},
+      {"pseudo_healthy", kBrats, source("experiments/generative/tiny/smile.yaml").string(),
+       {"model.pseudo_masks.after_steps=1", "model.reference_segmentor=true"}, {}},
   };
 }
 
@@ -159,6 +162,11 @@ void forward_backward(models::Model& model, const data::Batch& cpu_batch, losses
   torch::Tensor total;
   if (auto* own = dynamic_cast<models::ComputesLosses*>(&model)) {
     total = own->forward_losses(batch, out).total;
+  } else if (auto* phased = dynamic_cast<models::PhasedObjective*>(&model)) {  // the alternating step's phases
+    for (const auto& phase : phased->phases()) {
+      const auto r = phased->phase_loss(phase, batch, out);
+      total = total.defined() ? total + r.total : r.total;
+    }
   } else if (auto* denoiser = dynamic_cast<models::Denoiser*>(&model)) {  // the diffusion step's objective
     const auto in = denoiser->encode(batch);
     const auto t = torch::full({in.x0.size(0)}, 500, torch::TensorOptions().dtype(torch::kLong).device(device));
@@ -233,7 +241,8 @@ TEST_P(GpuPlacement, TrainsEvaluatesAndBackpropagatesOnTheGpu) {
       for (const auto& [key, t] : batch->fields) EXPECT_TRUE(t.is_pinned()) << c.name << ": batch field " << key << " is not pinned";
     }
     losses::Loss* loss = nullptr;
-    if (!dynamic_cast<models::ComputesLosses*>(&trainer.model()) && !dynamic_cast<models::Denoiser*>(&trainer.model()))
+    if (!dynamic_cast<models::ComputesLosses*>(&trainer.model()) && !dynamic_cast<models::Denoiser*>(&trainer.model()) &&
+        !dynamic_cast<models::PhasedObjective*>(&trainer.model()))
       loss = &trainer.loss();
     forward_backward(trainer.model(), *batch, loss, device, c.name);
   }

@@ -1,4 +1,5 @@
-// Classification losses: cross-entropy with label smoothing and an ignored label (missing labels).
+// Classification losses: cross-entropy with label smoothing and an ignored label (missing labels),
+// per sample or per pixel (segmentation).
 #include "losses/loss.h"
 
 namespace facet::losses {
@@ -17,16 +18,23 @@ class CrossEntropy : public Loss {
 
   LossResult operator()(const Outputs& outputs, const data::Batch& batch) override {
     const auto logits = outputs.at(logits_).to(torch::kFloat);
-    const auto target = batch.fields.at(target_);
-    const auto per_sample = torch::nn::functional::cross_entropy(
+    auto target = batch.fields.at(target_);
+    // Dense (segmentation): logits [B, C, H, W] against a class map [B, H, W], or a mask field
+    // [B, 1, H, W] of class numbers in float (0/1 lesion masks).
+    if (logits.dim() > 2) {
+      if (target.dim() == logits.dim() && target.size(1) == 1) target = target.squeeze(1);
+      if (target.is_floating_point()) target = target.round().to(torch::kLong);
+    }
+    const auto per_element = torch::nn::functional::cross_entropy(
         logits, target,
         torch::nn::functional::CrossEntropyFuncOptions().reduction(torch::kNone).label_smoothing(smoothing_).ignore_index(ignore_index_));
-    // The mean over samples whose label is known (EMMA: expression -1 = missing).
+    // The mean over the samples (pixels) whose label is known (EMMA: expression -1 = missing).
     const auto known = (target != ignore_index_).to(torch::kFloat);
     LossResult r;
-    r.total = per_sample.sum() / known.sum().clamp_min(1);
+    r.total = per_element.sum() / known.sum().clamp_min(1);
     r.parts["ce"] = r.total.detach();
-    r.per_sample = per_sample.detach();
+    r.per_sample = per_element.dim() > 1 ? (per_element.flatten(1).sum(1) / known.flatten(1).sum(1).clamp_min(1)).detach()
+                                         : per_element.detach();
     return r;
   }
 
@@ -36,7 +44,7 @@ class CrossEntropy : public Loss {
   int64_t ignore_index_;
 };
 
-FACET_REGISTER(loss_registry(), "cross_entropy", "Softmax cross-entropy with optional label smoothing and ignore_index",
+FACET_REGISTER(loss_registry(), "cross_entropy", "Softmax cross-entropy (per sample, or per pixel for [B, C, H, W] logits) with label smoothing and ignore_index",
                [](const Config& c) { return std::make_shared<CrossEntropy>(c); });
 
 }  // namespace

@@ -8,7 +8,7 @@
 //   generator G  CycleGAN's ResNet generator (9 blocks, 64 filters, instance norm, tanh output) in
 //                its state-dict layout (model.<i>...), 1 channel in and out: 11,365,633 parameters.
 //   segmentor S  the U-Net of milesial/Pytorch-UNet (bilinear up-sampling, BatchNorm) with 2 classes,
-//                in its layout (inc, down1..4, up1..4, outc): 17,266,306 parameters.
+//                in its layout (models/segmentation/unet.h): 17,266,306 parameters.
 //
 // They train in turns (step `alternating`, phases `generator` then `segmentor`, Adam 1e-3, betas
 // (0.9, 0.99) each). With x the image, m its lesion mask, y = G(x) and per-pixel means:
@@ -30,6 +30,7 @@
 #pragma once
 
 #include "core/config.h"
+#include "models/segmentation/unet.h"
 
 #include <torch/torch.h>
 
@@ -65,60 +66,9 @@ class ResnetGeneratorImpl : public torch::nn::Module {
 };
 TORCH_MODULE(ResnetGenerator);
 
-struct UNetOptions {
-  int64_t in_channels = 1, classes = 2;
-  int64_t width = 64;  // channels of the first level; doubled at each of the four downs
-  bool bilinear = true;  // bilinear up-sampling (align_corners) and halved bottom; off: transposed convs
-
-  static UNetOptions from(const Config& c);
-};
-
-// (3x3 conv, BatchNorm, ReLU) twice.
-class DoubleConvImpl : public torch::nn::Module {
- public:
-  DoubleConvImpl(int64_t in, int64_t out, int64_t mid);
-  torch::Tensor forward(const torch::Tensor& x);
-  torch::nn::Sequential double_conv{nullptr};
-};
-TORCH_MODULE(DoubleConv);
-
-// 2x2 max-pool, then DoubleConv.
-class UNetDownImpl : public torch::nn::Module {
- public:
-  UNetDownImpl(int64_t in, int64_t out);
-  torch::Tensor forward(const torch::Tensor& x);
-  torch::nn::Sequential maxpool_conv{nullptr};
-};
-TORCH_MODULE(UNetDown);
-
-// Up-sample x (bilinear, or a 2x2 transposed conv halving its channels), pad it to the skip's size,
-// concatenate [skip, x], DoubleConv.
-class UNetUpImpl : public torch::nn::Module {
- public:
-  UNetUpImpl(int64_t in, int64_t out, bool bilinear);
-  torch::Tensor forward(const torch::Tensor& x, const torch::Tensor& skip);
-  torch::nn::ConvTranspose2d up{nullptr};  // null when bilinear
-  DoubleConv conv{nullptr};
-};
-TORCH_MODULE(UNetUp);
-
-// The U-Net: any side (up-sampled maps are padded to their skip's size). Conv weights
-// Kaiming-uniform (fan_out, ReLU), biases 0, as the reference initialises them.
-class UNetImpl : public torch::nn::Module {
- public:
-  explicit UNetImpl(const UNetOptions& o);
-  torch::Tensor forward(const torch::Tensor& x);  // [B, classes, H, W] logits
-
-  DoubleConv inc{nullptr};
-  UNetDown down1{nullptr}, down2{nullptr}, down3{nullptr}, down4{nullptr};
-  UNetUp up1{nullptr}, up2{nullptr}, up3{nullptr}, up4{nullptr};
-  torch::nn::Sequential outc{nullptr};  // outc.conv: the 1x1 classifier
-};
-TORCH_MODULE(UNet);
-
 struct PseudoHealthyOptions {
   ResnetGeneratorOptions generator;
-  UNetOptions segmentor;
+  segmentation::UNetOptions segmentor;
   // GVS main.py's λ = [1, 1, 10, 5].
   double segmentor_weight = 1, adversarial_weight = 1, identity_weight = 10, fill_weight = 5;
   double min_pixel_weight = 0.1;  // floor of the segmentor's per-pixel weight

@@ -6,6 +6,7 @@
 #include "core/safetensors.h"
 #include "models/generative/pseudo_healthy.h"
 #include "models/model.h"
+#include "models/weights/init_weights.h"
 #include "tests/support/paths.h"
 #include "tests/support/scratch.h"
 #include "tests/support/tensors.h"
@@ -18,6 +19,7 @@ namespace facet::test_pseudo_healthy {
 
 using namespace facet::models;
 using namespace facet::models::generative;
+using namespace facet::models::segmentation;
 using facet::test_support::expect_close;
 using facet::test_support::parameter_count;
 using ::testing::HasSubstr;
@@ -281,6 +283,32 @@ TEST(PseudoHealthy, PicturesShowInputOutputAndDifference) {
   EXPECT_GT(png->width, 3 * 160);
   outputs["pseudo_healthy"] = torch::rand({2, 1, 12, 12});  // not the input's shape: nothing to draw
   EXPECT_FALSE(vis->draw(train::VisualInput{batch, outputs, names}, 8).has_value());
+}
+
+// Model `unet` segments, and its checkpoint becomes pseudo_healthy's reference segmentor with the
+// init_weights entry experiments/generative/gvs_segmentor.yaml gives.
+TEST(PseudoHealthy, ATrainedUNetLoadsAsTheReferenceSegmentor) {
+  auto unet = model_registry().create(Config::parse("name: unet\nwidth: 2", "test"));
+  data::Batch batch;
+  batch.fields["image"] = torch::randn({2, 1, 16, 16});
+  batch.indices = torch::arange(2);
+  EXPECT_EQ(unet->forward(batch).at("logits").sizes(), (std::vector<int64_t>{2, 2, 16, 16}));
+  safetensors::TensorMap saved;
+  for (const auto& p : unet->named_parameters()) saved[p.key()] = p.value().detach().clone();
+  for (const auto& b : unet->named_buffers()) saved[b.key()] = b.value().detach().clone();
+  const auto file = test_support::scratch_path("pseudo_healthy", "segmentor.safetensors");
+  safetensors::save(file, saved);
+
+  auto model = tiny_model("reference_segmentor: true");
+  init_weights(*model, Config::parse("w:\n  - {path: '" + file.string() + "', strip_prefix: unet., add_prefix: reference_segmentor.}", "t")
+                           .at("w"));
+  unet->eval();
+  model->eval();
+  torch::NoGradGuard no_grad;
+  const auto out = model->forward(batch);
+  expect_close(out.at("lesion_logits"), unet->forward(batch).at("logits"), 1e-6, "the reference segmentor on the input");
+  EXPECT_THAT(test_support::message_of([] { model_registry().create(Config::parse("name: unet\nimage_field: ct", "t"))->forward(data::Batch{}); }),
+              HasSubstr("no field \"ct\" (model.image_field)"));
 }
 
 }  // namespace facet::test_pseudo_healthy

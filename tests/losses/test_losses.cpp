@@ -189,4 +189,27 @@ TEST(Losses, WeightedSumAddsTermsAndLabelsTheirParts) {
 }
 
 }  // namespace
+// Segmentation: logits [B, 2, 1, 2] against a float mask [B, 1, 1, 2]. Each pixel's logits differ by
+// ln 3, for the true class or against it; each pixel's value is spelt out below.
+TEST(Losses, CrossEntropyPerPixelAgainstAMaskField) {
+  auto ce = make("{name: cross_entropy, target: mask}");
+  const double l3 = std::log(3.0);
+  // Sample 0: pixel 0 truth 0 with logits (0, ln 3) -> ln 4; pixel 1 truth 1 with (0, ln 3) -> ln(4/3).
+  // Sample 1: both truth 1 with logits (ln 3, 0) -> ln 4 each.
+  const TensorDict out = {{"logits", torch::tensor({0.0, 0.0, l3, l3, l3, l3, 0.0, 0.0}, torch::kFloat).view({2, 2, 1, 2})}};
+  data::Batch b;
+  b.fields["mask"] = torch::tensor({0.f, 1.f, 1.f, 1.f}).view({2, 1, 1, 2});
+  b.indices = torch::arange(2);
+  const auto r = (*ce)(out, b);
+  const double ln4 = std::log(4.0), ln43 = std::log(4.0 / 3.0);
+  EXPECT_NEAR(r.total.item<double>(), (ln4 + ln43 + 2 * ln4) / 4, 1e-6);
+  EXPECT_NEAR(r.per_sample[0].item<double>(), (ln4 + ln43) / 2, 1e-6);
+  EXPECT_NEAR(r.per_sample[1].item<double>(), ln4, 1e-6);
+  // An integer class map [B, H, W] with ignored pixels: the mean over the known ones.
+  b.fields["mask"] = torch::tensor({0, -100, 1, 1}, torch::kLong).view({2, 1, 2});
+  const auto ignored = (*ce)(out, b);
+  EXPECT_NEAR(ignored.total.item<double>(), (ln4 + 2 * ln4) / 3, 1e-6);
+  EXPECT_NEAR(ignored.per_sample[0].item<double>(), ln4, 1e-6);
+}
+
 }  // namespace facet::losses::test_losses

@@ -235,4 +235,35 @@ TEST(Metrics, PseudoHealthyIdentityAndHealthiness) {
               ::testing::ThrowsMessage<std::exception>(::testing::HasSubstr("no field \"mask\"")));
 }
 
+// Dice over a set of two batches: class 1 predicted at 3 pixels, true at 4, both at 2 -> TP 2, FP 1,
+// FN 2: 4 / 7. Class 0 (background) is left out unless asked for: TP 3, FP 2, FN 1 -> 6 / 9.
+TEST(Metrics, DicePerClassFromSummedPixelCounts) {
+  auto m = make("{name: dice, names: [background, lesion]}");
+  auto logits_of = [](std::vector<int> predicted) {
+    torch::Tensor l = torch::zeros({1, 2, 1, static_cast<int64_t>(predicted.size())});
+    for (size_t i = 0; i < predicted.size(); ++i) l[0][predicted[i]][0][static_cast<int64_t>(i)] = 1;
+    return l;
+  };
+  m->update(Outputs{{"logits", logits_of({1, 1, 0, 0})}}, batch({{"mask", torch::tensor({1.f, 0.f, 1.f, 0.f}).view({1, 1, 1, 4})}}));
+  m->update(Outputs{{"logits", logits_of({1, 0, 0, 0})}}, batch({{"mask", torch::tensor({1.f, 1.f, 0.f, 0.f}).view({1, 1, 1, 4})}}));
+  auto r = m->compute();
+  EXPECT_NEAR(r.at("dice/lesion"), 4.0 / 7, 1e-12);
+  EXPECT_NEAR(r.at("dice/mean"), 4.0 / 7, 1e-12);
+  EXPECT_FALSE(r.contains("dice/background"));
+  // Merged as ranks merge: the state of the first batch plus the second's.
+  auto a = make("{name: dice, names: [background, lesion], include_background: true}");
+  auto b = make("{name: dice, names: [background, lesion], include_background: true}");
+  a->update(Outputs{{"logits", logits_of({1, 1, 0, 0})}}, batch({{"mask", torch::tensor({1.f, 0.f, 1.f, 0.f}).view({1, 1, 1, 4})}}));
+  b->update(Outputs{{"logits", logits_of({1, 0, 0, 0})}}, batch({{"mask", torch::tensor({1.f, 1.f, 0.f, 0.f}).view({1, 1, 1, 4})}}));
+  a->load_state(a->state() + b->state());
+  r = a->compute();
+  EXPECT_NEAR(r.at("dice/background"), 6.0 / 9, 1e-12);
+  EXPECT_NEAR(r.at("dice/mean"), (6.0 / 9 + 4.0 / 7) / 2, 1e-12);
+  auto fresh = make("{name: dice, names: [background, lesion]}");  // nothing seen: the names, with no value
+  EXPECT_TRUE(std::isnan(fresh->compute().at("dice/lesion")));
+  EXPECT_TRUE(std::isnan(fresh->compute().at("dice/mean")));
+  EXPECT_THAT([&] { m->update(Outputs{{"logits", torch::zeros({1, 3, 1, 4})}}, batch({{"mask", torch::zeros({1, 1, 1, 4})}})); },
+              ::testing::ThrowsMessage<std::exception>(::testing::HasSubstr("logits has 3 classes, the metric 2")));
+}
+
 }  // namespace facet::metrics::test_metrics

@@ -111,6 +111,7 @@ std::vector<ModelCase> model_cases() {
        {"model.tokenizer=" + source("tests/fixtures/generative/clip_tokenizer").string()}, {}},
       {"detex", kConcept, source("experiments/generative/tiny/detex.yaml").string(),
        {"model.tokenizer=" + source("tests/fixtures/generative/clip_tokenizer").string()}, {}},
+      {"unet", kBrats, source("experiments/generative/tiny/gvs_segmentor.yaml").string(), {}, {}},
       {"pseudo_healthy", kBrats, source("experiments/generative/tiny/smile.yaml").string(),
        {"model.pseudo_masks.after_steps=1", "model.reference_segmentor=true"}, {}},
   };

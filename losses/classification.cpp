@@ -21,15 +21,14 @@ class CrossEntropy : public Loss {
     auto target = batch.fields.at(target_);
     // Dense (segmentation): logits [B, C, H, W] against a class map [B, H, W], or a mask field
     // [B, 1, H, W] of class numbers in float (0/1 lesion masks).
-    if (logits.dim() > 2) {
-      if (target.dim() == logits.dim() && target.size(1) == 1) target = target.squeeze(1);
-      if (target.is_floating_point()) target = target.round().to(torch::kLong);
-    }
+    // Class probabilities shaped like the logits stay as they are (torch's soft targets).
+    if (logits.dim() > 2 && target.dim() == logits.dim() && target.size(1) == 1 && logits.size(1) > 1) target = target.squeeze(1);
+    if (logits.dim() > 2 && target.dim() == logits.dim() - 1 && target.is_floating_point()) target = target.round().to(torch::kLong);
     const auto per_element = torch::nn::functional::cross_entropy(
         logits, target,
         torch::nn::functional::CrossEntropyFuncOptions().reduction(torch::kNone).label_smoothing(smoothing_).ignore_index(ignore_index_));
     // The mean over the samples (pixels) whose label is known (EMMA: expression -1 = missing).
-    const auto known = (target != ignore_index_).to(torch::kFloat);
+    const auto known = target.is_floating_point() ? torch::ones_like(per_element) : (target != ignore_index_).to(torch::kFloat);
     LossResult r;
     r.total = per_element.sum() / known.sum().clamp_min(1);
     r.parts["ce"] = r.total.detach();

@@ -1,8 +1,10 @@
 // Pseudo-healthy synthesis, as GVS evaluates it (github.com/Au3C2/GVS brats_predict.py):
-//   identity: how well normal tissue survives — the mean absolute error and the PSNR (per slice,
-//             averaged over slices) between output and input over the brain outside the lesion;
-//             the PSNR's peak is the slice's own brain intensity range (the reference uses a fixed
-//             250 on de-normalised intensities, which has no meaning on normalised ones);
+//   identity: how well normal tissue survives — the mean absolute error and the PSNR between output
+//             and input over the brain outside the lesion. The PSNR is per slice (capped at 100 dB,
+//             an unchanged slice's), averaged over slices, its peak the slice's brain intensity range.
+//             The reference's differs in three ways, none meaningful on normalised slices: its MSE is
+//             over the whole slice (background included), its peak a fixed 250 on de-normalised
+//             intensities, and it averages per case, then over cases;
 //   healthiness: 1 - (lesion pixels a segmentor finds on the outputs) / (those it finds on the
 //             inputs), over the whole evaluation set; 1 is healthy, 0 changed nothing.
 //
@@ -39,7 +41,7 @@ class PseudoHealthyMetric : public Metric {
     const auto big = std::numeric_limits<double>::max();
     const torch::Tensor range = torch::where(inside, xb, -big).amax(1) - torch::where(inside, xb, big).amin(1);
     const torch::Tensor counted = (n > 0) & (range > 0);
-    const torch::Tensor psnr = 10 * (range.pow(2) / mse.clamp_min(1e-20)).log10();
+    const torch::Tensor psnr = (10 * (range.pow(2) / mse.clamp_min(1e-300)).log10()).clamp_max(100);
     sums_[0] += abs_sum.sum();
     sums_[1] += n.sum();
     sums_[2] += torch::where(counted, psnr, torch::zeros_like(psnr)).sum();

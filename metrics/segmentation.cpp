@@ -33,8 +33,11 @@ class Dice : public Metric {
     if (classes != classes_) fail("dice: {} has {} classes, the metric {} (set metrics[].classes or names)", logits_, classes, classes_);
     if (target.sizes() != logits.argmax(1).sizes())
       fail("dice: {} is {} for logits {}", target_, batch.fields.at(target_).sizes(), logits.sizes());
-    const torch::Tensor predicted = torch::one_hot(logits.argmax(1).flatten(), classes).to(torch::kDouble);
-    const torch::Tensor truth = torch::one_hot(target.flatten().clamp(0, classes - 1), classes).to(torch::kDouble);
+    // Pixels whose class is outside 0..classes-1 (the ignore index -100) count nowhere.
+    const torch::Tensor known = (target >= 0) & (target < classes);
+    const torch::Tensor predicted =
+        torch::one_hot(logits.argmax(1).masked_select(known), classes).to(torch::kDouble).reshape({-1, classes});
+    const torch::Tensor truth = torch::one_hot(target.masked_select(known), classes).to(torch::kDouble).reshape({-1, classes});
     const torch::Tensor tp = (predicted * truth).sum(0);
     counts_ += torch::stack({tp, predicted.sum(0) - tp, truth.sum(0) - tp}).cpu();
   }

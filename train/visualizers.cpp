@@ -352,10 +352,11 @@ class Samples : public Visualizer {
 class PseudoHealthyPictures : public Visualizer {
  public:
   explicit PseudoHealthyPictures(const Config& c)
-      : key_(c.get<std::string>("output", "pseudo_healthy")), side_(c.get<int>("side", 160)) {}
+      : key_(c.get<std::string>("output", "pseudo_healthy")), image_(c.get<std::string>("image", "image")),
+        side_(c.get<int>("side", 160)) {}
   std::string tag() const override { return "pseudo_healthy"; }
   std::optional<Png> draw(const VisualInput& in, int64_t max_images) const override {
-    const torch::Tensor* image = find_field(in.batch, "image");
+    const torch::Tensor* image = find_field(in.batch, image_);
     if (!image || !in.outputs.contains(key_) || in.outputs.at(key_).sizes() != image->sizes() || image->dim() != 4)
       return std::nullopt;
     const int64_t n = std::min(image->size(0), max_images);
@@ -384,7 +385,7 @@ class PseudoHealthyPictures : public Visualizer {
   }
 
  private:
-  std::string key_;
+  std::string key_, image_;
   int side_;
 };
 
@@ -442,7 +443,7 @@ FACET_REGISTER(visualizer_registry(), "prompted_samples",
                "Text-to-image: generated samples in [0, 1], each captioned with its prompt (samples, prompt, side, lines)",
                [](const Config& c) { return std::make_shared<PromptedSamples>(c); });
 FACET_REGISTER(visualizer_registry(), "pseudo_healthy",
-               "Pseudo-healthy synthesis: input, output on the input's window, and their difference (output, side)",
+               "Pseudo-healthy synthesis: input, output on the input's window, and their difference (output, image, side)",
                [](const Config& c) { return std::make_shared<PseudoHealthyPictures>(c); });
 FACET_REGISTER(visualizer_registry(), "samples", "A grid of generated samples (samples)",
                [](const Config& c) { return std::make_shared<Samples>(c); });

@@ -14,8 +14,15 @@
 //     split_seed: 0
 //     cases: {train: train.txt, val: val.txt}  # instead of split: files of case names, one a line
 //                             # (# comments); a case may be in one list only
-//     clip_max: 1470          # intensities above are set to it (GVS's BraTS19 HGG T2 99.5th
-//                             # percentile); null: no clip
+//     clip_percentile: 99.5   # per case, intensities above this percentile of the volume's voxels
+//                             # are set to it (GVS's find995: the smallest whole intensity v >= 1
+//                             # with more than 99.5 % of the voxels, background included, at or
+//                             # below v); null: no clip
+//     clip_max: 1470          # instead: a fixed clip (GVS's first release measured 1470 once on HGG
+//                             # T2 and wrote it in); give one of the two
+//     slice_range: [-1, 1]    # each slice's min..max (background included) mapped linearly onto
+//                             # this range after the z-score, as GVS's BrainDataset does for its
+//                             # tanh generator; absent: the z-scores as they are
 //     slices: lesion          # or brain, or per split {train: lesion, val: brain}. lesion: the slices
 //                             # with any seg > 0 (GVS's tumour-only training list); brain: every slice
 //                             # with a voxel > 0. Default: lesion for train, brain for the others
@@ -24,9 +31,9 @@
 //                             # an all-zero mask and labelled = 0. Other splits are always labelled
 //     labelled_seed: 0
 //
-// Preprocessing of a case (GVS): clip at clip_max; brain = voxels > 0; z-score with the brain voxels'
-// mean and sample standard deviation (ddof = 1) over the whole volume; the background set to exactly
-// 0. Slice selection reads the seg of unlabelled cases too: it stands for knowing which images are
+// Preprocessing of a case (GVS, utils/nii2npy_brats.py and utils/dataset.py at 50fbb49): clip; brain
+// = voxels > 0; z-score with the brain voxels' mean and sample standard deviation (ddof = 1) over the
+// whole volume, the background set to exactly 0; then, with slice_range, each slice rescaled. Slice selection reads the seg of unlabelled cases too: it stands for knowing which images are
 // abnormal (image-level labels), not for the pixel masks SMILE does without.
 //
 // A sample (axial slice z of a case): fields image float32 [1, H, W] (normalised), mask [1, H, W]
@@ -225,9 +232,19 @@ fs::path brats_file(const BratsCase& k, std::string_view what) {
 
 struct BratsPreprocess {
   std::string modality = "t2";
-  std::optional<double> clip = kGvsT2Clip;
+  std::optional<double> clip_percentile = 99.5, clip_max;  // at most one set
+  std::optional<std::pair<double, double>> slice_range;
   bool lesion_slices = false;  // else every brain slice
 };
+
+// GVS's find995 for percentile p: over the voxels' whole parts (background included), the smallest
+// v >= 1 whose cumulative share exceeds p / 100 — the (floor(N p / 100) + 1)-th smallest whole part.
+double brats_percentile_clip(const torch::Tensor& x, double percentile) {
+  const torch::Tensor whole = x.flatten().trunc();
+  const int64_t n = whole.numel();
+  const int64_t rank = std::min<int64_t>(n, static_cast<int64_t>(std::floor(static_cast<double>(n) * percentile / 100)) + 1);
+  return std::max(1.0, std::get<0>(whole.kthvalue(rank)).item<double>());
+}
 
 // The kept slices of one case.
 struct BratsVolume {
@@ -247,7 +264,8 @@ BratsVolume brats_load_case(const BratsCase& k, const BratsPreprocess& p, bool l
   if (seg.sizes() != x.sizes())
     fail("{}: the seg volume is {} voxels (z x y x x), the {} volume {} is {}", seg_path.string(), brats_shape(seg),
          p.modality, image_path.filename().string(), brats_shape(x));
-  if (p.clip) x = x.clamp_max(*p.clip);
+  if (p.clip_percentile) x = x.clamp_max(brats_percentile_clip(x, *p.clip_percentile));
+  if (p.clip_max) x = x.clamp_max(*p.clip_max);
   const torch::Tensor brain = x > 0;
   const torch::Tensor values = x.masked_select(brain).to(torch::kDouble);
   if (values.numel() < 2)
@@ -260,10 +278,17 @@ BratsVolume brats_load_case(const BratsCase& k, const BratsPreprocess& p, bool l
   const torch::Tensor lesion = seg > 0;
   const torch::Tensor keep = (p.lesion_slices ? lesion : brain).flatten(1).any(1);
   const torch::Tensor index = keep.nonzero().flatten();
+  torch::Tensor kept = normalised.index_select(0, index);
+  if (p.slice_range) {  // ((s - min) / (max - min)) onto [lo, hi] per slice; a constant slice at the middle
+    const auto [lo, hi] = *p.slice_range;
+    const torch::Tensor smin = kept.flatten(1).amin(1).view({-1, 1, 1}), smax = kept.flatten(1).amax(1).view({-1, 1, 1});
+    const torch::Tensor span = smax - smin;
+    kept = torch::where(span > 0, lo + (kept - smin) / span.clamp_min(1e-30) * (hi - lo), (lo + hi) / 2);
+  }
   BratsVolume v;
   v.name = k.name;
   v.labelled = labelled;
-  v.image = normalised.index_select(0, index).to(torch::kHalf);
+  v.image = kept.to(torch::kHalf);
   v.brain = brain.index_select(0, index).to(torch::kUInt8);
   if (labelled) v.mask = lesion.index_select(0, index).to(torch::kUInt8);
   const int64_t* z = index.data_ptr<int64_t>();
@@ -271,13 +296,27 @@ BratsVolume brats_load_case(const BratsCase& k, const BratsPreprocess& p, bool l
   return v;
 }
 
-// clip_max: absent -> GVS's 1470; null -> no clip (a null key is kept by the config, so it differs
-// from an absent one; has() reads it either way).
-std::optional<double> brats_clip(const Config& c) {
+// The clip: clip_percentile (default 99.5, GVS's) or clip_max, not both; a null one is off (a null
+// key is kept by the config, so it differs from an absent one; has() reads it either way).
+void brats_clip(const Config& c, BratsPreprocess& p) {
   const auto keys = c.keys();
-  const bool present = std::find(keys.begin(), keys.end(), "clip_max") != keys.end();
-  if (!c.has("clip_max")) return present ? std::nullopt : std::optional<double>(kGvsT2Clip);
-  return c.get_in_range<double>("clip_max", Range::above(0));
+  const auto present = [&](const char* key) { return std::find(keys.begin(), keys.end(), key) != keys.end(); };
+  p.clip_max = c.has("clip_max") ? std::optional<double>(c.get_in_range<double>("clip_max", Range::above(0))) : std::nullopt;
+  p.clip_percentile = c.has("clip_percentile")
+                          ? std::optional<double>(c.get_in_range<double>("clip_percentile", Range::closed_open(0, 100)))
+                      : present("clip_percentile") || p.clip_max ? std::nullopt
+                                                                 : std::optional<double>(99.5);
+  if (p.clip_max && c.has("clip_percentile"))
+    fail("{}: {}: give clip_percentile or clip_max, not both", c.where("clip_max"), c.full_key("clip_max"));
+}
+
+// slice_range: [lo, hi] with lo < hi, or absent.
+std::optional<std::pair<double, double>> brats_slice_range(const Config& c) {
+  if (!c.has("slice_range")) return std::nullopt;
+  const auto r = c.get<std::vector<double>>("slice_range");
+  if (r.size() != 2 || !(r[0] < r[1]) || !std::isfinite(r[0]) || !std::isfinite(r[1]))
+    fail("{}: {}: expected [lo, hi] with lo < hi, e.g. [-1, 1]", c.where("slice_range"), c.full_key("slice_range"));
+  return std::make_pair(r[0], r[1]);
 }
 
 // Whether `split` keeps the lesion slices (else the brain slices).
@@ -308,7 +347,8 @@ class Brats : public Dataset {
     p.modality = c.get<std::string>("modality", "t2");
     if (std::find(kModalities.begin(), kModalities.end(), p.modality) == kModalities.end())
       fail("{}: {}: expected flair, t1, t1ce or t2, got \"{}\"", c.where("modality"), c.full_key("modality"), p.modality);
-    p.clip = brats_clip(c);
+    brats_clip(c, p);
+    p.slice_range = brats_slice_range(c);
     p.lesion_slices = brats_lesion_slices(c, split);
     const double labelled_fraction = c.get_in_range<double>("labelled_fraction", 1.0, Range::closed(0, 1));
     const uint64_t labelled_seed = c.get<uint64_t>("labelled_seed", 0);

@@ -15,8 +15,4 @@ namespace facet::data::brats {
 inline constexpr std::array<std::string_view, 4> kModalities = {"flair", "t1", "t1ce", "t2"};
 inline constexpr std::string_view kSegName = "seg";
 
-// GVS's clip for BraTS19 HGG T2 (github.com/Au3C2/GVS, utils/nii2npy_brats.py: "pixle995 = 1470",
-// the 99.5th percentile of 10 random cases' voxels, measured once and written in).
-inline constexpr double kGvsT2Clip = 1470;
-
 }  // namespace facet::data::brats

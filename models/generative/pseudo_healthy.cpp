@@ -4,6 +4,8 @@
 #include "core/text.h"
 #include "models/model.h"
 
+#include <algorithm>
+
 namespace facet::models::generative {
 
 namespace F = torch::nn::functional;
@@ -130,10 +132,10 @@ class PseudoHealthy : public Model, public PhasedObjective {
 
   losses::LossResult phase_loss(const std::string& phase, const data::Batch& batch, Outputs& outputs) override {
     const torch::Tensor x = field(batch, options_.image_field);
-    const Targets t = targets(batch, x);
     losses::LossResult r;
-    torch::Tensor per_sample;
+    torch::Tensor per_sample, weight;
     if (phase == "generator") {
+      const Targets t = targets(batch, x);
       const torch::Tensor y = generator->forward(x);
       const torch::Tensor logits = segmentor->forward(y);
       const torch::Tensor healthy = torch::zeros({x.size(0), x.size(2), x.size(3)}, x.options().dtype(torch::kLong));
@@ -144,17 +146,21 @@ class PseudoHealthy : public Model, public PhasedObjective {
       r.parts["identity"] = weighted_mean(identity, t.weight);
       r.parts["fill"] = weighted_mean(fill, t.weight);
       per_sample = options_.adversarial_weight * adversarial + options_.identity_weight * identity + options_.fill_weight * fill;
+      weight = t.weight;
       outputs["pseudo_healthy"] = y;
       if (is_training()) {
         generator_steps_ += 1;
-        remember(x, y);
+        remember(x, y, t);
       }
     } else if (phase == "segmentor") {
-      torch::Tensor y = recall(x);
-      if (!y.defined()) {
+      Generated g = recall(x);
+      if (!g.output.defined()) {
+        g.targets = targets(batch, x);
         torch::NoGradGuard no_grad;
-        y = generator->forward(x);
+        g.output = generator->forward(x);
       }
+      const torch::Tensor& y = g.output;
+      const Targets& t = g.targets;
       const torch::Tensor logits = segmentor->forward(y);
       // Mute the pixels G changed the most: they are the lesion it removed well.
       const torch::Tensor change = (y - x).abs().sum(1);  // [B, H, W]
@@ -165,11 +171,12 @@ class PseudoHealthy : public Model, public PhasedObjective {
       const torch::Tensor segmentation = sample_mean(ce * pixel_weight);
       r.parts["segmentation"] = weighted_mean(segmentation, t.weight);
       per_sample = options_.segmentor_weight * segmentation;
+      weight = t.weight;
     } else {
       fail("pseudo_healthy: no phase \"{}\" (its phases: generator, segmentor)", phase);
     }
-    r.total = weighted_mean(per_sample, t.weight);
-    r.per_sample = (per_sample * t.weight).detach();
+    r.total = weighted_mean(per_sample, weight);
+    r.per_sample = (per_sample * weight).detach();
     return r;
   }
 
@@ -189,19 +196,28 @@ class PseudoHealthy : public Model, public PhasedObjective {
     return batch.fields.at(name);
   }
 
+  // [B, 1, H, W] like the images, or an error naming the field and its model key.
+  static torch::Tensor per_pixel_field(const data::Batch& batch, const std::string& name, const char* key, const torch::Tensor& x) {
+    const torch::Tensor f = field(batch, name, key).to(x.dtype());
+    if (f.dim() != 4 || f.size(0) != x.size(0) || f.size(1) != 1 || f.size(2) != x.size(2) || f.size(3) != x.size(3))
+      fail("pseudo_healthy: the field \"{}\" (model.{}) is {}; expected [B, 1, H, W] for images {}", name, key, f.sizes(), x.sizes());
+    return f;
+  }
+
   Targets targets(const data::Batch& batch, const torch::Tensor& x) {
     Targets t;
-    const torch::Tensor mask = field(batch, options_.mask_field, "mask_field").to(x.dtype());
-    if (mask.dim() != 4 || mask.size(0) != x.size(0) || mask.size(1) != 1 || mask.size(2) != x.size(2) || mask.size(3) != x.size(3))
-      fail("pseudo_healthy: the mask \"{}\" is {}; expected [B, 1, H, W] for images {}", options_.mask_field, mask.sizes(), x.sizes());
-    t.brain = batch.fields.contains(options_.brain_field) ? batch.fields.at(options_.brain_field).to(x.dtype())
-                                                          : torch::ones_like(mask);
-    t.mask = mask;
+    t.mask = per_pixel_field(batch, options_.mask_field, "mask_field", x);
+    t.brain = batch.fields.contains(options_.brain_field) ? per_pixel_field(batch, options_.brain_field, "brain_field", x)
+                                                          : torch::ones_like(t.mask);
     t.weight = torch::ones({x.size(0)}, x.options());
     if (!batch.fields.contains(options_.labelled_field)) return t;
     const torch::Tensor labelled = batch.fields.at(options_.labelled_field).to(x.dtype()).view({-1});
+    if (labelled.numel() != x.size(0))
+      fail("pseudo_healthy: the field \"{}\" (model.labelled_field) has {} values for {} images", options_.labelled_field,
+           labelled.numel(), x.size(0));
     if (!(labelled < 0.5).any().item<bool>()) return t;
-    // [I] SMILE: the segmentor's masks on the real images of the unlabelled samples.
+    // [I] SMILE: the segmentor's masks on the real images of the unlabelled samples — in evaluation
+    // mode, so that this extra pass moves no BatchNorm statistics.
     if (generator_steps_.item<int64_t>() < options_.pseudo_masks_after_steps) {
       t.weight = labelled;
       return t;
@@ -209,29 +225,44 @@ class PseudoHealthy : public Model, public PhasedObjective {
     torch::Tensor pseudo;
     {
       torch::NoGradGuard no_grad;
+      const bool was_training = segmentor->is_training();
+      segmentor->eval();
       pseudo = (segmentor->forward(x).softmax(1).narrow(1, 1, 1) > options_.pseudo_mask_threshold).to(x.dtype()) * t.brain;
+      segmentor->train(was_training);
     }
     const torch::Tensor is_labelled = labelled.view({-1, 1, 1, 1});
-    t.mask = is_labelled * mask + (1 - is_labelled) * pseudo;
+    t.mask = is_labelled * t.mask + (1 - is_labelled) * pseudo;
     return t;
   }
 
   // The segmentor phase trains on the generator's output from the generator phase of the same
-  // step, before its update, as the reference does (and one generator forward fewer). Kept per
-  // micro-batch with a copy of its input (the loader may reuse the batch's memory) and taken by the
-  // segmentor phase whose input equals it; without one (phases in the other order) it runs G itself.
-  void remember(const torch::Tensor& x, const torch::Tensor& y) {
+  // step, before its update, as the reference does (and one generator forward fewer), with the
+  // same targets (pseudo masks included). Kept per micro-batch with a copy of its input (the loader
+  // may reuse the batch's memory) and taken by the segmentor phase whose input equals it; without
+  // one (phases in the other order) it runs G itself.
+  struct Generated {
+    torch::Tensor input, output;
+    Targets targets;
+  };
+  void remember(const torch::Tensor& x, const torch::Tensor& y, const Targets& t) {
+    forget(x);  // an older output for the same input is stale
     if (generated_.size() >= 64) generated_.clear();  // never taken: a config without the segmentor phase
-    generated_.push_back({x.detach().clone(), y.detach()});
+    generated_.push_back({x.detach().clone(), y.detach(), t});
   }
-  torch::Tensor recall(const torch::Tensor& x) {
-    for (auto it = generated_.begin(); it != generated_.end(); ++it)
-      if (it->input.sizes() == x.sizes() && it->input.device() == x.device() && torch::equal(it->input, x)) {
-        torch::Tensor y = it->output;
-        generated_.erase(it);
-        return y;
-      }
-    return {};
+  Generated recall(const torch::Tensor& x) {
+    const auto it = find_generated(x);
+    if (it == generated_.end()) return {};
+    Generated g = std::move(*it);
+    generated_.erase(it);
+    return g;
+  }
+  void forget(const torch::Tensor& x) {
+    if (const auto it = find_generated(x); it != generated_.end()) generated_.erase(it);
+  }
+  std::vector<Generated>::iterator find_generated(const torch::Tensor& x) {
+    return std::find_if(generated_.begin(), generated_.end(), [&](const Generated& g) {
+      return g.input.sizes() == x.sizes() && g.input.device() == x.device() && torch::equal(g.input, x);
+    });
   }
 
   // μ: the mean of each image over its brain outside the lesion (0 where there is none); no gradient.
@@ -248,9 +279,6 @@ class PseudoHealthy : public Model, public PhasedObjective {
 
   PseudoHealthyOptions options_;
   torch::Tensor generator_steps_;  // generator batches trained on: a buffer, so a resumed run goes on counting
-  struct Generated {
-    torch::Tensor input, output;
-  };
   std::vector<Generated> generated_;
 };
 

@@ -25,8 +25,13 @@
 // image's own, so a sample's loss does not depend on its batch-mates).
 //
 // Semi-supervised [I]: a sample whose `labelled` field is 0 has no mask; once the generator has
-// taken `pseudo_masks.after_steps` steps, S's prediction on the real image (probability >
-// `pseudo_masks.threshold`, no gradient) stands in for it; before, the sample weighs nothing.
+// trained on `pseudo_masks.after_steps` batches (its steps times train.grad_accum), S's prediction
+// on the real image (evaluation mode, probability > `pseudo_masks.threshold`, within the brain, no
+// gradient) stands in for it in both phases of the step; before, the sample weighs nothing.
+//
+// Inputs as GVS feeds them (data `brats` with slice_range: [-1, 1]): the tanh output spans the
+// image's range. z-scores without that rescaling exceed 1 where tissue is bright (CSF on T2), which
+// a tanh cannot reach: set generator.tanh_output: false for such inputs.
 #pragma once
 
 #include "core/config.h"
@@ -74,7 +79,7 @@ struct PseudoHealthyOptions {
   double min_pixel_weight = 0.1;  // floor of the segmentor's per-pixel weight
   // [I] SMILE: masks for unlabelled samples from the segmentor, after the generator's first steps.
   double pseudo_mask_threshold = 0.5;
-  int64_t pseudo_masks_after_steps = 0;
+  int64_t pseudo_masks_after_steps = 0;  // generator batches (micro-batches)
   // A third U-Net, frozen, for evaluation only: GVS measures healthiness with a segmentor trained
   // beforehand on real images (load it with train.init_weights); without it the trained S serves.
   bool reference_segmentor = false;

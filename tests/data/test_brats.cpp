@@ -105,15 +105,47 @@ TEST(Brats, PreprocessingIsGvsByHand) {
     EXPECT_EQ(s.fields.at("labelled").dim(), 0);
   }
   EXPECT_EQ(seen, static_cast<int64_t>(sets.brain.size()));
-  // null turns the clip off (the brightest voxel grows); absent, it is GVS's 1470.
+  // A null clip_percentile with no clip_max turns the clip off (the brightest voxel grows).
   auto brightest = [&](const std::string& options) {
     const auto e = open(root, ", split: {train: 1.0}, slices: lesion" + options);
     float top = -1e9f;
     for (int64_t i = 0; i < e->size(); ++i) top = std::max(top, e->get(i, 0).fields.at("image").max().item<float>());
     return top;
   };
-  EXPECT_LT(brightest(", clip_max: 1200"), brightest(", clip_max: null"));
-  EXPECT_FLOAT_EQ(brightest(""), brightest(", clip_max: 1470"));
+  EXPECT_LT(brightest(", clip_max: 1200"), brightest(", clip_percentile: null"));
+  // By default each case is clipped at GVS's find995: a histogram of the voxels' whole parts
+  // (background included), accumulated from 0 until more than 99.5 % of the voxels are counted.
+  std::map<int64_t, int64_t> histogram;
+  for (int64_t i = 0; i < raw.numel(); ++i) ++histogram[static_cast<int64_t>(v[i])];
+  int64_t cumulative = 0, find995 = 0;
+  for (const auto& [value, count] : histogram) {
+    cumulative += count;
+    if (value >= 1 && static_cast<double>(cumulative) / static_cast<double>(raw.numel()) > 0.995) {
+      find995 = value;
+      break;
+    }
+  }
+  ASSERT_GT(find995, 0);
+  const auto one_case = [&](const std::string& options) {  // case 2's slices, as one tensor
+    const auto e = open(root, ", split: {train: 1.0}, slices: brain" + options);
+    std::vector<torch::Tensor> images;
+    for (int64_t i = 0; i < e->size(); ++i)
+      if (case_of(e->get(i, 0)) == "BraTS19_SYN_002_1") images.push_back(e->get(i, 0).fields.at("image"));
+    return torch::cat(images);
+  };
+  EXPECT_TRUE(torch::equal(one_case(""), one_case(fmt::format(", clip_max: {}", find995))));
+  EXPECT_FALSE(torch::equal(one_case(""), one_case(", clip_percentile: null")));
+  // slice_range: each slice's min..max (background included) onto [-1, 1], as GVS's BrainDataset.
+  const torch::Tensor z_scores = one_case(""), ranged = one_case(", slice_range: [-1, 1]");
+  for (int64_t k = 0; k < z_scores.size(0); ++k) {
+    const torch::Tensor s = z_scores[k].to(torch::kDouble);
+    const torch::Tensor expected = ((s - s.min()) / (s.max() - s.min()) - 0.5) * 2;
+    EXPECT_TRUE(torch::allclose(ranged[k].to(torch::kDouble), expected, 2e-3, 2e-3)) << k;
+    EXPECT_NEAR(ranged[k].min().item<double>(), -1, 1e-3);
+    EXPECT_NEAR(ranged[k].max().item<double>(), 1, 1e-3);
+  }
+  EXPECT_THAT(message_of([&] { open(root, ", clip_max: 1200, clip_percentile: 99"); }), HasSubstr("not both"));
+  EXPECT_THAT(message_of([&] { open(root, ", slice_range: [1, -1]"); }), HasSubstr("slice_range: expected [lo, hi]"));
 }
 
 TEST(Brats, LesionAndBrainSlices) {

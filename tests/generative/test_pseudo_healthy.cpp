@@ -111,7 +111,9 @@ TEST(PseudoHealthy, PublishedConfigurationsHaveTheReferenceParameterCounts) {
   EXPECT_EQ(parameter_count(*judged), 11365633 + 2 * 17266306);
 }
 
-TEST(PseudoHealthy, PhaseLossesMatchGvsFormulasInPyTorch) {
+// The phase losses against the same formulas written in PyTorch (per-sample mask and normal-tissue
+// mean, the header's two departures from GVS's code included).
+TEST(PseudoHealthy, PhaseLossesMatchTheirPyTorchFormulas) {
   const auto t = fixture("losses.safetensors");
   auto model = tiny_model();
   // The fixture holds the generator and segmentor; the model's step counter is its own.
@@ -200,6 +202,23 @@ TEST(PseudoHealthy, UnlabelledSamplesWaitThenTrainOnTheSegmentorsMasks) {
   const double expected = adversarial + 10 * identity + 5 * fill;
   EXPECT_NEAR(r.per_sample[1].item<double>(), expected, 1e-4 * expected);
   expect_close(r.total, r.per_sample.mean(), 1e-5, "every sample counts");
+
+  // The segmentor phase of the same step: the pseudo mask for the unlabelled sample, the own masks
+  // for the labelled ones, on the generator phase's output.
+  const auto s = phased.phase_loss("segmentor", batch, outputs);
+  torch::Tensor seg_logits;
+  {
+    torch::NoGradGuard no_grad;
+    seg_logits = std::dynamic_pointer_cast<UNetImpl>(model->named_children()["segmentor"])->forward(y_all);
+  }
+  const torch::Tensor change = (y_all - batch.fields.at("image")).abs().sum(1);
+  const torch::Tensor w = (1 - change / change.flatten(1).amax(1).view({-1, 1, 1})).clamp_min(0.1);
+  const torch::Tensor truth = torch::stack({batch.fields.at("mask")[0][0], brain[0], batch.fields.at("mask")[2][0]}).to(torch::kLong);
+  const torch::Tensor expected_seg =
+      (torch::nn::functional::cross_entropy(seg_logits, truth, torch::nn::functional::CrossEntropyFuncOptions().reduction(torch::kNone)) * w)
+          .flatten(1)
+          .mean(1);
+  expect_close(s.per_sample, expected_seg, 1e-5, "segmentation: own masks and the pseudo mask");
 }
 
 TEST(PseudoHealthy, AlternatingPhasesRemoveTheLesionAndKeepTheRest) {
@@ -259,7 +278,11 @@ TEST(PseudoHealthy, ErrorsNameTheKey) {
               HasSubstr("no field \"mask\" (model.mask_field); its fields: image"));
   batch.fields["mask"] = torch::zeros({1, 16, 16});
   EXPECT_THAT(test_support::message_of([&] { phased.phase_loss("generator", batch, outputs); }),
-              HasSubstr("expected [B, 1, H, W]"));
+              HasSubstr("the field \"mask\" (model.mask_field) is [1, 16, 16]; expected [B, 1, H, W]"));
+  batch.fields["mask"] = torch::zeros({1, 1, 16, 16});
+  batch.fields["brain_mask"] = torch::ones({1, 16, 16});  // would broadcast across the batch
+  EXPECT_THAT(test_support::message_of([&] { phased.phase_loss("generator", batch, outputs); }),
+              HasSubstr("the field \"brain_mask\" (model.brain_field) is [1, 16, 16]"));
   EXPECT_THAT(test_support::message_of([] { model_registry().create(Config::parse("name: pseudo_healthy\nsegmentor: {width: 5}", "t")); }),
               HasSubstr("segmentor.width: a bilinear U-Net halves its widest level"));
   EXPECT_THAT(test_support::message_of([] { model_registry().create(Config::parse("name: pseudo_healthy\nsegmentor: {in_channels: 3}", "t")); }),

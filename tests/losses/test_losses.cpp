@@ -210,6 +210,11 @@ TEST(Losses, CrossEntropyPerPixelAgainstAMaskField) {
   const auto ignored = (*ce)(out, b);
   EXPECT_NEAR(ignored.total.item<double>(), (ln4 + 2 * ln4) / 3, 1e-6);
   EXPECT_NEAR(ignored.per_sample[0].item<double>(), ln4, 1e-6);
+  // Class probabilities shaped like the logits stay soft targets: sample 0's pixels at (1/2, 1/2).
+  b.fields["mask"] = torch::full({2, 2, 1, 2}, 0.5f);
+  const auto soft = (*ce)(out, b);
+  EXPECT_NEAR(soft.per_sample[0].item<double>(), 0.5 * (ln4 + ln43), 1e-6);
+  EXPECT_NEAR(soft.total.item<double>(), 0.5 * (ln4 + ln43), 1e-6);
 }
 
 }  // namespace facet::losses::test_losses

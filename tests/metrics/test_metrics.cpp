@@ -259,6 +259,12 @@ TEST(Metrics, DicePerClassFromSummedPixelCounts) {
   r = a->compute();
   EXPECT_NEAR(r.at("dice/background"), 6.0 / 9, 1e-12);
   EXPECT_NEAR(r.at("dice/mean"), (6.0 / 9 + 4.0 / 7) / 2, 1e-12);
+  // Ignored pixels (-100) count nowhere: the same counts with two more pixels marked so.
+  auto ignoring = make("{name: dice, names: [background, lesion]}");
+  ignoring->update(Outputs{{"logits", logits_of({1, 1, 0, 0, 1, 0})}},
+                   batch({{"mask", torch::tensor({1.f, 0.f, 1.f, 0.f, -100.f, -100.f}).view({1, 1, 1, 6})}}));
+  ignoring->update(Outputs{{"logits", logits_of({1, 0, 0, 0})}}, batch({{"mask", torch::tensor({1.f, 1.f, 0.f, 0.f}).view({1, 1, 1, 4})}}));
+  EXPECT_NEAR(ignoring->compute().at("dice/lesion"), 4.0 / 7, 1e-12);
   auto fresh = make("{name: dice, names: [background, lesion]}");  // nothing seen: the names, with no value
   EXPECT_TRUE(std::isnan(fresh->compute().at("dice/lesion")));
   EXPECT_TRUE(std::isnan(fresh->compute().at("dice/mean")));

@@ -4,15 +4,22 @@
 //             an unchanged slice's), averaged over slices, its peak the slice's brain intensity range.
 //             The reference's differs in three ways, none meaningful on normalised slices: its MSE is
 //             over the whole slice (background included), its peak a fixed 250 on de-normalised
-//             intensities, and it averages per case, then over cases;
+//             intensities, and it averages per case, then over cases. And SSIM (Wang et al. 2004: Gaussian window 11, σ 1.5, K 0.01 / 0.03, the map's mean
+//             over its valid part, per slice, averaged), between output and input with the lesion
+//             set to 0 in both, as the reference's MS-SSIM compares them (single-scale: MS-SSIM's
+//             five scales need 161 px); `data_range` is the images' (2 for slices in [-1, 1]);
+//             checked against scikit-image's structural_similarity;
 //   healthiness: 1 - (lesion pixels a segmentor finds on the outputs) / (those it finds on the
 //             inputs), over the whole evaluation set; 1 is healthy, 0 changed nothing.
+// A value with nothing to compute it from (no normal tissue, slices under 11 px, no segmentor
+// outputs) is NaN.
 //
-//   metrics: [{name: pseudo_healthy}]   # keys: output, image, mask, brain_mask, lesion_logits,
-//                                       # residual_lesion_logits (the model's output names)
+//   metrics: [{name: pseudo_healthy, data_range: 2}]   # keys: output, image, mask, brain_mask,
+//                    # lesion_logits, residual_lesion_logits (the model's output names)
 #include "metrics/metric.h"
 
 #include <cmath>
+#include <limits>
 
 namespace facet::metrics {
 namespace {
@@ -23,7 +30,8 @@ class PseudoHealthyMetric : public Metric {
       : output_(c.get<std::string>("output", "pseudo_healthy")), image_(c.get<std::string>("image", "image")),
         mask_(c.get<std::string>("mask", "mask")), brain_(c.get<std::string>("brain_mask", "brain_mask")),
         on_input_(c.get<std::string>("lesion_logits", "lesion_logits")),
-        on_output_(c.get<std::string>("residual_lesion_logits", "residual_lesion_logits")) {
+        on_output_(c.get<std::string>("residual_lesion_logits", "residual_lesion_logits")),
+        data_range_(c.get_in_range<double>("data_range", 2.0, Range::above(0))) {
     reset();
   }
 
@@ -42,6 +50,11 @@ class PseudoHealthyMetric : public Metric {
     const torch::Tensor range = torch::where(inside, xb, -big).amax(1) - torch::where(inside, xb, big).amin(1);
     const torch::Tensor counted = (n > 0) & (range > 0);
     const torch::Tensor psnr = (10 * (range.pow(2) / mse.clamp_min(1e-300)).log10()).clamp_max(100);
+    if (x.size(2) >= kWindow && x.size(3) >= kWindow) {
+      const torch::Tensor keep = 1 - m;
+      sums_[6] += ssim(y.mean(1, true) * keep, x.mean(1, true) * keep).sum();
+      sums_[7] += x.size(0);
+    }
     sums_[0] += abs_sum.sum();
     sums_[1] += n.sum();
     sums_[2] += torch::where(counted, psnr, torch::zeros_like(psnr)).sum();
@@ -53,15 +66,15 @@ class PseudoHealthyMetric : public Metric {
   }
 
   std::map<std::string, double> compute() const override {
-    std::map<std::string, double> out;
     const auto s = sums_.accessor<double, 1>();
-    if (s[1] > 0) out["identity/mae"] = s[0] / s[1];
-    if (s[3] > 0) out["identity/psnr"] = s[2] / s[3];
-    if (s[4] > 0) out["healthiness"] = 1 - s[5] / s[4];
-    return out;
+    const double nan = std::numeric_limits<double>::quiet_NaN();
+    return {{"identity/mae", s[1] > 0 ? s[0] / s[1] : nan},
+            {"identity/psnr", s[3] > 0 ? s[2] / s[3] : nan},
+            {"identity/ssim", s[7] > 0 ? s[6] / s[7] : nan},
+            {"healthiness", s[4] > 0 ? 1 - s[5] / s[4] : nan}};
   }
 
-  void reset() override { sums_ = torch::zeros({6}, torch::kDouble); }
+  void reset() override { sums_ = torch::zeros({8}, torch::kDouble); }
   torch::Tensor state() const override { return sums_.clone(); }
   void load_state(const torch::Tensor& summed) override { sums_ = summed.clone(); }
 
@@ -75,9 +88,28 @@ class PseudoHealthyMetric : public Metric {
     return outputs.at(name).detach().to(torch::kCPU, torch::kDouble);
   }
 
+  static constexpr int64_t kWindow = 11;
+
+  // Per-image SSIM of [B, 1, H, W] images: local statistics under a normalised 11-tap Gaussian
+  // (σ 1.5, scikit-image's truncate 3.5) in both directions, population covariances, the map's
+  // mean over the positions the window fits.
+  torch::Tensor ssim(const torch::Tensor& a, const torch::Tensor& b) const {
+    const torch::Tensor taps = torch::arange(kWindow, torch::kDouble) - (kWindow - 1) / 2;
+    torch::Tensor g = (-taps.pow(2) / (2 * 1.5 * 1.5)).exp();
+    g = g / g.sum();
+    const torch::Tensor rows = g.view({1, 1, kWindow, 1}), cols = g.view({1, 1, 1, kWindow});
+    const auto blur = [&](const torch::Tensor& t) { return torch::conv2d(torch::conv2d(t, rows), cols); };
+    const torch::Tensor ma = blur(a), mb = blur(b);
+    const torch::Tensor va = blur(a * a) - ma * ma, vb = blur(b * b) - mb * mb, cov = blur(a * b) - ma * mb;
+    const double c1 = std::pow(0.01 * data_range_, 2), c2 = std::pow(0.03 * data_range_, 2);
+    const torch::Tensor map = ((2 * ma * mb + c1) * (2 * cov + c2)) / ((ma * ma + mb * mb + c1) * (va + vb + c2));
+    return map.flatten(1).mean(1);
+  }
+
   std::string output_, image_, mask_, brain_, on_input_, on_output_;
+  double data_range_;
   // Σ |y - x| and the pixel count over normal brain; Σ slice PSNR and the slices counted; lesion
-  // pixels the segmentor finds on the inputs and on the outputs.
+  // pixels the segmentor finds on the inputs and on the outputs; Σ slice SSIM and the slices counted.
   torch::Tensor sums_;
 };
 

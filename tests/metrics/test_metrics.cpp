@@ -3,7 +3,9 @@
 // ABAW4 multi-task score, and merging states the way ranks do (sum, then load) on data split between
 // two metric objects.
 #include "core/config.h"
+#include "core/safetensors.h"
 #include "metrics/metric.h"
+#include "tests/support/paths.h"
 
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
@@ -226,13 +228,33 @@ TEST(Metrics, PseudoHealthyIdentityAndHealthiness) {
   EXPECT_NEAR(r.at("identity/mae"), 0.5 / 3, 1e-12);
   EXPECT_NEAR(r.at("identity/psnr"), 10 * std::log10(108.0), 1e-9);
   EXPECT_NEAR(r.at("healthiness"), 0.5, 1e-12);
+  EXPECT_TRUE(std::isnan(r.at("identity/ssim")));  // 2 x 2 slices: the 11 px window does not fit
   // Without the segmentor's outputs there is no healthiness, and the rest stays.
   m->reset();
   m->update(Outputs{{"pseudo_healthy", y}}, batch({{"image", x}, {"mask", mask}, {"brain_mask", brain}}));
-  EXPECT_FALSE(m->compute().contains("healthiness"));
+  EXPECT_TRUE(std::isnan(m->compute().at("healthiness")));
   EXPECT_NEAR(m->compute().at("identity/mae"), 0.5 / 3, 1e-12);
   EXPECT_THAT([&] { m->update(Outputs{{"pseudo_healthy", y}}, batch({{"image", x}})); },
               ::testing::ThrowsMessage<std::exception>(::testing::HasSubstr("no field \"mask\"")));
+}
+
+// SSIM of the normal tissue against scikit-image's structural_similarity (Gaussian 11 / 1.5, population
+// covariances, data range 2) on lesion-masked images (tools/golden/pseudo_healthy_golden.py).
+TEST(Metrics, PseudoHealthySsimMatchesScikitImage) {
+  const auto golden = safetensors::load(test_support::source_path("tests/fixtures/pseudo_healthy/ssim.safetensors"));
+  const torch::Tensor x = golden.at("x"), y = golden.at("y"), mask = golden.at("mask"), expected = golden.at("ssim");
+  auto m = make("{name: pseudo_healthy, data_range: 2}");
+  for (int64_t i = 0; i < x.size(0); ++i) {
+    m->reset();
+    m->update(Outputs{{"pseudo_healthy", y.narrow(0, i, 1)}}, batch({{"image", x.narrow(0, i, 1)}, {"mask", mask.narrow(0, i, 1)}}));
+    EXPECT_NEAR(m->compute().at("identity/ssim"), expected[i].item<double>(), 1e-6) << i;
+  }
+  m->reset();
+  m->update(Outputs{{"pseudo_healthy", y}}, batch({{"image", x}, {"mask", mask}}));
+  EXPECT_NEAR(m->compute().at("identity/ssim"), expected.mean().item<double>(), 1e-6);  // the mean over slices
+  m->reset();
+  m->update(Outputs{{"pseudo_healthy", x}}, batch({{"image", x}, {"mask", mask}}));
+  EXPECT_NEAR(m->compute().at("identity/ssim"), 1.0, 1e-12);
 }
 
 // Dice over a set of two batches: class 1 predicted at 3 pixels, true at 4, both at 2 -> TP 2, FP 1,

@@ -24,6 +24,9 @@ Files:
                                generator. / segmentor., a batch (image [3, 1, 16, 16], mask, brain_mask) and the phase
                                losses (generator: adversarial, identity, fill per sample; segmentor: segmentation per
                                sample) with the segmentor in training mode (batch statistics) for both phases.
+  ssim.safetensors             SSIM of the pseudo_healthy metric: x, y [3, 1, 24, 20] in [-1, 1], mask [3, 1, 24, 20]
+                               and ssim [3]: scikit-image's structural_similarity(y * (1 - mask), x * (1 - mask),
+                               gaussian_weights=True, sigma=1.5, use_sample_covariance=False, data_range=2) per image.
 Metadata of generator_tiny / unet_tiny: the parameter counts of the published configurations (generator_parameters,
 unet_parameters).
 """
@@ -213,6 +216,19 @@ def main():
                "loss.adversarial": adversarial.detach(), "loss.identity": identity.detach(), "loss.fill": fill.detach(),
                "loss.segmentation": segmentation.detach()}
     save(tensors, os.path.join(OUT, "losses.safetensors"), {})
+
+    from skimage.metrics import structural_similarity
+    x = torch.rand(3, 1, 24, 20) * 2 - 1
+    y = (x + 0.3 * torch.randn(3, 1, 24, 20)).clamp(-1, 1)
+    mask = torch.zeros(3, 1, 24, 20)
+    mask[0, :, 5:12, 4:9] = 1
+    mask[2, :, 10:20, 2:15] = 1
+    keep = (1 - mask).double().numpy()
+    ssim = [structural_similarity(y[i, 0].double().numpy() * keep[i, 0], x[i, 0].double().numpy() * keep[i, 0],
+                                  gaussian_weights=True, sigma=1.5, use_sample_covariance=False, data_range=2.0)
+            for i in range(3)]
+    save({"x": x, "y": y, "mask": mask, "ssim": torch.tensor(ssim, dtype=torch.float64)},
+         os.path.join(OUT, "ssim.safetensors"), {})
     print(published)
 
 

@@ -10,7 +10,8 @@
 //             five scales need 161 px); `data_range` is the images' (2 for slices in [-1, 1]);
 //             checked against scikit-image's structural_similarity;
 //   healthiness: 1 - (lesion pixels a segmentor finds on the outputs) / (those it finds on the
-//             inputs), over the whole evaluation set; 1 is healthy, 0 changed nothing.
+//             inputs), over the whole evaluation set; 1 is healthy, 0 changed nothing, below 0 the
+//             outputs show more lesion than the inputs did (an untrained generator).
 // A value with nothing to compute it from (no normal tissue, slices under 11 px, no segmentor
 // outputs) is NaN.
 //
@@ -114,7 +115,7 @@ class PseudoHealthyMetric : public Metric {
 };
 
 FACET_REGISTER(metric_registry(), "pseudo_healthy",
-               "Pseudo-healthy synthesis: identity (MAE, PSNR over normal brain) and healthiness (lesion pixels removed)",
+               "Pseudo-healthy synthesis: identity (MAE, PSNR, SSIM of the normal brain) and healthiness (lesion pixels removed)",
                [](const Config& c) { return std::make_shared<PseudoHealthyMetric>(c); });
 
 }  // namespace

@@ -389,6 +389,52 @@ class PseudoHealthyPictures : public Visualizer {
   int side_;
 };
 
+// Segmentation: per sample (those with a foreground in the truth first) the input, the true class
+// map and the predicted one (argmax of the logits), the maps on the classes' range.
+class SegmentationPictures : public Visualizer {
+ public:
+  explicit SegmentationPictures(const Config& c)
+      : logits_(c.get<std::string>("logits", "logits")), target_(c.get<std::string>("target", "mask")),
+        image_(c.get<std::string>("image", "image")), side_(c.get<int>("side", 160)) {}
+  std::string tag() const override { return "segmentation"; }
+  std::optional<Png> draw(const VisualInput& in, int64_t max_images) const override {
+    const torch::Tensor* image = find_field(in.batch, image_);
+    if (!image || image->dim() != 4 || !in.outputs.contains(logits_) || in.outputs.at(logits_).dim() != 4) return std::nullopt;
+    const torch::Tensor logits = in.outputs.at(logits_).detach().to(torch::kCPU, torch::kFloat);
+    if (logits.size(0) != image->size(0) || logits.size(2) != image->size(2) || logits.size(3) != image->size(3)) return std::nullopt;
+    const int64_t n = std::min(image->size(0), max_images);
+    if (n == 0) return std::nullopt;
+    const std::vector<double> classes{0.0, static_cast<double>(std::max<int64_t>(1, logits.size(1) - 1))};
+    const torch::Tensor predicted = logits.argmax(1, true).to(torch::kFloat);
+    const torch::Tensor* truth = find_field(in.batch, target_);
+    const bool has_truth = truth && truth->size(0) == image->size(0) && truth->numel() == predicted.numel();
+    std::vector<int64_t> order(static_cast<size_t>(image->size(0)));
+    std::iota(order.begin(), order.end(), 0);
+    if (has_truth) {
+      const torch::Tensor foreground = truth->detach().to(torch::kCPU).flatten(1).gt(0).any(1);
+      std::stable_partition(order.begin(), order.end(), [&](int64_t i) { return foreground[i].item<bool>(); });
+    }
+    const int64_t columns = has_truth ? 3 : 2;
+    TileSheet sheet(columns * n, side_, 1, columns);
+    for (int64_t k = 0; k < n; ++k) {
+      const int64_t i = order[static_cast<size_t>(k)], at = columns * k;
+      sheet.put(at, (*image)[i]);
+      sheet.caption(at, 0, in.batch.ids.size() > static_cast<size_t>(i) ? in.batch.ids[static_cast<size_t>(i)] : "input", {});
+      if (has_truth) {
+        sheet.put(at + 1, truth->detach().to(torch::kCPU, torch::kFloat)[i].view_as(predicted[i]), classes);
+        sheet.caption(at + 1, 0, "truth", {});
+      }
+      sheet.put(at + columns - 1, predicted[i], classes);
+      sheet.caption(at + columns - 1, 0, "predicted", {});
+    }
+    return sheet.encode();
+  }
+
+ private:
+  std::string logits_, target_, image_;
+  int side_;
+};
+
 // Text-to-image: each generated sample (in [0, 1]) captioned with the prompt it was made from.
 class PromptedSamples : public Visualizer {
  public:
@@ -445,6 +491,9 @@ FACET_REGISTER(visualizer_registry(), "prompted_samples",
 FACET_REGISTER(visualizer_registry(), "pseudo_healthy",
                "Pseudo-healthy synthesis: input, output on the input's window, and their difference (output, image, side)",
                [](const Config& c) { return std::make_shared<PseudoHealthyPictures>(c); });
+FACET_REGISTER(visualizer_registry(), "segmentation",
+               "Segmentation: input, true and predicted class maps (logits, target, image, side)",
+               [](const Config& c) { return std::make_shared<SegmentationPictures>(c); });
 FACET_REGISTER(visualizer_registry(), "samples", "A grid of generated samples (samples)",
                [](const Config& c) { return std::make_shared<Samples>(c); });
 

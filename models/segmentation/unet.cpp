@@ -124,6 +124,7 @@ class UNetModel : public Model {
            join(batch.fields.keys()));
     return {{"logits", unet->forward(batch.fields.at(options_.image_field))}};
   }
+  std::string default_visualizer() const override { return "segmentation"; }
 
   UNet unet{nullptr};
 

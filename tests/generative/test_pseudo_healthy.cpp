@@ -306,6 +306,19 @@ TEST(PseudoHealthy, PicturesShowInputOutputAndDifference) {
   EXPECT_GT(png->width, 3 * 160);
   outputs["pseudo_healthy"] = torch::rand({2, 1, 12, 12});  // not the input's shape: nothing to draw
   EXPECT_FALSE(vis->draw(train::VisualInput{batch, outputs, names}, 8).has_value());
+
+  // The segmentor's picture: input, truth and prediction per sample; without truth, two columns.
+  auto seg = train::visualizer_registry().create(Config::parse("name: segmentation", "test"));
+  batch.fields["mask"] = (torch::rand({2, 1, 24, 24}) > 0.5).to(torch::kFloat);
+  const Outputs logits{{"logits", torch::randn({2, 2, 24, 24})}};
+  const auto three = seg->draw(train::VisualInput{batch, logits, names}, 8);
+  ASSERT_TRUE(three.has_value());
+  EXPECT_GT(three->width, 3 * 160);
+  batch.fields.erase("mask");
+  const auto two = seg->draw(train::VisualInput{batch, logits, names}, 8);
+  ASSERT_TRUE(two.has_value());
+  EXPECT_LT(two->width, 3 * 160);
+  EXPECT_EQ(model_registry().create(Config::parse("name: unet\nwidth: 2", "t"))->default_visualizer(), "segmentation");
 }
 
 // Model `unet` segments, and its checkpoint becomes pseudo_healthy's reference segmentor with the

@@ -1,5 +1,6 @@
 // Classification losses: cross-entropy with label smoothing and an ignored label (missing labels),
 // per sample or per pixel (segmentation).
+#include "data/class_map.h"
 #include "losses/loss.h"
 
 namespace facet::losses {
@@ -18,12 +19,8 @@ class CrossEntropy : public Loss {
 
   LossResult operator()(const Outputs& outputs, const data::Batch& batch) override {
     const auto logits = outputs.at(logits_).to(torch::kFloat);
-    auto target = batch.fields.at(target_);
-    // Dense (segmentation): logits [B, C, H, W] against a class map [B, H, W], or a mask field
-    // [B, 1, H, W] of class numbers in float (0/1 lesion masks).
-    // Class probabilities shaped like the logits stay as they are (torch's soft targets).
-    if (logits.dim() > 2 && target.dim() == logits.dim() && target.size(1) == 1 && logits.size(1) > 1) target = target.squeeze(1);
-    if (logits.dim() > 2 && target.dim() == logits.dim() - 1 && target.is_floating_point()) target = target.round().to(torch::kLong);
+    // Dense (segmentation): a class map or mask field; class probabilities stay soft targets.
+    const auto target = data::class_map(batch.fields.at(target_), logits);
     const auto per_element = torch::nn::functional::cross_entropy(
         logits, target,
         torch::nn::functional::CrossEntropyFuncOptions().reduction(torch::kNone).label_smoothing(smoothing_).ignore_index(ignore_index_));

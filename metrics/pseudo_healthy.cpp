@@ -32,7 +32,7 @@ class PseudoHealthyMetric : public Metric {
         mask_(c.get<std::string>("mask", "mask")), brain_(c.get<std::string>("brain_mask", "brain_mask")),
         on_input_(c.get<std::string>("lesion_logits", "lesion_logits")),
         on_output_(c.get<std::string>("residual_lesion_logits", "residual_lesion_logits")),
-        data_range_(c.get_in_range<double>("data_range", 2.0, Range::above(0))) {
+        data_range_(c.get_in_range<double>("data_range", 2.0, Range::above(0))), gaussian_(ssim_window()) {
     reset();
   }
 
@@ -94,11 +94,13 @@ class PseudoHealthyMetric : public Metric {
   // Per-image SSIM of [B, 1, H, W] images: local statistics under a normalised 11-tap Gaussian
   // (σ 1.5, scikit-image's truncate 3.5) in both directions, population covariances, the map's
   // mean over the positions the window fits.
-  torch::Tensor ssim(const torch::Tensor& a, const torch::Tensor& b) const {
+  static torch::Tensor ssim_window() {
     const torch::Tensor taps = torch::arange(kWindow, torch::kDouble) - (kWindow - 1) / 2;
-    torch::Tensor g = (-taps.pow(2) / (2 * 1.5 * 1.5)).exp();
-    g = g / g.sum();
-    const torch::Tensor rows = g.view({1, 1, kWindow, 1}), cols = g.view({1, 1, 1, kWindow});
+    const torch::Tensor g = (-taps.pow(2) / (2 * 1.5 * 1.5)).exp();
+    return g / g.sum();
+  }
+  torch::Tensor ssim(const torch::Tensor& a, const torch::Tensor& b) const {
+    const torch::Tensor rows = gaussian_.view({1, 1, kWindow, 1}), cols = gaussian_.view({1, 1, 1, kWindow});
     const auto blur = [&](const torch::Tensor& t) { return torch::conv2d(torch::conv2d(t, rows), cols); };
     const torch::Tensor ma = blur(a), mb = blur(b);
     const torch::Tensor va = blur(a * a) - ma * ma, vb = blur(b * b) - mb * mb, cov = blur(a * b) - ma * mb;
@@ -109,6 +111,7 @@ class PseudoHealthyMetric : public Metric {
 
   std::string output_, image_, mask_, brain_, on_input_, on_output_;
   double data_range_;
+  torch::Tensor gaussian_;  // the normalised 11-tap window, float64
   // Σ |y - x| and the pixel count over normal brain; Σ slice PSNR and the slices counted; lesion
   // pixels the segmentor finds on the inputs and on the outputs; Σ slice SSIM and the slices counted.
   torch::Tensor sums_;

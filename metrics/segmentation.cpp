@@ -5,6 +5,7 @@
 // `classes` defaults to the number of names (at least 2). Reports dice/<name> for every class but the background (class 0; include_background: true adds
 // it) and dice/mean over those; a class absent from both prediction and truth is NaN (not a number:
 // never a best result) and left out of the mean.
+#include "data/class_map.h"
 #include "metrics/metric.h"
 
 #include <limits>
@@ -25,10 +26,8 @@ class Dice : public Metric {
     if (!outputs.contains(logits_)) fail("dice: the model gives no output \"{}\"", logits_);
     if (!batch.fields.contains(target_)) fail("dice: the batch has no field \"{}\"", target_);
     const torch::Tensor logits = outputs.at(logits_).detach();
-    torch::Tensor target = batch.fields.at(target_).to(logits.device());
     if (logits.dim() < 3) fail("dice: {} is {}; expected [B, classes, H, W]", logits_, logits.sizes());
-    if (target.dim() == logits.dim() && target.size(1) == 1) target = target.squeeze(1);
-    target = target.round().to(torch::kLong);
+    const torch::Tensor target = data::class_map(batch.fields.at(target_).to(logits.device()), logits);
     const int64_t classes = logits.size(1);
     if (classes != classes_) fail("dice: {} has {} classes, the metric {} (set metrics[].classes or names)", logits_, classes, classes_);
     if (target.sizes() != logits.argmax(1).sizes())

@@ -89,6 +89,18 @@ std::string label_name(const std::vector<std::string>& names, int64_t i) {
   return i >= 0 && i < static_cast<int64_t>(names.size()) ? names[static_cast<size_t>(i)] : std::to_string(i);
 }
 
+// Sample indices 0..n-1 with those whose `field` (a mask) has any foreground first, in order
+// (an evaluation batch of consecutive slices often starts without one); 0..n-1 without the field.
+std::vector<int64_t> foreground_first(const data::Batch& batch, const std::string& field, int64_t n) {
+  std::vector<int64_t> order(static_cast<size_t>(n));
+  std::iota(order.begin(), order.end(), 0);
+  const torch::Tensor* mask = find_field(batch, field);
+  if (!mask || mask->size(0) != n) return order;
+  const torch::Tensor foreground = mask->detach().to(torch::kCPU).flatten(1).gt(0).any(1);
+  std::stable_partition(order.begin(), order.end(), [&](int64_t i) { return foreground[i].item<bool>(); });
+  return order;
+}
+
 int64_t shown(const data::Batch& batch, int64_t max_images) {
   const torch::Tensor* image = find_field(batch, "image");
   return image ? std::min(image->size(0), max_images) : 0;
@@ -363,13 +375,7 @@ class PseudoHealthyPictures : public Visualizer {
     if (n == 0) return std::nullopt;
     const torch::Tensor x = image->detach().to(torch::kCPU, torch::kFloat);
     const torch::Tensor y = in.outputs.at(key_).detach().to(torch::kCPU, torch::kFloat);
-    // Samples with a lesion first (an evaluation batch of consecutive slices often starts without).
-    std::vector<int64_t> order(static_cast<size_t>(x.size(0)));
-    std::iota(order.begin(), order.end(), 0);
-    if (const torch::Tensor* mask = find_field(in.batch, "mask"); mask && mask->size(0) == x.size(0)) {
-      const torch::Tensor has_lesion = mask->detach().to(torch::kCPU).flatten(1).gt(0).any(1);
-      std::stable_partition(order.begin(), order.end(), [&](int64_t i) { return has_lesion[i].item<bool>(); });
-    }
+    const std::vector<int64_t> order = foreground_first(in.batch, "mask", x.size(0));
     TileSheet sheet(3 * n, side_, 1, 3);
     for (int64_t k = 0; k < n; ++k) {
       const int64_t i = order[static_cast<size_t>(k)];
@@ -408,12 +414,7 @@ class SegmentationPictures : public Visualizer {
     const torch::Tensor predicted = logits.argmax(1, true).to(torch::kFloat);
     const torch::Tensor* truth = find_field(in.batch, target_);
     const bool has_truth = truth && truth->size(0) == image->size(0) && truth->numel() == predicted.numel();
-    std::vector<int64_t> order(static_cast<size_t>(image->size(0)));
-    std::iota(order.begin(), order.end(), 0);
-    if (has_truth) {
-      const torch::Tensor foreground = truth->detach().to(torch::kCPU).flatten(1).gt(0).any(1);
-      std::stable_partition(order.begin(), order.end(), [&](int64_t i) { return foreground[i].item<bool>(); });
-    }
+    const std::vector<int64_t> order = foreground_first(in.batch, has_truth ? target_ : "", image->size(0));
     const int64_t columns = has_truth ? 3 : 2;
     TileSheet sheet(columns * n, side_, 1, columns);
     for (int64_t k = 0; k < n; ++k) {

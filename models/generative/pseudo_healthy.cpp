@@ -2,6 +2,7 @@
 #include "models/generative/pseudo_healthy.h"
 
 #include "core/text.h"
+#include "data/class_map.h"
 #include "models/model.h"
 
 #include <algorithm>
@@ -166,8 +167,8 @@ class PseudoHealthy : public Model, public PhasedObjective {
       const torch::Tensor change = (y - x).abs().sum(1);  // [B, H, W]
       const torch::Tensor largest = change.flatten(1).amax(1).clamp_min(1e-12).view({-1, 1, 1});
       const torch::Tensor pixel_weight = (1 - change / largest).clamp_min(options_.min_pixel_weight);
-      const torch::Tensor ce = F::cross_entropy(logits, t.mask.squeeze(1).round().to(torch::kLong),
-                                                F::CrossEntropyFuncOptions().reduction(torch::kNone));
+      const torch::Tensor ce =
+          F::cross_entropy(logits, data::class_map(t.mask, logits), F::CrossEntropyFuncOptions().reduction(torch::kNone));
       const torch::Tensor segmentation = sample_mean(ce * pixel_weight);
       r.parts["segmentation"] = weighted_mean(segmentation, t.weight);
       per_sample = options_.segmentor_weight * segmentation;
